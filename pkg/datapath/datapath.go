@@ -1,0 +1,98 @@
+// Package datapath is the interface between weft's control plane and the
+// code that forwards pod traffic between nodes. Implementations (package
+// datapath/kernel, package datapath/ebpf) know nothing of etcd or Kubernetes:
+// they are told what this node is and which peers exist, and make the kernel
+// state equal to that.
+package datapath
+
+import (
+	"context"
+	"net"
+	"net/netip"
+)
+
+// Mode is how traffic to one peer's subnet is carried.
+type Mode string
+
+// Modes of a peer.
+const (
+	// ModeVXLAN encapsulates in VXLAN (UDP) to the peer's node IP.
+	ModeVXLAN Mode = "vxlan"
+	// ModeHostGW routes unchanged with the peer's node IP as next hop.
+	ModeHostGW Mode = "host-gw"
+)
+
+// Node describes this node to a datapath.
+type Node struct {
+	// NodeIP is the address peers send to (flannel's PublicIP).
+	NodeIP netip.Addr
+	// Uplink is the name of the interface that carries NodeIP's traffic.
+	Uplink string
+	// Network is the cluster's pod network (e.g. 10.244.0.0/16).
+	Network netip.Prefix
+	// Backend is ModeVXLAN or ModeHostGW.
+	Backend Mode
+	// VNI and Port are the VXLAN network identifier and UDP port.
+	VNI, Port int
+	// DirectRouting carries traffic to peers on the uplink's L2 segment as
+	// host-gw even when Backend is ModeVXLAN.
+	DirectRouting bool
+	// GBP and Learning are the kernel vxlan device options of those names.
+	GBP, Learning bool
+	// MTU of the vxlan device; 0 means uplink MTU - 50.
+	MTU int
+}
+
+// Info is what a datapath reports after Setup, to be published in the lease
+// and the subnet file.
+type Info struct {
+	// VtepMAC is this node's VXLAN tunnel endpoint MAC (nil for host-gw).
+	VtepMAC net.HardwareAddr
+	// MTU is the MTU pods must use.
+	MTU int
+}
+
+// Peer is another node's subnet as the datapath must reach it.
+type Peer struct {
+	Subnet  netip.Prefix
+	NodeIP  netip.Addr
+	VtepMAC net.HardwareAddr // vxlan leases only
+	// Mode is decided by the datapath from Node.Backend and DirectRouting;
+	// callers leave it empty.
+	Mode Mode
+}
+
+// Counter is one datapath counter, as exported for metrics.
+type Counter struct {
+	// Backend is e.g. "vxlan-ebpf", "host-gw-ebpf", "vxlan-kernel".
+	Backend string
+	// Direction is "tx" or "rx"; empty for drops.
+	Direction string
+	// Reason is the drop reason; empty for forwarded traffic.
+	Reason  string
+	Packets uint64
+	Bytes   uint64
+}
+
+// Datapath forwards pod traffic between nodes.
+type Datapath interface {
+	// Name is "ebpf" or "kernel".
+	Name() string
+	// Setup creates or adopts the node-level state (devices, programs) for
+	// node. It is idempotent and keeps state left by an earlier process, so
+	// a restart does not interrupt traffic.
+	Setup(ctx context.Context, node Node) (Info, error)
+	// SetSubnet configures this node's own pod subnet. Idempotent.
+	SetSubnet(ctx context.Context, subnet netip.Prefix) error
+	// Sync makes the forwarding state equal to peers: it adds what is
+	// missing, repairs what differs and removes what no peer backs. It is
+	// idempotent and safe to call at any time.
+	Sync(ctx context.Context, peers []Peer) error
+	// Stats reads the datapath's counters.
+	Stats() ([]Counter, error)
+	// Close releases what the process holds and leaves the kernel state in
+	// place (hitless restart).
+	Close() error
+	// Cleanup removes everything the datapath created (uninstall).
+	Cleanup(ctx context.Context) error
+}

@@ -1,0 +1,72 @@
+// Package lease defines the subnet lease model shared by the lease sources
+// (etcd in package lease/etcd, Kubernetes in package lease/kube) and the
+// control plane that consumes them. A lease source never touches the datapath.
+package lease
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"time"
+
+	"github.com/weftnet/weft/pkg/netconf"
+)
+
+// Attrs are what a node publishes with its lease, in flannel's JSON layout
+// ({"PublicIP":...,"BackendType":...,"BackendData":...}).
+type Attrs struct {
+	PublicIP    netip.Addr      `json:"PublicIP"`
+	PublicIPv6  *netip.Addr     `json:"PublicIPv6"`
+	BackendType string          `json:"BackendType"`
+	BackendData json.RawMessage `json:"BackendData,omitempty"`
+}
+
+// Lease is one node's claim on a pod subnet.
+type Lease struct {
+	Subnet netip.Prefix
+	Attrs  Attrs
+	// Expiration is when the lease runs out; zero for a permanent reservation
+	// or a lease source without expiry (Kubernetes).
+	Expiration time.Time
+}
+
+// VXLANData is the BackendData of a vxlan lease.
+type VXLANData struct {
+	VNI     int    `json:"VNI"`
+	VtepMAC string `json:"VtepMAC"`
+}
+
+// VtepMAC decodes the VTEP MAC of a vxlan lease.
+func (l Lease) VtepMAC() (net.HardwareAddr, error) {
+	var d VXLANData
+	if err := json.Unmarshal(l.Attrs.BackendData, &d); err != nil {
+		return nil, fmt.Errorf("lease %s: decode vxlan BackendData: %w", l.Subnet, err)
+	}
+	mac, err := net.ParseMAC(d.VtepMAC)
+	if err != nil {
+		return nil, fmt.Errorf("lease %s: VtepMAC %q: %w", l.Subnet, d.VtepMAC, err)
+	}
+	return mac, nil
+}
+
+// Manager is a source of subnet leases.
+type Manager interface {
+	// NetworkConfig returns the cluster's network configuration.
+	NetworkConfig(ctx context.Context) (*netconf.Config, error)
+	// Acquire obtains this node's lease: the lease that already carries
+	// attrs.PublicIP if there is one, else hint if it is valid and free, else
+	// a free subnet. Two nodes never hold one subnet.
+	Acquire(ctx context.Context, attrs Attrs, hint netip.Prefix) (Lease, error)
+	// Keep holds the lease until ctx ends: it renews it before it expires and
+	// reacquires it (same subnet first) if it vanishes, retrying with backoff
+	// while the source is unreachable. It calls changed whenever the held lease
+	// changes (renewed expiry or a new subnet). It never gives up on its own.
+	Keep(ctx context.Context, l Lease, changed func(Lease))
+	// Watch calls update with the complete set of valid leases, the own one
+	// included, each time that set changes, until ctx ends. While the source is
+	// unreachable it keeps the last set and retries; leases it cannot parse
+	// are logged and left out.
+	Watch(ctx context.Context, update func([]Lease))
+}
