@@ -1,0 +1,211 @@
+// Package kernel is weft's kernel datapath: a vxlan device flannel.<VNI>,
+// routes, neighbour and fdb entries programmed exactly as flannel's vxlan
+// and host-gw backends do, so weft and flannel nodes interoperate.
+//
+// Every method works in the network namespace of the calling OS thread (the
+// netlink package's default handle opens a socket per request there).
+package kernel
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/pkg/datapath"
+)
+
+// Datapath is the kernel datapath. The zero value is not usable; call New.
+type Datapath struct {
+	mu sync.Mutex
+	// node is set by Setup; ok reports whether Setup has succeeded once.
+	node datapath.Node
+	ok   bool
+	// subnet is this node's own pod subnet (from SetSubnet).
+	subnet netip.Prefix
+	// mac is the VTEP MAC this process has reported; a device recreated
+	// after drift gets it back so published leases stay valid.
+	mac net.HardwareAddr
+	// rejected holds the peer problems logged by the previous Sync, so a
+	// periodic resync does not repeat the same warning.
+	rejected map[string]bool
+}
+
+var _ datapath.Datapath = (*Datapath)(nil)
+
+// New returns a kernel datapath; nothing is touched until Setup.
+func New() *Datapath {
+	return &Datapath{rejected: map[string]bool{}}
+}
+
+// Name returns "kernel".
+func (d *Datapath) Name() string { return "kernel" }
+
+// Setup turns IPv4 forwarding on and, for vxlan, creates or adopts the
+// flannel.<VNI> device. It keeps a compatible existing device (and its MAC).
+func (d *Datapath) Setup(ctx context.Context, node datapath.Node) (datapath.Info, error) {
+	if err := ctx.Err(); err != nil {
+		return datapath.Info{}, err
+	}
+	node, err := normalize(node)
+	if err != nil {
+		return datapath.Info{}, err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if err := enableForwarding(); err != nil {
+		return datapath.Info{}, err
+	}
+	uplink, err := findUplink(node.Uplink)
+	if err != nil {
+		return datapath.Info{}, err
+	}
+	d.node, d.ok = node, true
+	if node.Backend == datapath.ModeHostGW {
+		return datapath.Info{MTU: uplink.Attrs().MTU}, nil
+	}
+	dev, err := d.ensureDevice(uplink)
+	if err != nil {
+		return datapath.Info{}, err
+	}
+	if d.subnet.IsValid() {
+		if err := ensureAddress(dev, d.subnet); err != nil {
+			return datapath.Info{}, err
+		}
+	}
+	return datapath.Info{VtepMAC: d.mac, MTU: dev.Attrs().MTU}, nil
+}
+
+// SetSubnet records this node's pod subnet; for vxlan it puts the subnet's
+// network address as a /32 on the device, replacing any other address.
+func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if !subnet.IsValid() || !subnet.Addr().Is4() || subnet != subnet.Masked() {
+		return fmt.Errorf("set subnet: %s is not a masked IPv4 prefix", subnet)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.ok {
+		return errors.New("set subnet: Setup has not succeeded yet")
+	}
+	d.subnet = subnet
+	if d.node.Backend == datapath.ModeHostGW {
+		return nil
+	}
+	dev, err := netlink.LinkByName(DeviceName(d.node.VNI))
+	if err != nil {
+		return fmt.Errorf("set subnet %s: find %s: %w", subnet, DeviceName(d.node.VNI), err)
+	}
+	return ensureAddress(dev, subnet)
+}
+
+// Stats returns the vxlan device's packet, byte, drop and error counters;
+// host-gw has none.
+func (d *Datapath) Stats() ([]datapath.Counter, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.ok || d.node.Backend == datapath.ModeHostGW {
+		return nil, nil
+	}
+	dev, err := netlink.LinkByName(DeviceName(d.node.VNI))
+	if err != nil {
+		return nil, fmt.Errorf("read stats of %s: %w", DeviceName(d.node.VNI), err)
+	}
+	s := dev.Attrs().Statistics
+	if s == nil {
+		return nil, fmt.Errorf("read stats of %s: kernel reported none", DeviceName(d.node.VNI))
+	}
+	const backend = "vxlan-kernel"
+	return []datapath.Counter{
+		{Backend: backend, Direction: "rx", Packets: s.RxPackets, Bytes: s.RxBytes},
+		{Backend: backend, Direction: "tx", Packets: s.TxPackets, Bytes: s.TxBytes},
+		{Backend: backend, Reason: "device_rx_dropped", Packets: s.RxDropped},
+		{Backend: backend, Reason: "device_tx_dropped", Packets: s.TxDropped},
+		{Backend: backend, Reason: "device_rx_errors", Packets: s.RxErrors},
+		{Backend: backend, Reason: "device_tx_errors", Packets: s.TxErrors},
+	}, nil
+}
+
+// Close releases nothing: all state lives in the kernel and stays there so a
+// restarted process adopts it without interrupting traffic.
+func (d *Datapath) Close() error { return nil }
+
+// Cleanup deletes the flannel.<VNI> device (and with it every route on it)
+// and the host-gw routes this datapath owns on the uplink. Without a prior
+// Setup the node is unknown: it then deletes every vxlan device named
+// flannel.<N> and leaves host-gw routes alone (it cannot tell them apart).
+func (d *Datapath) Cleanup(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.ok {
+		return deleteAllDevices()
+	}
+	var errs []error
+	if d.node.Backend == datapath.ModeVXLAN {
+		errs = append(errs, deleteDevice(DeviceName(d.node.VNI)))
+	}
+	if uplink, err := findUplink(d.node.Uplink); err != nil {
+		errs = append(errs, err)
+	} else {
+		errs = append(errs, d.cleanupUplinkRoutes(uplink.Attrs().Index))
+	}
+	return errors.Join(errs...)
+}
+
+// cleanupUplinkRoutes deletes every route this datapath owns on the uplink.
+func (d *Datapath) cleanupUplinkRoutes(uplinkIndex int) error {
+	routes, err := d.ownedRoutes(0, uplinkIndex)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range routes {
+		if err := ignoreNotFound(netlink.RouteDel(&r)); err != nil {
+			errs = append(errs, fmt.Errorf("delete route %s: %w", routeOf(r), err))
+			continue
+		}
+		slog.Info("removed route", "route", routeOf(r).String())
+	}
+	return errors.Join(errs...)
+}
+
+// normalize checks node and fills in defaults.
+func normalize(node datapath.Node) (datapath.Node, error) {
+	switch {
+	case node.Backend != datapath.ModeVXLAN && node.Backend != datapath.ModeHostGW:
+		return node, fmt.Errorf("backend %q is not supported by the kernel datapath: use vxlan or host-gw", node.Backend)
+	case !node.NodeIP.Is4():
+		return node, fmt.Errorf("node IP %s is not IPv4: set --public-ip or --iface to an IPv4 interface", node.NodeIP)
+	case node.Uplink == "":
+		return node, errors.New("no uplink interface: set --iface")
+	case !node.Network.IsValid() || !node.Network.Addr().Is4():
+		return node, fmt.Errorf("network %s is not an IPv4 prefix: fix Network in net-conf.json", node.Network)
+	}
+	node.Network = node.Network.Masked()
+	if node.Backend == datapath.ModeHostGW {
+		return node, nil
+	}
+	if node.VNI < 0 || node.VNI >= 1<<24 {
+		return node, fmt.Errorf("VNI %d out of range: set Backend.VNI in net-conf.json to 0..16777215", node.VNI)
+	}
+	if node.MTU < 0 {
+		return node, fmt.Errorf("MTU %d is negative: set Backend.MTU in net-conf.json to 0 (automatic) or a size", node.MTU)
+	}
+	if node.Port == 0 {
+		node.Port = DefaultPort
+	}
+	if node.Port < 0 || node.Port > 65535 {
+		return node, fmt.Errorf("vxlan port %d out of range: set Backend.Port in net-conf.json to 1..65535", node.Port)
+	}
+	return node, nil
+}

@@ -1,0 +1,226 @@
+package kernel
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/pkg/datapath"
+)
+
+var (
+	network = netip.MustParsePrefix("10.244.0.0/16")
+	own     = netip.MustParsePrefix("10.244.1.0/24")
+	vxNode  = datapath.Node{
+		NodeIP: netip.MustParseAddr("192.168.0.1"), Uplink: "eth0",
+		Network: network, Backend: datapath.ModeVXLAN, VNI: 1, Port: 8472,
+	}
+	mac2 = net.HardwareAddr{0x02, 0, 0, 0, 0, 2}
+	mac3 = net.HardwareAddr{0x02, 0, 0, 0, 0, 3}
+)
+
+func pfx(s string) netip.Prefix { return netip.MustParsePrefix(s) }
+func ip(s string) netip.Addr    { return netip.MustParseAddr(s) }
+
+func TestCheckPeer(t *testing.T) {
+	good := datapath.Peer{Subnet: pfx("10.244.2.0/24"), NodeIP: ip("192.168.0.2"), VtepMAC: mac2}
+	hostGW := vxNode
+	hostGW.Backend = datapath.ModeHostGW
+	cases := []struct {
+		name  string
+		node  datapath.Node
+		own   netip.Prefix
+		peer  func(p *datapath.Peer)
+		valid bool
+	}{
+		{"valid", vxNode, own, func(*datapath.Peer) {}, true},
+		{"own subnet unknown", vxNode, netip.Prefix{}, func(*datapath.Peer) {}, true},
+		{"host-gw needs no MAC", hostGW, own, func(p *datapath.Peer) { p.VtepMAC = nil }, true},
+		{"no MAC", vxNode, own, func(p *datapath.Peer) { p.VtepMAC = nil }, false},
+		{"zero MAC", vxNode, own, func(p *datapath.Peer) { p.VtepMAC = make(net.HardwareAddr, 6) }, false},
+		{"multicast MAC", vxNode, own, func(p *datapath.Peer) { p.VtepMAC = net.HardwareAddr{1, 0, 0x5e, 0, 0, 1} }, false},
+		{"outside network", vxNode, own, func(p *datapath.Peer) { p.Subnet = pfx("10.245.2.0/24") }, false},
+		{"wider than network", vxNode, own, func(p *datapath.Peer) { p.Subnet = pfx("10.0.0.0/8") }, false},
+		{"own subnet", vxNode, own, func(p *datapath.Peer) { p.Subnet = own }, false},
+		{"inside own subnet", vxNode, own, func(p *datapath.Peer) { p.Subnet = pfx("10.244.1.128/25") }, false},
+		{"unmasked", vxNode, own, func(p *datapath.Peer) { p.Subnet = pfx("10.244.2.1/24") }, false},
+		{"IPv6 subnet", vxNode, own, func(p *datapath.Peer) { p.Subnet = pfx("fd00::/64") }, false},
+		{"no node IP", vxNode, own, func(p *datapath.Peer) { p.NodeIP = netip.Addr{} }, false},
+		{"own node IP", vxNode, own, func(p *datapath.Peer) { p.NodeIP = vxNode.NodeIP }, false},
+	}
+	for _, c := range cases {
+		p := good
+		c.peer(&p)
+		reason := checkPeer(c.node, c.own, p)
+		if (reason == "") != c.valid {
+			t.Errorf("%s: checkPeer = %q, want valid=%v", c.name, reason, c.valid)
+		}
+	}
+}
+
+func TestBuildDesired(t *testing.T) {
+	peers := []datapath.Peer{
+		{Subnet: pfx("10.244.3.0/24"), NodeIP: ip("192.168.0.3"), VtepMAC: mac3, Mode: datapath.ModeVXLAN},
+		{Subnet: pfx("10.244.2.0/24"), NodeIP: ip("192.168.0.2"), VtepMAC: mac2, Mode: datapath.ModeVXLAN},
+		{Subnet: pfx("10.244.4.0/24"), NodeIP: ip("192.168.0.4"), Mode: datapath.ModeHostGW},
+		// Duplicates lose to the peer that sorts first.
+		{Subnet: pfx("10.244.2.0/24"), NodeIP: ip("192.168.0.9"), VtepMAC: mac3, Mode: datapath.ModeVXLAN},
+		{Subnet: pfx("10.244.5.0/24"), NodeIP: ip("192.168.0.5"), VtepMAC: mac2, Mode: datapath.ModeVXLAN},
+	}
+	d, rejected := buildDesired(peers, 7, 2)
+	if len(rejected) != 2 {
+		t.Fatalf("rejected %v, want the duplicate subnet and the duplicate MAC", rejected)
+	}
+	if rejected[0].peer.NodeIP != ip("192.168.0.9") || rejected[1].peer.Subnet != pfx("10.244.5.0/24") {
+		t.Errorf("rejected the wrong peers: %v", rejected)
+	}
+	wantRoutes := map[netip.Prefix]route{
+		pfx("10.244.2.0/24"): {dst: pfx("10.244.2.0/24"), gw: ip("10.244.2.0"), link: 7, onlink: true},
+		pfx("10.244.3.0/24"): {dst: pfx("10.244.3.0/24"), gw: ip("10.244.3.0"), link: 7, onlink: true},
+		pfx("10.244.4.0/24"): {dst: pfx("10.244.4.0/24"), gw: ip("192.168.0.4"), link: 2},
+	}
+	if len(d.routes) != len(wantRoutes) {
+		t.Fatalf("routes %v, want %v", d.routes, wantRoutes)
+	}
+	for k, w := range wantRoutes {
+		if d.routes[k] != w {
+			t.Errorf("route %s = %+v, want %+v", k, d.routes[k], w)
+		}
+	}
+	if len(d.neighs) != 2 || d.neighs[ip("10.244.2.0")].String() != mac2.String() || d.neighs[ip("10.244.3.0")].String() != mac3.String() {
+		t.Errorf("neighs %v", d.neighs)
+	}
+	if len(d.fdb) != 2 || d.fdb[mac2.String()].dst != ip("192.168.0.2") || d.fdb[mac3.String()].dst != ip("192.168.0.3") {
+		t.Errorf("fdb %v", d.fdb)
+	}
+}
+
+func TestPlanRoutes(t *testing.T) {
+	vx := route{dst: pfx("10.244.2.0/24"), gw: ip("10.244.2.0"), link: 7, onlink: true}
+	moved := route{dst: pfx("10.244.3.0/24"), gw: ip("192.168.0.3"), link: 2}
+	flagsOnly := route{dst: pfx("10.244.4.0/24"), gw: ip("10.244.4.0"), link: 7, onlink: true}
+	missing := route{dst: pfx("10.244.5.0/24"), gw: ip("10.244.5.0"), link: 7, onlink: true}
+	want := map[netip.Prefix]route{vx.dst: vx, moved.dst: moved, flagsOnly.dst: flagsOnly, missing.dst: missing}
+
+	kernelRoute := func(r route) netlink.Route { return r.netlink() }
+	wasVXLAN := kernelRoute(route{dst: moved.dst, gw: ip("10.244.3.0"), link: 7, onlink: true})
+	noOnlink := kernelRoute(flagsOnly)
+	noOnlink.Flags = 0
+	metric := kernelRoute(vx)
+	metric.Priority = 100
+	stale := kernelRoute(route{dst: pfx("10.244.9.0/24"), gw: ip("10.244.9.0"), link: 7, onlink: true})
+	current := []netlink.Route{kernelRoute(vx), wasVXLAN, noOnlink, metric, stale}
+
+	replace, del := planRoutes(current, want)
+	wantReplace := []route{moved, flagsOnly, missing}
+	if len(replace) != len(wantReplace) {
+		t.Fatalf("replace %+v, want %+v", replace, wantReplace)
+	}
+	for i := range replace {
+		if replace[i] != wantReplace[i] {
+			t.Errorf("replace[%d] = %+v, want %+v", i, replace[i], wantReplace[i])
+		}
+	}
+	// The old vxlan route of the moved peer, the extra metric and the stale
+	// one go; the flags-only difference is replaced in place.
+	if len(del) != 3 || routeOf(del[0]) != routeOf(wasVXLAN) || del[1].Priority != 100 || routeOf(del[2]) != routeOf(stale) {
+		t.Errorf("del %v", del)
+	}
+}
+
+func TestPlanNeighs(t *testing.T) {
+	want := map[netip.Addr]net.HardwareAddr{ip("10.244.2.0"): mac2, ip("10.244.3.0"): mac3}
+	current := []netlink.Neigh{
+		{LinkIndex: 7, IP: net.ParseIP("10.244.2.0"), HardwareAddr: mac2, State: netlink.NUD_PERMANENT},
+		{LinkIndex: 7, IP: net.ParseIP("10.244.3.0"), HardwareAddr: mac2, State: netlink.NUD_PERMANENT}, // MAC changed
+		{LinkIndex: 7, IP: net.ParseIP("10.244.9.0"), HardwareAddr: mac3, State: netlink.NUD_PERMANENT}, // stale
+		{LinkIndex: 7, IP: net.ParseIP("10.244.8.0"), State: netlink.NUD_NOARP},                         // kernel's
+	}
+	set, del := planNeighs(current, want, 7)
+	if len(set) != 1 || !net.IP(set[0].IP).Equal(net.ParseIP("10.244.3.0")) || set[0].HardwareAddr.String() != mac3.String() ||
+		set[0].State != netlink.NUD_PERMANENT || set[0].LinkIndex != 7 {
+		t.Errorf("set %v", set)
+	}
+	if len(del) != 1 || !del[0].IP.Equal(net.ParseIP("10.244.9.0")) {
+		t.Errorf("del %v", del)
+	}
+}
+
+func TestPlanFDB(t *testing.T) {
+	want := map[string]fdbEntry{
+		mac2.String(): {mac: mac2, dst: ip("192.168.0.2")},
+		mac3.String(): {mac: mac3, dst: ip("192.168.0.3")},
+	}
+	mac9 := net.HardwareAddr{2, 0, 0, 0, 0, 9}
+	learned := net.HardwareAddr{2, 0, 0, 0, 0, 8}
+	fdb := func(mac net.HardwareAddr, dst string, state int) netlink.Neigh {
+		return netlink.Neigh{LinkIndex: 7, Family: unix.AF_BRIDGE, Flags: netlink.NTF_SELF, HardwareAddr: mac, IP: net.ParseIP(dst).To4(), State: state}
+	}
+	current := []netlink.Neigh{
+		fdb(mac2, "192.168.0.2", netlink.NUD_PERMANENT),
+		fdb(mac3, "192.168.0.33", netlink.NUD_PERMANENT), // node IP changed
+		fdb(mac9, "192.168.0.9", netlink.NUD_PERMANENT),  // stale
+		fdb(learned, "192.168.0.8", netlink.NUD_REACHABLE),
+	}
+	for _, learning := range []bool{false, true} {
+		set, del := planFDB(current, want, 7, learning)
+		if len(set) != 1 || set[0].HardwareAddr.String() != mac3.String() || !set[0].IP.Equal(net.ParseIP("192.168.0.3")) ||
+			set[0].Family != unix.AF_BRIDGE || set[0].Flags != netlink.NTF_SELF || set[0].State != netlink.NUD_PERMANENT {
+			t.Errorf("learning=%v: set %v", learning, set)
+		}
+		wantDel := 3 // old destination of mac3, mac9, the learned entry
+		if learning {
+			wantDel = 2
+		}
+		if len(del) != wantDel || !del[0].IP.Equal(net.ParseIP("192.168.0.33")) || del[1].HardwareAddr.String() != mac9.String() {
+			t.Errorf("learning=%v: del %v", learning, del)
+		}
+	}
+}
+
+func TestOwnedUplinkDst(t *testing.T) {
+	cases := map[string]bool{
+		"10.244.2.0/24":   true,
+		"10.244.1.0/24":   false, // own subnet
+		"10.244.1.128/25": false,
+		"10.244.0.0/16":   false, // contains the own subnet
+		"10.0.0.0/8":      false,
+		"0.0.0.0/0":       false,
+		"192.168.0.0/24":  false,
+	}
+	for dst, want := range cases {
+		if got := ownedUplinkDst(network, own, pfx(dst)); got != want {
+			t.Errorf("ownedUplinkDst(%s) = %v, want %v", dst, got, want)
+		}
+	}
+	if !ownedUplinkDst(network, netip.Prefix{}, own) {
+		t.Error("with the own subnet unknown, every route inside Network is owned")
+	}
+}
+
+func TestNormalize(t *testing.T) {
+	n, err := normalize(datapath.Node{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Network: pfx("10.244.7.0/16"), Backend: datapath.ModeVXLAN, VNI: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n.Port != DefaultPort || n.Network != network {
+		t.Errorf("normalize filled port %d network %s", n.Port, n.Network)
+	}
+	bad := []datapath.Node{
+		{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Network: network, Backend: "udp"},
+		{NodeIP: ip("fd00::1"), Uplink: "eth0", Network: network, Backend: datapath.ModeVXLAN},
+		{NodeIP: ip("192.168.0.1"), Network: network, Backend: datapath.ModeVXLAN},
+		{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Backend: datapath.ModeVXLAN},
+		{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Network: network, Backend: datapath.ModeVXLAN, VNI: 1 << 24},
+		{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Network: network, Backend: datapath.ModeVXLAN, Port: 70000},
+		{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Network: network, Backend: datapath.ModeVXLAN, MTU: -1},
+	}
+	for _, b := range bad {
+		if _, err := normalize(b); err == nil {
+			t.Errorf("normalize(%+v) accepted a bad node", b)
+		}
+	}
+}

@@ -1,0 +1,121 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/pkg/datapath"
+)
+
+// fakeDP records Sync calls; it fails the first failures calls.
+type fakeDP struct {
+	mu       sync.Mutex
+	syncs    [][]datapath.Peer
+	failures int
+}
+
+func (f *fakeDP) Name() string { return "fake" }
+func (f *fakeDP) Setup(context.Context, datapath.Node) (datapath.Info, error) {
+	return datapath.Info{}, nil
+}
+func (f *fakeDP) SetSubnet(context.Context, netip.Prefix) error { return nil }
+func (f *fakeDP) Stats() ([]datapath.Counter, error)            { return nil, nil }
+func (f *fakeDP) Close() error                                  { return nil }
+func (f *fakeDP) Cleanup(context.Context) error                 { return nil }
+func (f *fakeDP) Sync(_ context.Context, p []datapath.Peer) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.syncs = append(f.syncs, p)
+	if f.failures > 0 {
+		f.failures--
+		return errors.New("injected")
+	}
+	return nil
+}
+
+func (f *fakeDP) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.syncs)
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func peer(s string) datapath.Peer { return datapath.Peer{Subnet: netip.MustParsePrefix(s)} }
+
+func TestNoSyncBeforeDesiredSet(t *testing.T) {
+	dp := &fakeDP{}
+	stepRuns := make(chan struct{}, 100)
+	r := New(dp, 10*time.Millisecond, Step{Name: "s", Run: func(context.Context) error {
+		stepRuns <- struct{}{}
+		return nil
+	}})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	// Steps run on the timer, but without a desired set Sync must not run:
+	// an empty Sync would wipe the state a previous weftd left.
+	for range 3 {
+		<-stepRuns
+	}
+	if n := dp.count(); n != 0 {
+		t.Fatalf("Sync ran %d times before any desired set", n)
+	}
+	if ok, _ := r.LastSuccess(); !ok.IsZero() {
+		t.Fatal("LastSuccess set without a sync")
+	}
+}
+
+func TestSyncOnChangeAndResync(t *testing.T) {
+	dp := &fakeDP{}
+	r := New(dp, 50*time.Millisecond)
+	results := make(chan Result, 100)
+	r.Observe(func(res Result) { results <- res })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+
+	r.SetPeers([]datapath.Peer{peer("10.244.2.0/24")})
+	res := <-results
+	if res.Peers != 1 || res.Err != nil {
+		t.Fatalf("first pass %+v", res)
+	}
+	// Periodic resync re-applies the same set without any event.
+	waitFor(t, "a resync", func() bool { return dp.count() >= 3 })
+	dp.mu.Lock()
+	last := dp.syncs[len(dp.syncs)-1]
+	dp.mu.Unlock()
+	if len(last) != 1 || last[0].Subnet.String() != "10.244.2.0/24" {
+		t.Fatalf("resync applied %+v", last)
+	}
+	if ok, err := r.LastSuccess(); ok.IsZero() || err != nil {
+		t.Fatalf("LastSuccess = %v, %v", ok, err)
+	}
+}
+
+func TestFailedPassRetriedBeforeInterval(t *testing.T) {
+	dp := &fakeDP{failures: 2}
+	r := New(dp, time.Hour) // only retries can cause a second pass
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	r.SetPeers(nil)
+	waitFor(t, "two retries after failures", func() bool { return dp.count() >= 3 })
+	waitFor(t, "success recorded", func() bool {
+		ok, err := r.LastSuccess()
+		return !ok.IsZero() && err == nil
+	})
+}
