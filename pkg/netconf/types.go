@@ -31,6 +31,12 @@ type Config struct {
 	IPv6SubnetMax  netip.Addr
 	EnableNFTables bool
 	Backend        Backend
+	// DefaultedBackend is true when net-conf.json has no Backend and vxlan
+	// was chosen (flannel would pick udp); the caller should log it.
+	DefaultedBackend bool
+	// Ignored lists keys weft does not use (unknown keys, or options of
+	// another backend type), e.g. "Backend.VNI", for the caller to log.
+	Ignored []string
 }
 
 // Backend is the validated Backend object of net-conf.json.

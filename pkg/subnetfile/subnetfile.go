@@ -1,0 +1,199 @@
+// Package subnetfile writes and reads the node's subnet file (subnet.env),
+// flannel's hand-off to the CNI plugin: FLANNEL_NETWORK, FLANNEL_SUBNET (the
+// subnet's first address), FLANNEL_MTU, FLANNEL_IPMASQ, the IPv6 pair when
+// set, and weft's WEFT_BPF_DIR when the eBPF datapath is active.
+package subnetfile
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// DefaultPath is weft's default subnet file (flannel's is
+// /run/flannel/subnet.env).
+const DefaultPath = "/run/weft/subnet.env"
+
+// The file's variables.
+const (
+	keyNetwork     = "FLANNEL_NETWORK"
+	keySubnet      = "FLANNEL_SUBNET"
+	keyMTU         = "FLANNEL_MTU"
+	keyIPMasq      = "FLANNEL_IPMASQ"
+	keyIPv6Network = "FLANNEL_IPV6_NETWORK"
+	keyIPv6Subnet  = "FLANNEL_IPV6_SUBNET"
+	keyBPFDir      = "WEFT_BPF_DIR"
+)
+
+// Env is the content of a subnet file.
+type Env struct {
+	// Network is the cluster's pod CIDR.
+	Network netip.Prefix
+	// Subnet is this node's pod subnet, masked (10.244.1.0/24); the file
+	// holds its first address (FLANNEL_SUBNET=10.244.1.1/24).
+	Subnet netip.Prefix
+	// MTU is the MTU for pod interfaces.
+	MTU int
+	// IPMasq is true when weftd masquerades pod traffic leaving the
+	// cluster (so the bridge plugin must not).
+	IPMasq bool
+	// IPv6Network and IPv6Subnet are the IPv6 pair; zero when unset.
+	IPv6Network, IPv6Subnet netip.Prefix
+	// BPFDir is the eBPF datapath's pin directory; empty when the eBPF
+	// datapath is not active.
+	BPFDir string
+}
+
+// Write writes e to path atomically (a temporary file renamed over path),
+// creating path's directory if needed. The file's mode is 0644.
+func Write(path string, e Env) error {
+	data, err := e.marshal()
+	if err != nil {
+		return fmt.Errorf("subnet file %s: %w", path, err)
+	}
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create subnet file directory: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".*")
+	if err != nil {
+		return fmt.Errorf("create subnet file: %w", err)
+	}
+	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+	}
+	// Sync before the rename so a crash never leaves an empty file behind.
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("sync %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", tmp.Name(), err)
+	}
+	if err := os.Chmod(tmp.Name(), 0o644); err != nil {
+		return fmt.Errorf("chmod %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("replace subnet file: %w", err)
+	}
+	return nil
+}
+
+// marshal renders e in flannel's order and format.
+func (e Env) marshal() ([]byte, error) {
+	if !e.Network.IsValid() || !e.Subnet.IsValid() {
+		return nil, fmt.Errorf("network %v and subnet %v must both be set", e.Network, e.Subnet)
+	}
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "%s=%s\n", keyNetwork, e.Network)
+	fmt.Fprintf(&b, "%s=%s\n", keySubnet, firstAddr(e.Subnet))
+	if e.IPv6Network.IsValid() {
+		fmt.Fprintf(&b, "%s=%s\n", keyIPv6Network, e.IPv6Network)
+	}
+	if e.IPv6Subnet.IsValid() {
+		fmt.Fprintf(&b, "%s=%s\n", keyIPv6Subnet, firstAddr(e.IPv6Subnet))
+	}
+	fmt.Fprintf(&b, "%s=%d\n", keyMTU, e.MTU)
+	fmt.Fprintf(&b, "%s=%t\n", keyIPMasq, e.IPMasq)
+	if e.BPFDir != "" {
+		fmt.Fprintf(&b, "%s=%s\n", keyBPFDir, e.BPFDir)
+	}
+	return b.Bytes(), nil
+}
+
+// firstAddr is the subnet's first usable address with the subnet's length,
+// e.g. 10.244.1.1/24 for 10.244.1.0/24.
+func firstAddr(p netip.Prefix) netip.Prefix {
+	return netip.PrefixFrom(p.Masked().Addr().Next(), p.Bits())
+}
+
+// Read parses the subnet file at path, written by weftd or flanneld. A
+// missing file gives an error that matches fs.ErrNotExist.
+func Read(path string) (Env, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return Env{}, fmt.Errorf("read subnet file: %w", err)
+	}
+	e, err := parse(data)
+	if err != nil {
+		return Env{}, fmt.Errorf("subnet file %s: %w", path, err)
+	}
+	return e, nil
+}
+
+// parse reads KEY=VALUE lines; blank lines, comments and unknown keys are
+// skipped (other tools may add their own variables).
+func parse(data []byte) (Env, error) {
+	var e Env
+	seen := map[string]bool{}
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		key, val, ok := strings.Cut(line, "=")
+		if !ok {
+			return Env{}, fmt.Errorf("line %d: %q is not KEY=VALUE", n, line)
+		}
+		if err := e.set(key, val); err != nil {
+			return Env{}, fmt.Errorf("line %d: %w", n, err)
+		}
+		seen[key] = true
+	}
+	if err := sc.Err(); err != nil {
+		return Env{}, err
+	}
+	for _, k := range []string{keyNetwork, keySubnet, keyMTU, keyIPMasq} {
+		if !seen[k] {
+			return Env{}, fmt.Errorf("%s is missing", k)
+		}
+	}
+	return e, nil
+}
+
+// set assigns one variable.
+func (e *Env) set(key, val string) error {
+	var err error
+	switch key {
+	case keyNetwork:
+		e.Network, err = parsePrefix(key, val, 32)
+	case keySubnet:
+		e.Subnet, err = parsePrefix(key, val, 32)
+	case keyIPv6Network:
+		e.IPv6Network, err = parsePrefix(key, val, 128)
+	case keyIPv6Subnet:
+		e.IPv6Subnet, err = parsePrefix(key, val, 128)
+	case keyMTU:
+		if e.MTU, err = strconv.Atoi(val); err != nil || e.MTU <= 0 {
+			return fmt.Errorf("%s=%q is not a positive number", key, val)
+		}
+	case keyIPMasq:
+		if e.IPMasq, err = strconv.ParseBool(val); err != nil {
+			return fmt.Errorf("%s=%q is not true or false", key, val)
+		}
+	case keyBPFDir:
+		e.BPFDir = val
+	}
+	return err
+}
+
+// parsePrefix parses a CIDR of the given address length and masks it.
+func parsePrefix(key, val string, bits int) (netip.Prefix, error) {
+	p, err := netip.ParsePrefix(val)
+	if err != nil || p.Addr().BitLen() != bits {
+		family := "IPv4"
+		if bits == 128 {
+			family = "IPv6"
+		}
+		return netip.Prefix{}, fmt.Errorf("%s=%q is not an %s CIDR", key, val, family)
+	}
+	return p.Masked(), nil
+}
