@@ -1,0 +1,163 @@
+// Command weftd is weft's node daemon: it leases this node's pod subnet from
+// etcd or Kubernetes, writes the subnet file for the CNI plugin, and keeps the
+// datapath (eBPF or kernel) equal to the set of other nodes' leases.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/weftnet/weft/pkg/daemon"
+	"github.com/weftnet/weft/pkg/datapath"
+	"github.com/weftnet/weft/pkg/datapath/ebpf"
+	"github.com/weftnet/weft/pkg/datapath/kernel"
+	"github.com/weftnet/weft/pkg/health"
+	"github.com/weftnet/weft/pkg/iface"
+	"github.com/weftnet/weft/pkg/lease"
+	"github.com/weftnet/weft/pkg/lease/etcd"
+	"github.com/weftnet/weft/pkg/lease/kube"
+	"github.com/weftnet/weft/pkg/masq"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+func main() {
+	o, err := parseFlags(os.Args[1:], os.Getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		usage(newFlagSet(&options{}))
+		os.Exit(0)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "weftd:", err)
+		os.Exit(2)
+	}
+	if o.version {
+		fmt.Println("weftd", version)
+		return
+	}
+	if err := setupLogging(o.logLevel); err != nil {
+		fmt.Fprintln(os.Stderr, "weftd:", err)
+		os.Exit(2)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, o); err != nil {
+		slog.Error(err.Error())
+		os.Exit(1)
+	}
+}
+
+func setupLogging(level string) error {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	slog.SetDefault(slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})))
+	return nil
+}
+
+func run(ctx context.Context, o *options) error {
+	f := &factory{o: o}
+	if o.cleanup {
+		return cleanup(ctx, f, o)
+	}
+	slog.Info("weftd starting", "version", version)
+	leases, err := leaseManager(ctx, o)
+	if err != nil {
+		return err
+	}
+	d := daemon.New(daemon.Config{
+		Iface: iface.Options{
+			Ifaces: o.ifaces, Regexes: o.ifaceRegexes, CanReach: o.ifaceCanReach, PublicIP: o.publicIP,
+		},
+		IPMasq:         o.ipMasq,
+		SubnetFile:     o.subnetFile,
+		Datapath:       o.datapath,
+		Datapaths:      f,
+		ResyncInterval: o.resyncInterval,
+	}, leases)
+	if o.healthzPort != 0 {
+		addr := net.JoinHostPort(o.healthzIP, strconv.Itoa(o.healthzPort))
+		srv, err := health.Listen(addr, d.Ready, nil)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+		slog.Info("serving /healthz and /readyz", "addr", srv.Addr())
+	}
+	err = d.Run(ctx)
+	if ctx.Err() != nil {
+		slog.Info("weftd stopping: datapath left in place for a hitless restart")
+		return nil
+	}
+	return err
+}
+
+// leaseManager builds the lease source the flags ask for.
+func leaseManager(ctx context.Context, o *options) (lease.Manager, error) {
+	if o.kubeSubnetMgr {
+		return kube.New(ctx, kube.Config{
+			Kubeconfig: o.kubeconfigFile, APIURL: o.kubeAPIURL, NodeName: os.Getenv("NODE_NAME"),
+			AnnotationPrefix: o.kubeAnnotationPrefix, NetConfPath: o.netConfigPath,
+			SetNodeNetworkUnavailable: o.setNodeNetworkUnavailable,
+		})
+	}
+	cfg := etcd.Config{
+		Endpoints: strings.Split(o.etcdEndpoints, ","), Prefix: o.etcdPrefix,
+		KeyFile: o.etcdKeyfile, CertFile: o.etcdCertfile, CAFile: o.etcdCAFile,
+		Username: o.etcdUsername, Password: o.etcdPassword,
+		RenewMargin: time.Duration(o.renewMarginMinutes) * time.Minute,
+	}
+	// With credentials the client logs in at once, so etcd being down at
+	// start is a transient failure like any other.
+	var m *etcd.Manager
+	err := daemon.Retry(ctx, "connect to etcd", func() (err error) {
+		m, err = etcd.New(cfg)
+		return err
+	})
+	return m, err
+}
+
+// factory builds the datapaths from the flags.
+type factory struct{ o *options }
+
+func (f *factory) Kernel() datapath.Datapath { return kernel.New() }
+
+func (f *factory) EBPF() (datapath.Datapath, error) {
+	if err := ebpf.Supported(); err != nil {
+		return nil, err
+	}
+	return ebpf.New(ebpf.Options{BPFDir: f.o.bpfDir, Bridge: f.o.bridge, Attach: f.o.tcAttach})
+}
+
+func (f *factory) BPFDir() string { return f.o.bpfDir }
+
+// cleanup removes every piece of weft state from this node.
+func cleanup(ctx context.Context, f *factory, o *options) error {
+	var errs []error
+	if dp, err := ebpf.New(ebpf.Options{BPFDir: o.bpfDir, Bridge: o.bridge, Attach: o.tcAttach}); err == nil {
+		errs = append(errs, dp.Cleanup(ctx))
+	} else {
+		slog.Info("no eBPF state to remove", "reason", err)
+	}
+	errs = append(errs, f.Kernel().Cleanup(ctx), masq.Remove())
+	if err := os.Remove(o.subnetFile); err != nil && !errors.Is(err, os.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("remove subnet file: %w", err))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("cleanup: %w", err)
+	}
+	slog.Info("weft state removed from this node")
+	return nil
+}

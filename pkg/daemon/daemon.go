@@ -1,0 +1,342 @@
+// Package daemon is weftd's control loop: it sets up the datapath, holds
+// this node's subnet lease, publishes the subnet file, keeps masquerade rules
+// and makes the datapath equal to the set of other nodes' leases.
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weftnet/weft/pkg/datapath"
+	"github.com/weftnet/weft/pkg/iface"
+	"github.com/weftnet/weft/pkg/lease"
+	"github.com/weftnet/weft/pkg/masq"
+	"github.com/weftnet/weft/pkg/netconf"
+	"github.com/weftnet/weft/pkg/reconcile"
+	"github.com/weftnet/weft/pkg/subnetfile"
+)
+
+// Config is what weftd is told on its command line.
+type Config struct {
+	Iface      iface.Options
+	IPMasq     bool
+	SubnetFile string
+	// Datapath overrides net-conf.json's Backend.Datapath when not empty.
+	Datapath       string
+	Datapaths      Factory
+	ResyncInterval time.Duration
+}
+
+// Factory builds datapaths; it is how the daemon stays independent of the
+// implementations' packages.
+type Factory interface {
+	// Kernel returns the kernel datapath.
+	Kernel() datapath.Datapath
+	// EBPF returns the eBPF datapath, or why this machine cannot run it.
+	EBPF() (datapath.Datapath, error)
+	// BPFDir is the pin directory published in the subnet file for the CNI
+	// plugin when the eBPF datapath runs.
+	BPFDir() string
+}
+
+// NetworkAvailabler is implemented by lease sources that publish node
+// readiness (Kubernetes' NetworkUnavailable condition).
+type NetworkAvailabler interface {
+	SetNetworkAvailable(ctx context.Context) error
+}
+
+// Daemon is one running weftd.
+type Daemon struct {
+	cfg    Config
+	leases lease.Manager
+
+	ready atomic.Pointer[error]
+
+	mu      sync.Mutex
+	net     *netconf.Config
+	own     lease.Lease
+	backend string
+	all     []lease.Lease
+	rec     *reconcile.Reconciler
+	dp      datapath.Datapath
+}
+
+// New returns a daemon that takes leases from leases.
+func New(cfg Config, leases lease.Manager) *Daemon {
+	d := &Daemon{cfg: cfg, leases: leases}
+	notYet := errors.New("starting")
+	d.ready.Store(&notYet)
+	return d
+}
+
+// Ready returns nil once the node is ready for pods (subnet file written and
+// masquerade rules in place), else the reason it is not.
+func (d *Daemon) Ready() error {
+	if p := d.ready.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+func (d *Daemon) setReady(err error) { d.ready.Store(&err) }
+
+// Datapath returns the running datapath (nil before setup).
+func (d *Daemon) Datapath() datapath.Datapath {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dp
+}
+
+// Reconciler returns the reconciler (nil before setup).
+func (d *Daemon) Reconciler() *reconcile.Reconciler {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.rec
+}
+
+// Run brings the node up and keeps it equal to the lease set until ctx ends.
+// It retries transient failures (lease source away, interface not up yet)
+// forever and returns only on ctx's end or a configuration the user must fix.
+// On return the datapath's kernel state stays in place (hitless restart).
+func (d *Daemon) Run(ctx context.Context) error {
+	var nc *netconf.Config
+	if err := Retry(ctx, "read network config", func() (err error) {
+		nc, err = d.leases.NetworkConfig(ctx)
+		return err
+	}); err != nil {
+		return err
+	}
+	if len(nc.Ignored) > 0 {
+		slog.Warn("net-conf.json keys weft does not use (typo?)", "keys", nc.Ignored)
+	}
+	if nc.DefaultedBackend {
+		slog.Info("net-conf.json has no Backend: using vxlan (flannel would use udp, which weft does not support)")
+	}
+	var sel iface.Selected
+	if err := Retry(ctx, "select interface", func() (err error) {
+		sel, err = iface.Select(d.cfg.Iface)
+		return err
+	}); err != nil {
+		return err
+	}
+	dp, err := d.chooseDatapath(nc.Backend)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := dp.Close(); err != nil {
+			slog.Warn("close datapath", "err", err)
+		}
+	}()
+	node := datapath.Node{
+		NodeIP: sel.IP, Uplink: sel.Name, Network: nc.Network,
+		Backend: datapath.Mode(nc.Backend.Type), VNI: nc.Backend.VNI, Port: nc.Backend.Port,
+		DirectRouting: nc.Backend.DirectRouting, GBP: nc.Backend.GBP, Learning: nc.Backend.Learning,
+		MTU: nc.Backend.MTU,
+	}
+	slog.Info("node", "iface", sel.Name, "ip", sel.IP, "public_ip", sel.PublicIP, "network", nc.Network,
+		"backend", nc.Backend.Type, "datapath", dp.Name())
+	var info datapath.Info
+	if err := Retry(ctx, "set up datapath", func() (err error) {
+		info, err = dp.Setup(ctx, node)
+		return err
+	}); err != nil {
+		return err
+	}
+
+	attrs, err := leaseAttrs(sel.PublicIP, nc.Backend, info)
+	if err != nil {
+		return err
+	}
+	var own lease.Lease
+	if err := Retry(ctx, "acquire lease", func() (err error) {
+		own, err = d.leases.Acquire(ctx, attrs, d.previousSubnet(nc.Network))
+		return err
+	}); err != nil {
+		return err
+	}
+	slog.Info("lease acquired", "subnet", own.Subnet, "public_ip", own.Attrs.PublicIP)
+
+	rec := reconcile.New(dp, d.cfg.ResyncInterval, d.steps()...)
+	d.mu.Lock()
+	d.net, d.own, d.backend, d.rec, d.dp = nc, own, nc.Backend.Type, rec, dp
+	d.mu.Unlock()
+
+	if err := Retry(ctx, "configure own subnet", func() error { return d.applyOwn(ctx, info.MTU) }); err != nil {
+		return err
+	}
+	if na, ok := d.leases.(NetworkAvailabler); ok {
+		go func() {
+			_ = Retry(ctx, "set node network available", func() error { return na.SetNetworkAvailable(ctx) })
+		}()
+	}
+
+	changed := make(chan lease.Lease, 1)
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		d.leases.Keep(ctx, own, func(l lease.Lease) {
+			select {
+			case <-changed: // keep only the newest
+			default:
+			}
+			changed <- l
+		})
+	}()
+	go func() {
+		defer wg.Done()
+		d.leases.Watch(ctx, d.setLeases)
+	}()
+	go func() {
+		defer wg.Done()
+		rec.Run(ctx)
+	}()
+	defer wg.Wait()
+
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case l := <-changed:
+			d.mu.Lock()
+			moved := l.Subnet != d.own.Subnet
+			d.own = l
+			d.mu.Unlock()
+			if !moved {
+				continue
+			}
+			// Only when our subnet was taken by another node while we were
+			// away: pods on the old subnet must be recreated.
+			slog.Error("own lease moved to a new subnet: pods of the old subnet lose connectivity until recreated", "subnet", l.Subnet)
+			d.setReady(fmt.Errorf("subnet moved to %s", l.Subnet))
+			if err := Retry(ctx, "configure own subnet", func() error { return d.applyOwn(ctx, info.MTU) }); err != nil {
+				return nil
+			}
+			d.recomputePeers()
+		}
+	}
+}
+
+// chooseDatapath picks the datapath from Backend.Datapath (or the override).
+func (d *Daemon) chooseDatapath(b netconf.Backend) (datapath.Datapath, error) {
+	want := b.Datapath
+	if d.cfg.Datapath != "" {
+		want = d.cfg.Datapath
+	}
+	switch want {
+	case netconf.DatapathKernel:
+		slog.Info("datapath kernel", "reason", "configured")
+		return d.cfg.Datapaths.Kernel(), nil
+	case netconf.DatapathEBPF:
+		dp, err := d.cfg.Datapaths.EBPF()
+		if err != nil {
+			return nil, fmt.Errorf("Backend.Datapath is ebpf but this node cannot run it: %w (set Backend.Datapath to auto or kernel)", err)
+		}
+		slog.Info("datapath ebpf", "reason", "configured")
+		return dp, nil
+	case netconf.DatapathAuto, "":
+		dp, err := d.cfg.Datapaths.EBPF()
+		if err != nil {
+			slog.Warn("datapath kernel: eBPF datapath unavailable", "reason", err)
+			return d.cfg.Datapaths.Kernel(), nil
+		}
+		slog.Info("datapath ebpf", "reason", "auto: kernel supports it")
+		return dp, nil
+	default:
+		return nil, fmt.Errorf("datapath %q: use auto, ebpf or kernel", want)
+	}
+}
+
+// leaseAttrs is what this node publishes: flannel's lease JSON.
+func leaseAttrs(publicIP netip.Addr, b netconf.Backend, info datapath.Info) (lease.Attrs, error) {
+	a := lease.Attrs{PublicIP: publicIP, BackendType: b.Type}
+	if b.Type == netconf.BackendVXLAN {
+		data, err := json.Marshal(lease.VXLANData{VNI: b.VNI, VtepMAC: info.VtepMAC.String()})
+		if err != nil {
+			return a, fmt.Errorf("encode vxlan lease data: %w", err)
+		}
+		a.BackendData = data
+	}
+	return a, nil
+}
+
+// previousSubnet is the subnet this node had before (from the subnet file),
+// offered to the lease source as a hint so a restart keeps pod addresses.
+func (d *Daemon) previousSubnet(network netip.Prefix) netip.Prefix {
+	env, err := subnetfile.Read(d.cfg.SubnetFile)
+	if err != nil || env.Network != network {
+		return netip.Prefix{}
+	}
+	return env.Subnet
+}
+
+// applyOwn configures the datapath for the own subnet and publishes it.
+func (d *Daemon) applyOwn(ctx context.Context, mtu int) error {
+	d.mu.Lock()
+	own, nc, dp := d.own, d.net, d.dp
+	d.mu.Unlock()
+	if err := dp.SetSubnet(ctx, own.Subnet); err != nil {
+		return fmt.Errorf("configure subnet %s: %w", own.Subnet, err)
+	}
+	env := subnetfile.Env{Network: nc.Network, Subnet: own.Subnet, MTU: mtu, IPMasq: d.cfg.IPMasq}
+	if dp.Name() == netconf.DatapathEBPF {
+		env.BPFDir = d.cfg.Datapaths.BPFDir()
+	}
+	if d.cfg.IPMasq {
+		if err := masq.Ensure(masq.Config{Network: nc.Network, Subnet: own.Subnet}); err != nil {
+			return fmt.Errorf("install masquerade rules: %w", err)
+		}
+	}
+	if err := subnetfile.Write(d.cfg.SubnetFile, env); err != nil {
+		return fmt.Errorf("write subnet file: %w", err)
+	}
+	slog.Info("subnet file written", "path", d.cfg.SubnetFile, "subnet", own.Subnet, "mtu", mtu)
+	d.setReady(nil)
+	return nil
+}
+
+// steps are the node-level repairs run on every reconcile pass.
+func (d *Daemon) steps() []reconcile.Step {
+	if !d.cfg.IPMasq {
+		return nil
+	}
+	return []reconcile.Step{{Name: "masquerade", Run: func(context.Context) error {
+		d.mu.Lock()
+		c := masq.Config{Network: d.net.Network, Subnet: d.own.Subnet}
+		d.mu.Unlock()
+		if err := masq.Check(c); err != nil {
+			slog.Warn("masquerade rules drifted, repairing", "err", err)
+			d.setReady(fmt.Errorf("masquerade rules: %w", err))
+			if err := masq.Ensure(c); err != nil {
+				return err
+			}
+			d.setReady(nil)
+		}
+		return nil
+	}}}
+}
+
+// setLeases takes a new complete lease set from the lease source.
+func (d *Daemon) setLeases(all []lease.Lease) {
+	d.mu.Lock()
+	d.all = all
+	d.mu.Unlock()
+	d.recomputePeers()
+}
+
+func (d *Daemon) recomputePeers() {
+	d.mu.Lock()
+	own, backend, network, all, rec := d.own.Subnet, d.backend, d.net.Network, d.all, d.rec
+	d.mu.Unlock()
+	peers := peersFromLeases(own, backend, network, all)
+	slog.Debug("lease set changed", "leases", len(all), "peers", len(peers))
+	rec.SetPeers(peers)
+}
