@@ -27,6 +27,7 @@ import (
 	"github.com/weftnet/weft/pkg/lease/etcd"
 	"github.com/weftnet/weft/pkg/lease/kube"
 	"github.com/weftnet/weft/pkg/masq"
+	"github.com/weftnet/weft/pkg/metrics"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -73,7 +74,8 @@ func run(ctx context.Context, o *options) error {
 		return cleanup(ctx, f, o)
 	}
 	slog.Info("weftd starting", "version", version)
-	leases, err := leaseManager(ctx, o)
+	m := metrics.New(version)
+	leases, err := leaseManager(ctx, o, m)
 	if err != nil {
 		return err
 	}
@@ -86,15 +88,16 @@ func run(ctx context.Context, o *options) error {
 		Datapath:       o.datapath,
 		Datapaths:      f,
 		ResyncInterval: o.resyncInterval,
+		Metrics:        m,
 	}, leases)
 	if o.healthzPort != 0 {
 		addr := net.JoinHostPort(o.healthzIP, strconv.Itoa(o.healthzPort))
-		srv, err := health.Listen(addr, d.Ready, nil)
+		srv, err := health.Listen(addr, d.Ready, m.Handler())
 		if err != nil {
 			return err
 		}
 		defer srv.Close()
-		slog.Info("serving /healthz and /readyz", "addr", srv.Addr())
+		slog.Info("serving /healthz, /readyz and /metrics", "addr", srv.Addr())
 	}
 	err = d.Run(ctx)
 	if ctx.Err() != nil {
@@ -105,7 +108,7 @@ func run(ctx context.Context, o *options) error {
 }
 
 // leaseManager builds the lease source the flags ask for.
-func leaseManager(ctx context.Context, o *options) (lease.Manager, error) {
+func leaseManager(ctx context.Context, o *options, m *metrics.Metrics) (lease.Manager, error) {
 	if o.kubeSubnetMgr {
 		return kube.New(ctx, kube.Config{
 			Kubeconfig: o.kubeconfigFile, APIURL: o.kubeAPIURL, NodeName: os.Getenv("NODE_NAME"),
@@ -118,15 +121,22 @@ func leaseManager(ctx context.Context, o *options) (lease.Manager, error) {
 		KeyFile: o.etcdKeyfile, CertFile: o.etcdCertfile, CAFile: o.etcdCAFile,
 		Username: o.etcdUsername, Password: o.etcdPassword,
 		RenewMargin: time.Duration(o.renewMarginMinutes) * time.Minute,
+		OnRenew: func(err error) {
+			if err != nil {
+				m.LeaseRenewFailed()
+				return
+			}
+			m.LeaseRenewed()
+		},
 	}
 	// With credentials the client logs in at once, so etcd being down at
 	// start is a transient failure like any other.
-	var m *etcd.Manager
+	var mgr *etcd.Manager
 	err := daemon.Retry(ctx, "connect to etcd", func() (err error) {
-		m, err = etcd.New(cfg)
+		mgr, err = etcd.New(cfg)
 		return err
 	})
-	return m, err
+	return mgr, err
 }
 
 // factory builds the datapaths from the flags.

@@ -18,6 +18,7 @@ import (
 	"github.com/weftnet/weft/pkg/iface"
 	"github.com/weftnet/weft/pkg/lease"
 	"github.com/weftnet/weft/pkg/masq"
+	"github.com/weftnet/weft/pkg/metrics"
 	"github.com/weftnet/weft/pkg/netconf"
 	"github.com/weftnet/weft/pkg/reconcile"
 	"github.com/weftnet/weft/pkg/subnetfile"
@@ -32,6 +33,8 @@ type Config struct {
 	Datapath       string
 	Datapaths      Factory
 	ResyncInterval time.Duration
+	// Metrics records control-plane metrics; nil records none.
+	Metrics *metrics.Metrics
 }
 
 // Factory builds datapaths; it is how the daemon stays independent of the
@@ -73,6 +76,7 @@ func New(cfg Config, leases lease.Manager) *Daemon {
 	d := &Daemon{cfg: cfg, leases: leases}
 	notYet := errors.New("starting")
 	d.ready.Store(&notYet)
+	cfg.Metrics.SetSource(d)
 	return d
 }
 
@@ -163,8 +167,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	slog.Info("lease acquired", "subnet", own.Subnet, "public_ip", own.Attrs.PublicIP)
+	d.cfg.Metrics.LeaseEvent(metrics.LeaseAcquired)
 
 	rec := reconcile.New(dp, d.cfg.ResyncInterval, d.steps()...)
+	rec.Observe(d.cfg.Metrics.ObserveReconcile)
 	d.mu.Lock()
 	d.net, d.own, d.backend, d.rec, d.dp = nc, own, nc.Backend.Type, rec, dp
 	d.mu.Unlock()
@@ -215,6 +221,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			}
 			// Only when our subnet was taken by another node while we were
 			// away: pods on the old subnet must be recreated.
+			d.cfg.Metrics.LeaseEvent(metrics.LeaseSubnetMoved)
 			slog.Error("own lease moved to a new subnet: pods of the old subnet lose connectivity until recreated", "subnet", l.Subnet)
 			d.setReady(fmt.Errorf("subnet moved to %s", l.Subnet))
 			if err := Retry(ctx, "configure own subnet", func() error { return d.applyOwn(ctx, info.MTU) }); err != nil {
@@ -329,14 +336,16 @@ func (d *Daemon) setLeases(all []lease.Lease) {
 	d.mu.Lock()
 	d.all = all
 	d.mu.Unlock()
+	d.cfg.Metrics.LeaseEvent(metrics.LeaseSetChanged)
 	d.recomputePeers()
 }
 
 func (d *Daemon) recomputePeers() {
 	d.mu.Lock()
-	own, backend, network, all, rec := d.own.Subnet, d.backend, d.net.Network, d.all, d.rec
+	own, backend, network, all, rec, dp := d.own.Subnet, d.backend, d.net.Network, d.all, d.rec, d.dp
 	d.mu.Unlock()
 	peers := peersFromLeases(own, backend, network, all)
 	slog.Debug("lease set changed", "leases", len(all), "peers", len(peers))
+	d.cfg.Metrics.SetPeers(map[string]int{backend + "-" + dp.Name(): len(peers)})
 	rec.SetPeers(peers)
 }

@@ -111,6 +111,9 @@ func (k *keeper) renew(ctx context.Context, id clientv3.LeaseID) time.Duration {
 		log.Warn("etcd lease expired before renewal, reacquiring")
 		return k.reacquire(ctx)
 	}
+	if k.m.cfg.OnRenew != nil {
+		k.m.cfg.OnRenew(err)
+	}
 	if err != nil {
 		d := k.retry.next()
 		log.Warn("cannot renew lease, retrying", "err", err, "retry_in", d)

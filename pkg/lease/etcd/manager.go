@@ -52,6 +52,9 @@ type Config struct {
 	MinBackoff time.Duration
 	// RequestTimeout bounds each etcd request.
 	RequestTimeout time.Duration
+	// OnRenew, if set, is called after each renewal attempt with its error
+	// (nil on success), e.g. to count renewals in metrics.
+	OnRenew func(error)
 }
 
 func (c *Config) setDefaults() {
