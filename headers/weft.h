@@ -1,0 +1,101 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Definitions shared by weft's tc programs (bpf/) and the Go loader
+ * (pkg/datapath/ebpf, which gets Go mirrors of them from bpf2go -type).
+ * Addresses (__be32) are in network byte order; bpf2go turns them into
+ * uint32 holding the network-order bytes.
+ */
+#ifndef WEFT_H
+#define WEFT_H
+
+#include <linux/types.h>
+
+/* How traffic to a remote subnet is carried. */
+enum mode {
+	MODE_VXLAN = 1,
+	MODE_HOST_GW = 2,
+};
+
+/* Index into the traffic counters map: backend x direction. */
+enum counter {
+	COUNTER_VXLAN_TX,
+	COUNTER_VXLAN_RX,
+	COUNTER_HOST_GW_TX,
+	COUNTER_HOST_GW_RX,
+	COUNTER_MAX,
+};
+
+/* Index into the drop counters map. */
+enum drop_reason {
+	DROP_UNKNOWN_NODE,    /* VXLAN from a source that is no known node */
+	DROP_SPOOFED_SOURCE,  /* inner source outside the sending node's subnet */
+	DROP_BAD_VNI,         /* VXLAN with another VNI, or without the I flag */
+	DROP_MALFORMED,       /* truncated, inconsistent lengths, IP options */
+	DROP_INNER_NOT_IPV4,  /* VXLAN carrying something other than IPv4 */
+	DROP_HEADER_REWRITE,  /* the kernel refused to add, remove or write headers */
+	DROP_MAX,
+};
+
+/* Key of the remote subnets LPM trie. */
+struct lpm_key {
+	__u32 prefixlen;
+	__be32 addr;
+};
+
+/* A remote node's pod subnet. */
+struct peer {
+	__be32 node_ip;
+	__u8 vtep_mac[6];
+	__u8 mode; /* enum mode */
+	__u8 pad;
+};
+
+/* This node; the single entry of the config array. node_ip 0 = not ready. */
+struct node_config {
+	__be32 subnet;
+	__u32 subnet_len;
+	__be32 network;
+	__u32 network_len;
+	__be32 node_ip;
+	__u32 vni;
+	__u16 port; /* VXLAN UDP port, host byte order */
+	__u8 vtep_mac[6];
+	__u8 bridge_mac[6];
+	__u16 pad;
+	__u32 uplink_ifindex;
+	__u32 bridge_ifindex;
+};
+
+/* A local pod: where to deliver traffic for its IP. */
+struct endpoint {
+	__u32 host_ifindex; /* host side of the pod's veth */
+	__u8 mac[6];        /* the pod's MAC */
+	__u16 pad;
+};
+
+/* A known node (key: its node IP) and the subnet it may send from. */
+struct known_node {
+	__be32 subnet;
+	__u32 prefixlen;
+};
+
+/* Per-CPU packet and byte counts. */
+struct traffic {
+	__u64 packets;
+	__u64 bytes;
+};
+
+/*
+ * A pod socket whose traffic went through the host stack (so conntrack may
+ * hold NAT state for it). peer_ip/peer_port are 0 for "any peer".
+ */
+struct flow_key {
+	__be32 pod_ip;
+	__be32 peer_ip;
+	__be16 pod_port;
+	__be16 peer_port;
+	__u8 proto;
+	__u8 pad[3];
+};
+
+#endif /* WEFT_H */

@@ -1,0 +1,72 @@
+package ebpf
+
+import (
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/pkg/datapath"
+	"github.com/weftnet/weft/pkg/datapath/kernel"
+)
+
+// configKey is the node config array's only index.
+const configKey = uint32(0)
+
+// writeNodeConfig fills the node config from d.node, the slow path's VTEP MAC,
+// the uplink and the bridge, and stores it. The caller holds d.mu and runs
+// in d.ns.
+func (d *Datapath) writeNodeConfig(vtep net.HardwareAddr) error {
+	uplink, err := netlink.LinkByName(d.node.Uplink)
+	if err != nil {
+		return fmt.Errorf("find uplink %q: %w (set --iface to an existing interface)", d.node.Uplink, err)
+	}
+	c := d.cfg
+	c.Network = be32(d.node.Network.Masked().Addr())
+	c.NetworkLen = uint32(d.node.Network.Bits())
+	c.NodeIp = be32(d.node.NodeIP)
+	c.UplinkIfindex = uint32(uplink.Attrs().Index)
+	c.Vni, c.Port, c.VtepMac = 0, 0, [6]uint8{}
+	if d.node.Backend == datapath.ModeVXLAN {
+		c.Vni = uint32(d.node.VNI)
+		c.Port = uint16(d.node.Port)
+		if c.Port == 0 {
+			c.Port = kernel.DefaultPort
+		}
+		c.VtepMac = mac6(vtep)
+	}
+	d.cfg = c
+	return d.refreshBridge()
+}
+
+// refreshBridge puts the bridge's current ifindex and MAC (zero while it does
+// not exist) into the node config and stores it if they changed.
+func (d *Datapath) refreshBridge() error {
+	c := d.cfg
+	c.BridgeIfindex, c.BridgeMac = 0, [6]uint8{}
+	br, err := netlink.LinkByName(d.opts.Bridge)
+	switch {
+	case err == nil:
+		c.BridgeIfindex = uint32(br.Attrs().Index)
+		c.BridgeMac = mac6(br.Attrs().HardwareAddr)
+	case !errors.As(err, new(netlink.LinkNotFoundError)):
+		return fmt.Errorf("find bridge %s: %w", d.opts.Bridge, err)
+	}
+	var stored weftNodeConfig
+	if err := d.objs.WeftConfig.Lookup(configKey, &stored); err == nil && stored == c {
+		d.cfg = c
+		return nil
+	}
+	d.cfg = c
+	return d.putNodeConfig()
+}
+
+// putNodeConfig stores d.cfg.
+func (d *Datapath) putNodeConfig() error {
+	if err := d.objs.WeftConfig.Update(configKey, &d.cfg, ebpf.UpdateAny); err != nil {
+		return fmt.Errorf("write node config map: %w", err)
+	}
+	return nil
+}

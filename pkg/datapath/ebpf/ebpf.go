@@ -1,0 +1,227 @@
+// Package ebpf is weft's eBPF datapath: tc programs (bpf/weft.c) that carry
+// pod traffic between nodes in flannel's wire format, vxlan or host-gw,
+// without the host stack. It composes the kernel datapath as its slow path:
+// host-originated traffic, Service (NATed) traffic and whatever the programs
+// pass up go through flannel.<VNI> and routes exactly as with flannel.
+//
+// Maps and tcx links are pinned in Options.BPFDir, so a restarted process
+// adopts them (programs are replaced in place) without interrupting traffic.
+//
+// A Datapath works in the network namespace of the thread that called New.
+package ebpf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"path/filepath"
+	"sync"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netns"
+
+	"github.com/weftnet/weft/pkg/datapath"
+	"github.com/weftnet/weft/pkg/datapath/kernel"
+)
+
+// Defaults of Options.
+const (
+	DefaultBPFDir = "/sys/fs/bpf/weft"
+	DefaultBridge = "cni0"
+)
+
+// Attach modes of Options.Attach.
+const (
+	AttachAuto = "auto" // tcx when the kernel has it, else tc
+	AttachTCX  = "tcx"  // tcx links (Linux >= 6.6)
+	AttachTC   = "tc"   // clsact qdisc + direct-action cls_bpf filters
+)
+
+// Options configure a Datapath.
+type Options struct {
+	// BPFDir holds the pinned maps and links; a bpf filesystem is mounted
+	// there if it is on none. Default DefaultBPFDir.
+	BPFDir string
+	// Bridge is the pods' bridge (created by the bridge CNI plugin with the
+	// first pod). Default DefaultBridge.
+	Bridge string
+	// Attach is AttachAuto (default), AttachTCX or AttachTC.
+	Attach string
+}
+
+// Endpoint is a local pod as the CNI plugin registers it.
+type Endpoint struct {
+	// IP is the pod's IPv4 address.
+	IP netip.Addr
+	// HostIfindex is the ifindex of the host side of the pod's veth.
+	HostIfindex int
+	// MAC is the pod's (container side) MAC address.
+	MAC net.HardwareAddr
+}
+
+// Datapath is the eBPF datapath. Create it with New.
+type Datapath struct {
+	opts Options
+	// ns is the network namespace everything runs in (the caller's of New).
+	ns   netns.NsHandle
+	slow *kernel.Datapath
+
+	mu sync.Mutex
+	// objs is nil until Setup has loaded the programs.
+	objs *weftObjects
+	node datapath.Node
+	cfg  weftNodeConfig
+	// tc is true once the attach mode resolved to tc.
+	tc bool
+	// stopWatch ends the link watcher; nil when none runs.
+	stopWatch func()
+}
+
+var _ datapath.Datapath = (*Datapath)(nil)
+
+// New checks opts and returns a Datapath bound to the calling thread's
+// network namespace. Nothing in the kernel changes until Setup (or Cleanup).
+func New(opts Options) (*Datapath, error) {
+	if opts.BPFDir == "" {
+		opts.BPFDir = DefaultBPFDir
+	}
+	if opts.Bridge == "" {
+		opts.Bridge = DefaultBridge
+	}
+	switch opts.Attach {
+	case "":
+		opts.Attach = AttachAuto
+	case AttachAuto, AttachTCX, AttachTC:
+	default:
+		return nil, fmt.Errorf("tc attach mode %q is not one of auto, tcx, tc: fix --tc-attach", opts.Attach)
+	}
+	abs, err := filepath.Abs(opts.BPFDir)
+	if err != nil {
+		return nil, fmt.Errorf("bpf dir %s: %w", opts.BPFDir, err)
+	}
+	opts.BPFDir = abs
+	ns, err := netns.Get()
+	if err != nil {
+		return nil, fmt.Errorf("get current network namespace: %w", err)
+	}
+	return &Datapath{opts: opts, ns: ns, slow: kernel.New(), tc: opts.Attach == AttachTC}, nil
+}
+
+// Name returns "ebpf".
+func (d *Datapath) Name() string { return "ebpf" }
+
+// Close stops the link watcher and releases the process's file descriptors.
+// Pinned maps and links stay: the programs keep forwarding.
+func (d *Datapath) Close() error {
+	d.mu.Lock()
+	stop := d.stopWatch
+	d.stopWatch = nil
+	d.mu.Unlock()
+	if stop != nil {
+		stop() // outside d.mu: the watcher takes it
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var errs []error
+	if d.objs != nil {
+		if err := d.objs.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("close eBPF objects: %w", err))
+		}
+		d.objs = nil
+	}
+	if d.ns.IsOpen() {
+		errs = append(errs, d.ns.Close())
+	}
+	return errors.Join(append(errs, d.slow.Close())...)
+}
+
+// Setup mounts bpffs if needed, sets up the kernel slow path, loads the
+// programs (reusing pinned maps), writes the node config and attaches to the
+// uplink and, once it exists, the bridge. Programs already attached by an
+// earlier process are replaced in place.
+func (d *Datapath) Setup(ctx context.Context, node datapath.Node) (datapath.Info, error) {
+	if err := ctx.Err(); err != nil {
+		return datapath.Info{}, err
+	}
+	var info datapath.Info
+	err := d.inNS(func() error {
+		var err error
+		info, err = d.setup(ctx, node)
+		return err
+	})
+	if err != nil {
+		return datapath.Info{}, err
+	}
+	if err := d.watch(); err != nil {
+		return datapath.Info{}, err
+	}
+	return info, nil
+}
+
+func (d *Datapath) setup(ctx context.Context, node datapath.Node) (datapath.Info, error) {
+	if !node.NodeIP.Is4() {
+		return datapath.Info{}, fmt.Errorf("node IP %s is not IPv4: the ebpf datapath carries IPv4 only", node.NodeIP)
+	}
+	if err := ensureBPFFS(d.opts.BPFDir); err != nil {
+		return datapath.Info{}, err
+	}
+	info, err := d.slow.Setup(ctx, node)
+	if err != nil {
+		return datapath.Info{}, fmt.Errorf("kernel slow path: %w", err)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.objs == nil {
+		objs, err := loadPinned(d.opts.BPFDir)
+		if err != nil {
+			return datapath.Info{}, err
+		}
+		d.objs = objs
+		// Start from what an earlier process stored (its subnet stays
+		// until SetSubnet).
+		if err := objs.WeftConfig.Lookup(configKey, &d.cfg); err != nil {
+			return datapath.Info{}, fmt.Errorf("read node config map: %w", err)
+		}
+	}
+	d.node = node
+	if err := d.writeNodeConfig(info.VtepMAC); err != nil {
+		return datapath.Info{}, err
+	}
+	if err := d.removeStaleLinks(); err != nil {
+		return datapath.Info{}, err
+	}
+	if err := d.attachAll(); err != nil {
+		return datapath.Info{}, err
+	}
+	slog.Info("ebpf datapath ready", "node", node.NodeIP, "backend", node.Backend,
+		"uplink", node.Uplink, "bridge", d.opts.Bridge, "bpf_dir", d.opts.BPFDir, "attach", d.attachMode())
+	return info, nil
+}
+
+// SetSubnet records this node's pod subnet in the node config and the slow path.
+func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return d.inNS(func() error {
+		if err := d.slow.SetSubnet(ctx, subnet); err != nil {
+			return fmt.Errorf("kernel slow path: %w", err)
+		}
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.objs == nil {
+			return fmt.Errorf("set subnet %s: Setup has not succeeded yet", subnet)
+		}
+		d.cfg.Subnet = be32(subnet.Addr())
+		d.cfg.SubnetLen = uint32(subnet.Bits())
+		return d.putNodeConfig()
+	})
+}
+
+// pinnedMap opens one of the maps pinned in bpfDir.
+func pinnedMap(bpfDir, name string) (*ebpf.Map, error) {
+	return ebpf.LoadPinnedMap(filepath.Join(bpfDir, name), nil)
+}

@@ -1,0 +1,470 @@
+package ebpf
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/pkg/datapath"
+	"github.com/weftnet/weft/pkg/datapath/kernel"
+	"github.com/weftnet/weft/test/testns"
+)
+
+// Two node namespaces joined by a veth pair (the underlay, 192.168.50.0/24),
+// each with a bridge cni0 (10.244.<i>.1/24) and a pod namespace behind a
+// veth on it (10.244.<i>.10), as the bridge CNI plugin would leave them.
+type testNode struct {
+	ns, pod *testns.NS
+	node    datapath.Node
+	subnet  netip.Prefix
+	podIP   netip.Addr
+	bpfDir  string
+	dp      datapath.Datapath
+	info    datapath.Info
+}
+
+func newTestNodes(t *testing.T, backend datapath.Mode) [2]*testNode {
+	t.Helper()
+	prefix := testns.Prefix()
+	var nodes [2]*testNode
+	for i := range nodes {
+		n := &testNode{
+			ns:     testns.New(t, prefix, fmt.Sprintf("n%d", i+1)),
+			pod:    testns.New(t, prefix, fmt.Sprintf("p%d", i+1)),
+			subnet: netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i+1)),
+			podIP:  netip.MustParseAddr(fmt.Sprintf("10.244.%d.10", i+1)),
+			bpfDir: filepath.Join(t.TempDir(), "bpf"),
+			node: datapath.Node{
+				NodeIP:  netip.MustParseAddr(fmt.Sprintf("192.168.50.%d", i+1)),
+				Uplink:  "eth0",
+				Network: netip.MustParsePrefix("10.244.0.0/16"),
+				Backend: backend,
+				VNI:     1,
+			},
+		}
+		t.Cleanup(func() {
+			if err := unix.Unmount(n.bpfDir, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
+				t.Errorf("unmount %s: %v", n.bpfDir, err)
+			}
+		})
+		nodes[i] = n
+	}
+	nodes[0].ns.MustRun(t, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", nodes[1].ns.Name)
+	for _, n := range nodes {
+		n.ns.MustRun(t, "ip", "addr", "add", n.node.NodeIP.String()+"/24", "dev", "eth0")
+		n.ns.MustRun(t, "ip", "link", "set", "eth0", "up")
+	}
+	return nodes
+}
+
+// addPod creates cni0 and the pod behind it with the given MTU.
+func (n *testNode) addPod(t *testing.T, mtu int) {
+	t.Helper()
+	gw := n.subnet.Addr().Next()
+	mtuArg := fmt.Sprint(mtu)
+	n.ns.MustRun(t, "ip", "link", "add", "cni0", "type", "bridge")
+	n.ns.MustRun(t, "ip", "addr", "add", gw.String()+"/24", "dev", "cni0")
+	n.ns.MustRun(t, "ip", "link", "set", "cni0", "mtu", mtuArg, "up")
+	n.ns.MustRun(t, "ip", "link", "add", "vethpod", "mtu", mtuArg, "type", "veth", "peer", "name", "eth0", "netns", n.pod.Name)
+	n.ns.MustRun(t, "ip", "link", "set", "vethpod", "master", "cni0", "up")
+	n.pod.MustRun(t, "ip", "link", "set", "eth0", "mtu", mtuArg, "up")
+	n.pod.MustRun(t, "ip", "addr", "add", n.podIP.String()+"/24", "dev", "eth0")
+	n.pod.MustRun(t, "ip", "route", "add", "default", "via", gw.String())
+}
+
+// endpoint describes n's pod as the CNI plugin registers it.
+func (n *testNode) endpoint(t *testing.T) Endpoint {
+	t.Helper()
+	ep := Endpoint{IP: n.podIP}
+	must(t, n.ns.Do(func() error {
+		l, err := netlink.LinkByName("vethpod")
+		if err == nil {
+			ep.HostIfindex = l.Attrs().Index
+		}
+		return err
+	}))
+	must(t, n.pod.Do(func() error {
+		l, err := netlink.LinkByName("eth0")
+		if err == nil {
+			ep.MAC = l.Attrs().HardwareAddr
+		}
+		return err
+	}))
+	return ep
+}
+
+// startEBPF runs the ebpf datapath for n (New in n's namespace, Setup,
+// SetSubnet); it is cleaned up when the test ends.
+func (n *testNode) startEBPF(t *testing.T, attach string) *Datapath {
+	t.Helper()
+	var dp *Datapath
+	must(t, n.ns.Do(func() error {
+		var err error
+		dp, err = New(Options{BPFDir: n.bpfDir, Attach: attach})
+		return err
+	}))
+	n.setup(t, dp)
+	t.Cleanup(func() { // n.dp: the datapath of the last restart
+		if err := n.dp.Cleanup(context.Background()); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+		n.dp.Close()
+	})
+	return dp
+}
+
+func (n *testNode) setup(t *testing.T, dp datapath.Datapath) {
+	t.Helper()
+	ctx := context.Background()
+	info, err := dp.Setup(ctx, n.node)
+	must(t, err)
+	must(t, dp.SetSubnet(ctx, n.subnet))
+	n.dp, n.info = dp, info
+}
+
+// startKernel runs the kernel datapath alone for n (a flannel-like node).
+func (n *testNode) startKernel(t *testing.T) {
+	t.Helper()
+	dp := kernel.New()
+	must(t, n.ns.Do(func() error {
+		info, err := dp.Setup(context.Background(), n.node)
+		if err == nil {
+			err = dp.SetSubnet(context.Background(), n.subnet)
+		}
+		n.dp, n.info = dp, info
+		return err
+	}))
+}
+
+// syncAll tells every node about the others.
+func syncAll(t *testing.T, nodes [2]*testNode) {
+	t.Helper()
+	for i, n := range nodes {
+		o := nodes[1-i]
+		peers := []datapath.Peer{{Subnet: o.subnet, NodeIP: o.node.NodeIP, VtepMAC: o.info.VtepMAC}}
+		sync := func() error { return n.dp.Sync(context.Background(), peers) }
+		if _, isKernel := n.dp.(*kernel.Datapath); isKernel {
+			must(t, n.ns.Do(sync))
+		} else {
+			must(t, sync())
+		}
+	}
+}
+
+// waitPing pings from pod until one answer comes (first packets resolve
+// neighbours), failing after a deadline.
+func waitPing(t *testing.T, pod *testns.NS, dst netip.Addr) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := pod.Run("ping", "-c", "1", "-W", "1", dst.String())
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no ping answer from %s: %v", dst, err)
+		}
+	}
+}
+
+// pingSeries sends count pings every interval and fails on any loss.
+func pingSeries(t *testing.T, pod *testns.NS, dst netip.Addr, count int, interval string) {
+	t.Helper()
+	out, err := pod.Run("ping", "-c", fmt.Sprint(count), "-i", interval, "-W", "2", dst.String())
+	if err != nil || !strings.Contains(out, fmt.Sprintf("%d received", count)) {
+		t.Fatalf("ping series to %s lost packets: %v\n%s", dst, err, out)
+	}
+}
+
+// tcpTransfer sends size pseudo-random bytes from client's pod to server's
+// pod over TCP and checks they arrive intact.
+func tcpTransfer(t *testing.T, client, server *testNode, size int) {
+	t.Helper()
+	addr := netip.AddrPortFrom(server.podIP, 5201).String()
+	tcpTransferVia(t, client, server, addr, size)
+}
+
+// tcpTransferVia is tcpTransfer with the client dialling addr.
+func tcpTransferVia(t *testing.T, client, server *testNode, addr string, size int) {
+	t.Helper()
+	var ln net.Listener
+	must(t, server.pod.Do(func() error {
+		var err error
+		ln, err = net.Listen("tcp4", netip.AddrPortFrom(server.podIP, 5201).String())
+		return err
+	}))
+	defer ln.Close()
+	type result struct {
+		n   int64
+		sum []byte
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			got <- result{err: err}
+			return
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(60 * time.Second))
+		h := sha256.New()
+		n, err := io.Copy(h, c)
+		got <- result{n, h.Sum(nil), err}
+	}()
+	data := make([]byte, size)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	var conn net.Conn
+	must(t, client.pod.Do(func() error {
+		var err error
+		conn, err = net.DialTimeout("tcp4", addr, 10*time.Second)
+		return err
+	}))
+	conn.SetDeadline(time.Now().Add(60 * time.Second))
+	if _, err := conn.Write(data); err != nil {
+		t.Fatalf("send to %s: %v", addr, err)
+	}
+	conn.Close()
+	r := <-got
+	want := sha256.Sum256(data)
+	if r.err != nil || r.n != int64(size) || !bytes.Equal(r.sum, want[:]) {
+		t.Fatalf("TCP transfer to %s: got %d bytes (err %v), want %d intact", addr, r.n, r.err, size)
+	}
+}
+
+// counter returns the packets of one counter in n's datapath's Stats.
+func counter(t *testing.T, n *testNode, backend, direction string) uint64 {
+	t.Helper()
+	var stats []datapath.Counter
+	must(t, n.ns.Do(func() error { // the kernel datapath reads its device here
+		var err error
+		stats, err = n.dp.Stats()
+		return err
+	}))
+	for _, c := range stats {
+		if c.Backend == backend && c.Direction == direction && c.Reason == "" {
+			return c.Packets
+		}
+	}
+	t.Fatalf("no counter %s %s in %+v", backend, direction, stats)
+	return 0
+}
+
+// checkFastPath runs ping and TCP both ways and checks the ebpf counters of
+// the ebpf nodes grew by at least what was sent.
+func checkFastPath(t *testing.T, nodes [2]*testNode, backend string) {
+	t.Helper()
+	const pings, size = 20, 8 << 20
+	before := map[*testNode][2]uint64{}
+	for _, n := range nodes {
+		if _, ok := n.dp.(*Datapath); ok {
+			before[n] = [2]uint64{counter(t, n, backend, "tx"), counter(t, n, backend, "rx")}
+		}
+	}
+	for i, n := range nodes {
+		pingSeries(t, n.pod, nodes[1-i].podIP, pings, "0.05")
+		tcpTransfer(t, n, nodes[1-i], size)
+	}
+	for n, b := range before {
+		tx, rx := counter(t, n, backend, "tx")-b[0], counter(t, n, backend, "rx")-b[1]
+		// Each direction carried the pings, one transfer's data and the
+		// other's ACKs: at least pings + size/64KiB packets each way.
+		if min := uint64(2*pings + size/65536); tx < min || rx < min {
+			t.Errorf("%s %s counters grew by tx %d rx %d, want >= %d each: traffic bypassed the programs",
+				n.node.NodeIP, backend, tx, rx, min)
+		}
+	}
+}
+
+func TestTrafficVXLAN(t *testing.T) {
+	nodes := newTestNodes(t, datapath.ModeVXLAN)
+	// Node 1 starts before its bridge exists: the link watcher attaches later.
+	dp1 := nodes[0].startEBPF(t, AttachTCX)
+	nodes[0].addPod(t, nodes[0].info.MTU)
+	nodes[1].startEBPF(t, AttachTCX)
+	nodes[1].addPod(t, nodes[1].info.MTU)
+	if nodes[0].info.MTU != 1450 {
+		t.Errorf("pod MTU %d, want 1450 (uplink 1500 - 50)", nodes[0].info.MTU)
+	}
+	syncAll(t, nodes)
+	waitAttached(t, dp1, "cni0")
+	for _, n := range nodes {
+		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
+	}
+	waitPing(t, nodes[0].pod, nodes[1].podIP)
+	checkFastPath(t, nodes, BackendVXLAN)
+	// Host-originated traffic goes out through flannel.1 and its replies
+	// come back through it (the programs pass them up).
+	nodes[0].ns.MustRun(t, "ping", "-c", "3", "-i", "0.05", "-W", "2", nodes[1].podIP.String())
+}
+
+// TestNATedFlowTakesStack: pod 1 reaches pod 2 through a DNAT on node 2
+// (like a hostPort or NodePort). The reply must go through node 2's
+// conntrack (un-DNAT) instead of being encapsulated straight from the pod.
+func TestNATedFlowTakesStack(t *testing.T) {
+	nodes := newTestNodes(t, datapath.ModeVXLAN)
+	for _, n := range nodes {
+		n.addPod(t, 1450)
+		n.startEBPF(t, AttachTCX)
+	}
+	syncAll(t, nodes)
+	for _, n := range nodes {
+		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
+	}
+	waitPing(t, nodes[0].pod, nodes[1].podIP)
+	nodes[1].ns.MustRun(t, "nft", "add table ip weft_test; "+
+		"add chain ip weft_test pre { type nat hook prerouting priority -100; }; "+
+		"add rule ip weft_test pre tcp dport 8080 dnat to "+nodes[1].podIP.String()+":5201")
+	tcpTransferVia(t, nodes[0], nodes[1], "192.168.50.2:8080", 1<<20)
+	checkFastPath(t, nodes, BackendVXLAN)
+}
+
+func TestTrafficHostGW(t *testing.T) {
+	nodes := newTestNodes(t, datapath.ModeHostGW)
+	for _, n := range nodes {
+		n.startEBPF(t, AttachAuto)
+		n.addPod(t, 1500)
+	}
+	syncAll(t, nodes)
+	for _, n := range nodes {
+		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
+	}
+	waitPing(t, nodes[0].pod, nodes[1].podIP)
+	checkFastPath(t, nodes, BackendHostGW)
+}
+
+func TestTrafficTCAttach(t *testing.T) {
+	nodes := newTestNodes(t, datapath.ModeVXLAN)
+	for _, n := range nodes {
+		n.addPod(t, 1450)
+		n.startEBPF(t, AttachTC)
+	}
+	syncAll(t, nodes)
+	for _, n := range nodes {
+		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
+		for _, dev := range []string{"eth0 ingress", "cni0 ingress", "cni0 egress"} {
+			args := append([]string{"filter", "show", "dev"}, strings.Fields(dev)...)
+			if out := n.ns.MustRun(t, "tc", args...); !strings.Contains(out, "weft_") || !strings.Contains(out, "direct-action") {
+				t.Errorf("%s: no weft direct-action filter on %s:\n%s", n.node.NodeIP, dev, out)
+			}
+		}
+		if pins, _ := filepath.Glob(filepath.Join(n.bpfDir, linkPinPrefix+"*")); len(pins) != 0 {
+			t.Errorf("tc mode left tcx link pins: %v", pins)
+		}
+	}
+	waitPing(t, nodes[0].pod, nodes[1].podIP)
+	checkFastPath(t, nodes, BackendVXLAN)
+}
+
+// TestInteropKernelNode: an ebpf node and a kernel-only (flannel-like) node
+// exchange traffic: the wire format is flannel's.
+func TestInteropKernelNode(t *testing.T) {
+	nodes := newTestNodes(t, datapath.ModeVXLAN)
+	nodes[0].startEBPF(t, AttachAuto)
+	nodes[1].startKernel(t)
+	for _, n := range nodes {
+		n.addPod(t, 1450)
+	}
+	syncAll(t, nodes)
+	must(t, RegisterEndpoint(nodes[0].bpfDir, nodes[0].endpoint(t)))
+	waitPing(t, nodes[0].pod, nodes[1].podIP)
+	checkFastPath(t, nodes, BackendVXLAN)
+	if rx := counter(t, nodes[1], "vxlan-kernel", "rx"); rx < 20 {
+		t.Errorf("kernel node's flannel.1 received %d packets: the ebpf node's encapsulation did not reach it", rx)
+	}
+}
+
+// TestRestart: Close and a new Datapath in the same namespace keep the
+// pinned links (programs replaced in place) while a ping series loses nothing.
+func TestRestart(t *testing.T) {
+	nodes := newTestNodes(t, datapath.ModeVXLAN)
+	for _, n := range nodes {
+		n.addPod(t, 1450)
+		n.startEBPF(t, AttachTCX)
+	}
+	syncAll(t, nodes)
+	for _, n := range nodes {
+		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
+	}
+	waitPing(t, nodes[0].pod, nodes[1].podIP)
+	n := nodes[0]
+	linkID, progID := pinnedLink(t, n, "eth0_ingress")
+
+	done := make(chan error, 1)
+	go func() {
+		out, err := n.pod.Run("ping", "-c", "200", "-i", "0.01", "-W", "2", nodes[1].podIP.String())
+		if err == nil && !strings.Contains(out, "200 received") {
+			err = fmt.Errorf("lost packets:\n%s", out)
+		}
+		done <- err
+	}()
+	for range 3 {
+		select {
+		case err := <-done:
+			t.Fatalf("ping series ended before the restarts: %v", err)
+		default:
+		}
+		must(t, n.dp.Close())
+		var dp *Datapath
+		must(t, n.ns.Do(func() error {
+			var err error
+			dp, err = New(Options{BPFDir: n.bpfDir, Attach: AttachTCX})
+			return err
+		}))
+		n.setup(t, dp)
+		syncAll(t, nodes)
+	}
+	if err := <-done; err != nil {
+		t.Errorf("ping during restarts: %v", err)
+	}
+	newLink, newProg := pinnedLink(t, n, "eth0_ingress")
+	if newLink != linkID || newProg == progID {
+		t.Errorf("link %d -> %d, program %d -> %d: want the same link with a new program", linkID, newLink, progID, newProg)
+	}
+	if ep := n.endpoint(t); ep.HostIfindex == 0 {
+		t.Fatal("pod veth vanished")
+	}
+	checkFastPath(t, nodes, BackendVXLAN)
+}
+
+// pinnedLink returns the IDs of a pinned tcx link and its program.
+func pinnedLink(t *testing.T, n *testNode, name string) (link.ID, ebpf.ProgramID) {
+	t.Helper()
+	l, err := link.LoadPinnedLink(filepath.Join(n.bpfDir, linkPinPrefix+name), nil)
+	must(t, err)
+	defer l.Close()
+	info, err := l.Info()
+	must(t, err)
+	return info.ID, info.Program
+}
+
+// waitAttached waits until dp's programs are attached to dev.
+func waitAttached(t *testing.T, dp *Datapath, dev string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, err := os.Stat(filepath.Join(dp.opts.BPFDir, linkPinPrefix+dev+"_ingress"))
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("programs not attached to %s: %v", dev, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}

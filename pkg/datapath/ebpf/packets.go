@@ -1,0 +1,95 @@
+package ebpf
+
+import (
+	"encoding/binary"
+	"net"
+	"net/netip"
+)
+
+// Frames for BPF_PROG_TEST_RUN (the self-test in Supported, and the tests).
+
+const (
+	etherTypeIPv4 = 0x0800
+	protoICMP     = 1
+	protoTCP      = 6
+	protoUDP      = 17
+	vxlanOverhead = 50
+)
+
+// ipv4Packet describes an IPv4 packet with an ICMP, TCP or UDP header.
+type ipv4Packet struct {
+	src, dst     netip.Addr
+	proto        uint8
+	ttl          uint8
+	sport, dport uint16
+	payload      []byte
+}
+
+// bytes encodes p (ICMP echo request, TCP SYN or UDP header, then payload).
+func (p ipv4Packet) bytes() []byte {
+	var l4 []byte
+	switch p.proto {
+	case protoTCP:
+		l4 = make([]byte, 20)
+		binary.BigEndian.PutUint16(l4[0:], p.sport)
+		binary.BigEndian.PutUint16(l4[2:], p.dport)
+		l4[12], l4[13] = 5<<4, 0x02
+	case protoUDP:
+		l4 = make([]byte, 8)
+		binary.BigEndian.PutUint16(l4[0:], p.sport)
+		binary.BigEndian.PutUint16(l4[2:], p.dport)
+		binary.BigEndian.PutUint16(l4[4:], uint16(8+len(p.payload)))
+	default:
+		l4 = []byte{8, 0, 0, 0, 0, 1, 0, 1}
+	}
+	ttl := p.ttl
+	if ttl == 0 {
+		ttl = 64
+	}
+	b := make([]byte, 20, 20+len(l4)+len(p.payload))
+	b[0] = 0x45
+	binary.BigEndian.PutUint16(b[2:], uint16(20+len(l4)+len(p.payload)))
+	b[8], b[9] = ttl, p.proto
+	src, dst := p.src.As4(), p.dst.As4()
+	copy(b[12:], src[:])
+	copy(b[16:], dst[:])
+	binary.BigEndian.PutUint16(b[10:], ipChecksum(b))
+	return append(append(b, l4...), p.payload...)
+}
+
+// ipChecksum is the Internet checksum of an IPv4 header.
+func ipChecksum(h []byte) uint16 {
+	var sum uint32
+	for i := 0; i+1 < len(h); i += 2 {
+		sum += uint32(binary.BigEndian.Uint16(h[i:]))
+	}
+	for sum > 0xffff {
+		sum = sum&0xffff + sum>>16
+	}
+	return ^uint16(sum)
+}
+
+// ethernet frames payload.
+func ethernet(dst, src net.HardwareAddr, etherType uint16, payload []byte) []byte {
+	b := make([]byte, 14, 14+len(payload))
+	copy(b[0:], dst)
+	copy(b[6:], src)
+	binary.BigEndian.PutUint16(b[12:], etherType)
+	return append(b, payload...)
+}
+
+// vxlanPacket wraps the Ethernet frame inner in outer IPv4/UDP/VXLAN headers
+// as flannel's kernel vxlan device sends them (without the outer Ethernet).
+func vxlanPacket(src, dst netip.Addr, port uint16, vni uint32, inner []byte) []byte {
+	udp := make([]byte, 16, 16+len(inner))
+	binary.BigEndian.PutUint16(udp[0:], 40000)
+	binary.BigEndian.PutUint16(udp[2:], port)
+	binary.BigEndian.PutUint16(udp[4:], uint16(16+len(inner)))
+	udp[8] = 0x08
+	binary.BigEndian.PutUint32(udp[12:], vni<<8)
+	outer := ipv4Packet{src: src, dst: dst, proto: protoUDP}.bytes()[:20]
+	binary.BigEndian.PutUint16(outer[2:], uint16(20+len(udp)+len(inner)))
+	binary.BigEndian.PutUint16(outer[10:], 0)
+	binary.BigEndian.PutUint16(outer[10:], ipChecksum(outer))
+	return append(append(outer, udp...), inner...)
+}

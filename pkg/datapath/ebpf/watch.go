@@ -1,0 +1,69 @@
+package ebpf
+
+import (
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/vishvananda/netlink"
+)
+
+// watch starts (once) a goroutine that re-attaches as soon as the bridge or
+// the uplink appears or changes, instead of waiting for the next Sync.
+func (d *Datapath) watch() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.stopWatch != nil {
+		return nil
+	}
+	updates := make(chan netlink.LinkUpdate, 64)
+	done := make(chan struct{})
+	ns, bridge, uplink := d.ns, d.opts.Bridge, d.node.Uplink
+	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
+		Namespace: &ns,
+		ErrorCallback: func(err error) {
+			select {
+			case <-done:
+				return // closing the subscription fails its receive
+			default:
+			}
+			slog.Warn("link watch failed; Sync keeps attaching", "err", err)
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("watch links: %w", err)
+	}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for u := range updates {
+			if name := u.Attrs().Name; name == bridge || name == uplink {
+				d.relink(name)
+			}
+		}
+	}()
+	d.stopWatch = func() {
+		close(done)
+		wg.Wait()
+	}
+	return nil
+}
+
+// relink refreshes the node config and attachments after a link event.
+func (d *Datapath) relink(name string) {
+	err := d.inNS(func() error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		if d.objs == nil {
+			return nil
+		}
+		if err := d.refreshBridge(); err != nil {
+			return err
+		}
+		return d.attachAll()
+	})
+	if err != nil {
+		slog.Warn("re-attach after link change failed; the next Sync retries", "link", name, "err", err)
+	}
+}
