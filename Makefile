@@ -30,5 +30,35 @@ test: deps build
 e2e: deps build
 	WEFT_E2E=1 $(GO) test -count=1 -timeout 30m -v ./test/e2e/
 
+# demo (root) brings up a 3-node namespace cluster with etcd and weftd on the
+# ebpf datapath, two pods per node, prints a table of cross-node pings and
+# tears it all down, also on Ctrl-C (the demo binary runs directly, not under
+# `go run`, so the signal reaches it).
+demo: deps build
+	$(GO) build -o $(BIN)/weft-demo ./test/demo
+	./$(BIN)/weft-demo -bin $(BIN)
+
+# generate rebuilds bpf/ into pkg/datapath/ebpf (bpf2go pinned by go.mod's tool
+# directive; clang, llvm-strip and libbpf-dev from Debian).
+generate:
+	$(GO) generate ./generate.go
+
+# check-generate fails when the committed bindings differ from a fresh build.
+check-generate: generate
+	@git diff --exit-code --stat -- pkg/datapath/ebpf || \
+		{ echo "generated eBPF files are stale: run make generate and commit them"; exit 1; }
+	@untracked=$$(git ls-files --others --exclude-standard -- pkg/datapath/ebpf); \
+	if [ -n "$$untracked" ]; then echo "uncommitted generated files: $$untracked"; exit 1; fi
+
 clean:
 	rm -rf $(BIN)
+
+# bench-scale (root) measures the control plane at scale: a real etcd with
+# 100, 1000 and 5000 synthetic leases and one weftd per datapath (time until
+# all are programmed, new-lease latency, peak RSS, CPU), written to
+# docs/benchmarks.md under "Control-plane scale". Flags via SCALE_ARGS, e.g.
+# make bench-scale SCALE_ARGS='-datapaths kernel -sizes 100,1000'.
+.PHONY: bench-scale
+bench-scale: deps
+	$(GO) build -o $(BIN)/weft-scale ./test/scale
+	./$(BIN)/weft-scale $(SCALE_ARGS)

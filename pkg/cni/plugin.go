@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"log/slog"
 	"slices"
 
 	"github.com/containernetworking/cni/pkg/invoke"
@@ -74,9 +73,7 @@ func afterAdd(env subnetfile.Env, delegate map[string]any, ifName string, res ty
 	if err != nil {
 		return fmt.Errorf("register pod with the ebpf datapath: %w", err)
 	}
-	// TODO(lead): ebpf.RegisterEndpoint(env.BPFDir, ...) for each ep.IPs,
-	// HostIfindex from net.InterfaceByName(ep.HostIfName), MAC ep.MAC.
-	slog.Debug("pod endpoint", "ips", ep.IPs, "mac", ep.MAC, "hostIf", ep.HostIfName, "bpfDir", env.BPFDir)
+	registerEndpoint(env.BPFDir, ep)
 	return nil
 }
 
@@ -92,7 +89,10 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	// The ebpf endpoint unregistration belongs here, before the veth goes.
+	// Before the veth goes, while the pod's addresses can still be read.
+	if env, _, err := LoadSubnetEnv(n.SubnetFile); err == nil && env.BPFDir != "" {
+		unregisterPod(env.BPFDir, args.Netns, args.IfName)
+	}
 	if err := delegate(d, args.StdinData, delKeys, "DEL", invoke.DelegateDel); err != nil {
 		return err
 	}
