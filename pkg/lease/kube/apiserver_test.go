@@ -1,0 +1,334 @@
+package kube
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/netip"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/weftnet/weft/pkg/lease"
+	"github.com/weftnet/weft/test/kubetest"
+)
+
+// env is one API server shared by the subtests of TestAPIServer; weftd's
+// side authenticates as the ServiceAccount of deploy/weft.yaml, so a
+// permission missing from its ClusterRole fails these tests.
+type env struct {
+	cluster    *kubetest.Cluster
+	admin      kubernetes.Interface
+	kubeconfig string
+	netConf    string
+}
+
+func TestAPIServer(t *testing.T) {
+	c := kubetest.Start(t, kubetest.Options{})
+	e := &env{cluster: c, admin: c.Admin(t), kubeconfig: c.WeftKubeconfig(t), netConf: writeNetConf(t, "10.244.0.0/16")}
+	t.Run("AcquirePublishesAndSetsCondition", e.testAcquire)
+	t.Run("PublicIPOverwrite", e.testOverwrite)
+	t.Run("KeepRepublishes", e.testKeep)
+	t.Run("WatchAddChangeDelete", e.testWatch)
+	t.Run("PodCIDRMissing", e.testPodCIDRMissing)
+	t.Run("PodCIDROutsideNetwork", e.testPodCIDROutside)
+}
+
+func vxlanAttrs(ip, mac string) lease.Attrs {
+	data, _ := json.Marshal(lease.VXLANData{VNI: 1, VtepMAC: mac})
+	return lease.Attrs{PublicIP: netip.MustParseAddr(ip), BackendType: "vxlan", BackendData: data}
+}
+
+// manager starts a Manager for node name that stops when t ends.
+func (e *env) manager(t *testing.T, name string, logs *logBuffer) *Manager {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	m, err := New(ctx, Config{Kubeconfig: e.kubeconfig, NodeName: name, NetConfPath: e.netConf, SetNodeNetworkUnavailable: true, Logger: logs.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// createNode registers n's name, podCIDR and annotations.
+func (e *env) createNode(t *testing.T, n *corev1.Node) {
+	t.Helper()
+	e.cluster.CreateNode(t, n.Name, n.Spec.PodCIDR, n.Annotations)
+}
+
+func (e *env) getNode(t *testing.T, name string) *corev1.Node {
+	t.Helper()
+	n, err := e.admin.CoreV1().Nodes().Get(context.Background(), name, metav1.GetOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// patchNode applies a merge patch as the admin (subresource "" or "status").
+func (e *env) patchNode(t *testing.T, name, sub string, patch map[string]any) {
+	t.Helper()
+	data, _ := json.Marshal(patch)
+	var subs []string
+	if sub != "" {
+		subs = []string{sub}
+	}
+	if _, err := e.admin.CoreV1().Nodes().Patch(context.Background(), name, types.MergePatchType, data, metav1.PatchOptions{}, subs...); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func (e *env) testAcquire(t *testing.T) {
+	var logs logBuffer
+	e.createNode(t, node("acq", "10.244.1.0/24", nil))
+	m := e.manager(t, "acq", &logs)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	attrs := vxlanAttrs("192.168.50.1", "c6:d2:8e:00:00:01")
+	l, err := m.Acquire(ctx, attrs, netip.Prefix{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Subnet != netip.MustParsePrefix("10.244.1.0/24") || l.Attrs.PublicIP != attrs.PublicIP || !l.Expiration.IsZero() {
+		t.Fatalf("lease %+v", l)
+	}
+	ann := e.getNode(t, "acq").Annotations
+	for k, want := range map[string]string{
+		"kube-subnet-manager": "true",
+		"backend-type":        "vxlan",
+		"backend-data":        `{"VNI":1,"VtepMAC":"c6:d2:8e:00:00:01"}`,
+		"public-ip":           "192.168.50.1",
+	} {
+		if ann[prefix+k] != want {
+			t.Errorf("annotation %s = %q, want %q", k, ann[prefix+k], want)
+		}
+	}
+	if err := m.SetNetworkAvailable(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var cond *corev1.NodeCondition
+	for _, c := range e.getNode(t, "acq").Status.Conditions {
+		if c.Type == corev1.NodeNetworkUnavailable {
+			cond = &c
+		}
+	}
+	if cond == nil || cond.Status != corev1.ConditionFalse || cond.Reason != ConditionReason {
+		t.Fatalf("NetworkUnavailable condition %+v, want False/%s", cond, ConditionReason)
+	}
+}
+
+func (e *env) testOverwrite(t *testing.T) {
+	var logs logBuffer
+	e.createNode(t, node("ovw", "10.244.2.0/24", map[string]string{prefix + "public-ip-overwrite": "203.0.113.7"}))
+	m := e.manager(t, "ovw", &logs)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	l, err := m.Acquire(ctx, vxlanAttrs("192.168.50.2", "c6:d2:8e:00:00:02"), netip.Prefix{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Attrs.PublicIP.String() != "203.0.113.7" {
+		t.Errorf("lease PublicIP %s, want the overwrite 203.0.113.7", l.Attrs.PublicIP)
+	}
+	if got := e.getNode(t, "ovw").Annotations[prefix+"public-ip"]; got != "203.0.113.7" {
+		t.Errorf("published public-ip %q, want 203.0.113.7", got)
+	}
+}
+
+func (e *env) testKeep(t *testing.T) {
+	var logs logBuffer
+	e.createNode(t, node("keep", "10.244.3.0/24", nil))
+	m := e.manager(t, "keep", &logs)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l, err := m.Acquire(ctx, vxlanAttrs("192.168.50.3", "c6:d2:8e:00:00:03"), netip.Prefix{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	kctx, kcancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	var mu sync.Mutex
+	var changes []lease.Lease
+	go func() {
+		defer close(done)
+		m.Keep(kctx, l, func(l lease.Lease) { mu.Lock(); changes = append(changes, l); mu.Unlock() })
+	}()
+	// Someone removes backend-data and changes public-ip: Keep restores both.
+	e.patchNode(t, "keep", "", map[string]any{"metadata": map[string]any{"annotations": map[string]any{
+		prefix + "backend-data": nil, prefix + "public-ip": "1.2.3.4",
+	}}})
+	eventually(t, 30*time.Second, "annotations restored", func() bool {
+		ann := e.getNode(t, "keep").Annotations
+		return ann[prefix+"public-ip"] == "192.168.50.3" && ann[prefix+"backend-data"] == string(l.Attrs.BackendData)
+	})
+	// The user sets public-ip-overwrite: the held lease changes.
+	e.patchNode(t, "keep", "", map[string]any{"metadata": map[string]any{"annotations": map[string]any{prefix + "public-ip-overwrite": "203.0.113.9"}}})
+	eventually(t, 30*time.Second, "lease change for public-ip-overwrite", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(changes) == 1 && changes[0].Attrs.PublicIP.String() == "203.0.113.9" && changes[0].Subnet == l.Subnet
+	})
+	eventually(t, 30*time.Second, "overwrite published", func() bool {
+		return e.getNode(t, "keep").Annotations[prefix+"public-ip"] == "203.0.113.9"
+	})
+	select {
+	case <-done:
+		t.Fatal("Keep returned before its context ended")
+	default:
+	}
+	kcancel()
+	<-done
+}
+
+// leaseSet collects what Watch delivers.
+type leaseSet struct {
+	mu     sync.Mutex
+	leases map[string]lease.Lease // by subnet
+	calls  int
+}
+
+func (s *leaseSet) update(ls []lease.Lease) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.calls++
+	s.leases = map[string]lease.Lease{}
+	for _, l := range ls {
+		s.leases[l.Subnet.String()] = l
+	}
+}
+
+func (s *leaseSet) get(subnet string) (lease.Lease, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	l, ok := s.leases[subnet]
+	return l, ok
+}
+
+func (e *env) testWatch(t *testing.T) {
+	var logs logBuffer
+	e.createNode(t, node("watcher", "10.244.10.0/24", nil))
+	m := e.manager(t, "watcher", &logs)
+	ctx, cancel := context.WithCancel(context.Background())
+	var set leaseSet
+	done := make(chan struct{})
+	go func() { defer close(done); m.Watch(ctx, set.update) }()
+	t.Cleanup(func() { cancel(); <-done })
+
+	flannel := func(ip, data string) map[string]string {
+		return map[string]string{
+			prefix + "kube-subnet-manager": "true", prefix + "backend-type": "vxlan",
+			prefix + "backend-data": data, prefix + "public-ip": ip,
+		}
+	}
+	// Added: a node published by flannel.
+	e.createNode(t, node("peer-a", "10.244.11.0/24", flannel("192.168.60.1", `{"VNI":1,"VtepMAC":"aa:bb:cc:00:00:01"}`)))
+	eventually(t, 30*time.Second, "peer-a in Watch", func() bool {
+		l, ok := set.get("10.244.11.0/24")
+		mac, err := l.VtepMAC()
+		return ok && l.Attrs.PublicIP.String() == "192.168.60.1" && err == nil && mac.String() == "aa:bb:cc:00:00:01"
+	})
+	// Changed annotation: a new VTEP MAC.
+	e.patchNode(t, "peer-a", "", map[string]any{"metadata": map[string]any{"annotations": map[string]any{prefix + "backend-data": `{"VNI":1,"VtepMAC":"aa:bb:cc:00:00:02"}`}}})
+	eventually(t, 30*time.Second, "peer-a's new VtepMAC in Watch", func() bool {
+		l, ok := set.get("10.244.11.0/24")
+		mac, err := l.VtepMAC()
+		return ok && err == nil && mac.String() == "aa:bb:cc:00:00:02"
+	})
+	// Changed podCIDR: annotated but unassigned, then assigned.
+	e.createNode(t, node("peer-b", "", flannel("192.168.60.2", `{"VNI":1,"VtepMAC":"aa:bb:cc:00:00:03"}`)))
+	n := e.getNode(t, "peer-b")
+	n.Spec.PodCIDR, n.Spec.PodCIDRs = "10.244.12.0/24", []string{"10.244.12.0/24"}
+	if _, err := e.admin.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "peer-b in Watch after podCIDR assignment", func() bool {
+		_, ok := set.get("10.244.12.0/24")
+		return ok
+	})
+	// Unparsable: left out and logged once.
+	e.createNode(t, node("peer-bad", "10.244.13.0/24", flannel("not-an-ip", `{}`)))
+	eventually(t, 30*time.Second, "peer-bad logged", func() bool { return logs.count("ignoring unusable lease", "peer-bad") == 1 })
+	if _, ok := set.get("10.244.13.0/24"); ok {
+		t.Error("Watch delivered the unparsable lease of peer-bad")
+	}
+	// Deleted.
+	if err := e.admin.CoreV1().Nodes().Delete(context.Background(), "peer-a", metav1.DeleteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "peer-a gone from Watch", func() bool {
+		_, ok := set.get("10.244.11.0/24")
+		return !ok
+	})
+	if _, ok := set.get("10.244.12.0/24"); !ok {
+		t.Error("peer-b vanished with peer-a")
+	}
+	if n := logs.count("ignoring unusable lease", "peer-bad"); n != 1 {
+		t.Errorf("peer-bad logged %d times, want 1", n)
+	}
+}
+
+func (e *env) testPodCIDRMissing(t *testing.T) {
+	var logs logBuffer
+	e.createNode(t, node("nocidr", "", nil))
+	m := e.manager(t, "nocidr", &logs)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	type result struct {
+		l   lease.Lease
+		err error
+	}
+	res := make(chan result, 1)
+	go func() {
+		l, err := m.Acquire(ctx, vxlanAttrs("192.168.50.5", "c6:d2:8e:00:00:05"), netip.Prefix{})
+		res <- result{l, err}
+	}()
+	line := []string{`node \"nocidr\" has no IPv4 podCIDR assigned`, "--allocate-node-cidrs=true --cluster-cidr=10.244.0.0/16", "--pod-network-cidr=10.244.0.0/16"}
+	eventually(t, 30*time.Second, "the podCIDR log line", func() bool { return logs.count(line...) > 0 })
+	// Node changes wake Acquire up; it must not log again for each.
+	for i := range 3 {
+		e.patchNode(t, "nocidr", "", map[string]any{"metadata": map[string]any{"annotations": map[string]any{"example.com/poke": string(rune('a' + i))}}})
+	}
+	n := e.getNode(t, "nocidr")
+	n.Spec.PodCIDR, n.Spec.PodCIDRs = "10.244.4.0/24", []string{"10.244.4.0/24"}
+	if _, err := e.admin.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	r := <-res
+	if r.err != nil || r.l.Subnet != netip.MustParsePrefix("10.244.4.0/24") {
+		t.Fatalf("Acquire = %+v, %v; want 10.244.4.0/24", r.l, r.err)
+	}
+	if c := logs.count(line...); c != 1 {
+		t.Errorf("podCIDR problem logged %d times, want once:\n%s", c, logs.String())
+	}
+}
+
+func (e *env) testPodCIDROutside(t *testing.T) {
+	var logs logBuffer
+	e.createNode(t, node("outside", "10.99.1.0/24", nil))
+	m := e.manager(t, "outside", &logs)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	res := make(chan error, 1)
+	go func() {
+		_, err := m.Acquire(ctx, vxlanAttrs("192.168.50.6", "c6:d2:8e:00:00:06"), netip.Prefix{})
+		res <- err
+	}()
+	line := []string{`node \"outside\" podCIDR 10.99.1.0/24 is outside net-conf.json Network 10.244.0.0/16`, "--cluster-cidr"}
+	eventually(t, 30*time.Second, "the outside-Network log line", func() bool { return logs.count(line...) > 0 })
+	cancel()
+	if err := <-res; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Acquire = %v, want it to wait until canceled", err)
+	}
+	if c := logs.count(line...); c != 1 {
+		t.Errorf("outside-Network problem logged %d times, want once:\n%s", c, logs.String())
+	}
+	if ann := e.getNode(t, "outside").Annotations; ann[prefix+"backend-type"] != "" {
+		t.Error("a lease outside Network was published")
+	}
+}

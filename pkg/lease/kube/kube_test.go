@@ -1,0 +1,295 @@
+package kube
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/weftnet/weft/pkg/lease"
+)
+
+const prefix = DefaultAnnotationPrefix + "/"
+
+// logBuffer is a slog destination tests can search.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+// count returns how many log lines contain every one of subs.
+func (b *logBuffer) count(subs ...string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	n := 0
+	for _, line := range strings.Split(b.buf.String(), "\n") {
+		all := line != ""
+		for _, s := range subs {
+			all = all && strings.Contains(line, s)
+		}
+		if all {
+			n++
+		}
+	}
+	return n
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *logBuffer) logger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(b, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+// eventually polls cond every 20 ms until it holds or timeout passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func writeNetConf(t *testing.T, network string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "net-conf.json")
+	data := `{"Network": "` + network + `", "Backend": {"Type": "vxlan"}}`
+	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func node(name, podCIDR string, ann map[string]string) *corev1.Node {
+	n := &corev1.Node{ObjectMeta: metav1.ObjectMeta{Name: name, Annotations: ann}}
+	if podCIDR != "" {
+		n.Spec.PodCIDR, n.Spec.PodCIDRs = podCIDR, []string{podCIDR}
+	}
+	return n
+}
+
+func keys(t *testing.T) annotationKeys {
+	t.Helper()
+	k, err := newAnnotationKeys(DefaultAnnotationPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
+func TestAnnotationPrefix(t *testing.T) {
+	k, err := newAnnotationKeys("example.com/")
+	if err != nil || k.backendData != "example.com/backend-data" {
+		t.Fatalf("got %q, %v", k.backendData, err)
+	}
+	if _, err := newAnnotationKeys("not a prefix!"); err == nil {
+		t.Fatal("invalid prefix accepted")
+	}
+}
+
+func TestLeaseOf(t *testing.T) {
+	k := keys(t)
+	good := map[string]string{
+		prefix + "backend-type": "vxlan",
+		prefix + "backend-data": `{"VNI":1,"VtepMAC":"c6:d2:8e:11:22:33"}`,
+		prefix + "public-ip":    "192.168.64.3",
+	}
+	with := func(key, val string) map[string]string {
+		m := map[string]string{}
+		for k, v := range good {
+			m[k] = v
+		}
+		m[prefix+key] = val
+		return m
+	}
+	dual := node("dual", "", good)
+	dual.Spec.PodCIDRs = []string{"fd00:1::/64", "10.244.7.1/24"}
+	for _, tc := range []struct {
+		name    string
+		n       *corev1.Node
+		ok      bool
+		wantErr string
+		subnet  string
+	}{
+		{"flannel node", node("a", "10.244.3.0/24", good), true, "", "10.244.3.0/24"},
+		{"dual stack picks IPv4, masked", dual, true, "", "10.244.7.0/24"},
+		{"no annotations", node("b", "10.244.3.0/24", nil), false, "", ""},
+		{"no podCIDR", node("c", "", good), false, "", ""},
+		{"bad public-ip", node("d", "10.244.3.0/24", with("public-ip", "nope")), false, "public-ip", ""},
+		{"bad backend-data", node("e", "10.244.3.0/24", with("backend-data", "{")), false, "backend-data", ""},
+		{"bad public-ipv6", node("f", "10.244.3.0/24", with("public-ipv6", "1.2.3.4")), false, "public-ipv6", ""},
+		{"bad podCIDR", node("g", "10.244.3.0/99", good), false, "podCIDR", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, ok, err := k.leaseOf(tc.n)
+			if tc.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+					t.Fatalf("err = %v, want it to name %s", err, tc.wantErr)
+				}
+				return
+			}
+			if err != nil || ok != tc.ok {
+				t.Fatalf("ok=%v err=%v, want ok=%v", ok, err, tc.ok)
+			}
+			if ok && (l.Subnet.String() != tc.subnet || l.Attrs.PublicIP.String() != "192.168.64.3" || l.Attrs.BackendType != "vxlan") {
+				t.Fatalf("lease %+v", l)
+			}
+			if ok {
+				mac, err := l.VtepMAC()
+				if err != nil || mac.String() != "c6:d2:8e:11:22:33" {
+					t.Fatalf("VtepMAC %v, %v", mac, err)
+				}
+			}
+		})
+	}
+}
+
+func TestPatchOnlyWhenDifferent(t *testing.T) {
+	k := keys(t)
+	v6 := netip.MustParseAddr("fd00::1")
+	a := lease.Attrs{PublicIP: netip.MustParseAddr("10.0.0.1"), PublicIPv6: &v6, BackendType: "vxlan", BackendData: json.RawMessage(`{"VNI":1}`)}
+	n := node("a", "10.244.1.0/24", map[string]string{"other": "kept"})
+	want, done := k.patch(n, a)
+	if done {
+		t.Fatal("node without annotations reported as published")
+	}
+	for key, v := range want {
+		n.Annotations[key] = *v
+	}
+	if _, done := k.patch(n, a); !done {
+		t.Fatal("published node needs another patch")
+	}
+	a.PublicIPv6 = nil
+	want, done = k.patch(n, a)
+	if done || want[k.publicIPv6] != nil {
+		t.Fatalf("stale public-ipv6 not removed: done=%v", done)
+	}
+	hostgw := lease.Attrs{PublicIP: a.PublicIP, BackendType: "host-gw"}
+	if want, _ := k.patch(n, hostgw); *want[k.backendData] != "null" {
+		t.Fatalf("host-gw backend-data = %q, want null", *want[k.backendData])
+	}
+}
+
+func TestOwnLease(t *testing.T) {
+	m := &Manager{keys: keys(t)}
+	network := netip.MustParsePrefix("10.244.0.0/16")
+	base := lease.Attrs{PublicIP: netip.MustParseAddr("192.168.1.5"), BackendType: "vxlan"}
+	for _, tc := range []struct {
+		name string
+		n    *corev1.Node
+		want string // error substrings, "|"-separated; "" for success
+		ip   string
+	}{
+		{"ok", node("a", "10.244.5.0/24", nil), "", "192.168.1.5"},
+		{"overwrite", node("a", "10.244.5.0/24", map[string]string{prefix + "public-ip-overwrite": "172.16.0.9"}), "", "172.16.0.9"},
+		{"bad overwrite", node("a", "10.244.5.0/24", map[string]string{prefix + "public-ip-overwrite": "x"}), `node "a"|public-ip-overwrite|fix or remove`, ""},
+		{"missing", node("a", "", nil), `node "a"|no IPv4 podCIDR|--allocate-node-cidrs=true --cluster-cidr=10.244.0.0/16|--pod-network-cidr=10.244.0.0/16`, ""},
+		{"outside", node("a", "10.99.1.0/24", nil), `node "a"|10.99.1.0/24|10.244.0.0/16|--cluster-cidr`, ""},
+		{"wider than network", node("a", "10.0.0.0/8", nil), `10.0.0.0/8|10.244.0.0/16`, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			l, err := m.ownLease(tc.n, network, base)
+			if tc.want == "" {
+				if err != nil || l.Subnet.String() != "10.244.5.0/24" || l.Attrs.PublicIP.String() != tc.ip {
+					t.Fatalf("lease %+v, err %v", l, err)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatal("no error")
+			}
+			for _, s := range strings.Split(tc.want, "|") {
+				if !strings.Contains(err.Error(), s) {
+					t.Errorf("error %q does not contain %q", err, s)
+				}
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestThrottle(t *testing.T) {
+	var th throttle
+	now := time.Now()
+	steps := []struct {
+		msg  string
+		at   time.Duration
+		want bool
+	}{{"a", 0, true}, {"a", time.Second, false}, {"a", 59 * time.Second, false}, {"b", 60 * time.Second, true}, {"a", 61 * time.Second, true}, {"a", 122 * time.Second, true}}
+	for i, s := range steps {
+		if got := th.allow(s.msg, now.Add(s.at)); got != s.want {
+			t.Fatalf("step %d (%q at %s): allow=%v, want %v", i, s.msg, s.at, got, s.want)
+		}
+	}
+	var b backoff
+	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second} {
+		if got := b.next(); got != want {
+			t.Fatalf("backoff step %d = %s, want %s", i, got, want)
+		}
+	}
+}
+
+// TestUnreachable: with no API server, Acquire logs one line naming the
+// server and keeps retrying until its context ends.
+func TestUnreachable(t *testing.T) {
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	const cfg = `apiVersion: v1
+kind: Config
+clusters: [{name: c, cluster: {server: "https://127.0.0.1:1", insecure-skip-tls-verify: true}}]
+users: [{name: u, user: {token: x}}]
+contexts: [{name: c, context: {cluster: c, user: u}}]
+current-context: c
+`
+	if err := os.WriteFile(kubeconfig, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	var logs logBuffer
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	m, err := New(ctx, Config{Kubeconfig: kubeconfig, NodeName: "n1", NetConfPath: writeNetConf(t, "10.244.0.0/16"), Logger: logs.logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, acancel := context.WithTimeout(ctx, 4*time.Second)
+	defer acancel()
+	_, err = m.Acquire(actx, lease.Attrs{PublicIP: netip.MustParseAddr("10.0.0.1"), BackendType: "vxlan"}, netip.Prefix{})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Acquire = %v, want the context's deadline", err)
+	}
+	if n := logs.count("cannot list/watch Nodes", "https://127.0.0.1:1"); n != 1 {
+		t.Fatalf("%d log lines about the unreachable API server, want 1:\n%s", n, logs.String())
+	}
+}
+
+func TestNodeNameRequired(t *testing.T) {
+	t.Setenv("NODE_NAME", "")
+	_, err := newManager(context.Background(), Config{}, nil, "")
+	if err == nil || !strings.Contains(err.Error(), "NODE_NAME") {
+		t.Fatalf("err = %v, want one naming NODE_NAME", err)
+	}
+}
