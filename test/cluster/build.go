@@ -1,0 +1,44 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+)
+
+// Binaries are the executables a cluster runs; absolute paths.
+type Binaries struct {
+	// Weftd is the weftd daemon.
+	Weftd string
+	// CNI is the weft-cni plugin (installed into the pods' CNI path as
+	// "flannel").
+	CNI string
+}
+
+// Build compiles weftd and weft-cni from this module into dir.
+func Build(ctx context.Context, dir string) (Binaries, error) {
+	weftd, err := BuildCommand(ctx, dir, "weftd")
+	if err != nil {
+		return Binaries{}, err
+	}
+	cni, err := BuildCommand(ctx, dir, "weft-cni")
+	if err != nil {
+		return Binaries{}, err
+	}
+	return Binaries{Weftd: weftd, CNI: cni}, nil
+}
+
+// BuildCommand compiles the module's cmd/<name> into dir and returns the
+// executable's absolute path.
+func BuildCommand(ctx context.Context, dir, name string) (string, error) {
+	out, err := filepath.Abs(filepath.Join(dir, name))
+	if err != nil {
+		return "", fmt.Errorf("build %s: %w", name, err)
+	}
+	pkg := "github.com/weftnet/weft/cmd/" + name
+	if o, err := exec.CommandContext(ctx, "go", "build", "-o", out, pkg).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("go build %s: %w\n%s", pkg, err, o)
+	}
+	return out, nil
+}

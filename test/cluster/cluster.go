@@ -1,0 +1,236 @@
+// Package cluster builds a weft cluster out of network namespaces for
+// end-to-end tests and the demo: an infra namespace with the underlay
+// bridges (segments), a router between them and etcd; node namespaces that
+// each run the real weftd binary; pods attached by the real CNI chain
+// (weft-cni installed as "flannel", then bridge + host-local).
+//
+// Nothing is added to the root namespace: the harness reaches etcd, weftd's
+// health port and the pods by entering their namespaces.
+package cluster
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/weftnet/weft/test/testns"
+)
+
+// Underlay addressing: segment s is 10.250.s.0/24 on bridge "br<s>" in the
+// infra namespace, which owns 10.250.s.254 and routes between segments;
+// node i (1-based) is 10.250.<its segment>.i. etcd listens on segment 0.
+const (
+	underlayPrefixLen = 24
+	routerHost        = 254
+)
+
+// Options describe a cluster.
+type Options struct {
+	// Binaries are the weftd and weft-cni executables (see Build).
+	Binaries Binaries
+	// Nodes is the number of nodes (default 2).
+	Nodes int
+	// Segments gives each node's underlay segment (0 or 1) by index; nodes
+	// past its end are on segment 0. Nodes on different segments reach each
+	// other only through the infra router, so they are not L2 neighbours.
+	Segments []int
+	// NetConf is net-conf.json, written to etcd before weftd starts (see
+	// NetConf for the usual ones). Empty means vxlan on the kernel datapath.
+	NetConf string
+	// Datapaths overrides Backend.Datapath for single nodes, by index
+	// ("" keeps net-conf's), through weftd's WEFTD_DATAPATH.
+	Datapaths []string
+	// WeftdArgs are extra weftd flags for every node.
+	WeftdArgs []string
+	// NoStart leaves weftd stopped; start it with Node.StartWeftd.
+	NoStart bool
+	// Log receives the harness's progress; nil discards it.
+	Log *slog.Logger
+}
+
+// Cluster is a running namespace cluster. Close (or the test's cleanup)
+// removes all of it.
+type Cluster struct {
+	// Prefix starts every namespace name (testns.Prefix: "wt-<hex>-").
+	Prefix string
+	// Dir holds logs, subnet files, CNI and IPAM state, bpffs mounts.
+	Dir string
+	// Infra is the namespace of the underlay bridges, the router and etcd.
+	Infra *Netns
+	// Etcd is the lease source.
+	Etcd *Etcd
+	// Nodes are the nodes, n1 first.
+	Nodes []*Node
+
+	opts Options
+	log  *slog.Logger
+
+	mu     sync.Mutex
+	closed bool
+	undo   []func() error // run in reverse by Close
+}
+
+var errClosed = errors.New("cluster is closed")
+
+// New builds and starts a cluster; on error it removes what it had built.
+func New(ctx context.Context, opts Options) (*Cluster, error) {
+	if os.Geteuid() != 0 {
+		return nil, errors.New("the namespace cluster needs root: run as root (e.g. sudo)")
+	}
+	if opts.Nodes == 0 {
+		opts.Nodes = 2
+	}
+	if opts.NetConf == "" {
+		opts.NetConf = NetConf("vxlan", "kernel", false)
+	}
+	c := &Cluster{Prefix: testns.Prefix(), opts: opts, log: opts.Log}
+	if c.log == nil {
+		c.log = slog.New(slog.DiscardHandler)
+	}
+	register(c)
+	if err := c.build(ctx); err != nil {
+		return nil, errors.Join(err, c.Close())
+	}
+	return c, nil
+}
+
+func (c *Cluster) build(ctx context.Context) error {
+	err := c.add(func() error {
+		dir, err := os.MkdirTemp("", c.Prefix)
+		c.Dir = dir
+		return err
+	}, func() error { return os.RemoveAll(c.Dir) })
+	if err != nil {
+		return fmt.Errorf("create cluster dir: %w", err)
+	}
+	if err := c.installCNI(); err != nil {
+		return err
+	}
+	if err := c.buildInfra(ctx); err != nil {
+		return err
+	}
+	c.log.Info("infra up", "ns", c.Infra.Name, "etcd", c.Etcd.Endpoint)
+	if err := c.Etcd.Put(ctx, ConfigKey, c.opts.NetConf); err != nil {
+		return err
+	}
+	for i := range c.opts.Nodes {
+		n, err := c.buildNode(ctx, i)
+		if err != nil {
+			return err
+		}
+		c.Nodes = append(c.Nodes, n)
+		c.log.Info("node up", "node", n.Name, "ns", n.NS.Name, "ip", n.IP)
+	}
+	if c.opts.NoStart {
+		return nil
+	}
+	for _, n := range c.Nodes {
+		if err := n.StartWeftd(ctx); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// segments is how many underlay segments the nodes use (at least one).
+func (c *Cluster) segments() int {
+	n := 0
+	for _, s := range c.opts.Segments {
+		n = max(n, s)
+	}
+	return n + 1
+}
+
+// routerIP is the infra namespace's address on segment s.
+func routerIP(s int) netip.Addr {
+	return netip.AddrFrom4([4]byte{10, 250, byte(s), routerHost})
+}
+
+// segmentPrefix is the underlay subnet of segment s.
+func segmentPrefix(s int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 250, byte(s), 0}), underlayPrefixLen)
+}
+
+func (c *Cluster) buildInfra(ctx context.Context) error {
+	err := c.add(func() error {
+		ns, err := newNetns(ctx, c.Prefix+"infra")
+		c.Infra = ns
+		return err
+	}, func() error { return c.Infra.delete() })
+	if err != nil {
+		return err
+	}
+	for s := range c.segments() {
+		br := fmt.Sprintf("br%d", s)
+		if err := c.infraIP(ctx,
+			[]string{"link", "add", br, "type", "bridge"},
+			[]string{"link", "set", br, "up"},
+			[]string{"addr", "add", netip.PrefixFrom(routerIP(s), underlayPrefixLen).String(), "dev", br},
+		); err != nil {
+			return err
+		}
+	}
+	if _, err := c.Infra.Exec(ctx, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+		return err
+	}
+	return c.add(func() error {
+		dir := filepath.Join(c.Dir, "etcd")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			return err
+		}
+		e, err := startEtcd(ctx, c.Infra, routerIP(0), dir)
+		c.Etcd = e
+		return err
+	}, func() error { return c.Etcd.close() })
+}
+
+// infraIP runs ip commands in the infra namespace.
+func (c *Cluster) infraIP(ctx context.Context, cmds ...[]string) error {
+	for _, args := range cmds {
+		if _, err := c.Infra.Exec(ctx, "ip", args...); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// add runs create and, if it succeeds, remembers undo for Close. It fails
+// once the cluster is closed, so a Close from a signal handler cannot race
+// with a resource being created.
+func (c *Cluster) add(create, undo func() error) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errClosed
+	}
+	err := create()
+	// undo also runs after a partial create (e.g. namespace added, then
+	// opening it failed); every undo tolerates what create left.
+	c.undo = append(c.undo, undo)
+	return err
+}
+
+// Close stops every process, deletes every namespace, unmounts the bpffs
+// mounts and removes Dir. It is safe to call more than once.
+func (c *Cluster) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil
+	}
+	c.closed = true
+	unregister(c)
+	var errs []error
+	for i := len(c.undo) - 1; i >= 0; i-- {
+		if err := c.undo[i](); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	c.undo = nil
+	return errors.Join(errs...)
+}

@@ -1,0 +1,232 @@
+package cluster
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/containernetworking/cni/libcni"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/weftnet/weft/test/testns"
+)
+
+// fakeWeftd stands in for weftd so the harness can be tested alone: it
+// writes the subnet file from $FAKE_SUBNET and sleeps (exec keeps the PID).
+const fakeWeftd = `#!/bin/sh
+while [ $# -gt 0 ]; do case "$1" in --subnet-file) f=$2; shift;; esac; shift; done
+echo "fake weftd pid $$"
+printf 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=%s\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=true\n' "$FAKE_SUBNET" >"$f"
+exec sleep 1000
+`
+
+// bridgeConfList is the delegate weft-cni would build, written out, so the
+// harness's CNI path is tested without weft-cni.
+func bridgeConfList(t *testing.T, n *Node, subnet string) *libcni.NetworkConfigList {
+	t.Helper()
+	conf := `{"name":"cbr0","cniVersion":"0.3.1","plugins":[{"type":"bridge","bridge":"cni0",
+	"isGateway":true,"isDefaultGateway":true,"hairpinMode":true,"ipMasq":false,"mtu":1500,
+	"ipam":{"type":"host-local","dataDir":"` + filepath.Join(n.Dir, "ipam") + `",
+	"ranges":[[{"subnet":"` + subnet + `"}]],"routes":[{"dst":"10.244.0.0/16"}]}}]}`
+	list, err := libcni.NetworkConfFromBytes([]byte(conf))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return list
+}
+
+func TestHarness(t *testing.T) {
+	testns.RequireRoot(t)
+	ctx := t.Context()
+	bin := filepath.Join(t.TempDir(), "fake-weftd")
+	if err := os.WriteFile(bin, []byte(fakeWeftd), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var c *Cluster
+	t.Run("build", func(t *testing.T) {
+		var err error
+		c, err = New(ctx, Options{Binaries: Binaries{Weftd: bin}, Nodes: 3, Segments: []int{0, 0, 1}, NoStart: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+	if c == nil {
+		t.FailNow()
+	}
+	defer func() {
+		if t.Failed() {
+			t.Log(c.Diagnose(context.Background()))
+		}
+		c.Close()
+	}()
+	n1, n2, n3 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+
+	t.Run("underlay", func(t *testing.T) {
+		for _, to := range []*Node{n2, n3} {
+			if r, err := n1.NS.Ping(ctx, to.IP, 2, 200*time.Millisecond); err != nil || r.Lost() != 0 {
+				t.Errorf("n1 -> %s %s: %+v %v", to.Name, to.IP, r, err)
+			}
+		}
+		// n3 is on the other segment: reached only through the router.
+		out, err := n1.Exec(ctx, "ip", "route", "get", n3.IP.String())
+		if err != nil || !strings.Contains(out, "via "+routerIP(0).String()) {
+			t.Errorf("n1 route to n3 should go via the router: %q %v", out, err)
+		}
+		out, err = n1.Exec(ctx, "ip", "route", "get", n2.IP.String())
+		if err != nil || strings.Contains(out, "via") {
+			t.Errorf("n1 route to n2 should be on-link: %q %v", out, err)
+		}
+	})
+
+	t.Run("etcd", func(t *testing.T) {
+		conf, err := c.Etcd.Get(ctx, ConfigKey)
+		if err != nil || conf != NetConf("vxlan", "kernel", false) {
+			t.Fatalf("net-conf in etcd = %q, %v", conf, err)
+		}
+		key := SubnetKey(netip.MustParsePrefix("10.244.7.0/24"))
+		if key != "/coreos.com/network/subnets/10.244.7.0-24" {
+			t.Fatalf("SubnetKey = %s", key)
+		}
+		grant, err := c.Etcd.Client().Grant(ctx, 3600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Etcd.Client().Put(ctx, key, `{"PublicIP":"10.250.0.9","BackendType":"host-gw"}`, clientv3.WithLease(grant.ID)); err != nil {
+			t.Fatal(err)
+		}
+		leases, err := c.Etcd.Leases(ctx)
+		if err != nil || leases[netip.MustParsePrefix("10.244.7.0/24")].PublicIP != netip.MustParseAddr("10.250.0.9") {
+			t.Fatalf("Leases = %v, %v", leases, err)
+		}
+		if err := c.Etcd.ExpireLease(ctx, key); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Etcd.Get(ctx, key); !errors.Is(err, ErrNotFound) {
+			t.Fatalf("after ExpireLease: %v", err)
+		}
+	})
+
+	t.Run("etcd restart", func(t *testing.T) {
+		if err := c.Etcd.Put(ctx, "/test/k", "v"); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Etcd.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Etcd.Start(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if v, err := c.Etcd.Get(ctx, "/test/k"); err != nil || v != "v" {
+			t.Fatalf("after restart: %q %v", v, err)
+		}
+	})
+
+	t.Run("no root namespace routes", func(t *testing.T) {
+		out, err := exec.Command("ip", "route", "show", "table", "all").CombinedOutput()
+		if err != nil || strings.Contains(string(out), "10.250.") {
+			t.Fatalf("root namespace routes mention the underlay: %v\n%s", err, out)
+		}
+	})
+
+	var p1, p2 *Pod
+	t.Run("weftd process and pods", func(t *testing.T) {
+		n1.Env = []string{"FAKE_SUBNET=10.244.1.1/24"}
+		n2.Env = []string{"FAKE_SUBNET=10.244.2.1/24"}
+		for _, n := range []*Node{n1, n2} {
+			if err := n.StartWeftd(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		s, err := n1.WaitSubnet(ctx, 10*time.Second)
+		if err != nil || s != netip.MustParsePrefix("10.244.1.0/24") {
+			t.Fatalf("WaitSubnet = %v, %v", s, err)
+		}
+		pid := n1.WeftdPID()
+		if err := n1.RestartWeftd(ctx, syscall.SIGKILL); err != nil {
+			t.Fatal(err)
+		}
+		if n1.WeftdPID() == pid {
+			t.Fatal("restart kept the PID")
+		}
+		err = Eventually(ctx, 10*time.Second, "log of two runs", func() error {
+			if log, _ := n1.Log(); strings.Count(log, "fake weftd pid") != 2 {
+				return errors.New(log)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n2.WaitSubnet(ctx, 10*time.Second); err != nil {
+			t.Fatal(err)
+		}
+		if p1, err = n1.attach(ctx, bridgeConfList(t, n1, "10.244.1.0/24")); err != nil {
+			t.Fatal(err)
+		}
+		if p2, err = n2.attach(ctx, bridgeConfList(t, n2, "10.244.2.0/24")); err != nil {
+			t.Fatal(err)
+		}
+		// host-gw by hand, as weftd would program it.
+		n1.Exec(ctx, "ip", "route", "add", "10.244.2.0/24", "via", n2.IP.String())
+		n2.Exec(ctx, "ip", "route", "add", "10.244.1.0/24", "via", n1.IP.String())
+	})
+	if p1 == nil || p2 == nil {
+		t.FailNow()
+	}
+
+	t.Run("traffic", func(t *testing.T) {
+		if r, err := p1.NS.Ping(ctx, p2.IP, 3, 200*time.Millisecond); err != nil || r.Lost() != 0 || r.RTT <= 0 {
+			t.Fatalf("ping %s -> %s: %+v %v", p1.ID, p2.IP, r, err)
+		}
+		srv, err := p2.NS.ServeEcho(5201)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		if err := p1.NS.EchoRoundTrip(ctx, netip.AddrPortFrom(p2.IP, 5201), 8<<20); err != nil {
+			t.Fatal(err)
+		}
+		// An unreachable address is reported as loss, not as an error.
+		r, err := p1.NS.Ping(ctx, netip.MustParseAddr("10.244.9.9"), 2, 200*time.Millisecond)
+		if err != nil || r.Lost() != 2 {
+			t.Fatalf("ping to nowhere: %+v %v", r, err)
+		}
+	})
+
+	t.Run("pod delete", func(t *testing.T) {
+		if err := p2.Delete(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(p2.NS.Path()); !os.IsNotExist(err) {
+			t.Fatalf("pod namespace still there: %v", err)
+		}
+	})
+
+	t.Run("close", func(t *testing.T) {
+		dir, prefix := c.Dir, c.Prefix
+		if err := c.Close(); err != nil {
+			t.Fatal(err)
+		}
+		out, _ := exec.Command("ip", "netns", "list").CombinedOutput()
+		if strings.Contains(string(out), prefix) {
+			t.Errorf("namespaces left:\n%s", out)
+		}
+		mounts, _ := os.ReadFile("/proc/self/mountinfo")
+		if strings.Contains(string(mounts), dir) {
+			t.Errorf("mounts left under %s", dir)
+		}
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("%s left: %v", dir, err)
+		}
+		if done, _ := n1.WeftdExited(); !done {
+			t.Error("weftd still running")
+		}
+	})
+}

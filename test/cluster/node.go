@@ -1,0 +1,346 @@
+package cluster
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// HealthzPort is weftd's --healthz-port on every node (each node has its
+// own namespace, so they do not collide). /healthz, /readyz and /metrics are
+// served there.
+const HealthzPort = 9440
+
+// Node is one node namespace with its underlay link and its weftd.
+type Node struct {
+	// Name is the short name, "n1" for the first node.
+	Name string
+	// NS is the node's network namespace.
+	NS *Netns
+	// IP is the node's underlay address on eth0 (flannel's PublicIP).
+	IP netip.Addr
+	// Segment is the underlay segment eth0 is bridged to.
+	Segment int
+	// Dir holds this node's files (logs, subnet file, CNI and IPAM state).
+	Dir string
+	// SubnetFile is weftd's --subnet-file.
+	SubnetFile string
+	// BPFDir is weftd's --bpf-dir, a bpffs mounted for this node alone.
+	BPFDir string
+	// Env is extra environment for weftd, read at every start.
+	Env []string
+	// Args are extra weftd flags, read at every start.
+	Args []string
+
+	c     *Cluster
+	weftd *process
+	pods  int
+}
+
+func (c *Cluster) buildNode(ctx context.Context, i int) (*Node, error) {
+	seg := 0
+	if i < len(c.opts.Segments) {
+		seg = c.opts.Segments[i]
+	}
+	n := &Node{
+		Name:    fmt.Sprintf("n%d", i+1),
+		IP:      netip.AddrFrom4([4]byte{10, 250, byte(seg), byte(i + 1)}),
+		Segment: seg,
+		Args:    c.opts.WeftdArgs,
+		c:       c,
+	}
+	n.Dir = filepath.Join(c.Dir, n.Name)
+	n.SubnetFile = filepath.Join(n.Dir, "subnet.env")
+	n.BPFDir = filepath.Join(n.Dir, "bpf")
+	if i < len(c.opts.Datapaths) && c.opts.Datapaths[i] != "" {
+		n.Env = []string{"WEFTD_DATAPATH=" + c.opts.Datapaths[i]}
+	}
+	if err := os.MkdirAll(n.BPFDir, 0o755); err != nil {
+		return nil, fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	// ip netns exec remounts /sys, so weftd cannot pin under /sys/fs/bpf:
+	// each node gets its own bpffs.
+	err := c.add(func() error {
+		if err := unix.Mount("bpf", n.BPFDir, "bpf", 0, "mode=0700"); err != nil {
+			return fmt.Errorf("mount bpffs on %s: %w", n.BPFDir, err)
+		}
+		return nil
+	}, func() error {
+		if err := unix.Unmount(n.BPFDir, unix.MNT_DETACH); err != nil && err != unix.EINVAL {
+			return fmt.Errorf("unmount %s: %w", n.BPFDir, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	err = c.add(func() error {
+		ns, err := newNetns(ctx, c.Prefix+n.Name)
+		n.NS = ns
+		return err
+	}, func() error { return n.NS.delete() })
+	if err != nil {
+		return nil, err
+	}
+	addr := netip.PrefixFrom(n.IP, underlayPrefixLen).String()
+	if err := c.infraIP(ctx,
+		[]string{"link", "add", n.Name, "type", "veth", "peer", "name", "eth0", "netns", n.NS.Name},
+		[]string{"link", "set", n.Name, "master", fmt.Sprintf("br%d", seg), "up"},
+	); err != nil {
+		return nil, fmt.Errorf("node %s underlay: %w", n.Name, err)
+	}
+	cmds := [][]string{
+		{"ip", "addr", "add", addr, "dev", "eth0"},
+		{"ip", "link", "set", "eth0", "up"},
+		// A node forwards between its pods and the underlay, as on a kubelet host.
+		{"sysctl", "-qw", "net.ipv4.ip_forward=1"},
+	}
+	for s := range c.segments() {
+		if s != seg {
+			cmds = append(cmds, []string{"ip", "route", "add", segmentPrefix(s).String(), "via", routerIP(seg).String()})
+		}
+	}
+	for _, cmd := range cmds {
+		if _, err := n.NS.Exec(ctx, cmd[0], cmd[1:]...); err != nil {
+			return nil, fmt.Errorf("node %s: %w", n.Name, err)
+		}
+	}
+	return n, nil
+}
+
+// weftdArgs is weftd's command line on this node.
+func (n *Node) weftdArgs() []string {
+	args := []string{
+		"--etcd-endpoints", n.c.Etcd.Endpoint,
+		"--iface", "eth0",
+		"--subnet-file", n.SubnetFile,
+		"--bpf-dir", n.BPFDir,
+		"--healthz-port", strconv.Itoa(HealthzPort),
+		// With ip-masq weftd owns masquerading and the bridge plugin adds no
+		// iptables rules of its own (flannel's ipMasq = !FLANNEL_IPMASQ).
+		"--ip-masq",
+	}
+	return append(args, n.Args...)
+}
+
+// LogPath is weftd's log file (all runs, each after a "### harness" line).
+func (n *Node) LogPath() string { return filepath.Join(n.Dir, "weftd.log") }
+
+// Log returns weftd's log.
+func (n *Node) Log() (string, error) {
+	b, err := os.ReadFile(n.LogPath())
+	if err != nil {
+		return "", fmt.Errorf("read weftd log of %s: %w", n.Name, err)
+	}
+	return string(b), nil
+}
+
+// StartWeftd starts weftd in the node's namespace.
+func (n *Node) StartWeftd(ctx context.Context) error {
+	if n.weftd != nil {
+		if done, _ := n.weftd.exited(); !done {
+			return fmt.Errorf("weftd on %s already running (pid %d)", n.Name, n.weftd.PID())
+		}
+	}
+	var p *process
+	return n.c.add(func() error {
+		cmd := n.NS.Command(context.Background(), n.c.opts.Binaries.Weftd, n.weftdArgs()...)
+		cmd.Env = append(os.Environ(), n.Env...)
+		var err error
+		if p, err = startProcess(cmd, n.LogPath()); err != nil {
+			return fmt.Errorf("node %s: %w", n.Name, err)
+		}
+		n.weftd = p
+		n.c.log.Info("weftd started", "node", n.Name, "pid", p.PID())
+		return nil
+	}, func() error {
+		if p == nil {
+			return nil
+		}
+		return p.stop(syscall.SIGTERM)
+	})
+}
+
+// StopWeftd sends sig (SIGTERM for a graceful stop, SIGKILL for a crash) to
+// weftd and waits until it has exited.
+func (n *Node) StopWeftd(sig syscall.Signal) error {
+	if n.weftd == nil {
+		return fmt.Errorf("weftd on %s was never started", n.Name)
+	}
+	if err := n.weftd.stop(sig); err != nil {
+		return fmt.Errorf("stop weftd on %s: %w", n.Name, err)
+	}
+	n.c.log.Info("weftd stopped", "node", n.Name, "signal", sig)
+	return nil
+}
+
+// RestartWeftd stops weftd with sig and starts it again.
+func (n *Node) RestartWeftd(ctx context.Context, sig syscall.Signal) error {
+	if err := n.StopWeftd(sig); err != nil {
+		return err
+	}
+	return n.StartWeftd(ctx)
+}
+
+// WeftdPID is the PID of the current (or last) weftd, 0 if never started.
+func (n *Node) WeftdPID() int {
+	if n.weftd == nil {
+		return 0
+	}
+	return n.weftd.PID()
+}
+
+// WeftdExited reports whether the current weftd has ended, and how.
+func (n *Node) WeftdExited() (bool, error) {
+	if n.weftd == nil {
+		return true, nil
+	}
+	return n.weftd.exited()
+}
+
+// alive fails if weftd was started and has exited: conditions that wait on
+// weftd give up at once instead of at their deadline. Without weftd (a
+// hand-written subnet file) it never fails.
+func (n *Node) alive() error {
+	if n.weftd == nil {
+		return nil
+	}
+	if done, err := n.weftd.exited(); done {
+		return fmt.Errorf("weftd on %s is not running (exit: %v); log %s", n.Name, err, n.LogPath())
+	}
+	return nil
+}
+
+// SubnetEnv reads the node's subnet file as KEY=value pairs.
+func (n *Node) SubnetEnv() (map[string]string, error) {
+	f, err := os.Open(n.SubnetFile)
+	if err != nil {
+		return nil, fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	defer f.Close()
+	env := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			return nil, fmt.Errorf("%s: line %q is not KEY=value", n.SubnetFile, line)
+		}
+		env[k] = v
+	}
+	if err := sc.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", n.SubnetFile, err)
+	}
+	return env, nil
+}
+
+// Subnet is the node's pod subnet from its subnet file (FLANNEL_SUBNET,
+// masked: 10.244.3.1/24 -> 10.244.3.0/24).
+func (n *Node) Subnet() (netip.Prefix, error) {
+	env, err := n.SubnetEnv()
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	p, err := netip.ParsePrefix(env["FLANNEL_SUBNET"])
+	if err != nil {
+		return netip.Prefix{}, fmt.Errorf("%s: FLANNEL_SUBNET: %w", n.SubnetFile, err)
+	}
+	return p.Masked(), nil
+}
+
+// WaitSubnet waits until weftd has written the subnet file and returns the
+// node's pod subnet.
+func (n *Node) WaitSubnet(ctx context.Context, timeout time.Duration) (netip.Prefix, error) {
+	var subnet netip.Prefix
+	err := Eventually(ctx, timeout, "subnet file of "+n.Name, func() error {
+		if err := n.alive(); err != nil {
+			return err
+		}
+		s, err := n.Subnet()
+		subnet = s
+		return err
+	})
+	return subnet, err
+}
+
+// Datapath is the datapath the node's subnet file announces: "ebpf" when it
+// carries WEFT_BPF_DIR, else "kernel".
+func (n *Node) Datapath() (string, error) {
+	env, err := n.SubnetEnv()
+	if err != nil {
+		return "", err
+	}
+	if env["WEFT_BPF_DIR"] != "" {
+		return "ebpf", nil
+	}
+	return "kernel", nil
+}
+
+// HTTPGet fetches path from weftd's health port inside the node namespace.
+func (n *Node) HTTPGet(ctx context.Context, path string) (int, string, error) {
+	client := &http.Client{Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+			var conn net.Conn
+			err := n.NS.Do(func() error {
+				var d net.Dialer
+				c, err := d.DialContext(ctx, network, addr)
+				conn = c
+				return err
+			})
+			return conn, err
+		},
+		DisableKeepAlives: true,
+	}}
+	url := fmt.Sprintf("http://127.0.0.1:%d%s", HealthzPort, path)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return 0, "", err
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, "", fmt.Errorf("GET %s on %s: %w", path, n.Name, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, "", fmt.Errorf("GET %s on %s: %w", path, n.Name, err)
+	}
+	return resp.StatusCode, string(body), nil
+}
+
+// WaitReady waits until weftd's /readyz answers 200.
+func (n *Node) WaitReady(ctx context.Context, timeout time.Duration) error {
+	return Eventually(ctx, timeout, "weftd ready on "+n.Name, func() error {
+		if err := n.alive(); err != nil {
+			return err
+		}
+		code, body, err := n.HTTPGet(ctx, "/readyz")
+		if err != nil {
+			return err
+		}
+		if code != http.StatusOK {
+			return fmt.Errorf("/readyz: %d %s", code, strings.TrimSpace(body))
+		}
+		return nil
+	})
+}
+
+// Exec runs a command in the node's namespace.
+func (n *Node) Exec(ctx context.Context, name string, args ...string) (string, error) {
+	return n.NS.Exec(ctx, name, args...)
+}

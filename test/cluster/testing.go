@@ -1,0 +1,85 @@
+package cluster
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/test/testns"
+)
+
+// logTail is how many lines of each weftd log a failed test shows.
+const logTail = 150
+
+// Start builds a cluster for t (see New). It skips or fails t without root
+// (testns.RequireRoot), fails t if the cluster cannot be built, and closes
+// the cluster when t ends, after logging each node's weftd log and network
+// state if t failed.
+func Start(t testing.TB, opts Options) *Cluster {
+	t.Helper()
+	testns.RequireRoot(t)
+	if opts.Log == nil {
+		opts.Log = slog.New(slog.NewTextHandler(t.Output(), nil))
+	}
+	c, err := New(context.Background(), opts)
+	if err != nil {
+		t.Fatalf("build cluster: %v", err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Log(c.Diagnose(context.Background()))
+		}
+		if err := c.Close(); err != nil {
+			t.Errorf("tear down cluster %s: %v", c.Prefix, err)
+		}
+	})
+	return c
+}
+
+// Diagnose describes the cluster for a failure report: the leases in etcd
+// and, per node, the tail of weftd's log and the node's links, routes,
+// neighbours and vxlan fdb.
+func (c *Cluster) Diagnose(ctx context.Context) string {
+	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	var b strings.Builder
+	fmt.Fprintf(&b, "=== cluster %s (dir %s)\n", c.Prefix, c.Dir)
+	if c.Etcd != nil {
+		kv, err := c.Etcd.List(ctx, EtcdPrefix)
+		fmt.Fprintf(&b, "--- etcd %s (err %v)\n", EtcdPrefix, err)
+		keys := make([]string, 0, len(kv))
+		for k := range kv {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(&b, "%s = %s\n", k, kv[k])
+		}
+	}
+	for _, n := range c.Nodes {
+		fmt.Fprintf(&b, "=== node %s (%s, pid %d)\n", n.Name, n.IP, n.WeftdPID())
+		if log, err := os.ReadFile(n.LogPath()); err == nil {
+			lines := strings.Split(strings.TrimRight(string(log), "\n"), "\n")
+			fmt.Fprintf(&b, "--- weftd log (last %d lines)\n%s\n", logTail, strings.Join(lines[max(0, len(lines)-logTail):], "\n"))
+		}
+		if env, err := os.ReadFile(n.SubnetFile); err == nil {
+			fmt.Fprintf(&b, "--- %s\n%s", n.SubnetFile, env)
+		}
+		for _, cmd := range [][]string{
+			{"ip", "-d", "-br", "link"}, {"ip", "-br", "addr"}, {"ip", "route"}, {"ip", "neigh"},
+			{"bridge", "fdb", "show", "dev", "flannel.1"},
+		} {
+			out, err := n.Exec(ctx, cmd[0], cmd[1:]...)
+			if err != nil {
+				out = err.Error() + "\n"
+			}
+			fmt.Fprintf(&b, "--- %s\n%s", strings.Join(cmd, " "), out)
+		}
+	}
+	return b.String()
+}

@@ -1,0 +1,176 @@
+// Command demo brings up a weft cluster in network namespaces (etcd, one
+// weftd per node on the ebpf datapath by default, two pods per node),
+// prints which datapath and backend each node runs and a table of
+// cross-node pod pings, and tears everything down, also on Ctrl-C.
+// `make demo` runs it as root after building the binaries.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"text/tabwriter"
+	"time"
+
+	"github.com/weftnet/weft/pkg/lease"
+	"github.com/weftnet/weft/test/cluster"
+)
+
+func main() {
+	bin := flag.String("bin", "bin", "directory holding weftd and weft-cni (make build)")
+	nodes := flag.Int("nodes", 3, "number of nodes")
+	backend := flag.String("backend", "vxlan", "Backend.Type of net-conf.json: vxlan or host-gw")
+	datapath := flag.String("datapath", "ebpf", "Backend.Datapath of net-conf.json: ebpf, kernel or auto")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "demo: must run as root (it creates network namespaces and runs weftd): sudo make demo")
+		os.Exit(1)
+	}
+	bins, err := binaries(*bin)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+	cluster.CloseOnInterrupt()
+	opts := cluster.Options{
+		Binaries: bins,
+		Nodes:    *nodes,
+		NetConf:  cluster.NetConf(*backend, *datapath, false),
+		Log:      slog.New(slog.NewTextHandler(os.Stderr, nil)),
+	}
+	if err := run(context.Background(), opts); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+// binaries finds weftd and weft-cni in dir.
+func binaries(dir string) (cluster.Binaries, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return cluster.Binaries{}, err
+	}
+	b := cluster.Binaries{Weftd: filepath.Join(dir, "weftd"), CNI: filepath.Join(dir, "weft-cni")}
+	for _, f := range []string{b.Weftd, b.CNI} {
+		if _, err := os.Stat(f); err != nil {
+			return b, fmt.Errorf("%s missing: run make build (or pass -bin DIR): %w", f, err)
+		}
+	}
+	return b, nil
+}
+
+// run builds the cluster, shows it and pings across it; the cluster is
+// gone when run returns.
+func run(ctx context.Context, opts cluster.Options) (err error) {
+	fmt.Printf("net-conf.json: %s\n", opts.NetConf)
+	c, err := cluster.New(ctx, opts)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			fmt.Fprintln(os.Stderr, c.Diagnose(ctx))
+		}
+		err = errors.Join(err, c.Close())
+	}()
+	var pods []*cluster.Pod
+	for _, n := range c.Nodes {
+		for range 2 {
+			p, err := n.AddPod(ctx)
+			if err != nil {
+				return err
+			}
+			pods = append(pods, p)
+		}
+	}
+	if err := printNodes(ctx, c); err != nil {
+		return err
+	}
+	return printPings(ctx, pods)
+}
+
+// printNodes shows each node's subnet, datapath (from its subnet file) and
+// backend (from its lease).
+func printNodes(ctx context.Context, c *cluster.Cluster) error {
+	leases, err := c.Etcd.Leases(ctx)
+	if err != nil {
+		return err
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "\nNODE\tNODE IP\tSUBNET\tDATAPATH\tBACKEND\tWEFTD PID")
+	for _, n := range c.Nodes {
+		subnet, err := n.Subnet()
+		if err != nil {
+			return err
+		}
+		dp, err := n.Datapath()
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%d\n", n.Name, n.IP, subnet, dp, backendOf(leases, subnet), n.WeftdPID())
+	}
+	return w.Flush()
+}
+
+func backendOf(leases map[netip.Prefix]lease.Attrs, subnet netip.Prefix) string {
+	if a, ok := leases[subnet]; ok {
+		return a.BackendType
+	}
+	return "(no lease)"
+}
+
+// pingCount and pingInterval are each cross-node ping of the table.
+const (
+	pingCount    = 5
+	pingInterval = 100 * time.Millisecond
+	reachTimeout = 60 * time.Second
+)
+
+// printPings pings every pod from every pod on another node and prints a
+// table; it fails if any pair lost a packet.
+func printPings(ctx context.Context, pods []*cluster.Pod) error {
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "\nFROM POD\tTO POD\tNODES\tDATAPATHS\tLOSS\tAVG RTT")
+	var lossy int
+	for _, from := range pods {
+		for _, to := range pods {
+			if from.Node == to.Node {
+				continue
+			}
+			if err := from.NS.WaitReach(ctx, to.IP, reachTimeout); err != nil {
+				return err
+			}
+			r, err := from.NS.Ping(ctx, to.IP, pingCount, pingInterval)
+			if err != nil {
+				return err
+			}
+			if r.Lost() > 0 {
+				lossy++
+			}
+			fmt.Fprintf(w, "%s %s\t%s %s\t%s -> %s\t%s -> %s\t%d/%d (%.0f%%)\t%v\n",
+				from.ID, from.IP, to.ID, to.IP, from.Node.Name, to.Node.Name,
+				datapath(from.Node), datapath(to.Node), r.Lost(), r.Sent, 100*r.Loss(), r.RTT.Round(time.Microsecond))
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	if lossy > 0 {
+		return fmt.Errorf("%d pod pairs lost packets", lossy)
+	}
+	fmt.Println("\nall cross-node pod pairs reach each other; tearing down")
+	return nil
+}
+
+func datapath(n *cluster.Node) string {
+	dp, err := n.Datapath()
+	if err != nil {
+		return "?"
+	}
+	return dp
+}

@@ -1,0 +1,194 @@
+package e2e
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/pkg/lease"
+	"github.com/weftnet/weft/test/cluster"
+)
+
+// flannel's kernel vxlan device and its settings (FLANNEL-COMPAT.md).
+const (
+	vxlanDev  = "flannel.1"
+	vxlanVNI  = 1
+	vxlanPort = 8472
+	// vxlanMTU is the underlay's 1500 minus 50 bytes of encapsulation.
+	vxlanMTU = 1450
+)
+
+// peer is another node as a node's kernel state must reflect it.
+type peer struct {
+	subnet   netip.Prefix
+	publicIP netip.Addr
+	vtepMAC  net.HardwareAddr // vxlan only
+}
+
+// peersOf returns the leases other than own as peers.
+func peersOf(leases map[netip.Prefix]lease.Attrs, own netip.Prefix) ([]peer, error) {
+	var out []peer
+	for subnet, a := range leases {
+		if subnet == own {
+			continue
+		}
+		p, err := peerOf(subnet, a)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// peerOf returns the lease of subnet as a peer.
+func peerOf(subnet netip.Prefix, a lease.Attrs) (peer, error) {
+	p := peer{subnet: subnet, publicIP: a.PublicIP}
+	if a.BackendType == "vxlan" {
+		mac, err := (lease.Lease{Subnet: subnet, Attrs: a}).VtepMAC()
+		if err != nil {
+			return peer{}, err
+		}
+		p.vtepMAC = mac
+	}
+	return p, nil
+}
+
+// vxlanDevice checks node n's flannel.1 as flannel creates it (VNI 1, port
+// 8472, no learning, MTU 1450, address <own subnet>.0/32) and returns it.
+func vxlanDevice(h *netlink.Handle, own netip.Prefix) (*netlink.Vxlan, error) {
+	link, err := h.LinkByName(vxlanDev)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", vxlanDev, err)
+	}
+	vx, ok := link.(*netlink.Vxlan)
+	if !ok {
+		return nil, fmt.Errorf("%s is a %s, not vxlan", vxlanDev, link.Type())
+	}
+	if vx.VxlanId != vxlanVNI || vx.Port != vxlanPort || vx.Learning || vx.MTU != vxlanMTU {
+		return nil, fmt.Errorf("%s: vni %d port %d learning %v mtu %d, want vni %d port %d nolearning mtu %d",
+			vxlanDev, vx.VxlanId, vx.Port, vx.Learning, vx.MTU, vxlanVNI, vxlanPort, vxlanMTU)
+	}
+	addrs, err := h.AddrList(link, netlink.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("addresses of %s: %w", vxlanDev, err)
+	}
+	want := netip.PrefixFrom(own.Addr(), 32).String()
+	if len(addrs) != 1 || addrs[0].IPNet.String() != want {
+		return nil, fmt.Errorf("%s addresses %v, want only %s", vxlanDev, addrs, want)
+	}
+	return vx, nil
+}
+
+// vxlanPeerState reports which of flannel's three entries for p exist on
+// dev: the route "<subnet> via <subnet .0> dev flannel.1 onlink", the
+// permanent neighbour <subnet .0> -> VtepMAC and the fdb entry VtepMAC ->
+// PublicIP. An entry that exists but differs is an error.
+func vxlanPeerState(h *netlink.Handle, dev netlink.Link, p peer) (route, neigh, fdb bool, err error) {
+	gw := p.subnet.Addr()
+	idx := dev.Attrs().Index
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: prefixNet(p.subnet)}, netlink.RT_FILTER_DST)
+	if err != nil {
+		return false, false, false, fmt.Errorf("routes to %s: %w", p.subnet, err)
+	}
+	for _, r := range routes {
+		route = true
+		if r.LinkIndex != idx || !ipIs(r.Gw, gw) || r.Flags&unix.RTNH_F_ONLINK == 0 {
+			return route, neigh, fdb, fmt.Errorf("route %s, want %s via %s dev %s onlink", r, p.subnet, gw, vxlanDev)
+		}
+	}
+	neighs, err := h.NeighList(idx, netlink.FAMILY_V4)
+	if err != nil {
+		return route, false, false, fmt.Errorf("neighbours on %s: %w", vxlanDev, err)
+	}
+	for _, n := range neighs {
+		if ipIs(n.IP, gw) {
+			neigh = true
+			if !bytes.Equal(n.HardwareAddr, p.vtepMAC) || n.State&netlink.NUD_PERMANENT == 0 {
+				return route, neigh, fdb, fmt.Errorf("neighbour %s lladdr %s state %#x, want %s permanent", gw, n.HardwareAddr, n.State, p.vtepMAC)
+			}
+		}
+	}
+	fdbs, err := h.NeighList(idx, unix.AF_BRIDGE)
+	if err != nil {
+		return route, neigh, false, fmt.Errorf("fdb of %s: %w", vxlanDev, err)
+	}
+	for _, f := range fdbs {
+		if bytes.Equal(f.HardwareAddr, p.vtepMAC) {
+			fdb = true
+			if !ipIs(f.IP, p.publicIP) {
+				return route, neigh, fdb, fmt.Errorf("fdb %s dst %s, want dst %s", f.HardwareAddr, f.IP, p.publicIP)
+			}
+		}
+	}
+	return route, neigh, fdb, nil
+}
+
+// checkVXLANPeer requires all three of flannel's entries for p.
+func checkVXLANPeer(h *netlink.Handle, dev netlink.Link, p peer) error {
+	route, neigh, fdb, err := vxlanPeerState(h, dev, p)
+	if err != nil {
+		return err
+	}
+	if !route || !neigh || !fdb {
+		return fmt.Errorf("peer %s (%s): route %v neigh %v fdb %v, want all", p.subnet, p.publicIP, route, neigh, fdb)
+	}
+	return nil
+}
+
+// checkVXLANPeerGone requires that none of flannel's entries for p is left.
+func checkVXLANPeerGone(n *cluster.Node, p peer) error {
+	h, err := n.NS.Netlink()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	dev, err := h.LinkByName(vxlanDev)
+	if err != nil {
+		return fmt.Errorf("%s on %s: %w", vxlanDev, n.Name, err)
+	}
+	route, neigh, fdb, err := vxlanPeerState(h, dev, p)
+	if route || neigh || fdb {
+		return errors.Join(err, fmt.Errorf("%s still has peer %s: route %v neigh %v fdb %v", n.Name, p.subnet, route, neigh, fdb))
+	}
+	return nil
+}
+
+// checkRouteMode requires that node n routes p's subnet as mode does:
+// "vxlan" through flannel.1, "host-gw" via p's PublicIP on eth0.
+func checkRouteMode(h *netlink.Handle, p peer, mode string) error {
+	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: prefixNet(p.subnet)}, netlink.RT_FILTER_DST)
+	if err != nil {
+		return fmt.Errorf("routes to %s: %w", p.subnet, err)
+	}
+	if len(routes) != 1 {
+		return fmt.Errorf("%d routes to %s, want 1", len(routes), p.subnet)
+	}
+	r := routes[0]
+	dev, gw := vxlanDev, p.subnet.Addr()
+	if mode == "host-gw" {
+		dev, gw = "eth0", p.publicIP
+	}
+	link, err := h.LinkByIndex(r.LinkIndex)
+	if err != nil {
+		return fmt.Errorf("route %s: %w", r, err)
+	}
+	if link.Attrs().Name != dev || !ipIs(r.Gw, gw) {
+		return fmt.Errorf("route %s via %s dev %s, want %s: via %s dev %s", p.subnet, r.Gw, link.Attrs().Name, mode, gw, dev)
+	}
+	return nil
+}
+
+func prefixNet(p netip.Prefix) *net.IPNet {
+	return &net.IPNet{IP: p.Addr().AsSlice(), Mask: net.CIDRMask(p.Bits(), p.Addr().BitLen())}
+}
+
+func ipIs(ip net.IP, a netip.Addr) bool {
+	b, ok := netip.AddrFromSlice(ip)
+	return ok && b.Unmap() == a
+}

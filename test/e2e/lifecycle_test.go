@@ -1,0 +1,289 @@
+package e2e
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/test/cluster"
+)
+
+// TestNodeLeave removes a node's lease, once by deleting the key after
+// stopping weftd and once by letting its etcd lease run out after a crash,
+// and requires every other node to drop that peer's route, neighbour and fdb
+// entry.
+func TestNodeLeave(t *testing.T) {
+	c := start(t, cluster.Options{Nodes: 3, NetConf: cluster.NetConf("vxlan", "kernel", false)})
+	ctx := t.Context()
+	n1, n2, n3 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+	waitVXLANConverged(t, c, c.Nodes...)
+
+	steps := []struct {
+		name   string
+		leaver *cluster.Node
+		sig    syscall.Signal
+		remove func(key string) error
+		stay   []*cluster.Node
+	}{
+		{"stopped and deleted", n3, syscall.SIGTERM, func(key string) error { return c.Etcd.Delete(ctx, key) }, []*cluster.Node{n1, n2}},
+		{"crashed and expired", n2, syscall.SIGKILL, func(key string) error { return c.Etcd.ExpireLease(ctx, key) }, []*cluster.Node{n1}},
+	}
+	for _, s := range steps {
+		t.Run(s.name, func(t *testing.T) {
+			leases, err := c.Etcd.Leases(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			subnet, err := s.leaver.Subnet()
+			if err != nil {
+				t.Fatal(err)
+			}
+			a, ok := leases[subnet]
+			if !ok || a.PublicIP != s.leaver.IP {
+				t.Fatalf("no lease of %s (%s) in %v", s.leaver.Name, subnet, leases)
+			}
+			p, err := peerOf(subnet, a)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := s.leaver.StopWeftd(s.sig); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.remove(cluster.SubnetKey(subnet)); err != nil {
+				t.Fatal(err)
+			}
+			for _, n := range s.stay {
+				err := cluster.Eventually(ctx, convergeTimeout, n.Name+" forgets "+s.leaver.Name, func() error {
+					return checkVXLANPeerGone(n, p)
+				})
+				if err != nil {
+					t.Error(err)
+				}
+			}
+			waitVXLANConverged(t, c, s.stay...)
+		})
+	}
+}
+
+// floodCount and floodInterval size the ping flood across daemon restarts:
+// long enough to outlast four restarts on a busy machine.
+const (
+	floodCount    = 1500
+	floodInterval = 10 * time.Millisecond
+)
+
+// TestHitlessRestart restarts weftd on both ends, gracefully and by
+// SIGKILL, during a ping flood between their pods: no packet may be lost
+// and each node must keep its subnet.
+func TestHitlessRestart(t *testing.T) {
+	for _, dp := range []string{"kernel", "ebpf"} {
+		t.Run(dp, func(t *testing.T) {
+			c := start(t, cluster.Options{NetConf: cluster.NetConf("vxlan", dp, false)})
+			ctx := t.Context()
+			pods := addPods(t, c, 1)
+			requireDatapaths(t, c, dp)
+			subnets := map[*cluster.Node]string{}
+			for _, n := range c.Nodes {
+				s, err := n.Subnet()
+				if err != nil {
+					t.Fatal(err)
+				}
+				subnets[n] = s.String()
+			}
+			if err := waitReach(ctx, pods[0].NS, pods[1].IP); err != nil {
+				t.Fatal(err)
+			}
+			flood, err := pods[0].NS.StartPing(ctx, pods[1].IP, floodCount, floodInterval)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range []struct {
+				n   *cluster.Node
+				sig syscall.Signal
+			}{{c.Nodes[0], syscall.SIGTERM}, {c.Nodes[1], syscall.SIGTERM}, {c.Nodes[0], syscall.SIGKILL}, {c.Nodes[1], syscall.SIGKILL}} {
+				if err := r.n.RestartWeftd(ctx, r.sig); err != nil {
+					t.Fatal(err)
+				}
+				if err := r.n.WaitReady(ctx, subnetTimeout); err != nil {
+					t.Fatal(err)
+				}
+				checkKeptSubnet(t, c, r.n, subnets[r.n])
+			}
+			if !flood.Running() {
+				t.Fatalf("the ping flood ended before the restarts were done: raise floodCount")
+			}
+			res, err := flood.Wait()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Lost() != 0 || res.Sent != floodCount {
+				t.Errorf("ping flood across restarts: lost %d of %d", res.Lost(), res.Sent)
+			}
+			checkMesh(t, c, pods)
+		})
+	}
+}
+
+// checkKeptSubnet requires that node n still announces subnet, in its
+// subnet file and in its etcd lease, and that no other lease names it.
+func checkKeptSubnet(t *testing.T, c *cluster.Cluster, n *cluster.Node, subnet string) {
+	t.Helper()
+	err := cluster.Eventually(t.Context(), subnetTimeout, n.Name+" keeps "+subnet, func() error {
+		got, err := n.Subnet()
+		if err != nil {
+			return err
+		}
+		if got.String() != subnet {
+			return fmt.Errorf("subnet file says %s, had %s", got, subnet)
+		}
+		leases, err := c.Etcd.Leases(t.Context())
+		if err != nil {
+			return err
+		}
+		for s, a := range leases {
+			if (s == got) != (a.PublicIP == n.IP) {
+				return fmt.Errorf("lease %s has PublicIP %s; %s (%s) holds %s", s, a.PublicIP, n.Name, n.IP, got)
+			}
+		}
+		if _, ok := leases[got]; !ok {
+			return fmt.Errorf("no lease for %s in etcd", got)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
+	}
+}
+
+// etcdOutage is how long etcd stays down in TestEtcdOutage.
+const etcdOutage = 30 * time.Second
+
+// TestEtcdOutage stops etcd while pods talk: forwarding must go on and no
+// weftd may exit. A node started during the outage joins once etcd is back,
+// and the others program it.
+func TestEtcdOutage(t *testing.T) {
+	c := start(t, cluster.Options{Nodes: 3, NetConf: cluster.NetConf("vxlan", "kernel", false), NoStart: true})
+	ctx := t.Context()
+	n1, n2, n3 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
+	for _, n := range []*cluster.Node{n1, n2} {
+		if err := n.StartWeftd(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p1, err := n1.AddPod(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p2, err := n2.AddPod(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := waitReach(ctx, p1.NS, p2.IP); err != nil {
+		t.Fatal(err)
+	}
+	interval := 200 * time.Millisecond
+	series, err := p1.NS.StartPing(ctx, p2.IP, int((etcdOutage+5*time.Second)/interval), interval)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Etcd.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := n3.StartWeftd(ctx); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-time.After(etcdOutage):
+	case <-ctx.Done():
+		t.Fatal(ctx.Err())
+	}
+	for _, n := range c.Nodes {
+		if done, err := n.WeftdExited(); done {
+			t.Errorf("weftd on %s exited during the etcd outage: %v", n.Name, err)
+		}
+	}
+	if _, err := os.Stat(n3.SubnetFile); !os.IsNotExist(err) {
+		t.Errorf("%s wrote a subnet file while etcd was down (no lease to back it): %v", n3.Name, err)
+	}
+	if !series.Running() {
+		t.Fatal("the ping series ended before etcd came back: it must span the outage")
+	}
+	if err := c.Etcd.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	p3, err := n3.AddPod(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, pair := range [][2]*cluster.Pod{{p1, p3}, {p3, p2}, {p2, p3}} {
+		requirePing(t, pair[0].NS, fmt.Sprintf("%s -> %s after the outage", describe(pair[0]), describe(pair[1])), pair[1].IP)
+	}
+	res, err := series.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Lost() != 0 {
+		t.Errorf("pings across the etcd outage: lost %d of %d:\n%s", res.Lost(), res.Sent, res.Output)
+	}
+	waitVXLANConverged(t, c, c.Nodes...)
+}
+
+// badNetConf has SubnetLen 31, beyond flannel's limit of 30.
+const badNetConf = `{"Network":"10.244.0.0/16","SubnetLen":31,"Backend":{"Type":"vxlan","Datapath":"kernel"}}`
+
+// TestBadNetConf gives weftd an invalid net-conf.json. Decided behaviour:
+// weftd logs one error line naming the bad key, programs nothing, takes no
+// lease, stays up and retries; once the config is fixed in etcd it comes up
+// without a restart.
+func TestBadNetConf(t *testing.T) {
+	c := start(t, cluster.Options{Nodes: 1, NetConf: badNetConf})
+	ctx := t.Context()
+	n := c.Nodes[0]
+	var line string
+	err := cluster.Eventually(ctx, convergeTimeout, "an error naming SubnetLen in weftd's log", func() error {
+		if done, err := n.WeftdExited(); done {
+			return fmt.Errorf("weftd exited on a bad net-conf.json (%v): it must log and retry", err)
+		}
+		log, err := n.Log()
+		if err != nil {
+			return err
+		}
+		for _, l := range strings.Split(log, "\n") {
+			if strings.Contains(l, "SubnetLen") && !strings.HasPrefix(l, "### harness") {
+				line = l
+				return nil
+			}
+		}
+		return errors.New("no such line yet")
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("weftd: %s", line)
+	if !strings.Contains(strings.ToLower(line), "error") {
+		t.Errorf("the line naming SubnetLen is not an error: %s", line)
+	}
+	if log, _ := n.Log(); strings.Contains(log, "panic:") || strings.Contains(log, "goroutine ") {
+		t.Errorf("weftd panicked on a bad net-conf.json:\n%s", log)
+	}
+	if _, err := os.Stat(n.SubnetFile); !os.IsNotExist(err) {
+		t.Errorf("subnet file written despite the bad config: %v", err)
+	}
+	if out, err := n.Exec(ctx, "ip", "link", "show", vxlanDev); err == nil {
+		t.Errorf("%s created despite the bad config:\n%s", vxlanDev, out)
+	}
+	if leases, err := c.Etcd.Leases(ctx); err != nil || len(leases) != 0 {
+		t.Errorf("leases taken despite the bad config: %v %v", leases, err)
+	}
+
+	if err := c.Etcd.Put(ctx, cluster.ConfigKey, cluster.NetConf("vxlan", "kernel", false)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.WaitSubnet(ctx, 2*subnetTimeout); err != nil {
+		t.Fatalf("weftd did not come up after the config was fixed: %v", err)
+	}
+}

@@ -1,0 +1,69 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+
+	"github.com/weftnet/weft/test/cluster"
+)
+
+// serviceIP and servicePort are a fake ClusterIP service; backendPort is
+// where the pod behind it listens.
+const (
+	serviceIP   = "10.96.0.10"
+	servicePort = 80
+	backendPort = 8080
+)
+
+// TestServiceDNAT has a pod reach a pod on another node through a
+// kube-proxy style DNAT rule in its own node: the reply must be translated
+// back, so the datapath has to let conntrack see both directions.
+func TestServiceDNAT(t *testing.T) {
+	for _, dp := range []string{"kernel", "ebpf"} {
+		t.Run(dp, func(t *testing.T) {
+			c := start(t, cluster.Options{NetConf: cluster.NetConf("vxlan", dp, false)})
+			ctx := t.Context()
+			pods := addPods(t, c, 1)
+			requireDatapaths(t, c, dp)
+			for _, p := range pods {
+				s, err := p.NS.ServeEcho(backendPort)
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { s.Close() })
+			}
+			// Each way: the client's node DNATs the service to the other pod.
+			for _, pair := range [][2]*cluster.Pod{{pods[0], pods[1]}, {pods[1], pods[0]}} {
+				client, backend := pair[0], pair[1]
+				if err := waitReach(ctx, client.NS, backend.IP); err != nil {
+					t.Fatal(err)
+				}
+				if err := installService(ctx, client.Node, backend.IP); err != nil {
+					t.Fatal(err)
+				}
+				svc := netip.AddrPortFrom(netip.MustParseAddr(serviceIP), servicePort)
+				if err := client.NS.EchoRoundTrip(ctx, svc, transferSize); err != nil {
+					t.Errorf("%s -> service %s -> %s: %v", describe(client), svc, describe(backend), err)
+				}
+			}
+		})
+	}
+}
+
+// installService adds, in node n, the DNAT kube-proxy would install for
+// serviceIP:servicePort with the single endpoint backend:backendPort.
+func installService(ctx context.Context, n *cluster.Node, backend netip.Addr) error {
+	for _, cmd := range [][]string{
+		{"add", "table", "ip", "wt_svc"},
+		{"add", "chain", "ip", "wt_svc", "prerouting", "{", "type", "nat", "hook", "prerouting", "priority", "dstnat", ";", "}"},
+		{"add", "rule", "ip", "wt_svc", "prerouting", "ip", "daddr", serviceIP, "tcp", "dport", fmt.Sprint(servicePort),
+			"dnat", "to", netip.AddrPortFrom(backend, backendPort).String()},
+	} {
+		if _, err := n.Exec(ctx, "nft", cmd...); err != nil {
+			return err
+		}
+	}
+	return nil
+}

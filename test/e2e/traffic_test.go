@@ -1,0 +1,82 @@
+package e2e
+
+import (
+	"context"
+	"fmt"
+	"net/netip"
+	"testing"
+	"time"
+
+	"github.com/weftnet/weft/test/cluster"
+)
+
+const (
+	// subnetTimeout bounds a node's wait for its lease and subnet file.
+	subnetTimeout = 60 * time.Second
+	// convergeTimeout bounds the wait until a peer's subnet is reachable.
+	convergeTimeout = 60 * time.Second
+	// echoPort is where every pod runs an echo server.
+	echoPort = 5201
+	// transferSize is what each TCP check sends (and gets back).
+	transferSize = 4 << 20
+)
+
+// waitReach waits until from gets a ping reply from to.
+func waitReach(ctx context.Context, from *cluster.Netns, to netip.Addr) error {
+	return from.WaitReach(ctx, to, convergeTimeout)
+}
+
+// requirePing waits until from reaches to, then requires 5 pings without a
+// loss.
+func requirePing(t *testing.T, from *cluster.Netns, what string, to netip.Addr) {
+	t.Helper()
+	ctx := t.Context()
+	if err := waitReach(ctx, from, to); err != nil {
+		t.Errorf("%s: %v", what, err)
+		return
+	}
+	r, err := from.Ping(ctx, to, 5, 100*time.Millisecond)
+	if err != nil || r.Lost() != 0 {
+		t.Errorf("%s: lost %d of %d (%v):\n%s", what, r.Lost(), r.Sent, err, r.Output)
+	}
+}
+
+// serveEcho runs an echo server on echoPort in every pod until t ends.
+func serveEcho(t *testing.T, pods []*cluster.Pod) {
+	t.Helper()
+	for _, p := range pods {
+		s, err := p.NS.ServeEcho(echoPort)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+	}
+}
+
+// checkMesh checks pod-to-pod traffic across every pair of nodes: pings in
+// both directions and a TCP echo transfer (data both ways) from each pod
+// to each pod on another node; and each node pinging the pods of the other
+// nodes (host-originated traffic, as kubelet probes).
+func checkMesh(t *testing.T, c *cluster.Cluster, pods []*cluster.Pod) {
+	t.Helper()
+	serveEcho(t, pods)
+	for _, from := range pods {
+		for _, to := range pods {
+			if from.Node == to.Node {
+				continue
+			}
+			what := fmt.Sprintf("%s -> %s", describe(from), describe(to))
+			requirePing(t, from.NS, "ping "+what, to.IP)
+			if err := from.NS.EchoRoundTrip(t.Context(), netip.AddrPortFrom(to.IP, echoPort), transferSize); err != nil {
+				t.Errorf("TCP %s: %v", what, err)
+			}
+		}
+	}
+	for _, n := range c.Nodes {
+		for _, to := range pods {
+			if to.Node != n {
+				requirePing(t, n.NS, fmt.Sprintf("ping node %s -> %s", n.Name, describe(to)), to.IP)
+			}
+		}
+	}
+}
