@@ -1,0 +1,174 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/test/cluster"
+)
+
+// probe reads what weftd has programmed into one datapath. Before weftd has
+// created its device or map, everything reads as not programmed.
+type probe interface {
+	// has reports whether p is programmed.
+	has(p peer) (bool, error)
+	close()
+}
+
+// prune removes the programmed peers from want and returns how many are
+// left. It stops at the first one missing, so a poll costs one lookup
+// until weftd starts programming and each peer is looked up about once in
+// all: polling does not take the CPU weftd needs (weftd's order of
+// programming does not matter, only when the last one is in).
+func prune(p probe, want map[netip.Prefix]peer) (int, error) {
+	for subnet, pe := range want {
+		ok, err := p.has(pe)
+		if err != nil {
+			return 0, err
+		}
+		if !ok {
+			break
+		}
+		delete(want, subnet)
+	}
+	return len(want), nil
+}
+
+func newProbe(datapath string, n *cluster.Node) (probe, error) {
+	switch datapath {
+	case "kernel":
+		h, err := n.NS.Netlink()
+		if err != nil {
+			return nil, err
+		}
+		return &routeProbe{h: h}, nil
+	case "ebpf":
+		return &mapProbe{path: filepath.Join(n.BPFDir, peersMap)}, nil
+	}
+	return nil, fmt.Errorf("datapath %q: use kernel or ebpf", datapath)
+}
+
+// vxlanDev is flannel's vxlan device for VNI 1.
+const vxlanDev = "flannel.1"
+
+// routeProbe looks up routes in the node's namespace: a peer is programmed
+// when its subnet is routed via its .0 address on flannel.1, as the kernel
+// datapath does after the peer's fdb and neighbour entries.
+type routeProbe struct {
+	h     *netlink.Handle
+	index int // flannel.1's ifindex, 0 until it exists
+}
+
+func (r *routeProbe) device() (bool, error) {
+	if r.index != 0 {
+		return true, nil
+	}
+	l, err := r.h.LinkByName(vxlanDev)
+	if errors.As(err, new(netlink.LinkNotFoundError)) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("find %s: %w", vxlanDev, err)
+	}
+	r.index = l.Attrs().Index
+	return true, nil
+}
+
+func (r *routeProbe) has(p peer) (bool, error) {
+	if ok, err := r.device(); !ok {
+		return false, err
+	}
+	routes, err := r.h.RouteGet(p.Subnet.Addr().Next().AsSlice())
+	if errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("route get %s: %w", p.Subnet.Addr().Next(), err)
+	}
+	for _, rt := range routes {
+		if rt.LinkIndex == r.index && viaSubnet(rt, p.Subnet) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// viaSubnet reports whether rt goes via dst's .0 address, as flannel's do.
+func viaSubnet(rt netlink.Route, dst netip.Prefix) bool {
+	gw, _ := netip.AddrFromSlice(rt.Gw.To4())
+	return gw == dst.Addr()
+}
+
+func (r *routeProbe) close() { r.h.Close() }
+
+// peersMap is the eBPF datapath's pinned LPM trie of remote pod subnets
+// (bpf/weft.c, weft_bpfel.go: weft_peers).
+const peersMap = "weft_peers"
+
+// lpmKey and peerValue mirror struct lpm_key and struct peer of the
+// datapath's headers; addresses in network byte order.
+type lpmKey struct {
+	Prefixlen uint32
+	Addr      [4]byte
+}
+
+type peerValue struct {
+	NodeIP  [4]byte
+	VtepMAC [6]byte
+	Mode    uint8
+	Pad     uint8
+}
+
+// mapProbe reads the eBPF datapath's pinned peers map.
+type mapProbe struct {
+	path string
+	m    *ebpf.Map // nil until weftd has pinned it
+}
+
+func (m *mapProbe) open() (bool, error) {
+	if m.m != nil {
+		return true, nil
+	}
+	pinned, err := ebpf.LoadPinnedMap(m.path, nil)
+	if errors.Is(err, os.ErrNotExist) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("open pinned map %s: %w", m.path, err)
+	}
+	m.m = pinned
+	return true, nil
+}
+
+func (m *mapProbe) lookup(subnet netip.Prefix) (netip.Addr, bool, error) {
+	var v peerValue
+	err := m.m.Lookup(lpmKey{Prefixlen: uint32(subnet.Bits()), Addr: subnet.Addr().As4()}, &v)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return netip.Addr{}, false, nil
+	}
+	if err != nil {
+		return netip.Addr{}, false, fmt.Errorf("look up %s in %s: %w", subnet, m.path, err)
+	}
+	return netip.AddrFrom4(v.NodeIP), true, nil
+}
+
+func (m *mapProbe) has(p peer) (bool, error) {
+	if ok, err := m.open(); !ok {
+		return false, err
+	}
+	got, ok, err := m.lookup(p.Subnet)
+	return ok && got == p.NodeIP, err
+}
+
+func (m *mapProbe) close() {
+	if m.m != nil {
+		m.m.Close()
+	}
+}
