@@ -17,23 +17,25 @@ func peersFromLeases(own netip.Prefix, backendType string, network netip.Prefix,
 		if l.Subnet == own {
 			continue
 		}
-		log := slog.With("subnet", l.Subnet, "peer", l.Attrs.PublicIP)
+		// Built only when something is logged: this runs for every lease on
+		// every lease event.
+		log := func() *slog.Logger { return slog.With("subnet", l.Subnet, "peer", l.Attrs.PublicIP) }
 		switch {
 		case !network.Contains(l.Subnet.Addr()) || l.Subnet.Bits() < network.Bits():
-			log.Warn("ignoring lease outside the cluster network", "network", network)
+			log().Warn("ignoring lease outside the cluster network", "network", network)
 			continue
 		case l.Attrs.BackendType != backendType:
-			log.Warn("ignoring lease of another backend type", "backend", l.Attrs.BackendType, "ours", backendType)
+			log().Warn("ignoring lease of another backend type", "backend", l.Attrs.BackendType, "ours", backendType)
 			continue
 		case !l.Attrs.PublicIP.Is4():
-			log.Warn("ignoring lease without an IPv4 PublicIP")
+			log().Warn("ignoring lease without an IPv4 PublicIP")
 			continue
 		}
 		p := datapath.Peer{Subnet: l.Subnet, NodeIP: l.Attrs.PublicIP}
 		if backendType == string(datapath.ModeVXLAN) {
 			mac, err := l.VtepMAC()
 			if err != nil {
-				log.Warn("ignoring vxlan lease with bad BackendData", "err", err)
+				log().Warn("ignoring vxlan lease with bad BackendData", "err", err)
 				continue
 			}
 			p.VtepMAC = mac

@@ -96,3 +96,14 @@ type Datapath interface {
 	// Cleanup removes everything the datapath created (uninstall).
 	Cleanup(ctx context.Context) error
 }
+
+// Applier is implemented by datapaths that can apply a new peer set as a
+// change against the set they last applied, without reading the kernel
+// state back: cheap enough to run on every lease event with thousands of
+// peers. The reconciler calls Apply for event-driven passes and Sync, which
+// reads the kernel state and repairs drift, on its periodic resync. An
+// implementation that does not know what it last applied (first call, or
+// the previous call failed) must do a full Sync.
+type Applier interface {
+	Apply(ctx context.Context, peers []Peer) error
+}

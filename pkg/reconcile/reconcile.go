@@ -1,7 +1,9 @@
 // Package reconcile keeps the datapath equal to the desired set of peers. It
 // is level-triggered: it stores the whole desired set, re-applies it on a
 // timer (repairing drift such as a route deleted by hand) and after every
-// change, and it never acts on a single event.
+// change, and it never acts on a single event. A pass caused by a change
+// uses the datapath's Apply when it has one (the change against what was
+// applied last); the timer's pass always runs the full Sync.
 package reconcile
 
 import (
@@ -38,7 +40,10 @@ type Reconciler struct {
 type Result struct {
 	Peers    int
 	Duration time.Duration
-	Err      error
+	// Full is true for the periodic resync (Sync), false for a pass caused
+	// by a change (Apply where the datapath has it).
+	Full bool
+	Err  error
 }
 
 // New returns a reconciler that syncs dp every interval and on each change.
@@ -85,13 +90,15 @@ func (r *Reconciler) Run(ctx context.Context) {
 	defer timer.Stop()
 	retry := time.Duration(0)
 	for {
+		full := false
 		select {
 		case <-ctx.Done():
 			return
 		case <-r.kick:
 		case <-timer.C:
+			full = true
 		}
-		err := r.pass(ctx)
+		err := r.pass(ctx, full)
 		next := r.interval
 		if err != nil && ctx.Err() == nil {
 			retry = min(max(2*retry, 200*time.Millisecond), r.interval)
@@ -103,7 +110,7 @@ func (r *Reconciler) Run(ctx context.Context) {
 	}
 }
 
-func (r *Reconciler) pass(ctx context.Context) error {
+func (r *Reconciler) pass(ctx context.Context, full bool) error {
 	start := time.Now()
 	r.mu.Lock()
 	peers, have, observer := r.peers, r.have, r.observer
@@ -111,7 +118,12 @@ func (r *Reconciler) pass(ctx context.Context) error {
 
 	var err error
 	if have {
-		if err = r.dp.Sync(ctx, peers); err != nil {
+		if a, ok := r.dp.(datapath.Applier); ok && !full {
+			err = a.Apply(ctx, peers)
+		} else {
+			err = r.dp.Sync(ctx, peers)
+		}
+		if err != nil {
 			slog.Warn("datapath sync failed, will retry", "datapath", r.dp.Name(), "peers", len(peers), "err", err)
 		}
 	}
@@ -123,7 +135,7 @@ func (r *Reconciler) pass(ctx context.Context) error {
 			}
 		}
 	}
-	res := Result{Peers: len(peers), Duration: time.Since(start), Err: err}
+	res := Result{Peers: len(peers), Duration: time.Since(start), Full: full, Err: err}
 	r.mu.Lock()
 	r.lastErr = err
 	if err == nil && have {

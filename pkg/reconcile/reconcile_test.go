@@ -119,3 +119,39 @@ func TestFailedPassRetriedBeforeInterval(t *testing.T) {
 		return !ok.IsZero() && err == nil
 	})
 }
+
+// applyDP is a fakeDP that can also Apply.
+type applyDP struct {
+	fakeDP
+	applies int
+}
+
+func (a *applyDP) Apply(_ context.Context, _ []datapath.Peer) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.applies++
+	return nil
+}
+
+func TestChangesApplyTimerSyncs(t *testing.T) {
+	dp := &applyDP{}
+	r := New(dp, 30*time.Millisecond)
+	results := make(chan Result, 100)
+	r.Observe(func(res Result) { results <- res })
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	r.SetPeers([]datapath.Peer{peer("10.244.2.0/24")})
+	if res := <-results; res.Full {
+		t.Fatal("a change must not cause a full pass when the datapath can Apply")
+	}
+	// The next pass without a change is the timer's: a full Sync.
+	if res := <-results; !res.Full {
+		t.Fatal("the periodic pass must be full")
+	}
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if dp.applies != 1 || len(dp.syncs) != 1 {
+		t.Fatalf("applies %d syncs %d, want 1 and 1", dp.applies, len(dp.syncs))
+	}
+}
