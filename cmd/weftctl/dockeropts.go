@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"io"
@@ -12,9 +13,9 @@ var dockerOptsCommand = command{
 	name:     "docker-opts",
 	synopsis: "[--subnet-file F]",
 	summary:  "print DOCKER_OPT_BIP, DOCKER_OPT_IPMASQ, DOCKER_OPT_MTU and DOCKER_OPTS for this node (like flannel's mk-docker-opts.sh)",
-	flags: func(fs *flag.FlagSet) func(io.Writer) error {
-		path := fs.String("subnet-file", subnetfile.DefaultPath, "subnet file written by weftd (flanneld's /run/flannel/subnet.env works too)")
-		return func(stdout io.Writer) error {
+	flags: func(fs *flag.FlagSet) runFunc {
+		path := subnetFileFlag(fs)
+		return func(_ context.Context, stdout io.Writer, _ []string) error {
 			env, err := subnetfile.Read(*path)
 			if err != nil {
 				return err

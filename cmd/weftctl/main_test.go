@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"net/netip"
 	"path/filepath"
 	"strings"
@@ -45,13 +46,25 @@ func TestRun(t *testing.T) {
 			stderrHas: subnetfile.DefaultPath, quietStdout: true},
 		{name: "bad flag", args: []string{"docker-opts", "--nope"}, code: 2,
 			stderrHas: "flag provided but not defined: -nope", quietStdout: true},
+		{name: "bad output format", args: []string{"status", "-o", "yaml"}, code: 2,
+			stderrHas: `output format "yaml": use table or json`, quietStdout: true},
+		{name: "maps bad arguments", args: []string{"maps", "frob"}, code: 2,
+			stderrHas: `unexpected arguments ["frob"]`, quietStdout: true},
+		{name: "maps unknown map", args: []string{"maps", "dump", "routes", "--bpf-dir", missing}, code: 2,
+			stderrHas: `no map "routes": use one of weft_config`, quietStdout: true},
+		{name: "maps not pinned", args: []string{"maps", "dump", "peers", "--bpf-dir", missing}, code: 1,
+			stderrHas: "map weft_peers is not pinned in " + missing, quietStdout: true},
+		{name: "json documented", args: []string{"peers", "-h"}, code: 0,
+			stderrHas: `"status": "ok"|"mismatch"|"own"|"unchecked"`, quietStdout: true},
+		{name: "watch flags", args: []string{"counters", "--watch", "--interval", "0s"}, code: 2,
+			stderrHas: "--interval must be positive", quietStdout: true},
 		{name: "extra argument", args: []string{"docker-opts", "extra"}, code: 2,
 			stderrHas: `unexpected argument "extra"`, quietStdout: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var stdout, stderr bytes.Buffer
-			code := run(tt.args, &stdout, &stderr)
+			code := run(context.Background(), tt.args, &stdout, &stderr)
 			if code != tt.code {
 				t.Errorf("exit code %d, want %d (stderr: %s)", code, tt.code, stderr.String())
 			}

@@ -1,0 +1,260 @@
+package ebpf
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"slices"
+	"testing"
+
+	"github.com/cilium/ebpf"
+	"github.com/vishvananda/netlink"
+
+	"github.com/weftnet/weft/pkg/datapath"
+)
+
+func TestDecodeConfig(t *testing.T) {
+	vtep := net.HardwareAddr{0x02, 0xaa, 0, 0, 0, 1}
+	c := decodeConfig(weftNodeConfig{
+		Subnet: be32(netip.MustParseAddr("10.244.1.0")), SubnetLen: 24,
+		Network: be32(netip.MustParseAddr("10.244.0.0")), NetworkLen: 16,
+		NodeIp: be32(netip.MustParseAddr("192.168.50.1")), Vni: 1, Port: 8472,
+		VtepMac: mac6(vtep), UplinkIfindex: 2,
+	})
+	want := NodeConfig{
+		Subnet: netip.MustParsePrefix("10.244.1.0/24"), Network: netip.MustParsePrefix("10.244.0.0/16"),
+		NodeIP: netip.MustParseAddr("192.168.50.1"), VNI: 1, Port: 8472, VtepMAC: vtep, UplinkIfindex: 2,
+	}
+	if fmt.Sprint(c) != fmt.Sprint(want) {
+		t.Errorf("decoded %+v, want %+v", c, want)
+	}
+	if c.BridgeMAC != nil || c.Backend() != datapath.ModeVXLAN {
+		t.Errorf("bridge MAC %v (want nil), backend %s (want vxlan)", c.BridgeMAC, c.Backend())
+	}
+	empty := decodeConfig(weftNodeConfig{})
+	if empty.Subnet.IsValid() || empty.NodeIP.IsValid() || empty.VtepMAC != nil || empty.Backend() != datapath.ModeHostGW {
+		t.Errorf("zero config decoded to %+v, want unset fields and host-gw", empty)
+	}
+}
+
+func TestDecodePeer(t *testing.T) {
+	key := weftLpmKey{Prefixlen: 24, Addr: be32(netip.MustParseAddr("10.244.7.0"))}
+	for _, tt := range []struct {
+		v    weftPeer
+		want PeerEntry
+	}{
+		{weftPeer{NodeIp: be32(netip.MustParseAddr("10.0.0.7")), VtepMac: [6]uint8{2, 0, 0, 0, 0, 7}, Mode: uint8(weftModeMODE_VXLAN)},
+			PeerEntry{netip.MustParsePrefix("10.244.7.0/24"), netip.MustParseAddr("10.0.0.7"), net.HardwareAddr{2, 0, 0, 0, 0, 7}, datapath.ModeVXLAN}},
+		{weftPeer{NodeIp: be32(netip.MustParseAddr("10.0.0.7")), Mode: uint8(weftModeMODE_HOST_GW)},
+			PeerEntry{netip.MustParsePrefix("10.244.7.0/24"), netip.MustParseAddr("10.0.0.7"), nil, datapath.ModeHostGW}},
+		{weftPeer{NodeIp: be32(netip.MustParseAddr("10.0.0.7")), Mode: 9},
+			PeerEntry{netip.MustParsePrefix("10.244.7.0/24"), netip.MustParseAddr("10.0.0.7"), nil, "mode(9)"}},
+	} {
+		got := decodePeer(key, tt.v)
+		if got.Subnet != tt.want.Subnet || got.NodeIP != tt.want.NodeIP || got.Mode != tt.want.Mode ||
+			got.VtepMAC.String() != tt.want.VtepMAC.String() {
+			t.Errorf("decodePeer(%+v) = %+v, want %+v", tt.v, got, tt.want)
+		}
+	}
+}
+
+func TestNtohs(t *testing.T) {
+	if got := ntohs(htons(8472)); got != 8472 {
+		t.Errorf("ntohs(htons(8472)) = %d", got)
+	}
+}
+
+func TestReadMissingPins(t *testing.T) {
+	dir := t.TempDir()
+	for name, read := range map[string]func() error{
+		"config":    func() error { _, err := ReadConfig(dir); return err },
+		"peers":     func() error { _, err := ReadPeers(dir); return err },
+		"counters":  func() error { _, err := ReadCounters(dir); return err },
+		"map info":  func() error { _, err := ReadMapInfo(dir, MapNodes); return err },
+		"endpoints": func() error { _, err := ReadEndpoints(dir); return err },
+	} {
+		if err := read(); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s of an empty dir: %v, want an error matching os.ErrNotExist", name, err)
+		}
+	}
+	if a, err := ReadAttachments(dir); err != nil || len(a) != 0 {
+		t.Errorf("attachments of an empty dir: %v, %v; want none", a, err)
+	}
+}
+
+// TestInspectTCX reads a live vxlan datapath attached with tcx.
+func TestInspectTCX(t *testing.T) {
+	nodes := newTestNodes(t, datapath.ModeVXLAN)
+	for _, n := range nodes {
+		n.addPod(t, 1450)
+		n.startEBPF(t, AttachTCX)
+	}
+	syncAll(t, nodes)
+	n, other := nodes[0], nodes[1]
+	ep := n.endpoint(t)
+	must(t, RegisterEndpoint(n.bpfDir, ep))
+	must(t, RegisterEndpoint(other.bpfDir, other.endpoint(t)))
+	waitPing(t, n.pod, other.podIP)
+
+	cfg, err := ReadConfig(n.bpfDir)
+	must(t, err)
+	uplink, bridge := ifindex(t, n, "eth0"), ifindex(t, n, "cni0")
+	if cfg.Subnet != n.subnet || cfg.Network != n.node.Network || cfg.NodeIP != n.node.NodeIP ||
+		cfg.VNI != 1 || cfg.Port != 8472 || cfg.VtepMAC.String() != n.info.VtepMAC.String() ||
+		cfg.UplinkIfindex != uplink || cfg.BridgeIfindex != bridge || cfg.BridgeMAC == nil {
+		t.Errorf("config %+v; want subnet %s, node %s, VTEP %s, uplink %d, bridge %d",
+			cfg, n.subnet, n.node.NodeIP, n.info.VtepMAC, uplink, bridge)
+	}
+	peers, err := ReadPeers(n.bpfDir)
+	must(t, err)
+	if len(peers) != 1 || peers[0].Subnet != other.subnet || peers[0].NodeIP != other.node.NodeIP ||
+		peers[0].VtepMAC.String() != other.info.VtepMAC.String() || peers[0].Mode != datapath.ModeVXLAN {
+		t.Errorf("peers %+v; want %s via %s (%s, vxlan)", peers, other.subnet, other.node.NodeIP, other.info.VtepMAC)
+	}
+	known, err := ReadNodes(n.bpfDir)
+	must(t, err)
+	if want := []KnownNode{{other.node.NodeIP, other.subnet}}; !slices.Equal(known, want) {
+		t.Errorf("known nodes %+v, want %+v", known, want)
+	}
+	eps, err := ReadEndpoints(n.bpfDir)
+	must(t, err)
+	if len(eps) != 1 || eps[0].IP != ep.IP || eps[0].HostIfindex != ep.HostIfindex || eps[0].MAC.String() != ep.MAC.String() {
+		t.Errorf("endpoints %+v, want %+v", eps, ep)
+	}
+	checkCounters(t, n)
+	for _, name := range MapNames() {
+		info, err := ReadMapInfo(n.bpfDir, name)
+		must(t, err)
+		if name == MapPeers && (info.Entries != 1 || info.Type != "LPMTrie" || info.ID == 0) {
+			t.Errorf("map info %+v, want 1 entry of an LPM trie with an ID", info)
+		}
+	}
+
+	dp := n.dp.(*Datapath)
+	want := []Attachment{
+		{Interface: "cni0", Ifindex: bridge, Hook: "egress", Program: weftProgWeftPodEgress, ProgramID: progID(t, dp, weftProgWeftPodEgress)},
+		{Interface: "cni0", Ifindex: bridge, Hook: "ingress", Program: weftProgWeftPodIngress, ProgramID: progID(t, dp, weftProgWeftPodIngress)},
+		{Interface: "eth0", Ifindex: uplink, Hook: "ingress", Program: weftProgWeftUplinkIngress, ProgramID: progID(t, dp, weftProgWeftUplinkIngress)},
+	}
+	got := attachments(t, n)
+	if len(got) != len(want) {
+		t.Fatalf("attachments %+v, want %d", got, len(want))
+	}
+	for i, a := range got {
+		w := want[i]
+		w.Mode, w.Pin, w.LinkID = AttachTCX, a.Pin, a.LinkID
+		if a != w || a.LinkID == 0 || a.Pin == "" {
+			t.Errorf("attachment %+v, want %+v with a link ID and pin", a, w)
+		}
+	}
+}
+
+// TestInspectTCHostGW reads a live host-gw datapath attached with tc.
+func TestInspectTCHostGW(t *testing.T) {
+	nodes := newTestNodes(t, datapath.ModeHostGW)
+	for _, n := range nodes {
+		n.addPod(t, 1500)
+		n.startEBPF(t, AttachTC)
+	}
+	syncAll(t, nodes)
+	for _, n := range nodes {
+		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
+	}
+	n, other := nodes[0], nodes[1]
+	waitPing(t, n.pod, other.podIP)
+
+	cfg, err := ReadConfig(n.bpfDir)
+	must(t, err)
+	if cfg.Backend() != datapath.ModeHostGW || cfg.VtepMAC != nil || cfg.Port != 0 {
+		t.Errorf("config %+v, want host-gw without VTEP MAC and port", cfg)
+	}
+	peers, err := ReadPeers(n.bpfDir)
+	must(t, err)
+	if len(peers) != 1 || peers[0].Subnet != other.subnet || peers[0].NodeIP != other.node.NodeIP || peers[0].Mode != datapath.ModeHostGW {
+		t.Errorf("peers %+v, want %s via %s (host-gw)", peers, other.subnet, other.node.NodeIP)
+	}
+	counters := checkCounters(t, n)
+	if c := counters[len(counters)-1]; c.Backend != BackendHostGW || c.Reason == "" {
+		t.Errorf("last counter %+v, want a drop counter labelled %s", c, BackendHostGW)
+	}
+	dp := n.dp.(*Datapath)
+	uplink, bridge := ifindex(t, n, "eth0"), ifindex(t, n, "cni0")
+	want := []Attachment{
+		{Interface: "eth0", Ifindex: uplink, Hook: "ingress", Mode: AttachTC, Program: weftProgWeftUplinkIngress, ProgramID: progID(t, dp, weftProgWeftUplinkIngress)},
+		{Interface: "cni0", Ifindex: bridge, Hook: "ingress", Mode: AttachTC, Program: weftProgWeftPodIngress, ProgramID: progID(t, dp, weftProgWeftPodIngress)},
+		{Interface: "cni0", Ifindex: bridge, Hook: "egress", Mode: AttachTC, Program: weftProgWeftPodEgress, ProgramID: progID(t, dp, weftProgWeftPodEgress)},
+	}
+	if got := attachments(t, n); !slices.Equal(got, want) {
+		t.Errorf("attachments\n%+v\nwant\n%+v", got, want)
+	}
+}
+
+// checkCounters compares ReadCounters with the datapath's Stats after the
+// ping and returns them.
+func checkCounters(t *testing.T, n *testNode) []Counter {
+	t.Helper()
+	got, err := ReadCounters(n.bpfDir)
+	must(t, err)
+	stats, err := n.dp.Stats()
+	must(t, err)
+	if len(got) != len(trafficCounters)+len(dropReasons) || len(stats) < len(got) {
+		t.Fatalf("%d counters, %d stats; want %d counters", len(got), len(stats), len(trafficCounters)+len(dropReasons))
+	}
+	var tx uint64
+	for i, c := range got {
+		s := stats[i]
+		// Stats was read later: counts only grow.
+		if c.Backend != s.Backend || c.Direction != s.Direction || c.Reason != s.Reason || c.Packets > s.Packets || len(c.PerCPU) == 0 {
+			t.Errorf("counter %d: %+v, Stats has %+v", i, c, s)
+		}
+		if c.Direction == "tx" {
+			tx += c.Packets
+		}
+	}
+	if tx == 0 {
+		t.Errorf("no transmitted packets counted after a ping: %+v", got)
+	}
+	return got
+}
+
+// attachments reads the attachments inside n's namespace.
+func attachments(t *testing.T, n *testNode) []Attachment {
+	t.Helper()
+	var got []Attachment
+	must(t, n.ns.Do(func() error {
+		var err error
+		got, err = ReadAttachments(n.bpfDir)
+		return err
+	}))
+	return got
+}
+
+func ifindex(t *testing.T, n *testNode, name string) int {
+	t.Helper()
+	var idx int
+	must(t, n.ns.Do(func() error {
+		l, err := netlink.LinkByName(name)
+		if err == nil {
+			idx = l.Attrs().Index
+		}
+		return err
+	}))
+	return idx
+}
+
+// progID is the ID of dp's loaded program name.
+func progID(t *testing.T, dp *Datapath, name string) ebpf.ProgramID {
+	t.Helper()
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	progs := map[string]*ebpf.Program{
+		weftProgWeftPodEgress:     dp.objs.WeftPodEgress,
+		weftProgWeftPodIngress:    dp.objs.WeftPodIngress,
+		weftProgWeftUplinkIngress: dp.objs.WeftUplinkIngress,
+	}
+	id, err := programID(progs[name])
+	must(t, err)
+	return id
+}
