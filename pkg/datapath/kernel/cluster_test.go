@@ -113,6 +113,19 @@ func (n *testNode) mustSync(t *testing.T, peers []datapath.Peer) {
 	}
 }
 
+// apply runs Apply in n's namespace.
+func (n *testNode) apply(peers []datapath.Peer) error {
+	return n.ns.Do(func() error { return n.dp.Apply(context.Background(), peers) })
+}
+
+// mustApply is apply that fails t on error.
+func (n *testNode) mustApply(t *testing.T, peers []datapath.Peer) {
+	t.Helper()
+	if err := n.apply(peers); err != nil {
+		t.Fatalf("%s: apply: %v", n.ns.Name, err)
+	}
+}
+
 // peer is n as its lease describes it to others.
 func (n *testNode) peer() datapath.Peer {
 	return datapath.Peer{Subnet: n.subnet, NodeIP: n.node.NodeIP, VtepMAC: n.info.VtepMAC}

@@ -75,9 +75,9 @@ func validMAC(mac net.HardwareAddr) bool {
 // subnet or VTEP MAC the same one wins every time; the others are rejected.
 func buildDesired(peers []datapath.Peer, vxlanIndex, uplinkIndex int) (desired, []rejection) {
 	d := desired{
-		routes: map[netip.Prefix]route{},
-		neighs: map[netip.Addr]net.HardwareAddr{},
-		fdb:    map[string]fdbEntry{},
+		routes: make(map[netip.Prefix]route, len(peers)),
+		neighs: make(map[netip.Addr]net.HardwareAddr, len(peers)),
+		fdb:    make(map[string]fdbEntry, len(peers)),
 	}
 	sorted := slices.Clone(peers)
 	slices.SortStableFunc(sorted, func(a, b datapath.Peer) int {

@@ -44,8 +44,8 @@ func enableForwarding() error {
 }
 
 // findUplink looks up the uplink by name.
-func findUplink(name string) (netlink.Link, error) {
-	link, err := netlink.LinkByName(name)
+func findUplink(h *netlink.Handle, name string) (netlink.Link, error) {
+	link, err := h.LinkByName(name)
 	if err != nil {
 		return nil, fmt.Errorf("find uplink %q: %w (set --iface to an existing interface)", name, err)
 	}
@@ -55,14 +55,14 @@ func findUplink(name string) (netlink.Link, error) {
 // ensureDevice makes flannel.<VNI> match d.node: it keeps a compatible device,
 // replaces an incompatible one (reusing its MAC) and creates a missing one
 // (with the MAC reported earlier, if any). It sets the MTU and brings it up.
-func (d *Datapath) ensureDevice(uplink netlink.Link) (netlink.Link, error) {
+func (d *Datapath) ensureDevice(h *netlink.Handle, uplink netlink.Link) (netlink.Link, error) {
 	want := d.wantDevice(uplink)
 	name := want.Name
-	link, err := netlink.LinkByName(name)
+	link, err := h.LinkByName(name)
 	var notFound netlink.LinkNotFoundError
 	switch {
 	case errors.As(err, &notFound):
-		link, err = d.createDevice(want)
+		link, err = d.createDevice(h, want)
 	case err != nil:
 		return nil, fmt.Errorf("find %s: %w", name, err)
 	default:
@@ -74,22 +74,22 @@ func (d *Datapath) ensureDevice(uplink netlink.Link) (netlink.Link, error) {
 		if isVxlan && d.mac == nil {
 			d.mac = have.HardwareAddr
 		}
-		if err := deleteDevice(name); err != nil {
+		if err := deleteDevice(h, name); err != nil {
 			return nil, err
 		}
-		link, err = d.createDevice(want)
+		link, err = d.createDevice(h, want)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if link.Attrs().MTU != want.MTU {
-		if err := netlink.LinkSetMTU(link, want.MTU); err != nil {
+		if err := h.LinkSetMTU(link, want.MTU); err != nil {
 			return nil, fmt.Errorf("set MTU %d on %s: %w", want.MTU, name, err)
 		}
 		link.Attrs().MTU = want.MTU
 	}
 	if link.Attrs().Flags&net.FlagUp == 0 {
-		if err := netlink.LinkSetUp(link); err != nil {
+		if err := h.LinkSetUp(link); err != nil {
 			return nil, fmt.Errorf("bring up %s: %w", name, err)
 		}
 	}
@@ -132,13 +132,13 @@ func compatible(have, want *netlink.Vxlan) bool {
 }
 
 // createDevice adds want, with d.mac when this process already has one.
-func (d *Datapath) createDevice(want *netlink.Vxlan) (netlink.Link, error) {
+func (d *Datapath) createDevice(h *netlink.Handle, want *netlink.Vxlan) (netlink.Link, error) {
 	dev := *want
 	dev.HardwareAddr = d.mac
-	if err := netlink.LinkAdd(&dev); err != nil {
+	if err := h.LinkAdd(&dev); err != nil {
 		return nil, fmt.Errorf("create vxlan device %s (VNI %d, port %d): %w", dev.Name, dev.VxlanId, dev.Port, err)
 	}
-	link, err := netlink.LinkByName(dev.Name)
+	link, err := h.LinkByName(dev.Name)
 	if err != nil {
 		return nil, fmt.Errorf("find created %s: %w", dev.Name, err)
 	}
@@ -147,8 +147,8 @@ func (d *Datapath) createDevice(want *netlink.Vxlan) (netlink.Link, error) {
 }
 
 // deleteDevice deletes the named link if it exists.
-func deleteDevice(name string) error {
-	link, err := netlink.LinkByName(name)
+func deleteDevice(h *netlink.Handle, name string) error {
+	link, err := h.LinkByName(name)
 	var notFound netlink.LinkNotFoundError
 	if errors.As(err, &notFound) {
 		return nil
@@ -156,7 +156,7 @@ func deleteDevice(name string) error {
 	if err != nil {
 		return fmt.Errorf("find %s: %w", name, err)
 	}
-	if err := ignoreNotFound(netlink.LinkDel(link)); err != nil {
+	if err := ignoreNotFound(h.LinkDel(link)); err != nil {
 		return fmt.Errorf("delete %s: %w", name, err)
 	}
 	slog.Info("deleted device", "device", name)
@@ -164,8 +164,8 @@ func deleteDevice(name string) error {
 }
 
 // deleteAllDevices deletes every vxlan device named flannel.<N>.
-func deleteAllDevices() error {
-	links, err := listRetry(netlink.LinkList)
+func deleteAllDevices(h *netlink.Handle) error {
+	links, err := listRetry(h.LinkList)
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
 	}
@@ -179,16 +179,16 @@ func deleteAllDevices() error {
 		if _, err := fmt.Sscanf(name, "flannel.%d", &vni); err != nil || name != DeviceName(vni) {
 			continue
 		}
-		errs = append(errs, deleteDevice(name))
+		errs = append(errs, deleteDevice(h, name))
 	}
 	return errors.Join(errs...)
 }
 
 // ensureAddress leaves exactly <subnet network address>/32 as the IPv4
 // address of dev.
-func ensureAddress(dev netlink.Link, subnet netip.Prefix) error {
+func ensureAddress(h *netlink.Handle, dev netlink.Link, subnet netip.Prefix) error {
 	want := netip.PrefixFrom(subnet.Addr(), 32)
-	addrs, err := listRetry(func() ([]netlink.Addr, error) { return netlink.AddrList(dev, netlink.FAMILY_V4) })
+	addrs, err := listRetry(func() ([]netlink.Addr, error) { return h.AddrList(dev, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", dev.Attrs().Name, err)
 	}
@@ -198,7 +198,7 @@ func ensureAddress(dev netlink.Link, subnet netip.Prefix) error {
 			present = true
 			continue
 		}
-		if err := ignoreNotFound(netlink.AddrDel(dev, &a)); err != nil {
+		if err := ignoreNotFound(h.AddrDel(dev, &a)); err != nil {
 			return fmt.Errorf("remove stale address %s from %s: %w", a.IPNet, dev.Attrs().Name, err)
 		}
 		slog.Info("removed stale address", "device", dev.Attrs().Name, "address", a.IPNet.String())
@@ -207,7 +207,7 @@ func ensureAddress(dev netlink.Link, subnet netip.Prefix) error {
 		return nil
 	}
 	addr := &netlink.Addr{IPNet: ipNet(want)}
-	if err := netlink.AddrAdd(dev, addr); err != nil && !errors.Is(err, unix.EEXIST) {
+	if err := h.AddrAdd(dev, addr); err != nil && !errors.Is(err, unix.EEXIST) {
 		return fmt.Errorf("add address %s to %s: %w", want, dev.Attrs().Name, err)
 	}
 	slog.Info("added address", "device", dev.Attrs().Name, "address", want.String())

@@ -2,15 +2,14 @@
 // routes, neighbour and fdb entries programmed exactly as flannel's vxlan
 // and host-gw backends do, so weft and flannel nodes interoperate.
 //
-// Every method works in the network namespace of the calling OS thread (the
-// netlink package's default handle opens a socket per request there).
+// Every method works in the network namespace of the calling OS thread: each
+// call opens one netlink socket there and uses it for all its requests.
 package kernel
 
 import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -34,9 +33,15 @@ type Datapath struct {
 	// rejected holds the peer problems logged by the previous Sync, so a
 	// periodic resync does not repeat the same warning.
 	rejected map[string]bool
+	// last is what the last Sync or Apply programmed, if it succeeded and
+	// no Setup or subnet change came after it; nil makes Apply do a Sync.
+	last *applied
 }
 
-var _ datapath.Datapath = (*Datapath)(nil)
+var (
+	_ datapath.Datapath = (*Datapath)(nil)
+	_ datapath.Applier  = (*Datapath)(nil)
+)
 
 // New returns a kernel datapath; nothing is touched until Setup.
 func New() *Datapath {
@@ -58,10 +63,17 @@ func (d *Datapath) Setup(ctx context.Context, node datapath.Node) (datapath.Info
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// The device may be recreated below: what Apply knows is void.
+	d.last = nil
 	if err := enableForwarding(); err != nil {
 		return datapath.Info{}, err
 	}
-	uplink, err := findUplink(node.Uplink)
+	h, err := openHandle()
+	if err != nil {
+		return datapath.Info{}, err
+	}
+	defer h.Close()
+	uplink, err := findUplink(h, node.Uplink)
 	if err != nil {
 		return datapath.Info{}, err
 	}
@@ -69,12 +81,12 @@ func (d *Datapath) Setup(ctx context.Context, node datapath.Node) (datapath.Info
 	if node.Backend == datapath.ModeHostGW {
 		return datapath.Info{MTU: uplink.Attrs().MTU}, nil
 	}
-	dev, err := d.ensureDevice(uplink)
+	dev, err := d.ensureDevice(h, uplink)
 	if err != nil {
 		return datapath.Info{}, err
 	}
 	if d.subnet.IsValid() {
-		if err := ensureAddress(dev, d.subnet); err != nil {
+		if err := ensureAddress(h, dev, d.subnet); err != nil {
 			return datapath.Info{}, err
 		}
 	}
@@ -95,15 +107,24 @@ func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 	if !d.ok {
 		return errors.New("set subnet: Setup has not succeeded yet")
 	}
+	if subnet != d.subnet {
+		// The own subnet decides which peers and uplink routes are valid.
+		d.last = nil
+	}
 	d.subnet = subnet
 	if d.node.Backend == datapath.ModeHostGW {
 		return nil
 	}
-	dev, err := netlink.LinkByName(DeviceName(d.node.VNI))
+	h, err := openHandle()
+	if err != nil {
+		return fmt.Errorf("set subnet %s: %w", subnet, err)
+	}
+	defer h.Close()
+	dev, err := h.LinkByName(DeviceName(d.node.VNI))
 	if err != nil {
 		return fmt.Errorf("set subnet %s: find %s: %w", subnet, DeviceName(d.node.VNI), err)
 	}
-	return ensureAddress(dev, subnet)
+	return ensureAddress(h, dev, subnet)
 }
 
 // Stats returns the vxlan device's packet, byte, drop and error counters;
@@ -114,7 +135,12 @@ func (d *Datapath) Stats() ([]datapath.Counter, error) {
 	if !d.ok || d.node.Backend == datapath.ModeHostGW {
 		return nil, nil
 	}
-	dev, err := netlink.LinkByName(DeviceName(d.node.VNI))
+	h, err := openHandle()
+	if err != nil {
+		return nil, fmt.Errorf("read stats: %w", err)
+	}
+	defer h.Close()
+	dev, err := h.LinkByName(DeviceName(d.node.VNI))
 	if err != nil {
 		return nil, fmt.Errorf("read stats of %s: %w", DeviceName(d.node.VNI), err)
 	}
@@ -147,36 +173,37 @@ func (d *Datapath) Cleanup(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.last = nil
+	h, err := openHandle()
+	if err != nil {
+		return fmt.Errorf("cleanup: %w", err)
+	}
+	defer h.Close()
 	if !d.ok {
-		return deleteAllDevices()
+		return deleteAllDevices(h)
 	}
 	var errs []error
 	if d.node.Backend == datapath.ModeVXLAN {
-		errs = append(errs, deleteDevice(DeviceName(d.node.VNI)))
+		errs = append(errs, deleteDevice(h, DeviceName(d.node.VNI)))
 	}
-	if uplink, err := findUplink(d.node.Uplink); err != nil {
+	if uplink, err := findUplink(h, d.node.Uplink); err != nil {
 		errs = append(errs, err)
 	} else {
-		errs = append(errs, d.cleanupUplinkRoutes(uplink.Attrs().Index))
+		errs = append(errs, d.cleanupUplinkRoutes(h, uplink.Attrs().Index))
 	}
 	return errors.Join(errs...)
 }
 
 // cleanupUplinkRoutes deletes every route this datapath owns on the uplink.
-func (d *Datapath) cleanupUplinkRoutes(uplinkIndex int) error {
-	routes, err := d.ownedRoutes(0, uplinkIndex)
+func (d *Datapath) cleanupUplinkRoutes(h *netlink.Handle, uplinkIndex int) error {
+	routes, err := d.ownedRoutes(h, 0, uplinkIndex)
 	if err != nil {
 		return err
 	}
-	var errs []error
-	for _, r := range routes {
-		if err := ignoreNotFound(netlink.RouteDel(&r)); err != nil {
-			errs = append(errs, fmt.Errorf("delete route %s: %w", routeOf(r), err))
-			continue
-		}
-		slog.Info("removed route", "route", routeOf(r).String())
-	}
-	return errors.Join(errs...)
+	w := newWriter(h)
+	w.routes(nil, routes)
+	w.summary("removed host-gw routes")
+	return w.err()
 }
 
 // normalize checks node and fills in defaults.

@@ -2,12 +2,23 @@ package kernel
 
 import (
 	"errors"
+	"fmt"
 	"net"
 	"net/netip"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
+
+// openHandle opens the netlink socket one pass uses for all its requests,
+// in the network namespace of the calling thread. The caller closes it.
+func openHandle() (*netlink.Handle, error) {
+	h, err := netlink.NewHandle(unix.NETLINK_ROUTE)
+	if err != nil {
+		return nil, fmt.Errorf("open netlink socket: %w", err)
+	}
+	return h, nil
+}
 
 // dumpAttempts bounds retries of a netlink dump that the kernel interrupted
 // because the table changed while it was read.

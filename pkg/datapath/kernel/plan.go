@@ -91,16 +91,21 @@ func planNeighs(current []netlink.Neigh, want map[netip.Addr]net.HardwareAddr, i
 	}
 	for _, ip := range sortedKeys(want, netip.Addr.Compare) {
 		if !ok[ip] {
-			set = append(set, netlink.Neigh{
-				LinkIndex:    index,
-				Family:       netlink.FAMILY_V4,
-				State:        netlink.NUD_PERMANENT,
-				IP:           ip.AsSlice(),
-				HardwareAddr: want[ip],
-			})
+			set = append(set, neighOf(ip, want[ip], index))
 		}
 	}
 	return set, del
+}
+
+// neighOf is the permanent neighbour entry ip -> mac on the device at index.
+func neighOf(ip netip.Addr, mac net.HardwareAddr, index int) netlink.Neigh {
+	return netlink.Neigh{
+		LinkIndex:    index,
+		Family:       netlink.FAMILY_V4,
+		State:        netlink.NUD_PERMANENT,
+		IP:           ip.AsSlice(),
+		HardwareAddr: mac,
+	}
 }
 
 // planFDB returns the permanent fdb entries (VTEP MAC -> node IP) to set on
@@ -124,17 +129,22 @@ func planFDB(current []netlink.Neigh, want map[string]fdbEntry, index int, learn
 	}
 	for _, mac := range sortedKeys(want, strings.Compare) {
 		if !ok[mac] {
-			set = append(set, netlink.Neigh{
-				LinkIndex:    index,
-				Family:       unix.AF_BRIDGE,
-				State:        netlink.NUD_PERMANENT,
-				Flags:        netlink.NTF_SELF,
-				IP:           want[mac].dst.AsSlice(),
-				HardwareAddr: want[mac].mac,
-			})
+			set = append(set, want[mac].netlink(index))
 		}
 	}
 	return set, del
+}
+
+// netlink is e as a permanent fdb entry on the vxlan device at index.
+func (e fdbEntry) netlink(index int) netlink.Neigh {
+	return netlink.Neigh{
+		LinkIndex:    index,
+		Family:       unix.AF_BRIDGE,
+		State:        netlink.NUD_PERMANENT,
+		Flags:        netlink.NTF_SELF,
+		IP:           e.dst.AsSlice(),
+		HardwareAddr: e.mac,
+	}
 }
 
 // sortedKeys returns m's keys in cmp order, for a deterministic apply order.

@@ -17,62 +17,99 @@ import (
 // Sync makes routes, neighbour and fdb entries equal to peers. It first
 // repairs the vxlan device and its address if they drifted, skips (and logs)
 // peers that must not be programmed, and returns the errors of all peers
-// joined, after trying every one.
+// joined, after trying every one. On success it records what it programmed
+// for Apply.
 func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.sync(peers)
+}
+
+// sync is Sync with d.mu held.
+func (d *Datapath) sync(peers []datapath.Peer) error {
+	d.last = nil
 	if !d.ok {
 		return errors.New("sync: Setup has not succeeded yet")
 	}
-	uplink, err := findUplink(d.node.Uplink)
+	h, err := openHandle()
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
-	vxlanIndex := 0
+	defer h.Close()
+	uplink, err := findUplink(h, d.node.Uplink)
+	if err != nil {
+		return fmt.Errorf("sync: %w", err)
+	}
+	uplinkIndex, vxlanIndex := uplink.Attrs().Index, 0
 	if d.node.Backend == datapath.ModeVXLAN {
-		dev, err := d.ensureDevice(uplink)
+		dev, err := d.ensureDevice(h, uplink)
 		if err != nil {
 			return fmt.Errorf("sync: %w", err)
 		}
 		if d.subnet.IsValid() {
-			if err := ensureAddress(dev, d.subnet); err != nil {
+			if err := ensureAddress(h, dev, d.subnet); err != nil {
 				return fmt.Errorf("sync: %w", err)
 			}
 		}
 		vxlanIndex = dev.Attrs().Index
 	}
 
+	want, modes, errs := d.wanted(peers, nil, vxlanIndex, uplinkIndex)
+	w := newWriter(h)
+	if vxlanIndex != 0 {
+		errs = append(errs, syncFDB(w, vxlanIndex, want.fdb, d.node.Learning))
+		errs = append(errs, syncNeighs(w, vxlanIndex, want.neighs))
+	}
+	errs = append(errs, d.syncRoutes(w, vxlanIndex, uplinkIndex, want.routes))
+	errs = append(errs, w.err())
+	w.summary("synced datapath", "peers", len(peers))
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	d.last = &applied{
+		vxlanIndex: vxlanIndex, uplinkIndex: uplinkIndex,
+		state: want, modes: modes,
+	}
+	return nil
+}
+
+// wanted checks peers, assigns their modes and returns the kernel state
+// they ask for, the modes by node IP, and the errors of peers whose mode
+// could not be decided. It logs the peers it rejects. A node IP's mode is
+// taken from known when it is there, else decided by datapath.AssignModes
+// (a route lookup with DirectRouting) one peer at a time, so a peer whose
+// mode cannot be decided does not hold up the others.
+func (d *Datapath) wanted(peers []datapath.Peer, known map[netip.Addr]datapath.Mode, vxlanIndex, uplinkIndex int) (desired, map[netip.Addr]datapath.Mode, []error) {
 	var (
 		errs     []error
 		rejected []rejection
-		valid    []datapath.Peer
+		valid    = make([]datapath.Peer, 0, len(peers))
+		modes    = make(map[netip.Addr]datapath.Mode, len(peers))
 	)
 	for _, p := range peers {
 		if reason := checkPeer(d.node, d.subnet, p); reason != "" {
 			rejected = append(rejected, rejection{p, reason})
 			continue
 		}
-		// One peer at a time, so a peer whose mode cannot be decided
-		// does not hold up the others.
-		assigned, err := datapath.AssignModes(d.node, []datapath.Peer{p})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("peer %s: %w", p.Subnet, err))
-			continue
+		if mode, ok := known[p.NodeIP]; ok {
+			p.Mode = mode
+		} else {
+			assigned, err := datapath.AssignModes(d.node, []datapath.Peer{p})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("peer %s: %w", p.Subnet, err))
+				continue
+			}
+			p = assigned[0]
 		}
-		valid = append(valid, assigned[0])
+		modes[p.NodeIP] = p.Mode
+		valid = append(valid, p)
 	}
-	want, dups := buildDesired(valid, vxlanIndex, uplink.Attrs().Index)
+	want, dups := buildDesired(valid, vxlanIndex, uplinkIndex)
 	d.logRejections(append(rejected, dups...))
-
-	if vxlanIndex != 0 {
-		errs = append(errs, syncFDB(vxlanIndex, want.fdb, d.node.Learning))
-		errs = append(errs, syncNeighs(vxlanIndex, want.neighs))
-	}
-	errs = append(errs, d.syncRoutes(vxlanIndex, uplink.Attrs().Index, want.routes))
-	return errors.Join(errs...)
+	return want, modes, errs
 }
 
 // logRejections warns about each rejected peer once while it stays rejected.
@@ -92,10 +129,10 @@ func (d *Datapath) logRejections(rs []rejection) {
 // ownedRoutes lists the IPv4 main-table routes this datapath owns: all on
 // the vxlan device (vxlanIndex 0: none) except the kernel's own, and those
 // via a gateway on the uplink into Network, except into this node's subnet.
-func (d *Datapath) ownedRoutes(vxlanIndex, uplinkIndex int) ([]netlink.Route, error) {
+func (d *Datapath) ownedRoutes(h *netlink.Handle, vxlanIndex, uplinkIndex int) ([]netlink.Route, error) {
 	var owned []netlink.Route
 	if vxlanIndex != 0 {
-		routes, err := listLinkRoutes(vxlanIndex)
+		routes, err := listLinkRoutes(h, vxlanIndex)
 		if err != nil {
 			return nil, err
 		}
@@ -105,7 +142,7 @@ func (d *Datapath) ownedRoutes(vxlanIndex, uplinkIndex int) ([]netlink.Route, er
 			}
 		}
 	}
-	routes, err := listLinkRoutes(uplinkIndex)
+	routes, err := listLinkRoutes(h, uplinkIndex)
 	if err != nil {
 		return nil, err
 	}
@@ -126,11 +163,17 @@ func ownedUplinkDst(network, own, dst netip.Prefix) bool {
 	return !own.IsValid() || !own.Overlaps(dst)
 }
 
-// listLinkRoutes lists the IPv4 main-table routes out of one link.
-func listLinkRoutes(index int) ([]netlink.Route, error) {
+// listLinkRoutes lists the IPv4 main-table routes out of one link. With
+// strict checking the kernel filters the dump by link and table; without it
+// (kernels before 4.20) it sends every route and the library filters. It is
+// on only for this dump: the library's neighbour dumps fail strict checks.
+func listLinkRoutes(h *netlink.Handle, index int) ([]netlink.Route, error) {
+	if err := h.SetStrictCheck(true); err == nil {
+		defer func() { _ = h.SetStrictCheck(false) }()
+	}
 	filter := &netlink.Route{LinkIndex: index, Table: unix.RT_TABLE_MAIN}
 	routes, err := listRetry(func() ([]netlink.Route, error) {
-		return netlink.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		return h.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list routes on link %d: %w", index, err)
@@ -140,77 +183,31 @@ func listLinkRoutes(index int) ([]netlink.Route, error) {
 
 // syncRoutes adds and replaces the wanted routes, then deletes owned
 // routes that no peer backs.
-func (d *Datapath) syncRoutes(vxlanIndex, uplinkIndex int, want map[netip.Prefix]route) error {
-	current, err := d.ownedRoutes(vxlanIndex, uplinkIndex)
+func (d *Datapath) syncRoutes(w *writer, vxlanIndex, uplinkIndex int, want map[netip.Prefix]route) error {
+	current, err := d.ownedRoutes(w.h, vxlanIndex, uplinkIndex)
 	if err != nil {
 		return err
 	}
-	add, del := planRoutes(current, want)
-	var errs []error
-	for _, r := range add {
-		nr := r.netlink()
-		if err := netlink.RouteReplace(&nr); err != nil {
-			errs = append(errs, fmt.Errorf("program route %s: %w", r, err))
-			continue
-		}
-		slog.Info("programmed route", "route", r.String())
-	}
-	for _, r := range del {
-		if err := ignoreNotFound(netlink.RouteDel(&r)); err != nil {
-			errs = append(errs, fmt.Errorf("remove stale route %s: %w", routeOf(r), err))
-			continue
-		}
-		slog.Info("removed stale route", "route", routeOf(r).String())
-	}
-	return errors.Join(errs...)
+	w.routes(planRoutes(current, want))
+	return nil
 }
 
 // syncNeighs makes the IPv4 neighbour table of the vxlan device equal to want.
-func syncNeighs(index int, want map[netip.Addr]net.HardwareAddr) error {
-	current, err := listRetry(func() ([]netlink.Neigh, error) { return netlink.NeighList(index, netlink.FAMILY_V4) })
+func syncNeighs(w *writer, index int, want map[netip.Addr]net.HardwareAddr) error {
+	current, err := listRetry(func() ([]netlink.Neigh, error) { return w.h.NeighList(index, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("list neighbours on link %d: %w", index, err)
 	}
-	set, del := planNeighs(current, want, index)
-	var errs []error
-	for _, n := range set {
-		if err := netlink.NeighSet(&n); err != nil {
-			errs = append(errs, fmt.Errorf("program neighbour %s: %w", n.String(), err))
-			continue
-		}
-		slog.Info("programmed neighbour", "ip", n.IP.String(), "mac", n.HardwareAddr.String())
-	}
-	for _, n := range del {
-		if err := ignoreNotFound(netlink.NeighDel(&n)); err != nil {
-			errs = append(errs, fmt.Errorf("remove stale neighbour %s: %w", n.String(), err))
-			continue
-		}
-		slog.Info("removed stale neighbour", "ip", n.IP.String(), "mac", n.HardwareAddr.String())
-	}
-	return errors.Join(errs...)
+	w.neighs(planNeighs(current, want, index))
+	return nil
 }
 
 // syncFDB makes the vxlan device's forwarding database equal to want.
-func syncFDB(index int, want map[string]fdbEntry, learning bool) error {
-	current, err := listRetry(func() ([]netlink.Neigh, error) { return netlink.NeighList(index, unix.AF_BRIDGE) })
+func syncFDB(w *writer, index int, want map[string]fdbEntry, learning bool) error {
+	current, err := listRetry(func() ([]netlink.Neigh, error) { return w.h.NeighList(index, unix.AF_BRIDGE) })
 	if err != nil {
 		return fmt.Errorf("list fdb on link %d: %w", index, err)
 	}
-	set, del := planFDB(current, want, index, learning)
-	var errs []error
-	for _, n := range set {
-		if err := netlink.NeighSet(&n); err != nil {
-			errs = append(errs, fmt.Errorf("program fdb %s dst %s: %w", n.HardwareAddr, n.IP, err))
-			continue
-		}
-		slog.Info("programmed fdb entry", "mac", n.HardwareAddr.String(), "dst", n.IP.String())
-	}
-	for _, n := range del {
-		if err := ignoreNotFound(netlink.NeighDel(&n)); err != nil {
-			errs = append(errs, fmt.Errorf("remove stale fdb %s dst %s: %w", n.HardwareAddr, n.IP, err))
-			continue
-		}
-		slog.Info("removed stale fdb entry", "mac", n.HardwareAddr.String(), "dst", n.IP.String())
-	}
-	return errors.Join(errs...)
+	w.fdb(planFDB(current, want, index, learning))
+	return nil
 }
