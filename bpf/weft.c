@@ -4,7 +4,8 @@
  * flannel's wire format (VXLAN or host-gw) without the host stack.
  *
  *   weft_pod_ingress    bridge (cni0) ingress: pod -> remote pod, encap or
- *                       host-gw redirect to the uplink.
+ *                       host-gw redirect to the uplink, unless conntrack
+ *                       NATs the connection (conntrack.h).
  *   weft_uplink_ingress uplink ingress: VXLAN / host-gw from a known node ->
  *                       validate, decap and hand to the pod's veth peer.
  *   weft_pod_egress     bridge egress: remembers pod flows the host stack
@@ -22,6 +23,7 @@
 #include "weft.h"
 #include "uapi_compat.h"
 #include "packet.h"
+#include "conntrack.h"
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -244,6 +246,7 @@ int weft_pod_ingress(struct __sk_buff *skb)
 	struct flow_key flow = {};
 	struct lpm_key key = { .prefixlen = 32 };
 	struct bpf_redir_neigh nh = { .nh_family = AF_INET };
+	enum ct_nat nat;
 	struct peer *peer;
 	struct ipv4 *ip;
 	__be16 p[2];
@@ -271,11 +274,16 @@ int weft_pod_ingress(struct __sk_buff *skb)
 
 	key.addr = ip->daddr;
 	peer = bpf_map_lookup_elem(&weft_peers, &key);
-	if (!peer) {
-		/* Host stack (Services, host, outside): remember the pod socket
-		 * so replies coming back over the overlay are not short-cut
-		 * past conntrack's reverse NAT. */
-		if (l4) {
+	/* A remote pod, unless br_netfilter already DNATed a Service to it. */
+	nat = peer ? ct_nat(skb) : CT_NAT_NONE;
+	if (!peer || nat != CT_NAT_NONE) {
+		/* The host stack forwards it (Services, host, outside).
+		 * Remember the pod socket so replies coming back over the
+		 * overlay are not short-cut past conntrack's reverse NAT. A
+		 * pod answering a NATed connection is not remembered: that
+		 * peer reaches it at the NATed address, which the programs
+		 * pass up, and its port may also serve plain pod traffic. */
+		if (l4 && nat != CT_NAT_REPLY) {
 			flow.peer_ip = 0;
 			flow.peer_port = 0;
 			remember(&flow);

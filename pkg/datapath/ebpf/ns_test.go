@@ -334,6 +334,38 @@ func TestNATedFlowTakesStack(t *testing.T) {
 	checkFastPath(t, nodes, BackendVXLAN)
 }
 
+// TestServiceDNATTakesStack: pod 1 reaches pod 2 through a Service DNAT on
+// node 1, as kube-proxy installs it. With br_netfilter the bridge DNATs
+// before cni0's tc ingress sees the packet, which then looks like plain
+// pod-to-pod traffic; without it the program sees the Service address. Both
+// ways the connection must go through node 1's stack (conntrack confirms it
+// and translates replies back), while unrelated pod-to-pod traffic stays
+// on the fast path.
+func TestServiceDNATTakesStack(t *testing.T) {
+	for _, brNetfilter := range []string{"1", "0"} {
+		t.Run("bridge-nf-call-iptables="+brNetfilter, func(t *testing.T) {
+			nodes := newTestNodes(t, datapath.ModeVXLAN)
+			for _, n := range nodes {
+				n.addPod(t, 1450)
+				n.startEBPF(t, AttachTCX)
+			}
+			syncAll(t, nodes)
+			for _, n := range nodes {
+				must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
+			}
+			waitPing(t, nodes[0].pod, nodes[1].podIP)
+			if _, err := nodes[0].ns.Run("sysctl", "-w", "net.bridge.bridge-nf-call-iptables="+brNetfilter); err != nil {
+				t.Fatalf("set br_netfilter (load the br_netfilter module): %v", err)
+			}
+			nodes[0].ns.MustRun(t, "nft", "add table ip weft_test; "+
+				"add chain ip weft_test pre { type nat hook prerouting priority dstnat; }; "+
+				"add rule ip weft_test pre ip daddr 10.96.0.10 tcp dport 80 dnat to "+nodes[1].podIP.String()+":5201")
+			tcpTransferVia(t, nodes[0], nodes[1], "10.96.0.10:80", 1<<20)
+			checkFastPath(t, nodes, BackendVXLAN)
+		})
+	}
+}
+
 func TestTrafficHostGW(t *testing.T) {
 	nodes := newTestNodes(t, datapath.ModeHostGW)
 	for _, n := range nodes {
