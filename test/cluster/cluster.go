@@ -1,11 +1,14 @@
 // Package cluster builds a weft cluster out of network namespaces for
 // end-to-end tests and the demo: an infra namespace with the underlay
-// bridges (segments), a router between them and etcd; node namespaces that
-// each run the real weftd binary; pods attached by the real CNI chain
-// (weft-cni installed as "flannel", then bridge + host-local).
+// bridges (segments), a router between them and the lease source; node
+// namespaces that each run the real weftd binary; pods attached by the real
+// CNI chain (weft-cni installed as "flannel", then bridge + host-local).
 //
-// Nothing is added to the root namespace: the harness reaches etcd, weftd's
-// health port and the pods by entering their namespaces.
+// The lease source is etcd, or in kube mode (Options.Kube) a real
+// kube-apiserver with one Node object per node.
+//
+// Nothing is added to the root namespace: the harness reaches etcd, the API
+// server, weftd's health port and the pods by entering their namespaces.
 package cluster
 
 import (
@@ -17,13 +20,16 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"testing"
 
+	"github.com/weftnet/weft/test/kubetest"
 	"github.com/weftnet/weft/test/testns"
 )
 
 // Underlay addressing: segment s is 10.250.s.0/24 on bridge "br<s>" in the
 // infra namespace, which owns 10.250.s.254 and routes between segments;
-// node i (1-based) is 10.250.<its segment>.i. etcd listens on segment 0.
+// node i (1-based) is 10.250.<its segment>.i. etcd (or the API server)
+// listens on segment 0.
 const (
 	underlayPrefixLen = 24
 	routerHost        = 254
@@ -39,8 +45,9 @@ type Options struct {
 	// past its end are on segment 0. Nodes on different segments reach each
 	// other only through the infra router, so they are not L2 neighbours.
 	Segments []int
-	// NetConf is net-conf.json, written to etcd before weftd starts (see
-	// NetConf for the usual ones). Empty means vxlan on the kernel datapath.
+	// NetConf is net-conf.json, written to etcd (in kube mode to each node's
+	// --net-config-path) before weftd starts (see NetConf for the usual
+	// ones). Empty means vxlan on the kernel datapath.
 	NetConf string
 	// Datapaths overrides Backend.Datapath for single nodes, by index
 	// ("" keeps net-conf's), through weftd's WEFTD_DATAPATH.
@@ -49,6 +56,12 @@ type Options struct {
 	WeftdArgs []string
 	// NoStart leaves weftd stopped; start it with Node.StartWeftd.
 	NoStart bool
+	// Kube switches the lease source from etcd to a kube-apiserver (package
+	// test/kubetest) in the infra namespace: weftd runs with
+	// --kube-subnet-mgr as deploy/weft.yaml's ServiceAccount, each node is a
+	// Node object with spec.podCIDR PodCIDR(i). It needs a test: build the
+	// cluster with Start.
+	Kube bool
 	// Log receives the harness's progress; nil discards it.
 	Log *slog.Logger
 }
@@ -60,15 +73,21 @@ type Cluster struct {
 	Prefix string
 	// Dir holds logs, subnet files, CNI and IPAM state, bpffs mounts.
 	Dir string
-	// Infra is the namespace of the underlay bridges, the router and etcd.
+	// Infra is the namespace of the underlay bridges, the router and the
+	// lease source.
 	Infra *Netns
-	// Etcd is the lease source.
+	// Etcd is the lease source; nil in kube mode.
 	Etcd *Etcd
+	// Kube is the lease source in kube mode (Options.Kube), else nil. Its
+	// clients dial from the infra namespace.
+	Kube *kubetest.Cluster
 	// Nodes are the nodes, n1 first.
 	Nodes []*Node
 
 	opts Options
 	log  *slog.Logger
+	t    testing.TB // set by Start; kube mode runs the API server for it
+	kube kube       // kube mode's client and credentials
 
 	mu     sync.Mutex
 	closed bool
@@ -79,6 +98,19 @@ var errClosed = errors.New("cluster is closed")
 
 // New builds and starts a cluster; on error it removes what it had built.
 func New(ctx context.Context, opts Options) (*Cluster, error) {
+	c, err := newCluster(opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := c.build(ctx); err != nil {
+		return nil, errors.Join(err, c.Close())
+	}
+	return c, nil
+}
+
+// newCluster fills opts' defaults and returns an empty cluster, registered
+// for CloseOnInterrupt.
+func newCluster(opts Options) (*Cluster, error) {
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the namespace cluster needs root: run as root (e.g. sudo)")
 	}
@@ -93,9 +125,6 @@ func New(ctx context.Context, opts Options) (*Cluster, error) {
 		c.log = slog.New(slog.DiscardHandler)
 	}
 	register(c)
-	if err := c.build(ctx); err != nil {
-		return nil, errors.Join(err, c.Close())
-	}
 	return c, nil
 }
 
@@ -114,14 +143,21 @@ func (c *Cluster) build(ctx context.Context) error {
 	if err := c.buildInfra(ctx); err != nil {
 		return err
 	}
-	c.log.Info("infra up", "ns", c.Infra.Name, "etcd", c.Etcd.Endpoint)
-	if err := c.Etcd.Put(ctx, ConfigKey, c.opts.NetConf); err != nil {
-		return err
+	if c.Etcd != nil {
+		c.log.Info("infra up", "ns", c.Infra.Name, "etcd", c.Etcd.Endpoint)
+		if err := c.Etcd.Put(ctx, ConfigKey, c.opts.NetConf); err != nil {
+			return err
+		}
 	}
 	for i := range c.opts.Nodes {
 		n, err := c.buildNode(ctx, i)
 		if err != nil {
 			return err
+		}
+		if c.Kube != nil {
+			if err := c.registerNode(ctx, n, i); err != nil {
+				return err
+			}
 		}
 		c.Nodes = append(c.Nodes, n)
 		c.log.Info("node up", "node", n.Name, "ns", n.NS.Name, "ip", n.IP)
@@ -177,6 +213,9 @@ func (c *Cluster) buildInfra(ctx context.Context) error {
 	}
 	if _, err := c.Infra.Exec(ctx, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
 		return err
+	}
+	if c.opts.Kube {
+		return c.startKube()
 	}
 	return c.add(func() error {
 		dir := filepath.Join(c.Dir, "etcd")

@@ -230,3 +230,13 @@ func TestHarness(t *testing.T) {
 		}
 	})
 }
+
+// TestKubeNeedsStart: kube mode runs kube-apiserver through test/kubetest,
+// which needs a test, so New refuses it with a line that says what to use.
+func TestKubeNeedsStart(t *testing.T) {
+	testns.RequireRoot(t)
+	_, err := New(t.Context(), Options{Kube: true})
+	if err == nil || !strings.Contains(err.Error(), "cluster.Start") {
+		t.Fatalf("New in kube mode: %v, want an error that points to cluster.Start", err)
+	}
+}

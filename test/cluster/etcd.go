@@ -70,20 +70,12 @@ func startEtcd(ctx context.Context, ns *Netns, ip netip.Addr, dir string) (*Etcd
 	return e, e.Start(ctx)
 }
 
-// dial connects to etcd from inside the infra namespace: the root namespace
-// has no route to the underlay, by design.
+// dial connects to etcd from inside the infra namespace.
 func (e *Etcd) dial(ctx context.Context, addr string) (net.Conn, error) {
 	if _, rest, ok := strings.Cut(addr, "://"); ok {
 		addr = rest
 	}
-	var conn net.Conn
-	err := e.ns.Do(func() error {
-		var d net.Dialer
-		c, err := d.DialContext(ctx, "tcp", addr)
-		conn = c
-		return err
-	})
-	return conn, err
+	return e.ns.DialContext(ctx, "tcp", addr)
 }
 
 // Start starts the etcd server (again, after Stop) on its data directory and

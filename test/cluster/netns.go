@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"net"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -59,6 +60,19 @@ func (n *Netns) Do(f func() error) error {
 		}
 	}()
 	return f()
+}
+
+// DialContext dials addr from inside the namespace: the root namespace has
+// no route to the underlay, by design.
+func (n *Netns) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	var conn net.Conn
+	err := n.Do(func() error {
+		var d net.Dialer
+		c, err := d.DialContext(ctx, network, addr)
+		conn = c
+		return err
+	})
+	return conn, err
 }
 
 // Command returns a command that runs name inside the namespace

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/netip"
 	"os"
@@ -122,8 +121,7 @@ func (c *Cluster) buildNode(ctx context.Context, i int) (*Node, error) {
 
 // weftdArgs is weftd's command line on this node.
 func (n *Node) weftdArgs() []string {
-	args := []string{
-		"--etcd-endpoints", n.c.Etcd.Endpoint,
+	args := append(n.leaseArgs(),
 		"--iface", "eth0",
 		"--subnet-file", n.SubnetFile,
 		"--bpf-dir", n.BPFDir,
@@ -131,7 +129,7 @@ func (n *Node) weftdArgs() []string {
 		// With ip-masq weftd owns masquerading and the bridge plugin adds no
 		// iptables rules of its own (flannel's ipMasq = !FLANNEL_IPMASQ).
 		"--ip-masq",
-	}
+	)
 	return append(args, n.Args...)
 }
 
@@ -157,7 +155,7 @@ func (n *Node) StartWeftd(ctx context.Context) error {
 	var p *process
 	return n.c.add(func() error {
 		cmd := n.NS.Command(context.Background(), n.c.opts.Binaries.Weftd, n.weftdArgs()...)
-		cmd.Env = append(os.Environ(), n.Env...)
+		cmd.Env = append(append(os.Environ(), n.leaseEnv()...), n.Env...)
 		var err error
 		if p, err = startProcess(cmd, n.LogPath()); err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
@@ -293,19 +291,7 @@ func (n *Node) Datapath() (string, error) {
 
 // HTTPGet fetches path from weftd's health port inside the node namespace.
 func (n *Node) HTTPGet(ctx context.Context, path string) (int, string, error) {
-	client := &http.Client{Transport: &http.Transport{
-		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			var conn net.Conn
-			err := n.NS.Do(func() error {
-				var d net.Dialer
-				c, err := d.DialContext(ctx, network, addr)
-				conn = c
-				return err
-			})
-			return conn, err
-		},
-		DisableKeepAlives: true,
-	}}
+	client := &http.Client{Transport: &http.Transport{DialContext: n.NS.DialContext, DisableKeepAlives: true}}
 	url := fmt.Sprintf("http://127.0.0.1:%d%s", HealthzPort, path)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {

@@ -16,34 +16,44 @@ import (
 // logTail is how many lines of each weftd log a failed test shows.
 const logTail = 150
 
-// Start builds a cluster for t (see New). It skips or fails t without root
-// (testns.RequireRoot), fails t if the cluster cannot be built, and closes
-// the cluster when t ends, after logging each node's weftd log and network
-// state if t failed.
+// Start builds a cluster for t (see New; kube mode needs Start). It skips or
+// fails t without root (testns.RequireRoot), fails t if the cluster cannot
+// be built, and closes the cluster when t ends, after logging each node's
+// weftd log and network state if t failed.
 func Start(t testing.TB, opts Options) *Cluster {
 	t.Helper()
 	testns.RequireRoot(t)
 	if opts.Log == nil {
 		opts.Log = slog.New(slog.NewTextHandler(t.Output(), nil))
 	}
-	c, err := New(context.Background(), opts)
+	c, err := newCluster(opts)
 	if err != nil {
+		t.Fatal(err)
+	}
+	c.t = t
+	// Registered before the build: in kube mode the build may end t early
+	// (kubetest's t.Fatal or t.Skip).
+	t.Cleanup(func() {
+		if err := c.Close(); err != nil {
+			t.Errorf("tear down cluster %s: %v", c.Prefix, err)
+		}
+	})
+	if err := c.build(context.Background()); err != nil {
 		t.Fatalf("build cluster: %v", err)
 	}
+	// Registered after the build, so it runs first: while kube mode's API
+	// server, which kubetest stops when t ends, still answers.
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Log(c.Diagnose(context.Background()))
-		}
-		if err := c.Close(); err != nil {
-			t.Errorf("tear down cluster %s: %v", c.Prefix, err)
 		}
 	})
 	return c
 }
 
 // Diagnose describes the cluster for a failure report: the leases in etcd
-// and, per node, the tail of weftd's log and the node's links, routes,
-// neighbours and vxlan fdb.
+// (the Node objects in kube mode) and, per node, the tail of weftd's log and
+// the node's links, routes, neighbours and vxlan fdb.
 func (c *Cluster) Diagnose(ctx context.Context) string {
 	ctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
@@ -60,6 +70,9 @@ func (c *Cluster) Diagnose(ctx context.Context) string {
 		for _, k := range keys {
 			fmt.Fprintf(&b, "%s = %s\n", k, kv[k])
 		}
+	}
+	if c.Kube != nil {
+		c.diagnoseKube(ctx, &b)
 	}
 	for _, n := range c.Nodes {
 		fmt.Fprintf(&b, "=== node %s (%s, pid %d)\n", n.Name, n.IP, n.WeftdPID())

@@ -1,0 +1,167 @@
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/weftnet/weft/pkg/lease"
+	"github.com/weftnet/weft/test/kubetest"
+)
+
+// KubeAnnotationPrefix starts the Node annotations weftd publishes
+// (flannel's, weftd's default --kube-annotation-prefix plus "/").
+const KubeAnnotationPrefix = "flannel.alpha.coreos.com/"
+
+// kubeTimeout bounds one request of the harness to the API server.
+const kubeTimeout = 30 * time.Second
+
+// kube is what kube mode keeps besides Cluster.Kube.
+type kube struct {
+	admin      kubernetes.Interface // cluster-admin, for the harness itself
+	kubeconfig string               // weftd's: deploy/weft.yaml's ServiceAccount
+}
+
+// startKube runs etcd and kube-apiserver in the infra namespace on segment
+// 0's router address, applies deploy/weft.yaml and mints weftd's kubeconfig
+// for the manifest's ServiceAccount, so weftd has exactly its RBAC.
+// kubetest stops both servers when the test ends, and ends the test if they
+// do not start (Start's cleanup then closes the cluster).
+func (c *Cluster) startKube() error {
+	if c.t == nil {
+		return errors.New("kube mode runs kube-apiserver from test/kubetest, which needs a test: build the cluster with cluster.Start")
+	}
+	c.Kube = kubetest.Start(c.t, kubetest.Options{BindAddress: routerIP(0).String(), NetNS: c.Infra.Name})
+	// kubetest's namespace dialer ends its OS thread after each dial; were
+	// that the thread that started a weftd, Pdeathsig would kill weftd.
+	c.Kube.Dial = c.Infra.DialContext
+	admin, err := kubernetes.NewForConfig(c.Kube.AdminConfig())
+	if err != nil {
+		return fmt.Errorf("kube admin client: %w", err)
+	}
+	c.kube = kube{admin: admin, kubeconfig: c.Kube.WeftKubeconfig(c.t)}
+	c.log.Info("infra up", "ns", c.Infra.Name, "apiserver", c.Kube.URL)
+	return nil
+}
+
+// PodCIDR is the spec.podCIDR of node i (0-based) in kube mode, as
+// kube-controller-manager would assign it: 10.244.<i+1>.0/24.
+func PodCIDR(i int) netip.Prefix {
+	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i + 1), 0}), 24)
+}
+
+// registerNode registers node i as a kubelet would, with its PodCIDR, and
+// writes its net-conf.json (the ConfigMap mount in a real cluster).
+func (c *Cluster) registerNode(ctx context.Context, n *Node, i int) error {
+	if err := os.WriteFile(n.netConfPath(), []byte(c.opts.NetConf), 0o644); err != nil {
+		return fmt.Errorf("node %s: write net-conf.json: %w", n.Name, err)
+	}
+	cidr := PodCIDR(i).String()
+	node := &corev1.Node{
+		ObjectMeta: metav1.ObjectMeta{Name: n.Name},
+		Spec:       corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
+	}
+	ctx, cancel := context.WithTimeout(ctx, kubeTimeout)
+	defer cancel()
+	if _, err := c.kube.admin.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
+		return fmt.Errorf("register Node %s: %w", n.Name, err)
+	}
+	return nil
+}
+
+// netConfPath is weftd's --net-config-path in kube mode.
+func (n *Node) netConfPath() string { return filepath.Join(n.Dir, "net-conf.json") }
+
+// leaseArgs are weftd's flags for the cluster's lease source.
+func (n *Node) leaseArgs() []string {
+	if n.c.Kube == nil {
+		return []string{"--etcd-endpoints", n.c.Etcd.Endpoint}
+	}
+	return []string{"--kube-subnet-mgr", "--kubeconfig-file", n.c.kube.kubeconfig, "--net-config-path", n.netConfPath()}
+}
+
+// leaseEnv is weftd's environment for the cluster's lease source: in kube
+// mode NODE_NAME, as the DaemonSet sets it from spec.nodeName.
+func (n *Node) leaseEnv() []string {
+	if n.c.Kube == nil {
+		return nil
+	}
+	return []string{"NODE_NAME=" + n.Name}
+}
+
+// KubeNodes lists the Node objects (kube mode only).
+func (c *Cluster) KubeNodes(ctx context.Context) ([]corev1.Node, error) {
+	if c.Kube == nil {
+		return nil, errors.New("not a kube-mode cluster")
+	}
+	ctx, cancel := context.WithTimeout(ctx, kubeTimeout)
+	defer cancel()
+	list, err := c.kube.admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("list Nodes: %w", err)
+	}
+	return list.Items, nil
+}
+
+// KubeLeases reads the leases the Node objects publish (podCIDR and
+// flannel's annotations), keyed by subnet, as Etcd.Leases does in etcd
+// mode. Nodes without a backend-type annotation publish none.
+func (c *Cluster) KubeLeases(ctx context.Context) (map[netip.Prefix]lease.Attrs, error) {
+	nodes, err := c.KubeNodes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[netip.Prefix]lease.Attrs{}
+	for _, n := range nodes {
+		ann := n.Annotations
+		if ann[KubeAnnotationPrefix+"backend-type"] == "" {
+			continue
+		}
+		subnet, err := netip.ParsePrefix(n.Spec.PodCIDR)
+		if err != nil {
+			return nil, fmt.Errorf("Node %s: podCIDR: %w", n.Name, err)
+		}
+		ip, err := netip.ParseAddr(ann[KubeAnnotationPrefix+"public-ip"])
+		if err != nil {
+			return nil, fmt.Errorf("Node %s: public-ip: %w", n.Name, err)
+		}
+		data := json.RawMessage(ann[KubeAnnotationPrefix+"backend-data"])
+		if !json.Valid(data) {
+			return nil, fmt.Errorf("Node %s: backend-data %q is not JSON", n.Name, data)
+		}
+		out[subnet] = lease.Attrs{PublicIP: ip, BackendType: ann[KubeAnnotationPrefix+"backend-type"], BackendData: data}
+	}
+	return out, nil
+}
+
+// diagnoseKube describes the Node objects: podCIDR, weft's annotations and
+// conditions.
+func (c *Cluster) diagnoseKube(ctx context.Context, b *strings.Builder) {
+	nodes, err := c.KubeNodes(ctx)
+	fmt.Fprintf(b, "--- Nodes at %s (err %v)\n", c.Kube.URL, err)
+	for _, n := range nodes {
+		fmt.Fprintf(b, "%s podCIDR %s\n", n.Name, n.Spec.PodCIDR)
+		keys := make([]string, 0, len(n.Annotations))
+		for k := range n.Annotations {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		for _, k := range keys {
+			fmt.Fprintf(b, "  %s: %s\n", k, n.Annotations[k])
+		}
+		for _, cond := range n.Status.Conditions {
+			fmt.Fprintf(b, "  condition %s=%s (%s)\n", cond.Type, cond.Status, cond.Reason)
+		}
+	}
+}
