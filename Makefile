@@ -53,6 +53,16 @@ check-generate: generate
 clean:
 	rm -rf $(BIN)
 
+# bench (root) measures the data plane: one 2-node namespace cluster per
+# configuration (plain routes, kernel/ebpf vxlan, kernel/ebpf host-gw),
+# iperf3 TCP, iperf3 UDP small-packet rate and sockperf latency pod to pod,
+# interleaved repetitions, plus the programs' ns/packet from
+# BPF_PROG_TEST_RUN; written to docs/benchmarks.md under "Data plane".
+# Flags via BENCH_ARGS, e.g. make bench BENCH_ARGS='-reps 3 -duration 3s'.
+bench: deps build
+	$(GO) build -o $(BIN)/weft-bench ./test/bench
+	./$(BIN)/weft-bench -bin $(BIN) $(BENCH_ARGS)
+
 # bench-scale (root) measures the control plane at scale: a real etcd with
 # 100, 1000 and 5000 synthetic leases and one weftd per datapath (time until
 # all are programmed, new-lease latency, peak RSS, CPU), written to

@@ -1,21 +1,19 @@
 package e2e
 
 import (
-	endian "encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"syscall"
 	"testing"
 
-	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/weftnet/weft/pkg/datapath/ebpf"
 	"github.com/weftnet/weft/pkg/lease"
 	"github.com/weftnet/weft/pkg/lease/kube"
 	"github.com/weftnet/weft/test/cluster"
@@ -258,31 +256,19 @@ func checkPeerGone(n *cluster.Node, p peer) error {
 	return nil
 }
 
-// checkBPFPeer requires that subnet is (want) or is not a key of node n's
-// pinned weft_peers LPM trie, whose keys are the prefix length (host byte
-// order) and the IPv4 address (network byte order).
+// checkBPFPeer requires that subnet is (want) or is not in node n's pinned
+// peers map.
 func checkBPFPeer(n *cluster.Node, subnet netip.Prefix, want bool) error {
-	path := filepath.Join(n.BPFDir, "weft_peers")
-	m, err := ebpf.LoadPinnedMap(path, &ebpf.LoadPinOptions{ReadOnly: true})
+	peers, err := ebpf.ReadPeers(n.BPFDir)
 	if err != nil {
 		return fmt.Errorf("%s: %w", n.Name, err)
 	}
-	defer m.Close()
-	var found []netip.Prefix
-	var prev any // nil asks for the first key
-	for {
-		key, err := m.NextKeyBytes(prev)
-		if err != nil {
-			return fmt.Errorf("%s: iterate %s: %w", n.Name, path, err)
-		}
-		if len(key) != 8 {
-			break // nil: no more keys
-		}
-		found = append(found, netip.PrefixFrom(netip.AddrFrom4([4]byte(key[4:8])), int(endian.NativeEndian.Uint32(key[:4]))))
-		prev = key
+	found := make([]netip.Prefix, 0, len(peers))
+	for _, p := range peers {
+		found = append(found, p.Subnet)
 	}
 	if slices.Contains(found, subnet) != want {
-		return fmt.Errorf("%s: weft_peers holds %v; want %s in it: %v", n.Name, found, subnet, want)
+		return fmt.Errorf("%s: peers map holds %v; want %s in it: %v", n.Name, found, subnet, want)
 	}
 	return nil
 }
