@@ -5,11 +5,13 @@ import (
 	"fmt"
 	"net"
 	"os/exec"
-	"runtime"
+
 	"strings"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
+
+	"github.com/weftnet/weft/test/testns"
 )
 
 // Netns is a named network namespace the cluster created. It exists apart
@@ -43,24 +45,7 @@ func (n *Netns) Path() string { return "/run/netns/" + n.Name }
 
 // Do runs f on a locked OS thread inside the namespace. Sockets f opens stay
 // in the namespace; processes f starts inherit it.
-func (n *Netns) Do(f func() error) error {
-	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		return fmt.Errorf("get current netns: %w", err)
-	}
-	defer orig.Close()
-	if err := netns.Set(n.handle); err != nil {
-		return fmt.Errorf("enter netns %s: %w", n.Name, err)
-	}
-	defer func() {
-		if err := netns.Set(orig); err != nil {
-			panic(fmt.Sprintf("restore netns: %v", err)) // never run on in the wrong namespace
-		}
-	}()
-	return f()
-}
+func (n *Netns) Do(f func() error) error { return testns.Enter(n.handle, n.Name, f) }
 
 // DialContext dials addr from inside the namespace: the root namespace has
 // no route to the underlay, by design.

@@ -77,7 +77,12 @@ func New(t testing.TB, prefix, name string) *NS {
 func (n *NS) Handle() netns.NsHandle { return n.handle }
 
 // Do runs f on a locked OS thread that is inside the namespace.
-func (n *NS) Do(f func() error) error {
+func (n *NS) Do(f func() error) error { return Enter(n.handle, n.Name, f) }
+
+// Enter runs f on a locked OS thread inside the namespace h (named name, for
+// errors), then returns the thread to its namespace. Sockets f opens stay in
+// h; processes f starts inherit it.
+func Enter(h netns.NsHandle, name string, f func() error) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	orig, err := netns.Get()
@@ -85,8 +90,8 @@ func (n *NS) Do(f func() error) error {
 		return fmt.Errorf("get current netns: %w", err)
 	}
 	defer orig.Close()
-	if err := netns.Set(n.handle); err != nil {
-		return fmt.Errorf("enter netns %s: %w", n.Name, err)
+	if err := netns.Set(h); err != nil {
+		return fmt.Errorf("enter netns %s: %w", name, err)
 	}
 	defer func() {
 		if err := netns.Set(orig); err != nil {
