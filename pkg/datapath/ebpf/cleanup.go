@@ -22,6 +22,7 @@ func (d *Datapath) Cleanup(ctx context.Context) error {
 	return d.inNS(func() error {
 		d.mu.Lock()
 		setUp := d.objs != nil
+		d.last = nil
 		d.mu.Unlock()
 		var errs []error
 		if setUp {

@@ -78,9 +78,16 @@ type Datapath struct {
 	tc bool
 	// stopWatch ends the link watcher; nil when none runs.
 	stopWatch func()
+	// last is what the last Sync or Apply wrote to the maps, if it
+	// succeeded and no Setup or subnet change came after it; nil makes
+	// Apply do a Sync.
+	last *written
 }
 
-var _ datapath.Datapath = (*Datapath)(nil)
+var (
+	_ datapath.Datapath = (*Datapath)(nil)
+	_ datapath.Applier  = (*Datapath)(nil)
+)
 
 // New checks opts and returns a Datapath bound to the calling thread's
 // network namespace. Nothing in the kernel changes until Setup (or Cleanup).
@@ -174,6 +181,9 @@ func (d *Datapath) setup(ctx context.Context, node datapath.Node) (datapath.Info
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// The node (which peers are acceptable, their modes) and, on a first
+	// load, the maps may be new: what Apply knows is void.
+	d.last = nil
 	if d.objs == nil {
 		objs, err := loadPinned(d.opts.BPFDir)
 		if err != nil {
@@ -214,6 +224,10 @@ func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 		defer d.mu.Unlock()
 		if d.objs == nil {
 			return fmt.Errorf("set subnet %s: Setup has not succeeded yet", subnet)
+		}
+		if subnet != d.subnet() {
+			// The own subnet decides which peers are acceptable.
+			d.last = nil
 		}
 		d.cfg.Subnet = be32(subnet.Addr())
 		d.cfg.SubnetLen = uint32(subnet.Bits())

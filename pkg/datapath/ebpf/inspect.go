@@ -107,19 +107,7 @@ func readAll[K comparable, V any](bpfDir, name string) (map[K]V, error) {
 		return nil, err
 	}
 	defer m.Close()
-	out := map[K]V{}
-	var (
-		k K
-		v V
-	)
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		out[k] = v
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read map %s: %w", name, err)
-	}
-	return out, nil
+	return dump[K, V](m)
 }
 
 // NodeConfig is the decoded node config map.
@@ -317,36 +305,12 @@ func ReadCounters(bpfDir string) ([]Counter, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := make([]Counter, 0, len(trafficCounters)+len(dropReasons))
-	for _, c := range trafficCounters {
-		out = append(out, slot(MapTraffic, int(c.idx), traffic,
-			datapath.Counter{Backend: c.backend, Direction: c.direction}))
-	}
-	dropBackend := BackendVXLAN
-	if cfg.Backend() == datapath.ModeHostGW {
-		dropBackend = BackendHostGW
-	}
-	for r := weftDropReason(0); r < weftDropReasonDROP_MAX; r++ {
-		out = append(out, slot(MapDrops, int(r), drops,
-			datapath.Counter{Backend: dropBackend, Reason: dropReasons[r]}))
-	}
-	return out, nil
+	return labelCounters(cfg.Backend(), traffic, drops), nil
 }
 
 // readPerCPU reads every index of a per-CPU traffic array.
 func readPerCPU(bpfDir, name string) (map[uint32][]weftTraffic, error) {
 	return readAll[uint32, []weftTraffic](bpfDir, name)
-}
-
-// slot builds the Counter of index idx of a per-CPU map's contents.
-func slot(mapName string, idx int, values map[uint32][]weftTraffic, labels datapath.Counter) Counter {
-	c := Counter{Counter: labels, Map: mapName, Index: idx}
-	for _, t := range values[uint32(idx)] {
-		c.PerCPU = append(c.PerCPU, CPUCount{Packets: t.Packets, Bytes: t.Bytes})
-		c.Packets += t.Packets
-		c.Bytes += t.Bytes
-	}
-	return c
 }
 
 // Attachment is one of weft's programs attached to an interface hook.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 
+	"github.com/weftnet/weft/pkg/datapath"
 	"github.com/weftnet/weft/test/testns"
 )
 
@@ -101,9 +102,10 @@ func tcpPacket(src, dst netip.Addr, sport, dport uint16) ipv4Packet {
 // counts reads one entry of a counters map.
 func counts(t testing.TB, m *ebpf.Map, idx uint32) (packets, bytes uint64) {
 	t.Helper()
-	p, b, err := sum(m, idx)
+	all, err := dump[uint32, []weftTraffic](m)
 	must(t, err)
-	return p, b
+	c := slot(m.String(), int(idx), all, datapath.Counter{})
+	return c.Packets, c.Bytes
 }
 
 func mustRun(t testing.TB, prog *ebpf.Program, in []byte) (uint32, []byte) {

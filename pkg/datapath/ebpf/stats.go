@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/cilium/ebpf"
-
 	"github.com/weftnet/weft/pkg/datapath"
 )
 
@@ -45,25 +43,16 @@ func (d *Datapath) Stats() ([]datapath.Counter, error) {
 		d.mu.Unlock()
 		return nil, errors.New("stats: Setup has not succeeded yet")
 	}
-	out := make([]datapath.Counter, 0, len(trafficCounters)+len(dropReasons))
-	var errs []error
-	for _, c := range trafficCounters {
-		p, b, err := sum(d.objs.WeftTraffic, uint32(c.idx))
-		errs = append(errs, err)
-		out = append(out, datapath.Counter{Backend: c.backend, Direction: c.direction, Packets: p, Bytes: b})
-	}
-	dropBackend := BackendVXLAN
-	if d.cfg.Port == 0 {
-		dropBackend = BackendHostGW
-	}
-	for r := weftDropReason(0); r < weftDropReasonDROP_MAX; r++ {
-		p, b, err := sum(d.objs.WeftDrops, uint32(r))
-		errs = append(errs, err)
-		out = append(out, datapath.Counter{Backend: dropBackend, Reason: dropReasons[r], Packets: p, Bytes: b})
-	}
+	traffic, terr := dump[uint32, []weftTraffic](d.objs.WeftTraffic)
+	drops, derr := dump[uint32, []weftTraffic](d.objs.WeftDrops)
+	backend := decodeConfig(d.cfg).Backend()
 	d.mu.Unlock()
-	if err := errors.Join(errs...); err != nil {
+	if err := errors.Join(terr, derr); err != nil {
 		return nil, err
+	}
+	var out []datapath.Counter
+	for _, c := range labelCounters(backend, traffic, drops) {
+		out = append(out, c.Counter)
 	}
 	var slow []datapath.Counter
 	err := d.inNS(func() error {
@@ -77,15 +66,33 @@ func (d *Datapath) Stats() ([]datapath.Counter, error) {
 	return append(out, slow...), nil
 }
 
-// sum adds up the per-CPU values of a counters map entry.
-func sum(m *ebpf.Map, idx uint32) (packets, bytes uint64, err error) {
-	var perCPU []weftTraffic
-	if err := m.Lookup(idx, &perCPU); err != nil {
-		return 0, 0, fmt.Errorf("read counters %s[%d]: %w", m, idx, err)
+// labelCounters turns the contents of the traffic and drops maps into
+// labelled counters: traffic by backend and direction, then drops by reason,
+// labelled with the node's backend.
+func labelCounters(backend datapath.Mode, traffic, drops map[uint32][]weftTraffic) []Counter {
+	out := make([]Counter, 0, len(trafficCounters)+len(dropReasons))
+	for _, c := range trafficCounters {
+		out = append(out, slot(MapTraffic, int(c.idx), traffic,
+			datapath.Counter{Backend: c.backend, Direction: c.direction}))
 	}
-	for _, t := range perCPU {
-		packets += t.Packets
-		bytes += t.Bytes
+	dropBackend := BackendVXLAN
+	if backend == datapath.ModeHostGW {
+		dropBackend = BackendHostGW
 	}
-	return packets, bytes, nil
+	for r := weftDropReason(0); r < weftDropReasonDROP_MAX; r++ {
+		out = append(out, slot(MapDrops, int(r), drops,
+			datapath.Counter{Backend: dropBackend, Reason: dropReasons[r]}))
+	}
+	return out
+}
+
+// slot builds the Counter of index idx of a per-CPU map's contents.
+func slot(mapName string, idx int, values map[uint32][]weftTraffic, labels datapath.Counter) Counter {
+	c := Counter{Counter: labels, Map: mapName, Index: idx}
+	for _, t := range values[uint32(idx)] {
+		c.PerCPU = append(c.PerCPU, CPUCount{Packets: t.Packets, Bytes: t.Bytes})
+		c.Packets += t.Packets
+		c.Bytes += t.Bytes
+	}
+	return c
 }

@@ -16,66 +16,128 @@ import (
 	"github.com/weftnet/weft/pkg/datapath"
 )
 
+// written is what the last successful Sync or Apply wrote to the remote
+// subnets and known nodes maps.
+type written struct {
+	peers map[weftLpmKey]weftPeer
+	nodes map[uint32]weftKnownNode
+	// modes holds the mode of every peer's node IP, so Apply decides modes
+	// (a route lookup each with DirectRouting) only for node IPs it has not
+	// seen.
+	modes map[netip.Addr]datapath.Mode
+}
+
 // Sync makes the remote subnets and known nodes maps equal to peers (modes
-// from datapath.AssignModes), syncs the kernel slow path, forgets endpoints
-// whose veth is gone and re-attaches what drifted. Errors are joined after
-// trying everything.
+// from datapath.AssignModes), reading them back to repair drift, then syncs
+// the kernel slow path, forgets endpoints whose veth is gone and re-attaches
+// what drifted. The maps come first: the fast path needs nothing from the
+// slow path (encap and host-gw redirects resolve only the peer's node IP on
+// the uplink), so pods reach a new peer as early as possible, while
+// host-originated traffic waits for its route. Errors are joined after
+// trying everything; on success Apply starts from what was written.
 func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	return d.inNS(func() error {
-		var errs []error
-		if err := d.slow.Sync(ctx, peers); err != nil {
-			errs = append(errs, fmt.Errorf("kernel slow path: %w", err))
-		}
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		if d.objs == nil {
-			return errors.New("sync: Setup has not succeeded yet")
+		return d.sync(ctx, peers)
+	})
+}
+
+// sync is Sync with d.mu held, in d.ns.
+func (d *Datapath) sync(ctx context.Context, peers []datapath.Peer) error {
+	d.last = nil
+	if d.objs == nil {
+		return errors.New("sync: Setup has not succeeded yet")
+	}
+	want, err := d.desired(peers, nil)
+	errs := []error{err,
+		reconcile(d.objs.WeftPeers, want.peers),
+		reconcile(d.objs.WeftNodes, want.nodes)}
+	if err := d.slow.Sync(ctx, peers); err != nil {
+		errs = append(errs, fmt.Errorf("kernel slow path: %w", err))
+	}
+	errs = append(errs, d.forgetGoneEndpoints(), d.refreshBridge(), d.attachAll())
+	if err := errors.Join(errs...); err != nil {
+		return err
+	}
+	d.last = want
+	return nil
+}
+
+// Apply makes the remote subnets and known nodes maps equal to peers by
+// writing only the entries that differ from what the last Sync or Apply
+// wrote, without reading the maps back (drift is left to the next Sync),
+// then applies peers to the kernel slow path the same way. When there is
+// nothing to compare with (no success yet, the previous call failed, or
+// Setup or a new subnet came since) it does a full Sync.
+func (d *Datapath) Apply(ctx context.Context, peers []datapath.Peer) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return d.inNS(func() error {
+		d.mu.Lock()
+		defer d.mu.Unlock()
+		prev := d.last
+		if prev == nil {
+			return d.sync(ctx, peers)
 		}
-		subnets, nodes, err := d.desired(peers)
-		errs = append(errs, err,
-			reconcile(d.objs.WeftPeers, subnets),
-			reconcile(d.objs.WeftNodes, nodes),
-			d.forgetGoneEndpoints(),
-			d.refreshBridge(),
-			d.attachAll())
-		return errors.Join(errs...)
+		d.last = nil
+		want, err := d.desired(peers, prev.modes)
+		errs := []error{err,
+			update(d.objs.WeftPeers, prev.peers, want.peers),
+			update(d.objs.WeftNodes, prev.nodes, want.nodes)}
+		if err := d.slow.Apply(ctx, peers); err != nil {
+			errs = append(errs, fmt.Errorf("kernel slow path: %w", err))
+		}
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		d.last = want
+		return nil
 	})
 }
 
 // desired turns peers into the contents of the remote subnets and known
 // nodes maps. Peers that must not be programmed are left out (the kernel
 // slow path logs why); a subnet or node IP claimed twice goes to the peer
-// with the lowest subnet, every time. Caller is in d.ns.
-func (d *Datapath) desired(peers []datapath.Peer) (map[weftLpmKey]weftPeer, map[uint32]weftKnownNode, error) {
-	own := netip.Prefix{}
-	if d.cfg.SubnetLen != 0 {
-		own = netip.PrefixFrom(addrOf(d.cfg.Subnet), int(d.cfg.SubnetLen))
-	}
+// with the lowest subnet, every time. A node IP's mode comes from known when
+// it is there, else from datapath.AssignModes; the error joins those of
+// peers whose mode could not be decided (left out too). Caller is in d.ns.
+func (d *Datapath) desired(peers []datapath.Peer, known map[netip.Addr]datapath.Mode) (*written, error) {
+	own := d.subnet()
 	sorted := slices.SortedFunc(slices.Values(peers), func(a, b datapath.Peer) int {
 		return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), a.Subnet.Bits()-b.Subnet.Bits())
 	})
-	subnets := map[weftLpmKey]weftPeer{}
-	nodes := map[uint32]weftKnownNode{}
+	w := &written{
+		peers: make(map[weftLpmKey]weftPeer, len(peers)),
+		nodes: make(map[uint32]weftKnownNode, len(peers)),
+		modes: make(map[netip.Addr]datapath.Mode, len(peers)),
+	}
 	var errs []error
 	for _, p := range sorted {
 		if !d.acceptable(own, p) {
 			continue
 		}
-		assigned, err := datapath.AssignModes(d.node, []datapath.Peer{p})
-		if err != nil {
-			errs = append(errs, fmt.Errorf("peer %s: %w", p.Subnet, err))
-			continue
+		if mode, ok := known[p.NodeIP]; ok {
+			p.Mode = mode
+		} else {
+			assigned, err := datapath.AssignModes(d.node, []datapath.Peer{p})
+			if err != nil {
+				errs = append(errs, fmt.Errorf("peer %s: %w", p.Subnet, err))
+				continue
+			}
+			p = assigned[0]
 		}
-		p = assigned[0]
+		w.modes[p.NodeIP] = p.Mode
 		key := weftLpmKey{Prefixlen: uint32(p.Subnet.Bits()), Addr: be32(p.Subnet.Addr())}
 		node := be32(p.NodeIP)
-		if _, dup := subnets[key]; dup {
+		if _, dup := w.peers[key]; dup {
 			continue
 		}
-		if _, dup := nodes[node]; dup {
+		if _, dup := w.nodes[node]; dup {
 			slog.Warn("node IP leases two subnets; accepting traffic from the first only",
 				"node", p.NodeIP, "subnet", p.Subnet)
 			continue
@@ -84,10 +146,16 @@ func (d *Datapath) desired(peers []datapath.Peer) (map[weftLpmKey]weftPeer, map[
 		if p.Mode == datapath.ModeHostGW {
 			v.Mode = uint8(weftModeMODE_HOST_GW)
 		}
-		subnets[key] = v
-		nodes[node] = weftKnownNode{Subnet: key.Addr, Prefixlen: key.Prefixlen}
+		w.peers[key] = v
+		w.nodes[node] = weftKnownNode{Subnet: key.Addr, Prefixlen: key.Prefixlen}
 	}
-	return subnets, nodes, errors.Join(errs...)
+	return w, errors.Join(errs...)
+}
+
+// subnet is this node's pod subnet as the node config holds it (zero while
+// there is none).
+func (d *Datapath) subnet() netip.Prefix {
+	return prefixOf(d.cfg.Subnet, d.cfg.SubnetLen)
 }
 
 // acceptable reports whether p can be programmed next to own subnet.
@@ -110,39 +178,6 @@ func (d *Datapath) acceptable(own netip.Prefix, p datapath.Peer) bool {
 // unicastMAC reports whether mac is a non-zero unicast Ethernet address.
 func unicastMAC(mac net.HardwareAddr) bool {
 	return len(mac) == 6 && mac[0]&1 == 0 && !slices.Equal(mac, make(net.HardwareAddr, 6))
-}
-
-// reconcile makes the contents of m equal to want.
-func reconcile[K, V comparable](m *ebpf.Map, want map[K]V) error {
-	have := map[K]V{}
-	var (
-		k K
-		v V
-	)
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		have[k] = v
-	}
-	if err := it.Err(); err != nil {
-		return fmt.Errorf("read map %s: %w", m, err)
-	}
-	var errs []error
-	for k, v := range want {
-		if cur, ok := have[k]; !ok || cur != v {
-			if err := m.Put(k, v); err != nil {
-				errs = append(errs, fmt.Errorf("update map %s: %w", m, err))
-			}
-		}
-	}
-	for k := range have {
-		if _, ok := want[k]; ok {
-			continue
-		}
-		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			errs = append(errs, fmt.Errorf("delete from map %s: %w", m, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // forgetGoneEndpoints deletes endpoints whose host veth no longer exists (a

@@ -1,0 +1,157 @@
+package ebpf
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/weftnet/weft/pkg/datapath"
+)
+
+// applyNodes starts two vxlan nodes with pods, syncs them and checks that
+// pod traffic flows; it returns the first node's datapath and its peers.
+func applyNodes(t *testing.T) ([2]*testNode, *Datapath, []datapath.Peer) {
+	t.Helper()
+	nodes := newTestNodes(t, datapath.ModeVXLAN)
+	for _, n := range nodes {
+		n.addPod(t, 1450)
+		n.startEBPF(t, AttachTCX)
+	}
+	syncAll(t, nodes)
+	for _, n := range nodes {
+		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
+	}
+	waitPing(t, nodes[0].pod, nodes[1].podIP)
+	o := nodes[1]
+	return nodes, nodes[0].dp.(*Datapath), []datapath.Peer{{Subnet: o.subnet, NodeIP: o.node.NodeIP, VtepMAC: o.info.VtepMAC}}
+}
+
+// fakePeer is a peer that is only programmed, never sent to.
+func fakePeer(i int) datapath.Peer {
+	return datapath.Peer{
+		Subnet:  netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", 100+i)),
+		NodeIP:  netip.MustParseAddr(fmt.Sprintf("192.168.50.%d", 100+i)),
+		VtepMAC: net.HardwareAddr{0x02, 0xfe, 0, 0, 0, byte(i)},
+	}
+}
+
+// checkMaps compares n's remote subnets and known nodes maps with what
+// peers (vxlan, each with its own node IP) ask for.
+func checkMaps(t *testing.T, n *testNode, peers []datapath.Peer) {
+	t.Helper()
+	var (
+		wantPeers []PeerEntry
+		wantNodes []KnownNode
+	)
+	for _, p := range peers {
+		wantPeers = append(wantPeers, PeerEntry{Subnet: p.Subnet, NodeIP: p.NodeIP, VtepMAC: p.VtepMAC, Mode: datapath.ModeVXLAN})
+		wantNodes = append(wantNodes, KnownNode{NodeIP: p.NodeIP, Subnet: p.Subnet})
+	}
+	slices.SortFunc(wantPeers, func(a, b PeerEntry) int { return comparePrefix(a.Subnet, b.Subnet) })
+	slices.SortFunc(wantNodes, func(a, b KnownNode) int { return a.NodeIP.Compare(b.NodeIP) })
+	gotPeers, err := ReadPeers(n.bpfDir)
+	must(t, err)
+	gotNodes, err := ReadNodes(n.bpfDir)
+	must(t, err)
+	if fmt.Sprint(gotPeers) != fmt.Sprint(wantPeers) {
+		t.Errorf("remote subnets map\n%v\nwant\n%v", gotPeers, wantPeers)
+	}
+	if !slices.Equal(gotNodes, wantNodes) {
+		t.Errorf("known nodes map\n%v\nwant\n%v", gotNodes, wantNodes)
+	}
+}
+
+// checkRoute checks whether the slow path routes subnet on n.
+func checkRoute(t *testing.T, n *testNode, subnet netip.Prefix, want bool) {
+	t.Helper()
+	out := n.ns.MustRun(t, "ip", "-4", "route", "show", subnet.String())
+	if got := strings.Contains(out, "flannel.1"); got != want {
+		t.Errorf("route to %s via flannel.1: %v, want %v:\n%s", subnet, got, want, out)
+	}
+}
+
+// dropPinned deletes key from the pinned map name of n, as a user might.
+func dropPinned(t *testing.T, n *testNode, name string, key any) {
+	t.Helper()
+	m, err := pinnedMap(n.bpfDir, name)
+	must(t, err)
+	defer m.Close()
+	must(t, m.Delete(key))
+}
+
+// TestApply: after a Sync, Apply adds, changes and removes peers in the
+// maps and the slow path, while pod traffic keeps flowing.
+func TestApply(t *testing.T) {
+	nodes, dp, base := applyNodes(t)
+	n, ctx := nodes[0], context.Background()
+	steps := []struct {
+		name  string
+		peers []datapath.Peer
+	}{
+		{"add", append(slices.Clone(base), fakePeer(1), fakePeer(2))},
+		{"change", append(slices.Clone(base), fakePeer(1), func() datapath.Peer {
+			p := fakePeer(2)
+			p.NodeIP, p.VtepMAC = netip.MustParseAddr("192.168.50.99"), net.HardwareAddr{0x02, 0xfe, 0, 0, 0, 99}
+			return p
+		}())},
+		{"remove", append(slices.Clone(base), fakePeer(2))},
+	}
+	for _, s := range steps {
+		must(t, dp.Apply(ctx, s.peers))
+		t.Run(s.name, func(t *testing.T) {
+			checkMaps(t, n, s.peers)
+			for _, p := range s.peers {
+				checkRoute(t, n, p.Subnet, true)
+			}
+		})
+	}
+	checkRoute(t, n, fakePeer(1).Subnet, false)
+	checkFastPath(t, nodes, BackendVXLAN)
+}
+
+// TestApplyAfterFailure: a failed Apply makes the next one a full Sync,
+// which repairs the maps and the slow path.
+func TestApplyAfterFailure(t *testing.T) {
+	nodes, dp, base := applyNodes(t)
+	n, ctx := nodes[0], context.Background()
+	peers := append(slices.Clone(base), fakePeer(1))
+	// Without its device the slow path cannot add the new peer's route.
+	n.ns.MustRun(t, "ip", "link", "del", "flannel.1")
+	if err := dp.Apply(ctx, peers); err == nil {
+		t.Fatal("Apply without the vxlan device succeeded")
+	}
+	// The maps come before the slow path and do not depend on it.
+	checkMaps(t, n, peers)
+	dropPinned(t, n, MapPeers, weftLpmKey{Prefixlen: uint32(base[0].Subnet.Bits()), Addr: be32(base[0].Subnet.Addr())})
+	must(t, dp.Apply(ctx, peers))
+	checkMaps(t, n, peers)
+	for _, p := range peers {
+		checkRoute(t, n, p.Subnet, true)
+	}
+	waitPing(t, n.pod, nodes[1].podIP)
+	checkFastPath(t, nodes, BackendVXLAN)
+}
+
+// TestApplyLeavesDrift: Apply trusts what it wrote last and does not see an
+// entry deleted behind its back; the next Sync restores it.
+func TestApplyLeavesDrift(t *testing.T) {
+	nodes, dp, base := applyNodes(t)
+	n, ctx := nodes[0], context.Background()
+	other := base[0]
+	dropPinned(t, n, MapPeers, weftLpmKey{Prefixlen: uint32(other.Subnet.Bits()), Addr: be32(other.Subnet.Addr())})
+	dropPinned(t, n, MapNodes, be32(other.NodeIP))
+
+	peers := append(slices.Clone(base), fakePeer(1))
+	must(t, dp.Apply(ctx, peers))
+	checkMaps(t, n, peers[1:])
+	must(t, dp.Sync(ctx, peers))
+	checkMaps(t, n, peers)
+	// The next Apply starts from what Sync wrote: removing the repaired
+	// entry deletes it.
+	must(t, dp.Apply(ctx, peers[1:]))
+	checkMaps(t, n, peers[1:])
+}
