@@ -3,6 +3,7 @@ package datapath
 import (
 	"fmt"
 	"net"
+	"net/netip"
 
 	"github.com/vishvananda/netlink"
 )
@@ -44,4 +45,21 @@ func onLink(uplink string, ip net.IP) (bool, error) {
 		}
 	}
 	return false, nil
+}
+
+// AssignModeCached sets p's Mode as AssignModes would, reusing the mode known
+// holds for p's node IP (a route lookup per peer is too slow to repeat for
+// thousands of peers on every lease event), and records it in into.
+func AssignModeCached(node Node, p Peer, known, into map[netip.Addr]Mode) (Peer, error) {
+	if mode, ok := known[p.NodeIP]; ok {
+		p.Mode = mode
+	} else {
+		assigned, err := AssignModes(node, []Peer{p})
+		if err != nil {
+			return p, fmt.Errorf("peer %s: %w", p.Subnet, err)
+		}
+		p = assigned[0]
+	}
+	into[p.NodeIP] = p.Mode
+	return p, nil
 }

@@ -121,17 +121,11 @@ func (d *Datapath) desired(peers []datapath.Peer, known map[netip.Addr]datapath.
 		if !d.acceptable(own, p) {
 			continue
 		}
-		if mode, ok := known[p.NodeIP]; ok {
-			p.Mode = mode
-		} else {
-			assigned, err := datapath.AssignModes(d.node, []datapath.Peer{p})
-			if err != nil {
-				errs = append(errs, fmt.Errorf("peer %s: %w", p.Subnet, err))
-				continue
-			}
-			p = assigned[0]
+		p, err := datapath.AssignModeCached(d.node, p, known, w.modes)
+		if err != nil {
+			errs = append(errs, err)
+			continue
 		}
-		w.modes[p.NodeIP] = p.Mode
 		key := weftLpmKey{Prefixlen: uint32(p.Subnet.Bits()), Addr: be32(p.Subnet.Addr())}
 		node := be32(p.NodeIP)
 		if _, dup := w.peers[key]; dup {

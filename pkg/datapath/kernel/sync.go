@@ -94,17 +94,11 @@ func (d *Datapath) wanted(peers []datapath.Peer, known map[netip.Addr]datapath.M
 			rejected = append(rejected, rejection{p, reason})
 			continue
 		}
-		if mode, ok := known[p.NodeIP]; ok {
-			p.Mode = mode
-		} else {
-			assigned, err := datapath.AssignModes(d.node, []datapath.Peer{p})
-			if err != nil {
-				errs = append(errs, fmt.Errorf("peer %s: %w", p.Subnet, err))
-				continue
-			}
-			p = assigned[0]
+		p, err := datapath.AssignModeCached(d.node, p, known, modes)
+		if err != nil {
+			errs = append(errs, err)
+			continue
 		}
-		modes[p.NodeIP] = p.Mode
 		valid = append(valid, p)
 	}
 	want, dups := buildDesired(valid, vxlanIndex, uplinkIndex)
