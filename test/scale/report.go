@@ -33,8 +33,8 @@ func report(results []result, cfg config, command string, when time.Time) string
 		"*Ready*: from starting weftd until its subnet file exists. *Programmed*: until all N peers are "+
 		"in the datapath (kernel: each subnet routed via its .0 on flannel.1, which the kernel datapath "+
 		"adds after the peer's fdb and neighbour entries; ebpf: each subnet in the pinned `weft_peers` "+
-		"map, which weftd writes after the kernel slow path), polled every %v. *New lease*: %d leases "+
-		"written one at a time after that, each timed from the etcd write (commit included) until it is "+
+		"map, which weftd writes before the kernel slow path), polled every %v. *New lease*: %d leases "+
+		"written one at a time after that (on ebpf once its kernel slow path routes all N too), each timed from the etcd write (commit included) until it is "+
 		"in the datapath, polled every %v. *Peak RSS* is weftd's VmHWM; *RSS at end* splits its resident "+
 		"set into anonymous memory (heap, stacks) and mapped files (its binary). *CPU* is weftd's "+
 		"user+system time when all N were programmed and at the end. *Probe CPU* is the harness's own "+

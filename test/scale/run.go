@@ -117,6 +117,14 @@ func run(ctx context.Context, cfg config, datapath string, n int) (res result, e
 		return res, err
 	}
 	cfg.log.Info("programmed", "datapath", datapath, "n", n, "in", res.Programmed)
+	if datapath == "ebpf" {
+		// The ebpf datapath writes its maps before its kernel slow path:
+		// new leases are timed only once that first pass is over too, or
+		// the first would queue behind it.
+		if err := waitSlowPath(ctx, cfg, node, peers, start); err != nil {
+			return res, err
+		}
+	}
 
 	own, err := node.Subnet()
 	if err != nil {
@@ -165,6 +173,23 @@ func waitProgrammed(ctx context.Context, cfg config, node *cluster.Node, p probe
 			return 0, 0, fmt.Errorf("%d of %d peers programmed: %w", total-left, total, err)
 		}
 	}
+}
+
+// waitSlowPath waits until the kernel slow path routes every peer.
+func waitSlowPath(ctx context.Context, cfg config, node *cluster.Node, peers []peer, start time.Time) error {
+	routes, err := newProbe("kernel", node)
+	if err != nil {
+		return err
+	}
+	defer routes.close()
+	want := make(map[netip.Prefix]peer, len(peers))
+	for _, pe := range peers {
+		want[pe.Subnet] = pe
+	}
+	if _, _, err := waitProgrammed(ctx, cfg, node, routes, want, start); err != nil {
+		return fmt.Errorf("kernel slow path: %w", err)
+	}
+	return nil
 }
 
 // newLeaseLatencies writes cfg.newLeases leases one after the other (the
