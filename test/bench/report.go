@@ -1,0 +1,231 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// sectionHeading is this benchmark's part of docs/benchmarks.md; a re-run
+// replaces only that section.
+const sectionHeading = "## Data plane"
+
+// target is one of the issue's goals: the median over repetitions of
+// metric(a)/metric(b) must be at least min, or at most max for a metric
+// where lower is better.
+type target struct {
+	metric, a, b int
+	bound        float64
+}
+
+// targets are the issue's goals for one run.
+var targets = []target{
+	{metric: 0, a: cfgEBPFVXLAN, b: cfgBaseline, bound: 1.0},
+	{metric: 0, a: cfgEBPFVXLAN, b: cfgKernelVXLAN, bound: 1.15},
+	{metric: 1, a: cfgEBPFVXLAN, b: cfgKernelVXLAN, bound: 1.3},
+	{metric: 2, a: cfgEBPFVXLAN, b: cfgKernelVXLAN, bound: 1.0},
+	{metric: 0, a: cfgEBPFHostGW, b: cfgKernelHostGW, bound: 1.05},
+}
+
+// report is everything the section shows.
+type report struct {
+	opts    options
+	host    string
+	start   time.Time
+	results results
+	// mtus and carried are per configuration: the pod MTU, and which
+	// counters grew during the measurements.
+	mtus    []int
+	carried []string
+	progs   []progResult
+	// measured is the time until the clusters were gone, total until the
+	// program benchmark had run too.
+	measured, total time.Duration
+}
+
+// markdown renders the section.
+func (r *report) markdown() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s\n\n", sectionHeading)
+	fmt.Fprintf(&b, "Pod to pod across two nodes of a namespace cluster (test/cluster: node namespaces on a veth + bridge "+
+		"underlay with MTU 1500, pods attached by weft-cni -> bridge + host-local), one cluster per configuration, "+
+		"one client pod on n1 and one server pod on n2. *Baseline*: the same topology and CNI chain without weftd and "+
+		"without overlay: hand-written subnet files (pod MTU %d) and a route `<other pod subnet> via <other node> dev eth0` "+
+		"on each node; its nodes have no netfilter rules, while every weftd node runs test/cluster's `--ip-masq` "+
+		"(nftables masquerading for traffic leaving the pod network, so connection tracking is active on the nodes). "+
+		"The kernel configurations are flannel's kernel state (flannel.1 / routes via eth0); the ebpf ones are weft's tc "+
+		"programs, which steer around the nodes' routing and netfilter.\n\n", baselineMTU)
+	fmt.Fprintf(&b, "Each repetition runs every metric on every configuration once, one run at a time, %v each; within a "+
+		"repetition a metric runs on all configurations back to back and the starting configuration rotates "+
+		"(A B C D E, B C D E A, ...). *Ratio rN* is the configuration's value divided by the baseline's value of the same "+
+		"repetition; *median ratio* is the median of those (for latency above 1 is slower). ",
+		r.opts.duration)
+	if r.opts.sched.pin {
+		fmt.Fprintf(&b, "Clients run on CPU %s, servers on CPU %s (taskset); with veths the sender's CPU also does the "+
+			"receive processing in softirq up to the server's socket. ", clientCPU, serverCPU)
+	}
+	if r.opts.sched.nice != 0 {
+		fmt.Fprintf(&b, "Clients and servers run at nice %d, so that other load on the machine takes less of their "+
+			"CPU time (without it, single runs varied 2-3x here). ", r.opts.sched.nice)
+	}
+	b.WriteString("Before measuring, a 1 s TCP run checks each configuration: the datapath in n1's subnet file, n1's " +
+		"route to the server pod, and that the counters of the claimed path grew on both nodes.\n\n")
+	b.WriteString("*CPU s/GB* and *CPU µs/packet* are the user+system time of the iperf3 client and server (from iperf3's " +
+		"own report) per GB or per packet received; it includes the softirq work done in their context, which with " +
+		"veths is most of both nodes' datapaths, so it shows a configuration's cost even when other load on the " +
+		"machine limits the throughput. The veth underlay carries 64 KB GSO packets unsegmented (also VXLAN-encapsulated " +
+		"ones), so TCP throughput is mostly copying plus a per-64 KB cost; the UDP rate (one send() per 64-byte " +
+		"datagram) shows the per-packet cost.\n\n")
+	fmt.Fprintf(&b, "Command: `%s` (as root)  \n", r.opts.command)
+	fmt.Fprintf(&b, "Machine: %s  \n", r.host)
+	fmt.Fprintf(&b, "Date: %s; the network measurements took %s, everything %s\n\n",
+		r.start.UTC().Format("2006-01-02 15:04 UTC"), r.measured.Round(time.Second), r.total.Round(time.Second))
+
+	for mi, m := range metrics {
+		r.metricTable(&b, mi, m)
+	}
+	b.WriteString("### Targets\n\nMedian over the repetitions of the per-repetition ratio (one run).\n\n")
+	for _, t := range targets {
+		fmt.Fprintf(&b, "- %s\n", r.targetLine(t))
+	}
+	b.WriteString("\n### What carried the traffic\n\nCounters that grew during the measurements, client node tx and server " +
+		"node rx (ebpf: weftd's `weft_datapath_packets_total`; links: `ip -s link`; GSO packets count once).\n\n")
+	for i, c := range configs {
+		fmt.Fprintf(&b, "- %s: %s\n", c.name, r.carried[i])
+	}
+	if len(r.progs) > 0 {
+		fmt.Fprintf(&b, "\n### Per-packet program cost (BPF_PROG_TEST_RUN)\n\n"+
+			"Command: `go %s` (as root). *ns/packet* is the kernel's in-run time for one packet; *ns/op* the whole "+
+			"syscall with skb setup; `baseline-empty` is a program that only returns TC_ACT_OK, i.e. the measuring "+
+			"overhead inside ns/packet.\n\n", strings.Join(progBenchArgs(r.opts.benchtime), " "))
+		b.WriteString("| Program path | ns/packet | ns/op |\n|---|---:|---:|\n")
+		for _, p := range r.progs {
+			fmt.Fprintf(&b, "| %s | %.1f | %.0f |\n", p.name, p.nsPerPacket, p.nsPerOp)
+		}
+	}
+	return b.String()
+}
+
+// metricTable writes one metric's table: medians of every column and the
+// primary column's ratios to the baseline.
+func (r *report) metricTable(b *strings.Builder, mi int, m metric) {
+	fmt.Fprintf(b, "### %s\n\n| Configuration | Pod MTU |", m.name)
+	for _, c := range m.columns {
+		fmt.Fprintf(b, " %s (median) |", c)
+	}
+	reps := r.opts.reps
+	for i := range reps {
+		fmt.Fprintf(b, " r%d |", i+1)
+	}
+	b.WriteString(" median ratio |\n|---|---:|")
+	b.WriteString(strings.Repeat("---:|", len(m.columns)+reps+1))
+	b.WriteString("\n")
+	for ci, c := range configs {
+		fmt.Fprintf(b, "| %s | %d |", c.name, r.mtus[ci])
+		for col := range m.columns {
+			fmt.Fprintf(b, " %s |", num(median(r.column(mi, ci, col))))
+		}
+		ratios := r.ratios(mi, ci, cfgBaseline)
+		for _, x := range ratios {
+			fmt.Fprintf(b, " %.2f |", x)
+		}
+		fmt.Fprintf(b, " **%.2f** |\n", median(ratios))
+	}
+	b.WriteString("\n")
+}
+
+// targetLine checks one target.
+func (r *report) targetLine(t target) string {
+	m := metrics[t.metric]
+	ratios := r.ratios(t.metric, t.a, t.b)
+	got := median(ratios)
+	ok, op := got >= t.bound, ">="
+	if m.lowerIsBetter {
+		ok, op = got <= t.bound, "<="
+	}
+	verdict := "**MISS**"
+	if ok {
+		verdict = "PASS"
+	}
+	per := make([]string, len(ratios))
+	for i, x := range ratios {
+		per[i] = fmt.Sprintf("%.2f", x)
+	}
+	return fmt.Sprintf("%s: %s %s, %s / %s %s %.2fx: **%.2fx** (per repetition %s)",
+		verdict, m.name, m.columns[0], configs[t.a].name, configs[t.b].name, op, t.bound, got, strings.Join(per, ", "))
+}
+
+// column is one column of metric mi for configuration ci, one value per
+// repetition.
+func (r *report) column(mi, ci, col int) []float64 {
+	out := make([]float64, len(r.results[mi][ci]))
+	for rep, v := range r.results[mi][ci] {
+		out[rep] = v[col]
+	}
+	return out
+}
+
+// ratios divides configuration a's primary value by b's, per repetition.
+func (r *report) ratios(mi, a, b int) []float64 {
+	av, bv := r.column(mi, a, 0), r.column(mi, b, 0)
+	out := make([]float64, len(av))
+	for i := range av {
+		out[i] = av[i] / bv[i]
+	}
+	return out
+}
+
+// median of xs (the mean of the middle two for an even count).
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return 0
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// num shows three significant digits or so.
+func num(x float64) string {
+	switch {
+	case x >= 100:
+		return fmt.Sprintf("%.0f", x)
+	case x >= 10:
+		return fmt.Sprintf("%.1f", x)
+	default:
+		return fmt.Sprintf("%.2f", x)
+	}
+}
+
+// describeMachine names the host: CPUs, CPU model, kernel, and the load
+// average when the benchmark started (other work on the machine skews it).
+func describeMachine() string {
+	model := "unknown CPU"
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for line := range strings.Lines(string(b)) {
+			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+				model = strings.TrimSpace(v)
+				break
+			}
+		}
+	}
+	kernel := "unknown kernel"
+	var u unix.Utsname
+	if unix.Uname(&u) == nil {
+		kernel = "Linux " + unix.ByteSliceToString(u.Release[:])
+	}
+	load := "unknown"
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		load = strings.Join(strings.Fields(string(b))[:3], " ")
+	}
+	return fmt.Sprintf("%d CPUs (%s), %s, load average at start %s", runtime.NumCPU(), model, kernel, load)
+}

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/weftnet/weft/test/cluster"
+)
+
+// Server ports in the server pod.
+const (
+	iperfPort    = 5201
+	sockperfPort = 11111
+)
+
+// listenTimeout bounds the wait until a server listens.
+const listenTimeout = 10 * time.Second
+
+// servers are the iperf3 and sockperf servers in the server pod, started
+// by this program and stopped by PID.
+type servers struct {
+	procs []*exec.Cmd
+}
+
+// startServers starts iperf3 (TCP and UDP tests, one at a time) and
+// sockperf (UDP ping-pong) in pod and waits until both listen.
+func startServers(ctx context.Context, pod *cluster.Pod, sc sched) (*servers, error) {
+	s := &servers{}
+	for _, args := range [][]string{
+		{"iperf3", "-s", "-p", strconv.Itoa(iperfPort)},
+		{"sockperf", "server", "-i", pod.IP.String(), "-p", strconv.Itoa(sockperfPort)},
+	} {
+		name, argv := sc.wrap(serverCPU, args[0], args[1:])
+		cmd := pod.NS.Command(context.Background(), name, argv...)
+		// Own process group, so Ctrl-C reaches only this program, which
+		// stops the servers itself; Pdeathsig, so they never outlive it.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+		if err := cmd.Start(); err != nil {
+			return s, errors.Join(fmt.Errorf("start %s in %s: %w", args[0], pod.ID, err), s.stop())
+		}
+		s.procs = append(s.procs, cmd)
+	}
+	for _, l := range []struct{ proto, port string }{{"-ltn", strconv.Itoa(iperfPort)}, {"-lun", strconv.Itoa(sockperfPort)}} {
+		err := cluster.Eventually(ctx, listenTimeout, "server on port "+l.port+" in "+pod.ID, func() error {
+			out, err := pod.NS.Exec(ctx, "ss", "-H", l.proto, "sport = :"+l.port)
+			if err == nil && strings.TrimSpace(out) == "" {
+				err = errors.New("not listening yet")
+			}
+			return err
+		})
+		if err != nil {
+			return s, errors.Join(err, s.stop())
+		}
+	}
+	return s, nil
+}
+
+// stop kills the servers (by PID) and reaps them.
+func (s *servers) stop() error {
+	var errs []error
+	for _, cmd := range s.procs {
+		if err := cmd.Process.Kill(); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			errs = append(errs, fmt.Errorf("kill pid %d: %w", cmd.Process.Pid, err))
+			continue
+		}
+		cmd.Wait() // killed: the exit status says so, nothing to report
+	}
+	s.procs = nil
+	return errors.Join(errs...)
+}
