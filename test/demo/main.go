@@ -91,7 +91,10 @@ func run(ctx context.Context, opts cluster.Options) (err error) {
 	if err := printNodes(ctx, c); err != nil {
 		return err
 	}
-	return printPings(ctx, pods)
+	if err := printPings(ctx, pods); err != nil {
+		return err
+	}
+	return printCarried(ctx, c)
 }
 
 // printNodes shows each node's subnet, datapath (from its subnet file) and
@@ -163,7 +166,33 @@ func printPings(ctx context.Context, pods []*cluster.Pod) error {
 	if lossy > 0 {
 		return fmt.Errorf("%d pod pairs lost packets", lossy)
 	}
-	fmt.Println("\nall cross-node pod pairs reach each other; tearing down")
+	fmt.Println("\nall cross-node pod pairs reach each other")
+	return nil
+}
+
+// printCarried shows, per node, the packets each backend of its datapath
+// counted (weftd's /metrics): which datapath carried the pings.
+func printCarried(ctx context.Context, c *cluster.Cluster) error {
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "\nNODE\tBACKEND\tTX PACKETS\tRX PACKETS")
+	for _, n := range c.Nodes {
+		for _, b := range []string{"vxlan-ebpf", "host-gw-ebpf", "vxlan-kernel"} {
+			var v [2]float64
+			for i, dir := range []string{"tx", "rx"} {
+				var err error
+				if v[i], err = n.Metric(ctx, "weft_datapath_packets_total", `backend="`+b+`"`, `direction="`+dir+`"`); err != nil {
+					return err
+				}
+			}
+			if v[0]+v[1] > 0 {
+				fmt.Fprintf(w, "%s\t%s\t%.0f\t%.0f\n", n.Name, b, v[0], v[1])
+			}
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return err
+	}
+	fmt.Println("(vxlan-kernel on an ebpf node is its slow path: host traffic, Services)\ntearing down")
 	return nil
 }
 

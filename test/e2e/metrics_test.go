@@ -1,62 +1,24 @@
 package e2e
 
 import (
-	"bufio"
 	be "encoding/binary" // "binary" is the e2e build helper
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
-	"regexp"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/weftnet/weft/test/cluster"
 )
 
-var sampleLine = regexp.MustCompile(`^(\w+)\{([^}]*)\} (\S+)$`)
-
-// metric sums node n's samples of name whose labels include every one of
-// want (e.g. `backend="vxlan-ebpf"`), read from its /metrics.
+// metric is Node.Metric that fails t on error.
 func metric(t *testing.T, n *cluster.Node, name string, want ...string) float64 {
 	t.Helper()
-	code, body, err := n.HTTPGet(t.Context(), "/metrics")
-	if err != nil || code != http.StatusOK {
-		t.Fatalf("metrics of %s: status %d: %v", n.Name, code, err)
+	v, err := n.Metric(t.Context(), name, want...)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var sum float64
-	sc := bufio.NewScanner(strings.NewReader(body))
-	for sc.Scan() {
-		m := sampleLine.FindStringSubmatch(sc.Text())
-		if m == nil || m[1] != name {
-			continue
-		}
-		labels := strings.Split(m[2], ",")
-		match := true
-		for _, w := range want {
-			match = match && containsString(labels, w)
-		}
-		if !match {
-			continue
-		}
-		v, err := strconv.ParseFloat(m[3], 64)
-		if err != nil {
-			t.Fatalf("metrics of %s: %q: %v", n.Name, sc.Text(), err)
-		}
-		sum += v
-	}
-	return sum
-}
-
-func containsString(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
+	return v
 }
 
 // expectCarried checks that node n's datapath counted traffic for backend
