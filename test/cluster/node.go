@@ -171,6 +171,18 @@ func (n *Node) StartWeftd(ctx context.Context) error {
 	})
 }
 
+// RunWeftd runs weftd to completion in the node's namespace with the
+// node's usual flags plus extra (e.g. --cleanup) and returns its output.
+func (n *Node) RunWeftd(ctx context.Context, extra ...string) (string, error) {
+	cmd := n.NS.Command(ctx, n.c.opts.Binaries.Weftd, append(n.weftdArgs(), extra...)...)
+	cmd.Env = append(append(os.Environ(), n.leaseEnv()...), n.Env...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("weftd %s on %s: %w", strings.Join(extra, " "), n.Name, err)
+	}
+	return string(out), nil
+}
+
 // StopWeftd sends sig (SIGTERM for a graceful stop, SIGKILL for a crash) to
 // weftd and waits until it has exited.
 func (n *Node) StopWeftd(sig syscall.Signal) error {
