@@ -3,9 +3,12 @@
  * weft's fast path: tc programs that carry pod traffic between nodes in
  * flannel's wire format (VXLAN or host-gw) without the host stack.
  *
- *   weft_pod_ingress    bridge (cni0) ingress: pod -> remote pod, encap or
- *                       host-gw redirect to the uplink, unless conntrack
- *                       NATs the connection (conntrack.h).
+ *   weft_veth_ingress   ingress of each pod's host veth: pod -> remote pod,
+ *                       encap or host-gw redirect to the uplink before the
+ *                       bridge and netfilter see it; passes anything else.
+ *   weft_pod_ingress    bridge (cni0) ingress: the same for what the veth
+ *                       program passed, unless conntrack NATs the connection
+ *                       (conntrack.h).
  *   weft_uplink_ingress uplink ingress: VXLAN / host-gw from a known node ->
  *                       validate, decap and hand to the pod's veth peer.
  *   weft_pod_egress     bridge egress: remembers pod flows the host stack
@@ -239,14 +242,32 @@ static __always_inline int encap_vxlan(struct __sk_buff *skb, const struct node_
 	return bpf_redirect_neigh(cfg->uplink_ifindex, NULL, 0, 0);
 }
 
-SEC("tc")
-int weft_pod_ingress(struct __sk_buff *skb)
+/* to_gateway reports whether the frame at skb->data is addressed to the bridge. */
+static __always_inline int to_gateway(struct __sk_buff *skb, const struct node_config *cfg)
+{
+	const struct eth *eth = (void *)(long)skb->data;
+
+	if ((void *)(eth + 1) > (void *)(long)skb->data_end)
+		return 0;
+	return *(const __u32 *)eth->dst == *(const __u32 *)cfg->bridge_mac &&
+	       *(const __u16 *)&eth->dst[4] == *(const __u16 *)&cfg->bridge_mac[4];
+}
+
+/*
+ * pod_ingress sends a pod's packet for a remote pod to its node. At a pod's
+ * veth (veth) it runs before the bridge: only frames routed through the
+ * gateway are candidates (others are bridged to local pods), and netfilter
+ * has not seen the packet yet (veth scrubs conntrack state), so whatever is
+ * not plainly for a remote pod passes untouched to the bridge, where
+ * weft_pod_ingress sees it after br_netfilter and decides with conntrack.
+ */
+static __always_inline int pod_ingress(struct __sk_buff *skb, const int veth)
 {
 	struct node_config *cfg = config();
 	struct flow_key flow = {};
 	struct lpm_key key = { .prefixlen = 32 };
 	struct bpf_redir_neigh nh = { .nh_family = AF_INET };
-	enum ct_nat nat;
+	enum ct_nat nat = CT_NAT_NONE;
 	struct peer *peer;
 	struct ipv4 *ip;
 	__be16 p[2];
@@ -254,6 +275,8 @@ int weft_pod_ingress(struct __sk_buff *skb)
 	int l4;
 
 	if (!cfg || skb->protocol != bpf_htons(ETH_P_IP) || ensure(skb, ETH_HLEN + IPV4_HLEN))
+		return TC_ACT_OK;
+	if (veth && !to_gateway(skb, cfg))
 		return TC_ACT_OK;
 	ip = (void *)(long)skb->data + ETH_HLEN;
 	if ((void *)(ip + 1) > (void *)(long)skb->data_end)
@@ -274,8 +297,11 @@ int weft_pod_ingress(struct __sk_buff *skb)
 
 	key.addr = ip->daddr;
 	peer = bpf_map_lookup_elem(&weft_peers, &key);
+	if (veth && !peer)
+		return TC_ACT_OK; /* the bridge program remembers it, knowing conntrack's view */
 	/* A remote pod, unless br_netfilter already DNATed a Service to it. */
-	nat = peer ? ct_nat(skb) : CT_NAT_NONE;
+	if (peer && !veth)
+		nat = ct_nat(skb);
 	if (!peer || nat != CT_NAT_NONE) {
 		/* The host stack forwards it (Services, host, outside).
 		 * Remember the pod socket so replies coming back over the
@@ -306,6 +332,18 @@ int weft_pod_ingress(struct __sk_buff *skb)
 		return bpf_redirect_neigh(cfg->uplink_ifindex, &nh, sizeof(nh), 0);
 	}
 	return encap_vxlan(skb, cfg, peer, len);
+}
+
+SEC("tc")
+int weft_veth_ingress(struct __sk_buff *skb)
+{
+	return pod_ingress(skb, 1);
+}
+
+SEC("tc")
+int weft_pod_ingress(struct __sk_buff *skb)
+{
+	return pod_ingress(skb, 0);
 }
 
 /* deliver hands a pod-bound IPv4 frame (Ethernet at offset 0) to the pod. */

@@ -115,8 +115,11 @@ func TestLiveCluster(t *testing.T) {
 			}
 			hooks = append(hooks, a.Interface+" "+a.Hook+" "+a.Program)
 		}
-		if want := []string{"cni0 egress weft_pod_egress", "cni0 ingress weft_pod_ingress", "eth0 ingress weft_uplink_ingress"}; !slices.Equal(hooks, want) {
-			t.Errorf("attachments %q, want %q", hooks, want)
+		// The node's pod veth sorts last (tcx_veth<hash>_ingress).
+		want := []string{"cni0 egress weft_pod_egress", "cni0 ingress weft_pod_ingress", "eth0 ingress weft_uplink_ingress"}
+		if len(hooks) != len(want)+1 || !slices.Equal(hooks[:len(want)], want) ||
+			!strings.HasPrefix(hooks[len(want)], "veth") || !strings.HasSuffix(hooks[len(want)], " ingress weft_veth_ingress") {
+			t.Errorf("attachments %q, want %q and the pod veth's ingress weft_veth_ingress", hooks, want)
 		}
 		if p := counterOf(st.Counters, "vxlan-ebpf", "tx"); p == 0 {
 			t.Errorf("no vxlan-ebpf tx packets after pings: %+v", st.Counters)
@@ -224,7 +227,7 @@ func TestLiveCluster(t *testing.T) {
 		}
 		var st statusReport
 		w.json(t, &st, "status")
-		if st.Datapath.Mode != "ebpf" || len(st.Attachments) != 3 {
+		if st.Datapath.Mode != "ebpf" || len(st.Attachments) != 4 {
 			t.Errorf("status with weftd down: %+v", st)
 		}
 		var pr peersReport

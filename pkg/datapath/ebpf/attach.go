@@ -48,13 +48,40 @@ func (a attachment) pin(dir string) string {
 	return filepath.Join(dir, linkPinPrefix+a.iface+"_"+a.hook.name)
 }
 
-// attachments lists what must be attached for d.node. Caller holds d.mu.
-func (d *Datapath) attachments() []attachment {
-	return []attachment{
+// attachments lists what must be attached for d.node: the uplink, the
+// bridge and the ingress of every pod veth on the bridge (pod traffic is
+// encapsulated there, before the bridge and netfilter; the bridge's program
+// takes what the veth's passes). Caller holds d.mu, in d.ns.
+func (d *Datapath) attachments() ([]attachment, error) {
+	out := []attachment{
 		{d.node.Uplink, ingress, d.objs.WeftUplinkIngress, weftProgWeftUplinkIngress},
 		{d.opts.Bridge, ingress, d.objs.WeftPodIngress, weftProgWeftPodIngress},
 		{d.opts.Bridge, egress, d.objs.WeftPodEgress, weftProgWeftPodEgress},
 	}
+	ports, err := bridgePorts(int(d.cfg.BridgeIfindex))
+	for _, l := range ports {
+		out = append(out, attachment{l.Attrs().Name, ingress, d.objs.WeftVethIngress, weftProgWeftVethIngress})
+	}
+	return out, err
+}
+
+// bridgePorts lists the veths enslaved to the bridge with index bridge (none
+// while it is 0) in the calling thread's network namespace.
+func bridgePorts(bridge int) ([]netlink.Link, error) {
+	if bridge == 0 {
+		return nil, nil
+	}
+	links, err := netlink.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	var out []netlink.Link
+	for _, l := range links {
+		if l.Attrs().MasterIndex == bridge && l.Type() == "veth" {
+			out = append(out, l)
+		}
+	}
+	return out, nil
 }
 
 // attachMode names the attach mode in use.
@@ -66,14 +93,20 @@ func (d *Datapath) attachMode() string {
 }
 
 // attachAll makes every attachment current: attached to the interface's
-// present ifindex and running this process's program. A missing bridge is
-// not an error (it comes with the first pod). Caller holds d.mu, in d.ns.
+// present ifindex and running this process's program, and detaches pinned
+// links no attachment owns (a pod's veth or the uplink went away). A missing
+// bridge is not an error (it comes with the first pod). Caller holds d.mu,
+// in d.ns.
 func (d *Datapath) attachAll() error {
-	var errs []error
-	for _, a := range d.attachments() {
+	all, err := d.attachments()
+	errs := []error{err}
+	for _, a := range all {
 		if err := d.attach(a); err != nil {
 			errs = append(errs, fmt.Errorf("attach %s to %s %s: %w", a.name, a.iface, a.hook.name, err))
 		}
+	}
+	if err == nil { // a partial list would detach live veths
+		errs = append(errs, d.removeStaleLinks(all))
 	}
 	return errors.Join(errs...)
 }
@@ -248,11 +281,11 @@ func deleteTCFilter(l netlink.Link, a attachment) error {
 	return nil
 }
 
-// removeStaleLinks detaches pinned tcx links that no attachment of the
-// current configuration owns (e.g. the uplink changed). Caller holds d.mu.
-func (d *Datapath) removeStaleLinks() error {
+// removeStaleLinks detaches pinned tcx links that no attachment in all
+// owns (e.g. the uplink changed, a pod was deleted).
+func (d *Datapath) removeStaleLinks(all []attachment) error {
 	want := map[string]bool{}
-	for _, a := range d.attachments() {
+	for _, a := range all {
 		want[a.pin(d.opts.BPFDir)] = true
 	}
 	pins, err := filepath.Glob(filepath.Join(d.opts.BPFDir, linkPinPrefix+"*"))

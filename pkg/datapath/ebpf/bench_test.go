@@ -36,6 +36,7 @@ func BenchmarkProgram(b *testing.B) {
 	}{
 		{"baseline-empty", empty, podFrame(tcpPacket(localPod, vxlanPod, 40000, 80)), tcActOK},
 		{"encap-vxlan", objs.WeftPodIngress, podFrame(tcpPacket(localPod, vxlanPod, 40000, 80)), tcActRedirect},
+		{"encap-vxlan-veth", objs.WeftVethIngress, podFrame(tcpPacket(localPod, vxlanPod, 40000, 80)), tcActRedirect},
 		{"tx-host-gw", objs.WeftPodIngress, podFrame(tcpPacket(localPod, hostGWPod, 40000, 80)), tcActRedirect},
 		{"decap-vxlan", objs.WeftUplinkIngress, vxlanFrame(vxlanNode, testVNI, tcpPacket(vxlanPod, localPod, 40000, 80)), tcActRedirect},
 		{"rx-host-gw", objs.WeftUplinkIngress, ethernet(bridgeMAC, fromPeer, etherTypeIPv4, tcpPacket(hostGWPod, localPod, 40000, 80).bytes()), tcActRedirect},

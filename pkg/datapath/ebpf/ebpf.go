@@ -200,9 +200,6 @@ func (d *Datapath) setup(ctx context.Context, node datapath.Node) (datapath.Info
 	if err := d.writeNodeConfig(info.VtepMAC); err != nil {
 		return datapath.Info{}, err
 	}
-	if err := d.removeStaleLinks(); err != nil {
-		return datapath.Info{}, err
-	}
 	if err := d.attachAll(); err != nil {
 		return datapath.Info{}, err
 	}

@@ -335,8 +335,9 @@ type Attachment struct {
 
 // ReadAttachments lists weft's attachments: the pinned tcx links in bpfDir
 // and weft's cls_bpf filters on the uplink and the bridge of the node
-// config. The filters are looked up in the calling thread's network
-// namespace, which must be the node's (ip netns exec NODE weftctl ...).
+// config and on the bridge's veths. The filters are looked up in the
+// calling thread's network namespace, which must be the node's
+// (ip netns exec NODE weftctl ...).
 func ReadAttachments(bpfDir string) ([]Attachment, error) {
 	out, err := tcxAttachments(bpfDir)
 	if err != nil {
@@ -349,7 +350,15 @@ func ReadAttachments(bpfDir string) ([]Attachment, error) {
 	if err != nil {
 		return nil, err
 	}
-	tc, err := tcAttachments(cfg.UplinkIfindex, cfg.BridgeIfindex)
+	ifindexes := []int{cfg.UplinkIfindex, cfg.BridgeIfindex}
+	ports, err := bridgePorts(cfg.BridgeIfindex)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range ports {
+		ifindexes = append(ifindexes, l.Attrs().Index)
+	}
+	tc, err := tcAttachments(ifindexes...)
 	if err != nil {
 		return nil, err
 	}

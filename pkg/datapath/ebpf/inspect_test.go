@@ -137,6 +137,7 @@ func TestInspectTCX(t *testing.T) {
 		{Interface: "cni0", Ifindex: bridge, Hook: "egress", Program: weftProgWeftPodEgress, ProgramID: progID(t, dp, weftProgWeftPodEgress)},
 		{Interface: "cni0", Ifindex: bridge, Hook: "ingress", Program: weftProgWeftPodIngress, ProgramID: progID(t, dp, weftProgWeftPodIngress)},
 		{Interface: "eth0", Ifindex: uplink, Hook: "ingress", Program: weftProgWeftUplinkIngress, ProgramID: progID(t, dp, weftProgWeftUplinkIngress)},
+		{Interface: "vethpod", Ifindex: ep.HostIfindex, Hook: "ingress", Program: weftProgWeftVethIngress, ProgramID: progID(t, dp, weftProgWeftVethIngress)},
 	}
 	got := attachments(t, n)
 	if len(got) != len(want) {
@@ -185,6 +186,7 @@ func TestInspectTCHostGW(t *testing.T) {
 		{Interface: "eth0", Ifindex: uplink, Hook: "ingress", Mode: AttachTC, Program: weftProgWeftUplinkIngress, ProgramID: progID(t, dp, weftProgWeftUplinkIngress)},
 		{Interface: "cni0", Ifindex: bridge, Hook: "ingress", Mode: AttachTC, Program: weftProgWeftPodIngress, ProgramID: progID(t, dp, weftProgWeftPodIngress)},
 		{Interface: "cni0", Ifindex: bridge, Hook: "egress", Mode: AttachTC, Program: weftProgWeftPodEgress, ProgramID: progID(t, dp, weftProgWeftPodEgress)},
+		{Interface: "vethpod", Ifindex: ifindex(t, n, "vethpod"), Hook: "ingress", Mode: AttachTC, Program: weftProgWeftVethIngress, ProgramID: progID(t, dp, weftProgWeftVethIngress)},
 	}
 	if got := attachments(t, n); !slices.Equal(got, want) {
 		t.Errorf("attachments\n%+v\nwant\n%+v", got, want)
@@ -253,6 +255,7 @@ func progID(t *testing.T, dp *Datapath, name string) ebpf.ProgramID {
 		weftProgWeftPodEgress:     dp.objs.WeftPodEgress,
 		weftProgWeftPodIngress:    dp.objs.WeftPodIngress,
 		weftProgWeftUplinkIngress: dp.objs.WeftUplinkIngress,
+		weftProgWeftVethIngress:   dp.objs.WeftVethIngress,
 	}
 	id, err := programID(progs[name])
 	must(t, err)

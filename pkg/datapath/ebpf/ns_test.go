@@ -389,7 +389,7 @@ func TestTrafficTCAttach(t *testing.T) {
 	syncAll(t, nodes)
 	for _, n := range nodes {
 		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
-		for _, dev := range []string{"eth0 ingress", "cni0 ingress", "cni0 egress"} {
+		for _, dev := range []string{"eth0 ingress", "cni0 ingress", "cni0 egress", "vethpod ingress"} {
 			args := append([]string{"filter", "show", "dev"}, strings.Fields(dev)...)
 			if out := n.ns.MustRun(t, "tc", args...); !strings.Contains(out, "weft_") || !strings.Contains(out, "direct-action") {
 				t.Errorf("%s: no weft direct-action filter on %s:\n%s", n.node.NodeIP, dev, out)

@@ -413,3 +413,39 @@ func TestStackDeliveredFlowRepliesThroughStack(t *testing.T) {
 		t.Errorf("another flow of the same pod port: verdict %d, want the fast path (redirect)", verdict)
 	}
 }
+
+// TestVethIngress: at a pod's veth only frames for the gateway that go to a
+// remote pod are taken; everything else passes unchanged and unremembered
+// (the bridge's program decides about it after netfilter).
+func TestVethIngress(t *testing.T) {
+	objs := loadTestObjects(t)
+	if verdict, _ := mustRun(t, objs.WeftVethIngress, podFrame(tcpPacket(localPod, vxlanPod, 40000, 80))); verdict != tcActRedirect {
+		t.Errorf("remote pod via the gateway: verdict %d, want TC_ACT_REDIRECT", verdict)
+	}
+	otherPodMAC := net.HardwareAddr{0x02, 0xcc, 0, 0, 0, 9}
+	for _, c := range []struct {
+		name string
+		in   []byte
+	}{
+		{"bridged to another pod", ethernet(otherPodMAC, podMAC, etherTypeIPv4, tcpPacket(localPod, vxlanPod, 40000, 80).bytes())},
+		{"Service IP", podFrame(tcpPacket(localPod, netip.MustParseAddr("10.96.0.10"), 40001, 80))},
+		{"outside the pod network", podFrame(tcpPacket(localPod, netip.MustParseAddr("192.0.2.80"), 40002, 443))},
+	} {
+		verdict, out := mustRun(t, objs.WeftVethIngress, c.in)
+		if verdict != tcActOK || !bytes.Equal(out, c.in) {
+			t.Errorf("%s: verdict %d (want TC_ACT_OK), frame changed: %v", c.name, verdict, !bytes.Equal(out, c.in))
+		}
+	}
+	if p, _ := counts(t, objs.WeftTraffic, uint32(weftCounterCOUNTER_VXLAN_TX)); p != 1 {
+		t.Errorf("vxlan tx counter = %d, want 1", p)
+	}
+	if flows, err := dump[weftFlowKey, uint64](objs.WeftStackflows); err != nil || len(flows) != 0 {
+		t.Errorf("veth program remembered stack flows %v (%v); that is the bridge program's job", flows, err)
+	}
+	// A flow the stack delivered into the pod replies through the stack.
+	reply := weftFlowKey{PodIp: be32(localPod), PeerIp: be32(vxlanPod), PodPort: htons(80), PeerPort: htons(40003), Proto: protoTCP}
+	must(t, objs.WeftStackflows.Put(reply, uint64(1)))
+	if verdict, _ := mustRun(t, objs.WeftVethIngress, podFrame(tcpPacket(localPod, vxlanPod, 80, 40003))); verdict != tcActOK {
+		t.Errorf("reply of a stack-delivered flow: verdict %d, want TC_ACT_OK", verdict)
+	}
+}

@@ -8,8 +8,9 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// watch starts (once) a goroutine that re-attaches as soon as the bridge or
-// the uplink appears or changes, instead of waiting for the next Sync.
+// watch starts (once) a goroutine that re-attaches as soon as the bridge,
+// the uplink or a veth (a pod's, once on the bridge) appears, changes or
+// goes, instead of waiting for the next Sync.
 func (d *Datapath) watch() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -38,7 +39,7 @@ func (d *Datapath) watch() error {
 	go func() {
 		defer wg.Done()
 		for u := range updates {
-			if name := u.Attrs().Name; name == bridge || name == uplink {
+			if name := u.Attrs().Name; name == bridge || name == uplink || u.Type() == "veth" {
 				d.relink(name)
 			}
 		}

@@ -115,6 +115,7 @@ const (
 	weftProgWeftPodEgress     = "weft_pod_egress"
 	weftProgWeftPodIngress    = "weft_pod_ingress"
 	weftProgWeftUplinkIngress = "weft_uplink_ingress"
+	weftProgWeftVethIngress   = "weft_veth_ingress"
 	weftVarUnusedEnums        = "unused_enums"
 )
 
@@ -163,6 +164,7 @@ type weftProgramSpecs struct {
 	WeftPodEgress     *ebpf.ProgramSpec `ebpf:"weft_pod_egress"`
 	WeftPodIngress    *ebpf.ProgramSpec `ebpf:"weft_pod_ingress"`
 	WeftUplinkIngress *ebpf.ProgramSpec `ebpf:"weft_uplink_ingress"`
+	WeftVethIngress   *ebpf.ProgramSpec `ebpf:"weft_veth_ingress"`
 }
 
 // weftMapSpecs contains maps before they are loaded into the kernel.
@@ -240,6 +242,7 @@ type weftPrograms struct {
 	WeftPodEgress     *ebpf.Program `ebpf:"weft_pod_egress"`
 	WeftPodIngress    *ebpf.Program `ebpf:"weft_pod_ingress"`
 	WeftUplinkIngress *ebpf.Program `ebpf:"weft_uplink_ingress"`
+	WeftVethIngress   *ebpf.Program `ebpf:"weft_veth_ingress"`
 }
 
 func (p *weftPrograms) Close() error {
@@ -247,6 +250,7 @@ func (p *weftPrograms) Close() error {
 		p.WeftPodEgress,
 		p.WeftPodIngress,
 		p.WeftUplinkIngress,
+		p.WeftVethIngress,
 	)
 }
 
