@@ -20,7 +20,6 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -63,7 +62,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench: must run as root (it creates network namespaces and runs weftd): sudo make bench")
 		os.Exit(1)
 	}
-	bins, err := binaries(*bin)
+	bins, err := cluster.FindBinaries(*bin)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
@@ -90,21 +89,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
-}
-
-// binaries finds weftd and weft-cni in dir.
-func binaries(dir string) (cluster.Binaries, error) {
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return cluster.Binaries{}, err
-	}
-	b := cluster.Binaries{Weftd: filepath.Join(dir, "weftd"), CNI: filepath.Join(dir, "weft-cni")}
-	for _, f := range []string{b.Weftd, b.CNI} {
-		if _, err := os.Stat(f); err != nil {
-			return b, fmt.Errorf("%s missing: run make build (or pass -bin DIR): %w", f, err)
-		}
-	}
-	return b, nil
 }
 
 // commandLine is how the report names the command: `make bench`, plus the

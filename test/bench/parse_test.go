@@ -91,25 +91,6 @@ PASS
 	}
 }
 
-func TestReplaceSection(t *testing.T) {
-	other := "## Control-plane scale\n\nscale table\n"
-	for _, c := range []struct{ name, doc, want string }{
-		{"new before other", "# weft benchmarks\n\nintro\n\n" + other,
-			"# weft benchmarks\n\nintro\n\n## Data plane\n\nnew\n\n" + other},
-		{"replace before other", "# weft benchmarks\n\n## Data plane\n\nold\nlines\n\n" + other,
-			"# weft benchmarks\n\n## Data plane\n\nnew\n\n" + other},
-		{"replace after other", "# weft benchmarks\n\n" + other + "\n## Data plane\n\nold\n",
-			"# weft benchmarks\n\n" + other + "\n## Data plane\n\nnew\n"},
-		{"append", "# weft benchmarks\n", "# weft benchmarks\n\n## Data plane\n\nnew\n"},
-	} {
-		t.Run(c.name, func(t *testing.T) {
-			if got := replaceSection(c.doc, "## Data plane\n\nnew\n"); got != c.want {
-				t.Errorf("replaceSection:\n%s\nwant:\n%s", got, c.want)
-			}
-		})
-	}
-}
-
 func TestMedian(t *testing.T) {
 	for _, c := range []struct {
 		in   []float64

@@ -2,13 +2,9 @@ package main
 
 import (
 	"fmt"
-	"os"
-	"runtime"
 	"slices"
 	"strings"
 	"time"
-
-	"golang.org/x/sys/unix"
 )
 
 // sectionHeading is this benchmark's part of docs/benchmarks.md; a re-run
@@ -204,28 +200,4 @@ func num(x float64) string {
 	default:
 		return fmt.Sprintf("%.2f", x)
 	}
-}
-
-// describeMachine names the host: CPUs, CPU model, kernel, and the load
-// average when the benchmark started (other work on the machine skews it).
-func describeMachine() string {
-	model := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	kernel := "unknown kernel"
-	var u unix.Utsname
-	if unix.Uname(&u) == nil {
-		kernel = "Linux " + unix.ByteSliceToString(u.Release[:])
-	}
-	load := "unknown"
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		load = strings.Join(strings.Fields(string(b))[:3], " ")
-	}
-	return fmt.Sprintf("%d CPUs (%s), %s, load average at start %s", runtime.NumCPU(), model, kernel, load)
 }

@@ -7,6 +7,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/weftnet/weft/test/benchdoc"
 )
 
 // warmup is the length of the unrecorded TCP run that checks each setup
@@ -21,7 +23,7 @@ type results [][][][]float64
 // program benchmark, prints the report and writes it.
 func run(ctx context.Context, opts options) (err error) {
 	start := time.Now()
-	host := describeMachine()
+	host := benchdoc.Machine()
 	setups := make([]*setup, 0, len(configs))
 	closeAll := func() error {
 		var errs []error
@@ -86,7 +88,7 @@ func run(ctx context.Context, opts options) (err error) {
 	if opts.out == "" {
 		return nil
 	}
-	if err := writeSection(opts.out, section); err != nil {
+	if err := benchdoc.WriteSection(opts.out, section); err != nil {
 		return err
 	}
 	progress("wrote %s", opts.out)

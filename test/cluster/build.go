@@ -3,6 +3,7 @@ package cluster
 import (
 	"context"
 	"fmt"
+	"os"
 	"os/exec"
 	"path/filepath"
 )
@@ -14,6 +15,21 @@ type Binaries struct {
 	// CNI is the weft-cni plugin (installed into the pods' CNI path as
 	// "flannel").
 	CNI string
+}
+
+// FindBinaries finds weftd and weft-cni already built in dir (make build).
+func FindBinaries(dir string) (Binaries, error) {
+	dir, err := filepath.Abs(dir)
+	if err != nil {
+		return Binaries{}, err
+	}
+	b := Binaries{Weftd: filepath.Join(dir, "weftd"), CNI: filepath.Join(dir, "weft-cni")}
+	for _, f := range []string{b.Weftd, b.CNI} {
+		if _, err := os.Stat(f); err != nil {
+			return b, fmt.Errorf("%s missing: run make build (or pass -bin DIR): %w", f, err)
+		}
+	}
+	return b, nil
 }
 
 // Build compiles weftd and weft-cni from this module into dir.

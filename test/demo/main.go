@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -31,7 +30,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "demo: must run as root (it creates network namespaces and runs weftd): sudo make demo")
 		os.Exit(1)
 	}
-	bins, err := binaries(*bin)
+	bins, err := cluster.FindBinaries(*bin)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
@@ -47,21 +46,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "demo:", err)
 		os.Exit(1)
 	}
-}
-
-// binaries finds weftd and weft-cni in dir.
-func binaries(dir string) (cluster.Binaries, error) {
-	dir, err := filepath.Abs(dir)
-	if err != nil {
-		return cluster.Binaries{}, err
-	}
-	b := cluster.Binaries{Weftd: filepath.Join(dir, "weftd"), CNI: filepath.Join(dir, "weft-cni")}
-	for _, f := range []string{b.Weftd, b.CNI} {
-		if _, err := os.Stat(f); err != nil {
-			return b, fmt.Errorf("%s missing: run make build (or pass -bin DIR): %w", f, err)
-		}
-	}
-	return b, nil
 }
 
 // run builds the cluster, shows it and pings across it; the cluster is

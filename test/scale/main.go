@@ -21,6 +21,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/weftnet/weft/test/benchdoc"
 	"github.com/weftnet/weft/test/cluster"
 )
 
@@ -100,7 +101,7 @@ func bench(ctx context.Context, cfg config, weftd string, datapaths []string, si
 	if out == "" {
 		return nil
 	}
-	if err := writeSection(out, section); err != nil {
+	if err := benchdoc.WriteSection(out, section); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "written to %s\n", out)

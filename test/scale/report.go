@@ -1,15 +1,11 @@
 package main
 
 import (
-	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"runtime"
 	"strings"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/weftnet/weft/test/benchdoc"
 )
 
 // sectionHeading is the heading of this benchmark's part of
@@ -42,7 +38,7 @@ func report(results []result, cfg config, command string, when time.Time) string
 		cfg.pollAll, cfg.newLeases, cfg.pollOne)
 	fmt.Fprintf(&b, "Command: `%s` (weftd runs with test/cluster's flags, `--ip-masq` among them, plus `%s`)  \n",
 		command, strings.Join(cfg.weftdArgs, " "))
-	fmt.Fprintf(&b, "Machine: %s  \nDate: %s\n\n", machine(), when.UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(&b, "Machine: %s  \nDate: %s\n\n", benchdoc.Machine(), when.UTC().Format("2006-01-02 15:04 UTC"))
 
 	b.WriteString("| Datapath | Peers | Ready | Programmed | New lease p50 | p99 | max | etcd put p50 | " +
 		"Peak RSS at programmed / end | RSS at end anon + file | CPU to programmed | CPU total | Probe CPU |\n")
@@ -127,69 +123,3 @@ func ratio[T time.Duration | int64](a, b T) string {
 func ms(d time.Duration) string { return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond)) }
 
 func mb(bytes int64) float64 { return float64(bytes) / (1 << 20) }
-
-// machine describes the host: CPUs, CPU model, kernel.
-func machine() string {
-	model := "unknown CPU"
-	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
-		for line := range strings.Lines(string(b)) {
-			if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
-				model = strings.TrimSpace(v)
-				break
-			}
-		}
-	}
-	kernel := "unknown kernel"
-	var u unix.Utsname
-	if unix.Uname(&u) == nil {
-		kernel = "Linux " + unix.ByteSliceToString(u.Release[:])
-	}
-	return fmt.Sprintf("%d CPUs (%s), %s", runtime.NumCPU(), model, kernel)
-}
-
-// writeSection puts section into the markdown file at path in place of an
-// earlier section with the same heading (up to the next "## " heading), or
-// appends it; a missing file is created with a title.
-func writeSection(path, section string) error {
-	old, err := os.ReadFile(path)
-	if errors.Is(err, fs.ErrNotExist) {
-		old, err = []byte("# weft benchmarks\n"), nil
-	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	if err := os.WriteFile(path, []byte(replaceSection(string(old), section)), 0o644); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
-}
-
-// replaceSection returns doc with the section that starts with section's
-// first line replaced by section, or with section appended.
-func replaceSection(doc, section string) string {
-	heading, _, _ := strings.Cut(section, "\n")
-	section = strings.TrimRight(section, "\n") + "\n"
-	lines := strings.SplitAfter(doc, "\n")
-	start := -1
-	for i, l := range lines {
-		if strings.TrimRight(l, "\n") == heading {
-			start = i
-			break
-		}
-	}
-	if start < 0 {
-		return strings.TrimRight(doc, "\n") + "\n\n" + section
-	}
-	end := len(lines)
-	for i := start + 1; i < len(lines); i++ {
-		if strings.HasPrefix(lines[i], "## ") {
-			end = i
-			break
-		}
-	}
-	rest := strings.Join(lines[end:], "")
-	if rest != "" {
-		section += "\n"
-	}
-	return strings.Join(lines[:start], "") + section + rest
-}

@@ -6,24 +6,6 @@ import (
 	"time"
 )
 
-func TestReplaceSection(t *testing.T) {
-	section := sectionHeading + "\n\nnew table\n"
-	for _, tc := range []struct{ name, doc, want string }{
-		{"append to title", "# weft benchmarks\n",
-			"# weft benchmarks\n\n" + section},
-		{"keep other sections", "# B\n\n## Data plane\n\nx\n",
-			"# B\n\n## Data plane\n\nx\n\n" + section},
-		{"replace in the middle", "# B\n\n" + sectionHeading + "\n\nold\n### sub\nold\n\n## Data plane\n\nx\n",
-			"# B\n\n" + section + "\n## Data plane\n\nx\n"},
-		{"replace at the end", "# B\n\n## Data plane\n\nx\n\n" + sectionHeading + "\n\nold\n",
-			"# B\n\n## Data plane\n\nx\n\n" + section},
-	} {
-		if got := replaceSection(tc.doc, section); got != tc.want {
-			t.Errorf("%s:\n got %q\nwant %q", tc.name, got, tc.want)
-		}
-	}
-}
-
 func TestPercentile(t *testing.T) {
 	var d []time.Duration
 	for i := 1; i <= 200; i++ {
