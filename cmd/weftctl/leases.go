@@ -5,14 +5,8 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/netip"
 	"os"
-	"strings"
 	"time"
-
-	"go.etcd.io/etcd/client/pkg/v3/transport"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/weftnet/weft/pkg/lease"
 	"github.com/weftnet/weft/pkg/lease/etcd"
@@ -129,11 +123,15 @@ func (s *leaseSource) list(ctx context.Context) ([]leaseEntry, error) {
 		return nil, err
 	}
 	defer m.Close()
-	set, err := firstSet(ctx, m, s)
+	set, err := m.List(ctx)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: %w", s, err)
 	}
-	return s.etcdExpiry(ctx, set)
+	out := make([]leaseEntry, 0, len(set))
+	for _, l := range set {
+		out = append(out, leaseEntry{Lease: l, Permanent: l.Expiration.IsZero()})
+	}
+	return out, nil
 }
 
 // nodeName names this node to the kube lease source, which requires one
@@ -162,70 +160,6 @@ func firstSet(ctx context.Context, m lease.Manager, src *leaseSource) ([]lease.L
 		return nil, fmt.Errorf("no answer from %s within %v: check that it is reachable from here and the flags are right", src, src.timeout)
 	}
 	return set, nil
-}
-
-// etcdExpiry adds when each lease's etcd lease runs out, or that it is
-// permanent (its key has no etcd lease).
-func (s *leaseSource) etcdExpiry(ctx context.Context, set []lease.Lease) ([]leaseEntry, error) {
-	cli, err := s.etcdClient()
-	if err != nil {
-		return nil, err
-	}
-	defer cli.Close()
-	prefix := strings.TrimSuffix(s.etcdPrefix, "/") + "/subnets/"
-	resp, err := cli.Get(ctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly())
-	if err != nil {
-		return nil, fmt.Errorf("read lease keys from etcd: %w", err)
-	}
-	// Keys are <address>-<bits>, or <v4>&<v6> on dual-stack leases.
-	ids := map[string]clientv3.LeaseID{}
-	for _, kv := range resp.Kvs {
-		v4, _, _ := strings.Cut(strings.TrimPrefix(string(kv.Key), prefix), "&")
-		ids[v4] = clientv3.LeaseID(kv.Lease)
-	}
-	out := make([]leaseEntry, 0, len(set))
-	for _, l := range set {
-		e := leaseEntry{Lease: l}
-		id, ok := ids[keyName(l.Subnet)]
-		switch {
-		case !ok: // deleted in between
-		case id == clientv3.NoLease:
-			e.Permanent = true
-		default:
-			ttl, err := cli.TimeToLive(ctx, id)
-			if err != nil {
-				return nil, fmt.Errorf("read the etcd lease of %s: %w", l.Subnet, err)
-			}
-			if ttl.TTL >= 0 {
-				e.Expiration = time.Now().Add(time.Duration(ttl.TTL) * time.Second).Truncate(time.Second)
-			}
-		}
-		out = append(out, e)
-	}
-	return out, nil
-}
-
-// keyName is flannel's name of a subnet's key: 10.244.3.0/24 -> 10.244.3.0-24.
-func keyName(p netip.Prefix) string { return fmt.Sprintf("%s-%d", p.Addr(), p.Bits()) }
-
-// etcdClient connects to etcd as the etcd lease source does.
-func (s *leaseSource) etcdClient() (*clientv3.Client, error) {
-	endpoints := strings.FieldsFunc(s.etcdEndpoints, func(r rune) bool { return r == ',' || r == ' ' })
-	cc := clientv3.Config{Endpoints: endpoints, DialTimeout: s.timeout,
-		Username: s.etcdUsername, Password: s.etcdPassword, Logger: zap.NewNop()}
-	if s.etcdKeyfile != "" || s.etcdCertfile != "" || s.etcdCAFile != "" {
-		info := transport.TLSInfo{KeyFile: s.etcdKeyfile, CertFile: s.etcdCertfile, TrustedCAFile: s.etcdCAFile}
-		tc, err := info.ClientConfig()
-		if err != nil {
-			return nil, fmt.Errorf("etcd TLS (--etcd-keyfile/--etcd-certfile/--etcd-cafile): %w", err)
-		}
-		cc.TLS = tc
-	}
-	cli, err := clientv3.New(cc)
-	if err != nil {
-		return nil, fmt.Errorf("connect to etcd %s: %w", s.etcdEndpoints, err)
-	}
-	return cli, nil
 }
 
 type leasesReport struct {
