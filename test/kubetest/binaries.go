@@ -22,11 +22,12 @@ const (
 
 // buildScript finds the script that builds kube-apiserver and etcd from the
 // Go module proxy: $WEFT_KUBE_SCRIPT, else the shared tools directory.
-func buildScript() string {
+func buildScript(t testing.TB) string {
 	if s := os.Getenv("WEFT_KUBE_SCRIPT"); s != "" {
 		return s
 	}
-	return "/work/shared/tools/kube-apiserver-for-tests.sh"
+	// The team's shared/ folder sits beside the repository (as in CI).
+	return filepath.Join(RepoRoot(t), "..", "shared", "tools", "kube-apiserver-for-tests.sh")
 }
 
 // cacheDir is where the build script keeps its binaries.
@@ -51,10 +52,10 @@ func Binaries(t testing.TB) (apiserver, etcd string) {
 	etcd = filepath.Join(cacheDir(), "etcd-v"+ev)
 	if !executable(apiserver) {
 		if !testns.Strict() && os.Getenv("WEFT_KUBE_BUILD") != "1" {
-			t.Skipf("no kube-apiserver at %s: build it once with `ETCD_VERSION=%s bash %s` (~8 min), or set WEFT_KUBE_BUILD=1 or WEFT_E2E=1 to build it here", apiserver, ev, buildScript())
+			t.Skipf("no kube-apiserver at %s: build it once with `ETCD_VERSION=%s bash %s` (~8 min), or set WEFT_KUBE_BUILD=1 or WEFT_E2E=1 to build it here", apiserver, ev, buildScript(t))
 		}
-		t.Logf("building kube-apiserver v%s and etcd v%s with %s (cold: ~8 minutes)", kv, ev, buildScript())
-		cmd := exec.Command("bash", buildScript(), cacheDir())
+		t.Logf("building kube-apiserver v%s and etcd v%s with %s (cold: ~8 minutes)", kv, ev, buildScript(t))
+		cmd := exec.Command("bash", buildScript(t), cacheDir())
 		cmd.Env = append(os.Environ(), "KUBE_VERSION="+kv, "ETCD_VERSION="+ev)
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -64,7 +65,7 @@ func Binaries(t testing.TB) (apiserver, etcd string) {
 	if !executable(etcd) {
 		etcd = "/usr/bin/etcd"
 		if !executable(etcd) {
-			t.Fatalf("no etcd: build one with ETCD_VERSION=%s bash %s, or apt-get install etcd-server", ev, buildScript())
+			t.Fatalf("no etcd: build one with ETCD_VERSION=%s bash %s, or apt-get install etcd-server", ev, buildScript(t))
 		}
 	}
 	return apiserver, etcd
