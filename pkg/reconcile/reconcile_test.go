@@ -79,14 +79,20 @@ func TestNoSyncBeforeDesiredSet(t *testing.T) {
 	}
 }
 
-func TestSyncOnChangeAndResync(t *testing.T) {
-	dp := &fakeDP{}
-	r := New(dp, 50*time.Millisecond)
+// observeAndRun runs r until t ends and returns its pass results.
+func observeAndRun(t *testing.T, r *Reconciler) <-chan Result {
 	results := make(chan Result, 100)
 	r.Observe(func(res Result) { results <- res })
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	t.Cleanup(cancel)
 	go r.Run(ctx)
+	return results
+}
+
+func TestSyncOnChangeAndResync(t *testing.T) {
+	dp := &fakeDP{}
+	r := New(dp, 50*time.Millisecond)
+	results := observeAndRun(t, r)
 
 	r.SetPeers([]datapath.Peer{peer("10.244.2.0/24")})
 	res := <-results
@@ -136,11 +142,7 @@ func (a *applyDP) Apply(_ context.Context, _ []datapath.Peer) error {
 func TestChangesApplyTimerSyncs(t *testing.T) {
 	dp := &applyDP{}
 	r := New(dp, 30*time.Millisecond)
-	results := make(chan Result, 100)
-	r.Observe(func(res Result) { results <- res })
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.Run(ctx)
+	results := observeAndRun(t, r)
 	r.SetPeers([]datapath.Peer{peer("10.244.2.0/24")})
 	if res := <-results; res.Full {
 		t.Fatal("a change must not cause a full pass when the datapath can Apply")

@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"testing"
 
+	"github.com/vishvananda/netlink"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/weftnet/weft/pkg/lease"
@@ -42,29 +43,18 @@ func waitVXLANConverged(t *testing.T, c *cluster.Cluster, nodes ...*cluster.Node
 
 // checkVXLANNode checks node n's flannel.1 and its entries for every peer.
 func checkVXLANNode(n *cluster.Node, leases map[netip.Prefix]lease.Attrs) error {
-	own, err := n.Subnet()
-	if err != nil {
-		return err
-	}
-	peers, err := peersOf(leases, own)
-	if err != nil {
-		return err
-	}
-	h, err := n.NS.Netlink()
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	dev, err := vxlanDevice(h, own)
-	if err != nil {
-		return err
-	}
-	for _, p := range peers {
-		if err := checkVXLANPeer(h, dev, p); err != nil {
+	return withPeers(n, leases, func(h *netlink.Handle, own netip.Prefix, peers []peer) error {
+		dev, err := vxlanDevice(h, own)
+		if err != nil {
 			return err
 		}
-	}
-	return nil
+		for _, p := range peers {
+			if err := checkVXLANPeer(h, dev, p); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 }
 
 // TestFlannelCompat checks what flannel's users and tools see with the

@@ -59,6 +59,25 @@ func peerOf(subnet netip.Prefix, a lease.Attrs) (peer, error) {
 	return p, nil
 }
 
+// withPeers calls f with a netlink handle in node n's namespace, n's own
+// subnet and the other leases as peers.
+func withPeers(n *cluster.Node, leases map[netip.Prefix]lease.Attrs, f func(h *netlink.Handle, own netip.Prefix, peers []peer) error) error {
+	own, err := n.Subnet()
+	if err != nil {
+		return err
+	}
+	peers, err := peersOf(leases, own)
+	if err != nil {
+		return err
+	}
+	h, err := n.NS.Netlink()
+	if err != nil {
+		return err
+	}
+	defer h.Close()
+	return f(h, own, peers)
+}
+
 // vxlanDevice checks node n's flannel.1 as flannel creates it (VNI 1, port
 // 8472, no learning, MTU 1450, address <own subnet>.0/32) and returns it.
 func vxlanDevice(h *netlink.Handle, own netip.Prefix) (*netlink.Vxlan, error) {

@@ -154,25 +154,14 @@ func checkPeerRoutes(n *cluster.Node, leases map[netip.Prefix]lease.Attrs, backe
 	if backend == "vxlan" {
 		return checkVXLANNode(n, leases)
 	}
-	own, err := n.Subnet()
-	if err != nil {
-		return err
-	}
-	peers, err := peersOf(leases, own)
-	if err != nil {
-		return err
-	}
-	h, err := n.NS.Netlink()
-	if err != nil {
-		return err
-	}
-	defer h.Close()
-	for _, p := range peers {
-		if err := checkRouteMode(h, p, backend); err != nil {
-			return fmt.Errorf("%s: %w", n.Name, err)
+	return withPeers(n, leases, func(h *netlink.Handle, _ netip.Prefix, peers []peer) error {
+		for _, p := range peers {
+			if err := checkRouteMode(h, p, backend); err != nil {
+				return fmt.Errorf("%s: %w", n.Name, err)
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // checkNodeDelete stops the last node's weftd and deletes its Node object,

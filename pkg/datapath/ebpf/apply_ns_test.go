@@ -16,16 +16,7 @@ import (
 // pod traffic flows; it returns the first node's datapath and its peers.
 func applyNodes(t *testing.T) ([2]*testNode, *Datapath, []datapath.Peer) {
 	t.Helper()
-	nodes := newTestNodes(t, datapath.ModeVXLAN)
-	for _, n := range nodes {
-		n.addPod(t, 1450)
-		n.startEBPF(t, AttachTCX)
-	}
-	syncAll(t, nodes)
-	for _, n := range nodes {
-		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
-	}
-	waitPing(t, nodes[0].pod, nodes[1].podIP)
+	nodes := runningNodes(t, datapath.ModeVXLAN, AttachTCX)
 	o := nodes[1]
 	return nodes, nodes[0].dp.(*Datapath), []datapath.Peer{{Subnet: o.subnet, NodeIP: o.node.NodeIP, VtepMAC: o.info.VtepMAC}}
 }

@@ -154,17 +154,8 @@ func TestInspectTCX(t *testing.T) {
 
 // TestInspectTCHostGW reads a live host-gw datapath attached with tc.
 func TestInspectTCHostGW(t *testing.T) {
-	nodes := newTestNodes(t, datapath.ModeHostGW)
-	for _, n := range nodes {
-		n.addPod(t, 1500)
-		n.startEBPF(t, AttachTC)
-	}
-	syncAll(t, nodes)
-	for _, n := range nodes {
-		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
-	}
+	nodes := runningNodes(t, datapath.ModeHostGW, AttachTC)
 	n, other := nodes[0], nodes[1]
-	waitPing(t, n.pod, other.podIP)
 
 	cfg, err := ReadConfig(n.bpfDir)
 	must(t, err)

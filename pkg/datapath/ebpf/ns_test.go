@@ -152,6 +152,28 @@ func (n *testNode) startKernel(t *testing.T) {
 }
 
 // syncAll tells every node about the others.
+// runningNodes starts two nodes of backend, each with one pod (MTU 1450 for
+// vxlan, 1500 for host-gw) and the ebpf datapath attached with attach,
+// syncs them, registers the pods and waits until pod 1 reaches pod 2.
+func runningNodes(t *testing.T, backend datapath.Mode, attach string) [2]*testNode {
+	t.Helper()
+	mtu := 1500
+	if backend == datapath.ModeVXLAN {
+		mtu = 1450
+	}
+	nodes := newTestNodes(t, backend)
+	for _, n := range nodes {
+		n.addPod(t, mtu)
+		n.startEBPF(t, attach)
+	}
+	syncAll(t, nodes)
+	for _, n := range nodes {
+		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
+	}
+	waitPing(t, nodes[0].pod, nodes[1].podIP)
+	return nodes
+}
+
 func syncAll(t *testing.T, nodes [2]*testNode) {
 	t.Helper()
 	for i, n := range nodes {
@@ -317,16 +339,7 @@ func TestTrafficVXLAN(t *testing.T) {
 // (like a hostPort or NodePort). The reply must go through node 2's
 // conntrack (un-DNAT) instead of being encapsulated straight from the pod.
 func TestNATedFlowTakesStack(t *testing.T) {
-	nodes := newTestNodes(t, datapath.ModeVXLAN)
-	for _, n := range nodes {
-		n.addPod(t, 1450)
-		n.startEBPF(t, AttachTCX)
-	}
-	syncAll(t, nodes)
-	for _, n := range nodes {
-		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
-	}
-	waitPing(t, nodes[0].pod, nodes[1].podIP)
+	nodes := runningNodes(t, datapath.ModeVXLAN, AttachTCX)
 	nodes[1].ns.MustRun(t, "nft", "add table ip weft_test; "+
 		"add chain ip weft_test pre { type nat hook prerouting priority -100; }; "+
 		"add rule ip weft_test pre tcp dport 8080 dnat to "+nodes[1].podIP.String()+":5201")
@@ -344,16 +357,7 @@ func TestNATedFlowTakesStack(t *testing.T) {
 func TestServiceDNATTakesStack(t *testing.T) {
 	for _, brNetfilter := range []string{"1", "0"} {
 		t.Run("bridge-nf-call-iptables="+brNetfilter, func(t *testing.T) {
-			nodes := newTestNodes(t, datapath.ModeVXLAN)
-			for _, n := range nodes {
-				n.addPod(t, 1450)
-				n.startEBPF(t, AttachTCX)
-			}
-			syncAll(t, nodes)
-			for _, n := range nodes {
-				must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
-			}
-			waitPing(t, nodes[0].pod, nodes[1].podIP)
+			nodes := runningNodes(t, datapath.ModeVXLAN, AttachTCX)
 			if _, err := nodes[0].ns.Run("sysctl", "-w", "net.bridge.bridge-nf-call-iptables="+brNetfilter); err != nil {
 				t.Fatalf("set br_netfilter (load the br_netfilter module): %v", err)
 			}
@@ -424,16 +428,7 @@ func TestInteropKernelNode(t *testing.T) {
 // TestRestart: Close and a new Datapath in the same namespace keep the
 // pinned links (programs replaced in place) while a ping series loses nothing.
 func TestRestart(t *testing.T) {
-	nodes := newTestNodes(t, datapath.ModeVXLAN)
-	for _, n := range nodes {
-		n.addPod(t, 1450)
-		n.startEBPF(t, AttachTCX)
-	}
-	syncAll(t, nodes)
-	for _, n := range nodes {
-		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
-	}
-	waitPing(t, nodes[0].pod, nodes[1].podIP)
+	nodes := runningNodes(t, datapath.ModeVXLAN, AttachTCX)
 	n := nodes[0]
 	linkID, progID := pinnedLink(t, n, "eth0_ingress")
 

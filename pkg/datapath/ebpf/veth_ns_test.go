@@ -60,16 +60,7 @@ func waitPin(t *testing.T, n *testNode, dev string, want bool) {
 // still reach each other, a new pod's veth gets the program from the link
 // watcher and a deleted pod's pin goes away.
 func TestVethFastPath(t *testing.T) {
-	nodes := newTestNodes(t, datapath.ModeVXLAN)
-	for _, n := range nodes {
-		n.addPod(t, 1450)
-		n.startEBPF(t, AttachTCX)
-	}
-	syncAll(t, nodes)
-	for _, n := range nodes {
-		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
-	}
-	waitPing(t, nodes[0].pod, nodes[1].podIP)
+	nodes := runningNodes(t, datapath.ModeVXLAN, AttachTCX)
 	n := nodes[0]
 	dp := n.dp.(*Datapath)
 	for _, a := range attachments(t, n) {
