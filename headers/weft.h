@@ -25,14 +25,17 @@ enum counter {
 	COUNTER_MAX,
 };
 
-/* Index into the drop counters map. */
+/* Index into the drop counters map. New reasons go at the end: the index of
+ * a reason never changes, so counters survive an upgrade. */
 enum drop_reason {
 	DROP_UNKNOWN_NODE,    /* VXLAN from a source that is no known node */
-	DROP_SPOOFED_SOURCE,  /* inner source outside the sending node's subnet */
+	DROP_SPOOFED_SOURCE,  /* inner source outside the sending node's subnets */
 	DROP_BAD_VNI,         /* VXLAN with another VNI, or without the I flag */
 	DROP_MALFORMED,       /* truncated, inconsistent lengths, IP options */
 	DROP_INNER_NOT_IPV4,  /* VXLAN carrying something other than IPv4 */
 	DROP_HEADER_REWRITE,  /* the kernel refused to add, remove or write headers */
+	DROP_POD_SOURCE,      /* a pod sent with a source IP or MAC not its own */
+	DROP_POD_TO_TUNNEL,   /* a pod sent UDP to a node's VXLAN port */
 	DROP_MAX,
 };
 
@@ -44,7 +47,8 @@ struct lpm_key {
 
 /* A remote node's pod subnet. */
 struct peer {
-	__be32 node_ip;
+	__be32 node_ip;   /* where traffic for the subnet goes (the lease's PublicIP) */
+	__be32 tunnel_ip; /* the address its VXLAN comes from; 0 = node_ip */
 	__u8 vtep_mac[6];
 	__u8 mode; /* enum mode */
 	__u8 pad;
@@ -64,6 +68,9 @@ struct node_config {
 	__u16 pad;
 	__u32 uplink_ifindex;
 	__u32 bridge_ifindex;
+	/* A flow whose conntrack entry expires within this many jiffies
+	 * takes the stack, which refreshes the entry. */
+	__u32 ct_refresh_jiffies;
 };
 
 /* A local pod: where to deliver traffic for its IP. */
@@ -73,10 +80,18 @@ struct endpoint {
 	__u16 pad;
 };
 
-/* A known node (key: its node IP) and the subnet it may send from. */
+/* The pod behind a host veth (key: the veth's ifindex): the only source
+ * addresses its frames may carry. */
+struct pod {
+	__be32 ip;
+	__u8 mac[6];
+	__u16 pad;
+};
+
+/* A known node address (key): a lease's PublicIP or tunnel source, or one of
+ * this node's own. */
 struct known_node {
-	__be32 subnet;
-	__u32 prefixlen;
+	__u32 leases; /* how many leases name the address; 0 = this node's own */
 };
 
 /* Per-CPU packet and byte counts. */
@@ -86,14 +101,14 @@ struct traffic {
 };
 
 /*
- * A pod socket whose traffic went through the host stack (so conntrack may
- * hold NAT state for it). peer_ip/peer_port are 0 for "any peer".
+ * A flow the programs would carry on the fast path once conntrack tracks it
+ * liberally (ring buffer event to weftd; either direction's tuple).
  */
-struct flow_key {
-	__be32 pod_ip;
-	__be32 peer_ip;
-	__be16 pod_port;
-	__be16 peer_port;
+struct flow {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
 	__u8 proto;
 	__u8 pad[3];
 };

@@ -8,9 +8,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/pkg/datapath/ebpf"
 )
@@ -25,12 +22,13 @@ var mapsCommand = command{
     weft_config:     {"subnet", "network", "node_ip", "backend", "vni", "port", "vtep_mac",
                       "bridge_mac", "uplink_ifindex", "bridge_ifindex"}
     weft_peers:      {"subnet", "node_ip", "vtep_mac", "mode"}
-    weft_nodes:      {"node_ip", "subnet"}
+    weft_nodes:      {"node_ip", "leases"}
     weft_endpoints:  {"ip", "host_ifindex", "mac"}
+    weft_pods:       {"host_ifindex", "ip", "mac"}
     weft_traffic,
     weft_drops:      {"index", "backend", "direction", "reason", "packets", "bytes",
                       "per_cpu": [{"packets", "bytes"}]}
-    weft_stackflows: {"pod_ip", "pod_port", "peer_ip", "peer_port", "proto", "age_seconds"}
+    weft_ct_requests is a ring buffer (weftd consumes it): it has nothing to dump.
   Unset values are "" (addresses, MACs) or 0. NAME may omit the "weft_" prefix.
 `,
 	flags: func(fs *flag.FlagSet) runFunc {
@@ -119,7 +117,7 @@ type peerEntryJSON struct {
 
 type knownNodeJSON struct {
 	NodeIP string `json:"node_ip"`
-	Subnet string `json:"subnet"`
+	Leases int    `json:"leases"`
 }
 
 type endpointJSON struct {
@@ -139,13 +137,10 @@ type slotJSON struct {
 	PerCPU []cpuJSON `json:"per_cpu"`
 }
 
-type stackFlowJSON struct {
-	PodIP      string  `json:"pod_ip"`
-	PodPort    uint16  `json:"pod_port"`
-	PeerIP     string  `json:"peer_ip"`
-	PeerPort   uint16  `json:"peer_port"`
-	Proto      uint8   `json:"proto"`
-	AgeSeconds float64 `json:"age_seconds"`
+type podJSON struct {
+	HostIfindex int    `json:"host_ifindex"`
+	IP          string `json:"ip"`
+	MAC         string `json:"mac"`
 }
 
 // mapName resolves NAME of 'maps dump NAME' ("peers" or "weft_peers").
@@ -196,11 +191,11 @@ func dumpMap(bpfDir, name string) (dumpReport, error) {
 		}
 		entries := []knownNodeJSON{}
 		for _, n := range ns {
-			j := knownNodeJSON{NodeIP: str(n.NodeIP), Subnet: str(n.Subnet)}
+			j := knownNodeJSON{NodeIP: str(n.NodeIP), Leases: n.Leases}
 			entries = append(entries, j)
-			d.rows = append(d.rows, []string{j.NodeIP, j.Subnet})
+			d.rows = append(d.rows, []string{j.NodeIP, strconv.Itoa(j.Leases)})
 		}
-		d.Entries, d.header = entries, []string{"NODE IP", "SUBNET"}
+		d.Entries, d.header = entries, []string{"NODE IP", "LEASES"}
 	case ebpf.MapEndpoints:
 		eps, err := ebpf.ReadEndpoints(bpfDir)
 		if err != nil {
@@ -236,40 +231,20 @@ func dumpMap(bpfDir, name string) (dumpReport, error) {
 		}
 		d.Entries = entries
 		d.header = []string{"INDEX", "BACKEND", "DIRECTION", "DROP REASON", "PACKETS", "BYTES", "PACKETS PER CPU"}
-	case ebpf.MapStackFlows:
-		fs, err := ebpf.ReadStackFlows(bpfDir)
+	case ebpf.MapPods:
+		ps, err := ebpf.ReadPods(bpfDir)
 		if err != nil {
 			return d, err
 		}
-		now := monotonicNow()
-		entries := []stackFlowJSON{}
-		for _, f := range fs {
-			age := (now - f.FirstSeen).Round(time.Millisecond)
-			j := stackFlowJSON{PodIP: str(f.PodIP), PodPort: f.PodPort, PeerIP: str(f.PeerIP), PeerPort: f.PeerPort,
-				Proto: f.Proto, AgeSeconds: age.Seconds()}
+		entries := []podJSON{}
+		for _, p := range ps {
+			j := podJSON{HostIfindex: p.HostIfindex, IP: str(p.IP), MAC: macStr(p.MAC)}
 			entries = append(entries, j)
-			d.rows = append(d.rows, []string{j.PodIP, anyPort(j.PodPort), dash(j.PeerIP), anyPort(j.PeerPort),
-				strconv.Itoa(int(j.Proto)), age.String()})
+			d.rows = append(d.rows, []string{ifaceStr(j.HostIfindex), j.IP, dash(j.MAC)})
 		}
-		d.Entries = entries
-		d.header = []string{"POD IP", "POD PORT", "PEER IP", "PEER PORT", "PROTO", "AGE"}
+		d.Entries, d.header = entries, []string{"HOST VETH", "POD IP", "POD MAC"}
+	case ebpf.MapCTRequests:
+		return d, usageError(name + " is a ring buffer that weftd consumes: it has nothing to dump")
 	}
 	return d, nil
-}
-
-// anyPort shows port 0 (any) as "-".
-func anyPort(p uint16) string {
-	if p == 0 {
-		return "-"
-	}
-	return strconv.Itoa(int(p))
-}
-
-// monotonicNow is the CLOCK_MONOTONIC time bpf_ktime_get_ns reads.
-func monotonicNow() time.Duration {
-	var ts unix.Timespec
-	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts); err != nil {
-		return 0
-	}
-	return time.Duration(ts.Nano())
 }

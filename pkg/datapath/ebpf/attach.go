@@ -48,37 +48,29 @@ func (a attachment) pin(dir string) string {
 	return filepath.Join(dir, linkPinPrefix+a.iface+"_"+a.hook.name)
 }
 
-// attachments lists what must be attached for d.node: the uplink, the
-// bridge and the ingress of every pod veth on the bridge (pod traffic is
-// encapsulated there, before the bridge and netfilter; the bridge's program
-// takes what the veth's passes). Caller holds d.mu, in d.ns.
+// attachments lists what must be attached for d.node: the ingress of every
+// pod veth on the bridge (pod traffic leaves for remote pods there, before
+// the bridge and netfilter), the bridge's (for veths not attached yet), and
+// the ingress of every other interface but vxlan devices, the uplink first:
+// VXLAN is validated wherever it enters the node. Caller holds d.mu, in d.ns.
 func (d *Datapath) attachments() ([]attachment, error) {
 	out := []attachment{
 		{d.node.Uplink, ingress, d.objs.WeftUplinkIngress, weftProgWeftUplinkIngress},
 		{d.opts.Bridge, ingress, d.objs.WeftPodIngress, weftProgWeftPodIngress},
-		{d.opts.Bridge, egress, d.objs.WeftPodEgress, weftProgWeftPodEgress},
-	}
-	ports, err := bridgePorts(int(d.cfg.BridgeIfindex))
-	for _, l := range ports {
-		out = append(out, attachment{l.Attrs().Name, ingress, d.objs.WeftVethIngress, weftProgWeftVethIngress})
-	}
-	return out, err
-}
-
-// bridgePorts lists the veths enslaved to the bridge with index bridge (none
-// while it is 0) in the calling thread's network namespace.
-func bridgePorts(bridge int) ([]netlink.Link, error) {
-	if bridge == 0 {
-		return nil, nil
 	}
 	links, err := netlink.LinkList()
 	if err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
+		return out, fmt.Errorf("list links: %w", err)
 	}
-	var out []netlink.Link
+	bridge := int(d.cfg.BridgeIfindex)
 	for _, l := range links {
-		if l.Attrs().MasterIndex == bridge && l.Type() == "veth" {
-			out = append(out, l)
+		a := l.Attrs()
+		switch {
+		case a.Name == d.node.Uplink || a.Name == d.opts.Bridge || l.Type() == "vxlan":
+		case bridge != 0 && a.MasterIndex == bridge && l.Type() == "veth":
+			out = append(out, attachment{a.Name, ingress, d.objs.WeftVethIngress, weftProgWeftVethIngress})
+		default:
+			out = append(out, attachment{a.Name, ingress, d.objs.WeftUplinkIngress, weftProgWeftUplinkIngress})
 		}
 	}
 	return out, nil

@@ -28,6 +28,7 @@ func (d *Datapath) writeNodeConfig(vtep net.HardwareAddr) error {
 	c.NetworkLen = uint32(d.node.Network.Bits())
 	c.NodeIp = be32(d.node.NodeIP)
 	c.UplinkIfindex = uint32(uplink.Attrs().Index)
+	c.CtRefreshJiffies = ctRefreshJiffies()
 	c.Vni, c.Port, c.VtepMac = 0, 0, [6]uint8{}
 	if d.node.Backend == datapath.ModeVXLAN {
 		c.Vni = uint32(d.node.VNI)

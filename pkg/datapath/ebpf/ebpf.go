@@ -78,6 +78,8 @@ type Datapath struct {
 	tc bool
 	// stopWatch ends the link watcher; nil when none runs.
 	stopWatch func()
+	// stopOffload ends the conntrack offload goroutine; nil when none runs.
+	stopOffload func()
 	// last is what the last Sync or Apply wrote to the maps, if it
 	// succeeded and no Setup or subnet change came after it; nil makes
 	// Apply do a Sync.
@@ -124,11 +126,13 @@ func (d *Datapath) Name() string { return "ebpf" }
 // Pinned maps and links stay: the programs keep forwarding.
 func (d *Datapath) Close() error {
 	d.mu.Lock()
-	stop := d.stopWatch
-	d.stopWatch = nil
+	stops := []func(){d.stopWatch, d.stopOffload}
+	d.stopWatch, d.stopOffload = nil, nil
 	d.mu.Unlock()
-	if stop != nil {
-		stop() // outside d.mu: the watcher takes it
+	for _, stop := range stops {
+		if stop != nil {
+			stop() // outside d.mu: the watcher takes it
+		}
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -163,6 +167,9 @@ func (d *Datapath) Setup(ctx context.Context, node datapath.Node) (datapath.Info
 		return datapath.Info{}, err
 	}
 	if err := d.watch(); err != nil {
+		return datapath.Info{}, err
+	}
+	if err := d.offload(); err != nil {
 		return datapath.Info{}, err
 	}
 	return info, nil

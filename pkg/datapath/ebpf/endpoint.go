@@ -11,7 +11,9 @@ import (
 
 // RegisterEndpoint tells the programs in bpfDir (weftd's --bpf-dir) where
 // the local pod ep lives, so traffic for it is delivered straight to its
-// veth. Called by the CNI plugin on ADD; replaces an earlier entry.
+// veth, and which addresses the pod may send from there (anything else is
+// dropped at the veth). Called by the CNI plugin on ADD; replaces earlier
+// entries.
 func RegisterEndpoint(bpfDir string, ep Endpoint) error {
 	switch {
 	case !ep.IP.Is4():
@@ -21,44 +23,78 @@ func RegisterEndpoint(bpfDir string, ep Endpoint) error {
 	case !unicastMAC(ep.MAC):
 		return fmt.Errorf("register endpoint %s: MAC %q is not a unicast Ethernet address", ep.IP, ep.MAC)
 	}
-	m, err := openEndpoints(bpfDir)
+	eps, err := openEndpoints(bpfDir, MapEndpoints)
 	if err != nil {
 		return fmt.Errorf("register endpoint %s: %w", ep.IP, err)
 	}
-	defer m.Close()
-	v := weftEndpoint{HostIfindex: uint32(ep.HostIfindex), Mac: mac6(ep.MAC)}
-	if err := m.Put(be32(ep.IP), v); err != nil {
+	defer eps.Close()
+	pods, err := openEndpoints(bpfDir, MapPods)
+	if err != nil {
 		return fmt.Errorf("register endpoint %s: %w", ep.IP, err)
+	}
+	defer pods.Close()
+	v := weftEndpoint{HostIfindex: uint32(ep.HostIfindex), Mac: mac6(ep.MAC)}
+	if err := eps.Put(be32(ep.IP), v); err != nil {
+		return fmt.Errorf("register endpoint %s: %w", ep.IP, err)
+	}
+	p := weftPod{Ip: be32(ep.IP), Mac: mac6(ep.MAC)}
+	if err := pods.Put(uint32(ep.HostIfindex), p); err != nil {
+		return fmt.Errorf("register pod source %s: %w", ep.IP, err)
 	}
 	return nil
 }
 
-// UnregisterEndpoint removes the pod with address ip from the endpoints map
-// in bpfDir. Called by the CNI plugin on DEL; a missing entry is no error.
+// UnregisterEndpoint removes the pod with address ip from the endpoints and
+// pods maps in bpfDir. Called by the CNI plugin on DEL; a missing entry is
+// no error.
 func UnregisterEndpoint(bpfDir string, ip netip.Addr) error {
 	if !ip.Is4() {
 		return fmt.Errorf("unregister endpoint %s: not an IPv4 address", ip)
 	}
-	m, err := openEndpoints(bpfDir)
+	eps, err := openEndpoints(bpfDir, MapEndpoints)
 	if err != nil {
 		return fmt.Errorf("unregister endpoint %s: %w", ip, err)
 	}
-	defer m.Close()
-	if err := m.Delete(be32(ip)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	defer eps.Close()
+	pods, err := openEndpoints(bpfDir, MapPods)
+	if err != nil {
+		return fmt.Errorf("unregister endpoint %s: %w", ip, err)
+	}
+	defer pods.Close()
+	var ep weftEndpoint
+	if err := eps.Lookup(be32(ip), &ep); err == nil {
+		if err := deletePod(pods, ep.HostIfindex, ip); err != nil {
+			return fmt.Errorf("unregister endpoint %s: %w", ip, err)
+		}
+	}
+	if err := eps.Delete(be32(ip)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("unregister endpoint %s: %w", ip, err)
 	}
 	return nil
 }
 
-// openEndpoints opens the pinned endpoints map.
-func openEndpoints(bpfDir string) (*ebpf.Map, error) {
-	m, err := pinnedMap(bpfDir, weftMapWeftEndpoints)
+// deletePod removes the pods map entry of the veth ifindex if it still
+// names ip (the ifindex may already belong to a newer pod).
+func deletePod(pods *ebpf.Map, ifindex uint32, ip netip.Addr) error {
+	var p weftPod
+	if err := pods.Lookup(ifindex, &p); err != nil || p.Ip != be32(ip) {
+		return nil
+	}
+	if err := pods.Delete(ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+		return fmt.Errorf("delete pod source of veth %d: %w", ifindex, err)
+	}
+	return nil
+}
+
+// openEndpoints opens the pinned map name (MapEndpoints or MapPods).
+func openEndpoints(bpfDir, name string) (*ebpf.Map, error) {
+	m, err := pinnedMap(bpfDir, name)
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no endpoints map in %s: weftd's ebpf datapath has not created it "+
-			"(is weftd running with the ebpf datapath and this --bpf-dir?)", bpfDir)
+		return nil, fmt.Errorf("no %s map in %s: weftd's ebpf datapath has not created it "+
+			"(is weftd running with the ebpf datapath and this --bpf-dir?)", name, bpfDir)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("open endpoints map in %s: %w", bpfDir, err)
+		return nil, fmt.Errorf("open %s map in %s: %w", name, bpfDir, err)
 	}
 	return m, nil
 }

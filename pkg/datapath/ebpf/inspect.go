@@ -16,7 +16,6 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/link"
@@ -31,15 +30,16 @@ const (
 	MapPeers      = weftMapWeftPeers      // remote pod subnets (LPM trie) -> node IP, VTEP MAC, mode
 	MapConfig     = weftMapWeftConfig     // this node (one entry)
 	MapEndpoints  = weftMapWeftEndpoints  // local pod IP -> host veth, pod MAC
-	MapNodes      = weftMapWeftNodes      // known node IP -> the subnet it may send from
+	MapPods       = weftMapWeftPods       // host veth ifindex -> the pod's IP and MAC (source check)
+	MapNodes      = weftMapWeftNodes      // known node addresses -> how many leases name them
 	MapTraffic    = weftMapWeftTraffic    // per-CPU packets and bytes by backend and direction
 	MapDrops      = weftMapWeftDrops      // per-CPU drops by reason
-	MapStackFlows = weftMapWeftStackflows // pod flows that went through the host stack
+	MapCTRequests = weftMapWeftCtRequests // ring buffer: flows waiting for a liberal conntrack entry
 )
 
 // MapNames lists the pinned maps, sorted.
 func MapNames() []string {
-	names := []string{MapPeers, MapConfig, MapEndpoints, MapNodes, MapTraffic, MapDrops, MapStackFlows}
+	names := []string{MapPeers, MapConfig, MapEndpoints, MapPods, MapNodes, MapTraffic, MapDrops, MapCTRequests}
 	slices.Sort(names)
 	return names
 }
@@ -203,10 +203,11 @@ func decodePeer(k weftLpmKey, v weftPeer) PeerEntry {
 }
 
 // KnownNode is one entry of the known nodes map: VXLAN from NodeIP is
-// accepted for inner sources in Subnet.
+// accepted (for inner sources in the subnets the peers map gives it).
 type KnownNode struct {
 	NodeIP netip.Addr
-	Subnet netip.Prefix
+	// Leases is how many leases name the address.
+	Leases int
 }
 
 // ReadNodes returns the known nodes map in bpfDir, sorted by node IP.
@@ -217,7 +218,7 @@ func ReadNodes(bpfDir string) ([]KnownNode, error) {
 	}
 	out := make([]KnownNode, 0, len(all))
 	for ip, n := range all {
-		out = append(out, KnownNode{NodeIP: addrOf(ip), Subnet: prefixOf(n.Subnet, n.Prefixlen)})
+		out = append(out, KnownNode{NodeIP: addrOf(ip), Leases: int(n.Leases)})
 	}
 	slices.SortFunc(out, func(a, b KnownNode) int { return a.NodeIP.Compare(b.NodeIP) })
 	return out, nil
@@ -237,38 +238,25 @@ func ReadEndpoints(bpfDir string) ([]Endpoint, error) {
 	return out, nil
 }
 
-// StackFlow is a pod flow whose traffic went through the host stack (so
-// conntrack may hold NAT state for it); the programs leave its replies to
-// the stack.
-type StackFlow struct {
-	PodIP, PeerIP netip.Addr // PeerIP zero: any peer
-	// PodPort and PeerPort are in host byte order; 0 means any.
-	PodPort, PeerPort uint16
-	// Proto is the IP protocol number (6 TCP, 17 UDP).
-	Proto uint8
-	// FirstSeen is when the programs first saw the flow, on the
-	// CLOCK_MONOTONIC clock (bpf_ktime_get_ns).
-	FirstSeen time.Duration
+// Pod is one entry of the pods map: the addresses the pod behind a host
+// veth may send from.
+type Pod struct {
+	HostIfindex int
+	IP          netip.Addr
+	MAC         net.HardwareAddr
 }
 
-// ReadStackFlows returns the host-stack flows map in bpfDir, sorted.
-func ReadStackFlows(bpfDir string) ([]StackFlow, error) {
-	all, err := readAll[weftFlowKey, uint64](bpfDir, MapStackFlows)
+// ReadPods returns the pods map in bpfDir, sorted by host ifindex.
+func ReadPods(bpfDir string) ([]Pod, error) {
+	all, err := readAll[uint32, weftPod](bpfDir, MapPods)
 	if err != nil {
 		return nil, err
 	}
-	out := make([]StackFlow, 0, len(all))
-	for k, seen := range all {
-		out = append(out, StackFlow{
-			PodIP: addrOf(k.PodIp), PeerIP: optionalAddr(k.PeerIp),
-			PodPort: ntohs(k.PodPort), PeerPort: ntohs(k.PeerPort),
-			Proto: k.Proto, FirstSeen: time.Duration(seen),
-		})
+	out := make([]Pod, 0, len(all))
+	for ifindex, p := range all {
+		out = append(out, Pod{HostIfindex: int(ifindex), IP: addrOf(p.Ip), MAC: optionalMAC(p.Mac)})
 	}
-	slices.SortFunc(out, func(a, b StackFlow) int {
-		return cmp.Or(a.PodIP.Compare(b.PodIP), cmp.Compare(a.PodPort, b.PodPort),
-			a.PeerIP.Compare(b.PeerIP), cmp.Compare(a.PeerPort, b.PeerPort), cmp.Compare(a.Proto, b.Proto))
-	})
+	slices.SortFunc(out, func(a, b Pod) int { return cmp.Compare(a.HostIfindex, b.HostIfindex) })
 	return out, nil
 }
 
@@ -334,28 +322,20 @@ type Attachment struct {
 }
 
 // ReadAttachments lists weft's attachments: the pinned tcx links in bpfDir
-// and weft's cls_bpf filters on the uplink and the bridge of the node
-// config and on the bridge's veths. The filters are looked up in the
-// calling thread's network namespace, which must be the node's
+// and weft's cls_bpf filters on every interface. The filters are looked up
+// in the calling thread's network namespace, which must be the node's
 // (ip netns exec NODE weftctl ...).
 func ReadAttachments(bpfDir string) ([]Attachment, error) {
 	out, err := tcxAttachments(bpfDir)
 	if err != nil {
 		return nil, err
 	}
-	cfg, err := ReadConfig(bpfDir)
-	if errors.Is(err, os.ErrNotExist) {
-		return out, nil
-	}
+	links, err := netlink.LinkList()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list links: %w", err)
 	}
-	ifindexes := []int{cfg.UplinkIfindex, cfg.BridgeIfindex}
-	ports, err := bridgePorts(cfg.BridgeIfindex)
-	if err != nil {
-		return nil, err
-	}
-	for _, l := range ports {
+	ifindexes := make([]int, 0, len(links))
+	for _, l := range links {
 		ifindexes = append(ifindexes, l.Attrs().Index)
 	}
 	tc, err := tcAttachments(ifindexes...)

@@ -32,6 +32,8 @@ var dropReasons = map[weftDropReason]string{
 	weftDropReasonDROP_MALFORMED:      "malformed",
 	weftDropReasonDROP_INNER_NOT_IPV4: "inner_not_ipv4",
 	weftDropReasonDROP_HEADER_REWRITE: "header_rewrite",
+	weftDropReasonDROP_POD_SOURCE:     "pod_source",
+	weftDropReasonDROP_POD_TO_TUNNEL:  "pod_to_tunnel",
 }
 
 // Stats returns the programs' counters, every one even when zero: packets

@@ -102,8 +102,9 @@ func (d *Datapath) Apply(ctx context.Context, peers []datapath.Peer) error {
 
 // desired turns peers into the contents of the remote subnets and known
 // nodes maps. Peers that must not be programmed are left out (the kernel
-// slow path logs why); a subnet or node IP claimed twice goes to the peer
-// with the lowest subnet, every time. A node IP's mode comes from known when
+// slow path logs why); a subnet claimed twice goes to the peer with the
+// lowest subnet, every time. A node IP may lease several subnets: each is
+// accepted from it, as on the kernel datapath. A node IP's mode comes from known when
 // it is there, else from datapath.AssignModes; the error joins those of
 // peers whose mode could not be decided (left out too). Caller is in d.ns.
 func (d *Datapath) desired(peers []datapath.Peer, known map[netip.Addr]datapath.Mode) (*written, error) {
@@ -131,17 +132,12 @@ func (d *Datapath) desired(peers []datapath.Peer, known map[netip.Addr]datapath.
 		if _, dup := w.peers[key]; dup {
 			continue
 		}
-		if _, dup := w.nodes[node]; dup {
-			slog.Warn("node IP leases two subnets; accepting traffic from the first only",
-				"node", p.NodeIP, "subnet", p.Subnet)
-			continue
-		}
 		v := weftPeer{NodeIp: node, VtepMac: mac6(p.VtepMAC), Mode: uint8(weftModeMODE_VXLAN)}
 		if p.Mode == datapath.ModeHostGW {
 			v.Mode = uint8(weftModeMODE_HOST_GW)
 		}
 		w.peers[key] = v
-		w.nodes[node] = weftKnownNode{Subnet: key.Addr, Prefixlen: key.Prefixlen}
+		w.nodes[node] = weftKnownNode{Leases: w.nodes[node].Leases + 1}
 	}
 	return w, errors.Join(errs...)
 }
@@ -174,28 +170,39 @@ func unicastMAC(mac net.HardwareAddr) bool {
 	return len(mac) == 6 && mac[0]&1 == 0 && !slices.Equal(mac, make(net.HardwareAddr, 6))
 }
 
-// forgetGoneEndpoints deletes endpoints whose host veth no longer exists (a
-// pod deleted without a CNI DEL reaching the plugin). Caller is in d.ns.
+// forgetGoneEndpoints deletes endpoints and pod sources whose host veth no
+// longer exists (a pod deleted without a CNI DEL reaching the plugin).
+// Caller is in d.ns.
 func (d *Datapath) forgetGoneEndpoints() error {
+	ips, err := forgetGone(d.objs.WeftEndpoints, func(_ uint32, ep weftEndpoint) uint32 { return ep.HostIfindex })
+	for _, ip := range ips {
+		slog.Info("forgot endpoint whose veth is gone", "pod", addrOf(ip))
+	}
+	_, perr := forgetGone(d.objs.WeftPods, func(ifindex uint32, _ weftPod) uint32 { return ifindex })
+	return errors.Join(err, perr)
+}
+
+// forgetGone deletes the entries of m whose host veth (ifindex gives its
+// index) no longer exists and returns their keys.
+func forgetGone[K comparable, V any](m *ebpf.Map, ifindex func(K, V) uint32) ([]K, error) {
 	var (
-		ip uint32
-		ep weftEndpoint
+		k    K
+		v    V
+		gone []K
 	)
-	var gone []uint32
-	it := d.objs.WeftEndpoints.Iterate()
-	for it.Next(&ip, &ep) {
-		if _, err := netlink.LinkByIndex(int(ep.HostIfindex)); errors.As(err, new(netlink.LinkNotFoundError)) {
-			gone = append(gone, ip)
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		if _, err := netlink.LinkByIndex(int(ifindex(k, v))); errors.As(err, new(netlink.LinkNotFoundError)) {
+			gone = append(gone, k)
 		}
 	}
 	if err := it.Err(); err != nil {
-		return fmt.Errorf("read endpoints map: %w", err)
+		return nil, fmt.Errorf("read map %s: %w", m, err)
 	}
-	for _, ip := range gone {
-		if err := d.objs.WeftEndpoints.Delete(ip); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return fmt.Errorf("delete endpoint %s: %w", addrOf(ip), err)
+	for _, k := range gone {
+		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil, fmt.Errorf("delete from map %s: %w", m, err)
 		}
-		slog.Info("forgot endpoint whose veth is gone", "pod", addrOf(ip))
 	}
-	return nil
+	return gone, nil
 }

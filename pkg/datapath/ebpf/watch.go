@@ -8,9 +8,9 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// watch starts (once) a goroutine that re-attaches as soon as the bridge,
-// the uplink or a veth (a pod's, once on the bridge) appears, changes or
-// goes, instead of waiting for the next Sync.
+// watch starts (once) a goroutine that re-attaches as soon as an interface
+// (the bridge, the uplink, a pod's veth, any other entrance) appears,
+// changes or goes, instead of waiting for the next Sync.
 func (d *Datapath) watch() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -19,7 +19,7 @@ func (d *Datapath) watch() error {
 	}
 	updates := make(chan netlink.LinkUpdate, 64)
 	done := make(chan struct{})
-	ns, bridge, uplink := d.ns, d.opts.Bridge, d.node.Uplink
+	ns := d.ns
 	err := netlink.LinkSubscribeWithOptions(updates, done, netlink.LinkSubscribeOptions{
 		Namespace: &ns,
 		ErrorCallback: func(err error) {
@@ -39,9 +39,7 @@ func (d *Datapath) watch() error {
 	go func() {
 		defer wg.Done()
 		for u := range updates {
-			if name := u.Attrs().Name; name == bridge || name == uplink || u.Type() == "veth" {
-				d.relink(name)
-			}
+			d.relink(u.Attrs().Name)
 		}
 	}()
 	d.stopWatch = func() {

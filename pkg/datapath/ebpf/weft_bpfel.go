@@ -32,7 +32,9 @@ const (
 	weftDropReasonDROP_MALFORMED      weftDropReason = 3
 	weftDropReasonDROP_INNER_NOT_IPV4 weftDropReason = 4
 	weftDropReasonDROP_HEADER_REWRITE weftDropReason = 5
-	weftDropReasonDROP_MAX            weftDropReason = 6
+	weftDropReasonDROP_POD_SOURCE     weftDropReason = 6
+	weftDropReasonDROP_POD_TO_TUNNEL  weftDropReason = 7
+	weftDropReasonDROP_MAX            weftDropReason = 8
 )
 
 type weftEndpoint struct {
@@ -42,20 +44,19 @@ type weftEndpoint struct {
 	Pad         uint16
 }
 
-type weftFlowKey struct {
-	_        structs.HostLayout
-	PodIp    uint32
-	PeerIp   uint32
-	PodPort  uint16
-	PeerPort uint16
-	Proto    uint8
-	Pad      [3]uint8
+type weftFlow struct {
+	_     structs.HostLayout
+	Saddr uint32
+	Daddr uint32
+	Sport uint16
+	Dport uint16
+	Proto uint8
+	Pad   [3]uint8
 }
 
 type weftKnownNode struct {
-	_         structs.HostLayout
-	Subnet    uint32
-	Prefixlen uint32
+	_      structs.HostLayout
+	Leases uint32
 }
 
 type weftLpmKey struct {
@@ -72,27 +73,36 @@ const (
 )
 
 type weftNodeConfig struct {
-	_             structs.HostLayout
-	Subnet        uint32
-	SubnetLen     uint32
-	Network       uint32
-	NetworkLen    uint32
-	NodeIp        uint32
-	Vni           uint32
-	Port          uint16
-	VtepMac       [6]uint8
-	BridgeMac     [6]uint8
-	Pad           uint16
-	UplinkIfindex uint32
-	BridgeIfindex uint32
+	_                structs.HostLayout
+	Subnet           uint32
+	SubnetLen        uint32
+	Network          uint32
+	NetworkLen       uint32
+	NodeIp           uint32
+	Vni              uint32
+	Port             uint16
+	VtepMac          [6]uint8
+	BridgeMac        [6]uint8
+	Pad              uint16
+	UplinkIfindex    uint32
+	BridgeIfindex    uint32
+	CtRefreshJiffies uint32
 }
 
 type weftPeer struct {
-	_       structs.HostLayout
-	NodeIp  uint32
-	VtepMac [6]uint8
-	Mode    uint8
-	Pad     uint8
+	_        structs.HostLayout
+	NodeIp   uint32
+	TunnelIp uint32
+	VtepMac  [6]uint8
+	Mode     uint8
+	Pad      uint8
+}
+
+type weftPod struct {
+	_   structs.HostLayout
+	Ip  uint32
+	Mac [6]uint8
+	Pad uint16
 }
 
 type weftTraffic struct {
@@ -106,17 +116,17 @@ type weftTraffic struct {
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
 	weftMapWeftConfig         = "weft_config"
+	weftMapWeftCtRequests     = "weft_ct_requests"
 	weftMapWeftDrops          = "weft_drops"
 	weftMapWeftEndpoints      = "weft_endpoints"
 	weftMapWeftNodes          = "weft_nodes"
 	weftMapWeftPeers          = "weft_peers"
-	weftMapWeftStackflows     = "weft_stackflows"
+	weftMapWeftPods           = "weft_pods"
 	weftMapWeftTraffic        = "weft_traffic"
-	weftProgWeftPodEgress     = "weft_pod_egress"
 	weftProgWeftPodIngress    = "weft_pod_ingress"
 	weftProgWeftUplinkIngress = "weft_uplink_ingress"
 	weftProgWeftVethIngress   = "weft_veth_ingress"
-	weftVarUnusedEnums        = "unused_enums"
+	weftVarUnusedAnchor       = "unused_anchor"
 )
 
 // loadWeft returns the embedded CollectionSpec for weft.
@@ -161,7 +171,6 @@ type weftSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type weftProgramSpecs struct {
-	WeftPodEgress     *ebpf.ProgramSpec `ebpf:"weft_pod_egress"`
 	WeftPodIngress    *ebpf.ProgramSpec `ebpf:"weft_pod_ingress"`
 	WeftUplinkIngress *ebpf.ProgramSpec `ebpf:"weft_uplink_ingress"`
 	WeftVethIngress   *ebpf.ProgramSpec `ebpf:"weft_veth_ingress"`
@@ -172,11 +181,12 @@ type weftProgramSpecs struct {
 // It can be passed ebpf.CollectionSpec.Assign.
 type weftMapSpecs struct {
 	WeftConfig     *ebpf.MapSpec `ebpf:"weft_config"`
+	WeftCtRequests *ebpf.MapSpec `ebpf:"weft_ct_requests"`
 	WeftDrops      *ebpf.MapSpec `ebpf:"weft_drops"`
 	WeftEndpoints  *ebpf.MapSpec `ebpf:"weft_endpoints"`
 	WeftNodes      *ebpf.MapSpec `ebpf:"weft_nodes"`
 	WeftPeers      *ebpf.MapSpec `ebpf:"weft_peers"`
-	WeftStackflows *ebpf.MapSpec `ebpf:"weft_stackflows"`
+	WeftPods       *ebpf.MapSpec `ebpf:"weft_pods"`
 	WeftTraffic    *ebpf.MapSpec `ebpf:"weft_traffic"`
 }
 
@@ -184,7 +194,7 @@ type weftMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type weftVariableSpecs struct {
-	UnusedEnums *ebpf.VariableSpec `ebpf:"unused_enums"`
+	UnusedAnchor *ebpf.VariableSpec `ebpf:"unused_anchor"`
 }
 
 // weftObjects contains all objects after they have been loaded into the kernel.
@@ -208,22 +218,24 @@ func (o *weftObjects) Close() error {
 // It can be passed to loadWeftObjects or ebpf.CollectionSpec.LoadAndAssign.
 type weftMaps struct {
 	WeftConfig     *ebpf.Map `ebpf:"weft_config"`
+	WeftCtRequests *ebpf.Map `ebpf:"weft_ct_requests"`
 	WeftDrops      *ebpf.Map `ebpf:"weft_drops"`
 	WeftEndpoints  *ebpf.Map `ebpf:"weft_endpoints"`
 	WeftNodes      *ebpf.Map `ebpf:"weft_nodes"`
 	WeftPeers      *ebpf.Map `ebpf:"weft_peers"`
-	WeftStackflows *ebpf.Map `ebpf:"weft_stackflows"`
+	WeftPods       *ebpf.Map `ebpf:"weft_pods"`
 	WeftTraffic    *ebpf.Map `ebpf:"weft_traffic"`
 }
 
 func (m *weftMaps) Close() error {
 	return _WeftClose(
 		m.WeftConfig,
+		m.WeftCtRequests,
 		m.WeftDrops,
 		m.WeftEndpoints,
 		m.WeftNodes,
 		m.WeftPeers,
-		m.WeftStackflows,
+		m.WeftPods,
 		m.WeftTraffic,
 	)
 }
@@ -232,14 +244,13 @@ func (m *weftMaps) Close() error {
 //
 // It can be passed to loadWeftObjects or ebpf.CollectionSpec.LoadAndAssign.
 type weftVariables struct {
-	UnusedEnums *ebpf.Variable `ebpf:"unused_enums"`
+	UnusedAnchor *ebpf.Variable `ebpf:"unused_anchor"`
 }
 
 // weftPrograms contains all programs after they have been loaded into the kernel.
 //
 // It can be passed to loadWeftObjects or ebpf.CollectionSpec.LoadAndAssign.
 type weftPrograms struct {
-	WeftPodEgress     *ebpf.Program `ebpf:"weft_pod_egress"`
 	WeftPodIngress    *ebpf.Program `ebpf:"weft_pod_ingress"`
 	WeftUplinkIngress *ebpf.Program `ebpf:"weft_uplink_ingress"`
 	WeftVethIngress   *ebpf.Program `ebpf:"weft_veth_ingress"`
@@ -247,7 +258,6 @@ type weftPrograms struct {
 
 func (p *weftPrograms) Close() error {
 	return _WeftClose(
-		p.WeftPodEgress,
 		p.WeftPodIngress,
 		p.WeftUplinkIngress,
 		p.WeftVethIngress,

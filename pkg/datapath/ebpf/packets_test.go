@@ -6,14 +6,13 @@ import (
 	"net/netip"
 )
 
-// Frames for BPF_PROG_TEST_RUN (the self-test in Supported, and the tests).
+// Frames for the BPF_PROG_TEST_RUN tests.
 
 const (
 	etherTypeIPv4 = 0x0800
 	protoICMP     = 1
 	protoTCP      = 6
 	protoUDP      = 17
-	vxlanOverhead = 50
 )
 
 // ipv4Packet describes an IPv4 packet with an ICMP, TCP or UDP header.
