@@ -155,7 +155,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 
-	attrs, err := leaseAttrs(sel.PublicIP, nc.Backend, info)
+	attrs, err := leaseAttrs(sel.PublicIP, sel.IP, nc.Backend, info)
 	if err != nil {
 		return err
 	}
@@ -262,11 +262,17 @@ func (d *Daemon) chooseDatapath(b netconf.Backend) (datapath.Datapath, error) {
 	}
 }
 
-// leaseAttrs is what this node publishes: flannel's lease JSON.
-func leaseAttrs(publicIP netip.Addr, b netconf.Backend, info datapath.Info) (lease.Attrs, error) {
+// leaseAttrs is what this node publishes: flannel's lease JSON. VXLAN
+// leaves from the interface address ifaceIP; when --public-ip names
+// another, the lease says so (TunnelIP), so weft peers accept it.
+func leaseAttrs(publicIP, ifaceIP netip.Addr, b netconf.Backend, info datapath.Info) (lease.Attrs, error) {
 	a := lease.Attrs{PublicIP: publicIP, BackendType: b.Type}
 	if b.Type == netconf.BackendVXLAN {
-		data, err := json.Marshal(lease.VXLANData{VNI: b.VNI, VtepMAC: info.VtepMAC.String()})
+		d := lease.VXLANData{VNI: b.VNI, VtepMAC: info.VtepMAC.String()}
+		if ifaceIP != publicIP {
+			d.TunnelIP = ifaceIP.String()
+		}
+		data, err := json.Marshal(d)
 		if err != nil {
 			return a, fmt.Errorf("encode vxlan lease data: %w", err)
 		}

@@ -33,12 +33,12 @@ func peersFromLeases(own netip.Prefix, backendType string, network netip.Prefix,
 		}
 		p := datapath.Peer{Subnet: l.Subnet, NodeIP: l.Attrs.PublicIP}
 		if backendType == string(datapath.ModeVXLAN) {
-			mac, err := l.VtepMAC()
+			mac, tunnel, err := l.VXLAN()
 			if err != nil {
 				log().Warn("ignoring vxlan lease with bad BackendData", "err", err)
 				continue
 			}
-			p.VtepMAC = mac
+			p.VtepMAC, p.TunnelIP = mac, tunnel
 		}
 		peers = append(peers, p)
 	}

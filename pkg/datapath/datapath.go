@@ -57,6 +57,9 @@ type Peer struct {
 	Subnet  netip.Prefix
 	NodeIP  netip.Addr
 	VtepMAC net.HardwareAddr // vxlan leases only
+	// TunnelIP is the address the peer's VXLAN comes from when its lease
+	// says it differs from NodeIP (its --public-ip); zero otherwise.
+	TunnelIP netip.Addr
 	// Mode is decided by the datapath from Node.Backend and DirectRouting;
 	// callers leave it empty.
 	Mode Mode

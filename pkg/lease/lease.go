@@ -36,19 +36,36 @@ type Lease struct {
 type VXLANData struct {
 	VNI     int    `json:"VNI"`
 	VtepMAC string `json:"VtepMAC"`
+	// TunnelIP is weft's addition: the address the node's VXLAN packets
+	// come from, published only when it differs from PublicIP (--public-ip
+	// names another address than the interface's). flannel ignores it.
+	TunnelIP string `json:"TunnelIP,omitempty"`
+}
+
+// VXLAN decodes a vxlan lease's VTEP MAC and tunnel source address (the
+// zero Addr when the lease names none: its PublicIP).
+func (l Lease) VXLAN() (net.HardwareAddr, netip.Addr, error) {
+	var d VXLANData
+	if err := json.Unmarshal(l.Attrs.BackendData, &d); err != nil {
+		return nil, netip.Addr{}, fmt.Errorf("lease %s: decode vxlan BackendData: %w", l.Subnet, err)
+	}
+	mac, err := net.ParseMAC(d.VtepMAC)
+	if err != nil {
+		return nil, netip.Addr{}, fmt.Errorf("lease %s: VtepMAC %q: %w", l.Subnet, d.VtepMAC, err)
+	}
+	var tunnel netip.Addr
+	if d.TunnelIP != "" {
+		if tunnel, err = netip.ParseAddr(d.TunnelIP); err != nil {
+			return nil, netip.Addr{}, fmt.Errorf("lease %s: TunnelIP %q: %w", l.Subnet, d.TunnelIP, err)
+		}
+	}
+	return mac, tunnel, nil
 }
 
 // VtepMAC decodes the VTEP MAC of a vxlan lease.
 func (l Lease) VtepMAC() (net.HardwareAddr, error) {
-	var d VXLANData
-	if err := json.Unmarshal(l.Attrs.BackendData, &d); err != nil {
-		return nil, fmt.Errorf("lease %s: decode vxlan BackendData: %w", l.Subnet, err)
-	}
-	mac, err := net.ParseMAC(d.VtepMAC)
-	if err != nil {
-		return nil, fmt.Errorf("lease %s: VtepMAC %q: %w", l.Subnet, d.VtepMAC, err)
-	}
-	return mac, nil
+	mac, _, err := l.VXLAN()
+	return mac, err
 }
 
 // Manager is a source of subnet leases.
