@@ -136,15 +136,14 @@ func (d *Datapath) desired(peers []datapath.Peer, known map[netip.Addr]datapath.
 		if p.Mode == datapath.ModeHostGW {
 			v.Mode = uint8(weftModeMODE_HOST_GW)
 		}
-		w.peers[key] = v
-		w.nodes[node] = weftKnownNode{Leases: w.nodes[node].Leases + 1}
 		// VXLAN from a node whose --public-ip is not its interface's comes
 		// from the address its lease names as TunnelIP.
 		if p.TunnelIP.Is4() && p.TunnelIP != p.NodeIP {
 			v.TunnelIp = be32(p.TunnelIP)
-			w.peers[key] = v
 			w.nodes[v.TunnelIp] = weftKnownNode{Leases: w.nodes[v.TunnelIp].Leases + 1}
 		}
+		w.peers[key] = v
+		w.nodes[node] = weftKnownNode{Leases: w.nodes[node].Leases + 1}
 	}
 	return w, errors.Join(errs...)
 }
