@@ -1,6 +1,7 @@
 package ebpf
 
 import (
+	"cmp"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -27,4 +28,39 @@ func mac6(mac net.HardwareAddr) [6]uint8 {
 		copy(m[:], mac)
 	}
 	return m
+}
+
+// prefixOf decodes an address and length pair; zero when both are zero.
+func prefixOf(addr, bits uint32) netip.Prefix {
+	if addr == 0 && bits == 0 {
+		return netip.Prefix{}
+	}
+	return netip.PrefixFrom(addrOf(addr), int(bits))
+}
+
+// optionalAddr decodes an address; 0.0.0.0 (unset) becomes the zero Addr.
+func optionalAddr(v uint32) netip.Addr {
+	if v == 0 {
+		return netip.Addr{}
+	}
+	return addrOf(v)
+}
+
+// optionalMAC returns m, or nil when it is all zeros (unset).
+func optionalMAC(m [6]uint8) net.HardwareAddr {
+	if m == [6]uint8{} {
+		return nil
+	}
+	return net.HardwareAddr(m[:])
+}
+
+// ntohs turns a __be16 read in host order into the port number.
+func ntohs(v uint16) uint16 {
+	var b [2]byte
+	binary.NativeEndian.PutUint16(b[:], v)
+	return binary.BigEndian.Uint16(b[:])
+}
+
+func comparePrefix(a, b netip.Prefix) int {
+	return cmp.Or(a.Addr().Compare(b.Addr()), a.Bits()-b.Bits())
 }

@@ -1,0 +1,163 @@
+package ebpf
+
+// Decoded contents of the pinned maps (see inspect.go).
+
+import (
+	"cmp"
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+
+	"github.com/weftnet/weft/pkg/datapath"
+)
+
+// NodeConfig is the decoded node config map.
+type NodeConfig struct {
+	// Subnet is this node's pod subnet; zero until weftd has a lease.
+	Subnet netip.Prefix
+	// Network is the cluster's pod network.
+	Network netip.Prefix
+	// NodeIP is this node's address; zero means the programs are not ready.
+	NodeIP netip.Addr
+	// VNI and Port are the VXLAN settings; Port is 0 on a host-gw node.
+	VNI, Port int
+	// VtepMAC is this node's VTEP MAC, nil on a host-gw node.
+	VtepMAC net.HardwareAddr
+	// BridgeMAC is the pods' bridge's MAC, nil while it does not exist.
+	BridgeMAC net.HardwareAddr
+	// UplinkIfindex and BridgeIfindex are interface indexes in the node's
+	// network namespace; BridgeIfindex is 0 while the bridge does not exist.
+	UplinkIfindex, BridgeIfindex int
+}
+
+// Backend is the node's backend: host-gw when the config has no VXLAN port.
+func (c NodeConfig) Backend() datapath.Mode {
+	if c.Port == 0 {
+		return datapath.ModeHostGW
+	}
+	return datapath.ModeVXLAN
+}
+
+// ReadConfig reads the node config map in bpfDir.
+func ReadConfig(bpfDir string) (NodeConfig, error) {
+	m, err := openPinned(bpfDir, MapConfig)
+	if err != nil {
+		return NodeConfig{}, err
+	}
+	defer m.Close()
+	var c weftNodeConfig
+	if err := m.Lookup(configKey, &c); err != nil {
+		return NodeConfig{}, fmt.Errorf("read map %s: %w", MapConfig, err)
+	}
+	return decodeConfig(c), nil
+}
+
+func decodeConfig(c weftNodeConfig) NodeConfig {
+	return NodeConfig{
+		Subnet:        prefixOf(c.Subnet, c.SubnetLen),
+		Network:       prefixOf(c.Network, c.NetworkLen),
+		NodeIP:        optionalAddr(c.NodeIp),
+		VNI:           int(c.Vni),
+		Port:          int(c.Port),
+		VtepMAC:       optionalMAC(c.VtepMac),
+		BridgeMAC:     optionalMAC(c.BridgeMac),
+		UplinkIfindex: int(c.UplinkIfindex),
+		BridgeIfindex: int(c.BridgeIfindex),
+	}
+}
+
+// PeerEntry is one entry of the remote subnets map.
+type PeerEntry struct {
+	Subnet netip.Prefix
+	NodeIP netip.Addr
+	// VtepMAC is nil when the entry holds none (host-gw).
+	VtepMAC net.HardwareAddr
+	// Mode is ModeVXLAN or ModeHostGW ("mode(<n>)" for a value weft never writes).
+	Mode datapath.Mode
+}
+
+// ReadPeers returns the remote subnets map in bpfDir, sorted by subnet.
+func ReadPeers(bpfDir string) ([]PeerEntry, error) {
+	all, err := readAll[weftLpmKey, weftPeer](bpfDir, MapPeers)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]PeerEntry, 0, len(all))
+	for k, v := range all {
+		out = append(out, decodePeer(k, v))
+	}
+	slices.SortFunc(out, func(a, b PeerEntry) int { return comparePrefix(a.Subnet, b.Subnet) })
+	return out, nil
+}
+
+func decodePeer(k weftLpmKey, v weftPeer) PeerEntry {
+	p := PeerEntry{Subnet: prefixOf(k.Addr, k.Prefixlen), NodeIP: addrOf(v.NodeIp), VtepMAC: optionalMAC(v.VtepMac)}
+	switch weftMode(v.Mode) {
+	case weftModeMODE_VXLAN:
+		p.Mode = datapath.ModeVXLAN
+	case weftModeMODE_HOST_GW:
+		p.Mode = datapath.ModeHostGW
+	default:
+		p.Mode = datapath.Mode(fmt.Sprintf("mode(%d)", v.Mode))
+	}
+	return p
+}
+
+// KnownNode is one entry of the known nodes map: VXLAN from NodeIP is
+// accepted (for inner sources in the subnets the peers map gives it).
+type KnownNode struct {
+	NodeIP netip.Addr
+	// Leases is how many leases name the address.
+	Leases int
+}
+
+// ReadNodes returns the known nodes map in bpfDir, sorted by node IP.
+func ReadNodes(bpfDir string) ([]KnownNode, error) {
+	all, err := readAll[uint32, weftKnownNode](bpfDir, MapNodes)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]KnownNode, 0, len(all))
+	for ip, n := range all {
+		out = append(out, KnownNode{NodeIP: addrOf(ip), Leases: int(n.Leases)})
+	}
+	slices.SortFunc(out, func(a, b KnownNode) int { return a.NodeIP.Compare(b.NodeIP) })
+	return out, nil
+}
+
+// ReadEndpoints returns the local pods registered in bpfDir, sorted by IP.
+func ReadEndpoints(bpfDir string) ([]Endpoint, error) {
+	all, err := readAll[uint32, weftEndpoint](bpfDir, MapEndpoints)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Endpoint, 0, len(all))
+	for ip, ep := range all {
+		out = append(out, Endpoint{IP: addrOf(ip), HostIfindex: int(ep.HostIfindex), MAC: optionalMAC(ep.Mac)})
+	}
+	slices.SortFunc(out, func(a, b Endpoint) int { return a.IP.Compare(b.IP) })
+	return out, nil
+}
+
+// Pod is one entry of the pods map: the addresses the pod behind a host
+// veth may send from.
+type Pod struct {
+	HostIfindex int
+	IP          netip.Addr
+	MAC         net.HardwareAddr
+}
+
+// ReadPods returns the pods map in bpfDir, sorted by host ifindex.
+func ReadPods(bpfDir string) ([]Pod, error) {
+	all, err := readAll[uint32, weftPod](bpfDir, MapPods)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Pod, 0, len(all))
+	for ifindex, p := range all {
+		out = append(out, Pod{HostIfindex: int(ifindex), IP: addrOf(p.Ip), MAC: optionalMAC(p.Mac)})
+	}
+	slices.SortFunc(out, func(a, b Pod) int { return cmp.Compare(a.HostIfindex, b.HostIfindex) })
+	return out, nil
+}
