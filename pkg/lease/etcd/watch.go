@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -155,12 +154,7 @@ func (w *watcher) deliver() {
 	for _, l := range w.leases {
 		set = append(set, l)
 	}
-	slices.SortFunc(set, func(a, b lease.Lease) int {
-		if c := a.Subnet.Addr().Compare(b.Subnet.Addr()); c != 0 {
-			return c
-		}
-		return a.Subnet.Bits() - b.Subnet.Bits()
-	})
+	lease.Sort(set)
 	w.delivered = true
 	slog.Debug("lease set changed", "leases", len(set))
 	w.update(set)
