@@ -1,0 +1,39 @@
+package ebpf
+
+import (
+	"net"
+	"net/netip"
+	"testing"
+
+	"github.com/weftnet/weft/pkg/datapath"
+)
+
+// TestDesiredSharedNodeIP: two leases of one node IP both go into the remote
+// subnets map, as the kernel datapath routes both; the known nodes map holds
+// the lower subnet. Peers datapath.SelectPeers rejects are left out.
+func TestDesiredSharedNodeIP(t *testing.T) {
+	d := &Datapath{node: datapath.Node{
+		NodeIP: netip.MustParseAddr("192.168.0.1"), Network: netip.MustParsePrefix("10.244.0.0/16"), Backend: datapath.ModeVXLAN,
+	}}
+	nodeIP := netip.MustParseAddr("192.168.0.2")
+	low := datapath.Peer{Subnet: netip.MustParsePrefix("10.244.2.0/24"), NodeIP: nodeIP, VtepMAC: net.HardwareAddr{2, 0, 0, 0, 0, 2}}
+	high := datapath.Peer{Subnet: netip.MustParsePrefix("10.244.3.0/24"), NodeIP: nodeIP, VtepMAC: net.HardwareAddr{2, 0, 0, 0, 0, 3}}
+	bad := datapath.Peer{Subnet: netip.MustParsePrefix("10.99.0.0/24"), NodeIP: netip.MustParseAddr("192.168.0.9"), VtepMAC: high.VtepMAC}
+	w, err := d.desired([]datapath.Peer{high, bad, low}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(w.peers) != 2 {
+		t.Fatalf("remote subnets %v, want %s and %s", w.peers, low.Subnet, high.Subnet)
+	}
+	for _, p := range []datapath.Peer{low, high} {
+		key := weftLpmKey{Prefixlen: 24, Addr: be32(p.Subnet.Addr())}
+		if v, ok := w.peers[key]; !ok || v.NodeIp != be32(nodeIP) || v.VtepMac != mac6(p.VtepMAC) {
+			t.Errorf("remote subnet %s = %+v (present %v)", p.Subnet, v, ok)
+		}
+	}
+	want := weftKnownNode{Subnet: be32(low.Subnet.Addr()), Prefixlen: 24}
+	if len(w.nodes) != 1 || w.nodes[be32(nodeIP)] != want {
+		t.Errorf("known nodes %v, want only %s -> %s", w.nodes, nodeIP, low.Subnet)
+	}
+}
