@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net/netip"
 	"os"
 	"slices"
@@ -136,7 +137,8 @@ func comparePeers(entries []ebpf.PeerEntry, haveMaps bool, leases []leaseEntry, 
 		row(l.Subnet).Lease = &peerLeaseJSON{NodeIP: str(l.Attrs.PublicIP), VtepMAC: leaseMAC(l.Lease), Backend: l.Attrs.BackendType}
 	}
 	out := make([]peerRowJSON, 0, len(rows))
-	for p, r := range rows {
+	for _, p := range slices.SortedFunc(maps.Keys(rows), netip.Prefix.Compare) {
+		r := rows[p]
 		switch {
 		case p == own:
 			r.Status = statusOwn
@@ -162,13 +164,6 @@ func comparePeers(entries []ebpf.PeerEntry, haveMaps bool, leases []leaseEntry, 
 		}
 		out = append(out, *r)
 	}
-	slices.SortFunc(out, func(a, b peerRowJSON) int {
-		pa, pb := netip.MustParsePrefix(a.Subnet), netip.MustParsePrefix(b.Subnet)
-		if c := pa.Addr().Compare(pb.Addr()); c != 0 {
-			return c
-		}
-		return pa.Bits() - pb.Bits()
-	})
 	return out
 }
 

@@ -17,6 +17,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/weftnet/weft/pkg/backoff"
 	"github.com/weftnet/weft/pkg/daemon"
 	"github.com/weftnet/weft/pkg/datapath"
 	"github.com/weftnet/weft/pkg/datapath/ebpf"
@@ -132,7 +133,7 @@ func leaseManager(ctx context.Context, o *options, m *metrics.Metrics) (lease.Ma
 	// With credentials the client logs in at once, so etcd being down at
 	// start is a transient failure like any other.
 	var mgr *etcd.Manager
-	err := daemon.Retry(ctx, "connect to etcd", func() (err error) {
+	err := backoff.Retry(ctx, backoff.Options{What: "connect to etcd"}, func() (err error) {
 		mgr, err = etcd.New(cfg)
 		return err
 	})

@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/weftnet/weft/pkg/backoff"
 	"github.com/weftnet/weft/pkg/datapath"
 	"github.com/weftnet/weft/pkg/iface"
 	"github.com/weftnet/weft/pkg/lease"
@@ -111,7 +112,7 @@ func (d *Daemon) Reconciler() *reconcile.Reconciler {
 // On return the datapath's kernel state stays in place (hitless restart).
 func (d *Daemon) Run(ctx context.Context) error {
 	var nc *netconf.Config
-	if err := Retry(ctx, "read network config", func() (err error) {
+	if err := backoff.Retry(ctx, backoff.Options{What: "read network config"}, func() (err error) {
 		nc, err = d.leases.NetworkConfig(ctx)
 		return err
 	}); err != nil {
@@ -124,7 +125,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		slog.Info("net-conf.json has no Backend: using vxlan (flannel would use udp, which weft does not support)")
 	}
 	var sel iface.Selected
-	if err := Retry(ctx, "select interface", func() (err error) {
+	if err := backoff.Retry(ctx, backoff.Options{What: "select interface"}, func() (err error) {
 		sel, err = iface.Select(d.cfg.Iface)
 		return err
 	}); err != nil {
@@ -148,7 +149,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	slog.Info("node", "iface", sel.Name, "ip", sel.IP, "public_ip", sel.PublicIP, "network", nc.Network,
 		"backend", nc.Backend.Type, "datapath", dp.Name())
 	var info datapath.Info
-	if err := Retry(ctx, "set up datapath", func() (err error) {
+	if err := backoff.Retry(ctx, backoff.Options{What: "set up datapath"}, func() (err error) {
 		info, err = dp.Setup(ctx, node)
 		return err
 	}); err != nil {
@@ -160,7 +161,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 	var own lease.Lease
-	if err := Retry(ctx, "acquire lease", func() (err error) {
+	if err := backoff.Retry(ctx, backoff.Options{What: "acquire lease"}, func() (err error) {
 		own, err = d.leases.Acquire(ctx, attrs, d.previousSubnet(nc.Network))
 		return err
 	}); err != nil {
@@ -175,12 +176,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 	d.net, d.own, d.backend, d.rec, d.dp = nc, own, nc.Backend.Type, rec, dp
 	d.mu.Unlock()
 
-	if err := Retry(ctx, "configure own subnet", func() error { return d.applyOwn(ctx, info.MTU) }); err != nil {
+	if err := backoff.Retry(ctx, backoff.Options{What: "configure own subnet"}, func() error { return d.applyOwn(ctx, info.MTU) }); err != nil {
 		return err
 	}
 	if na, ok := d.leases.(NetworkAvailabler); ok {
 		go func() {
-			_ = Retry(ctx, "set node network available", func() error { return na.SetNetworkAvailable(ctx) })
+			_ = backoff.Retry(ctx, backoff.Options{What: "set node network available"}, func() error { return na.SetNetworkAvailable(ctx) })
 		}()
 	}
 
@@ -224,7 +225,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			d.cfg.Metrics.LeaseEvent(metrics.LeaseSubnetMoved)
 			slog.Error("own lease moved to a new subnet: pods of the old subnet lose connectivity until recreated", "subnet", l.Subnet)
 			d.setReady(fmt.Errorf("subnet moved to %s", l.Subnet))
-			if err := Retry(ctx, "configure own subnet", func() error { return d.applyOwn(ctx, info.MTU) }); err != nil {
+			if err := backoff.Retry(ctx, backoff.Options{What: "configure own subnet"}, func() error { return d.applyOwn(ctx, info.MTU) }); err != nil {
 				return nil
 			}
 			d.recomputePeers()

@@ -4,11 +4,13 @@
 package lease
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"time"
 
 	"github.com/weftnet/weft/pkg/netconf"
@@ -30,6 +32,15 @@ type Lease struct {
 	// Expiration is when the lease runs out; zero for a permanent reservation
 	// or a lease source without expiry (Kubernetes).
 	Expiration time.Time
+}
+
+// Sort orders leases by subnet (netip.Prefix.Compare: address, then prefix
+// length), leases of one subnet by PublicIP, so that a lease set always
+// comes in the same order.
+func Sort(ls []Lease) {
+	slices.SortFunc(ls, func(a, b Lease) int {
+		return cmp.Or(a.Subnet.Compare(b.Subnet), a.Attrs.PublicIP.Compare(b.Attrs.PublicIP))
+	})
 }
 
 // VXLANData is the BackendData of a vxlan lease.

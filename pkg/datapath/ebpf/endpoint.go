@@ -7,6 +7,8 @@ import (
 	"os"
 
 	"github.com/cilium/ebpf"
+
+	"github.com/weftnet/weft/pkg/datapath"
 )
 
 // RegisterEndpoint tells the programs in bpfDir (weftd's --bpf-dir) where
@@ -20,7 +22,7 @@ func RegisterEndpoint(bpfDir string, ep Endpoint) error {
 		return fmt.Errorf("register endpoint %s: not an IPv4 address", ep.IP)
 	case ep.HostIfindex <= 0:
 		return fmt.Errorf("register endpoint %s: host ifindex %d is invalid", ep.IP, ep.HostIfindex)
-	case !unicastMAC(ep.MAC):
+	case !datapath.UnicastMAC(ep.MAC):
 		return fmt.Errorf("register endpoint %s: MAC %q is not a unicast Ethernet address", ep.IP, ep.MAC)
 	}
 	eps, err := openEndpoints(bpfDir, MapEndpoints)

@@ -1,14 +1,11 @@
 package ebpf
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/netip"
-	"slices"
 
 	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
@@ -101,37 +98,22 @@ func (d *Datapath) Apply(ctx context.Context, peers []datapath.Peer) error {
 }
 
 // desired turns peers into the contents of the remote subnets and known
-// nodes maps. Peers that must not be programmed are left out (the kernel
-// slow path logs why); a subnet claimed twice goes to the peer with the
-// lowest subnet, every time. A node IP may lease several subnets: each is
-// accepted from it, as on the kernel datapath. A node IP's mode comes from known when
-// it is there, else from datapath.AssignModes; the error joins those of
-// peers whose mode could not be decided (left out too). Caller is in d.ns.
+// nodes maps: the peers datapath.SelectPeers keeps (the kernel slow path logs
+// those it rejects), with the modes of node IPs in known reused. A node IP
+// may lease several subnets: VXLAN from it is accepted for each (the inner
+// source check finds the subnet's peer), as on the kernel datapath. The
+// error joins those of peers whose mode could not be decided (left out
+// too). Caller is in d.ns.
 func (d *Datapath) desired(peers []datapath.Peer, known map[netip.Addr]datapath.Mode) (*written, error) {
-	own := d.subnet()
-	sorted := slices.SortedFunc(slices.Values(peers), func(a, b datapath.Peer) int {
-		return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), a.Subnet.Bits()-b.Subnet.Bits())
-	})
+	sel, err := datapath.SelectPeers(d.node, d.subnet(), peers, known)
 	w := &written{
-		peers: make(map[weftLpmKey]weftPeer, len(peers)),
-		nodes: make(map[uint32]weftKnownNode, len(peers)),
-		modes: make(map[netip.Addr]datapath.Mode, len(peers)),
+		peers: make(map[weftLpmKey]weftPeer, len(sel.Peers)),
+		nodes: make(map[uint32]weftKnownNode, len(sel.Peers)),
+		modes: sel.Modes,
 	}
-	var errs []error
-	for _, p := range sorted {
-		if !d.acceptable(own, p) {
-			continue
-		}
-		p, err := datapath.AssignModeCached(d.node, p, known, w.modes)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
+	for _, p := range sel.Peers {
 		key := weftLpmKey{Prefixlen: uint32(p.Subnet.Bits()), Addr: be32(p.Subnet.Addr())}
 		node := be32(p.NodeIP)
-		if _, dup := w.peers[key]; dup {
-			continue
-		}
 		v := weftPeer{NodeIp: node, VtepMac: mac6(p.VtepMAC), Mode: uint8(weftModeMODE_VXLAN)}
 		if p.Mode == datapath.ModeHostGW {
 			v.Mode = uint8(weftModeMODE_HOST_GW)
@@ -145,35 +127,13 @@ func (d *Datapath) desired(peers []datapath.Peer, known map[netip.Addr]datapath.
 		w.peers[key] = v
 		w.nodes[node] = weftKnownNode{Leases: w.nodes[node].Leases + 1}
 	}
-	return w, errors.Join(errs...)
+	return w, err
 }
 
 // subnet is this node's pod subnet as the node config holds it (zero while
 // there is none).
 func (d *Datapath) subnet() netip.Prefix {
 	return prefixOf(d.cfg.Subnet, d.cfg.SubnetLen)
-}
-
-// acceptable reports whether p can be programmed next to own subnet.
-func (d *Datapath) acceptable(own netip.Prefix, p datapath.Peer) bool {
-	switch {
-	case !p.Subnet.IsValid() || !p.Subnet.Addr().Is4() || p.Subnet != p.Subnet.Masked():
-		return false
-	case !d.node.Network.Contains(p.Subnet.Addr()) || p.Subnet.Bits() < d.node.Network.Bits():
-		return false
-	case own.IsValid() && own.Overlaps(p.Subnet):
-		return false
-	case !p.NodeIP.Is4() || p.NodeIP.IsUnspecified() || p.NodeIP.IsMulticast() || p.NodeIP == d.node.NodeIP:
-		return false
-	case d.node.Backend == datapath.ModeVXLAN && !unicastMAC(p.VtepMAC):
-		return false
-	}
-	return true
-}
-
-// unicastMAC reports whether mac is a non-zero unicast Ethernet address.
-func unicastMAC(mac net.HardwareAddr) bool {
-	return len(mac) == 6 && mac[0]&1 == 0 && !slices.Equal(mac, make(net.HardwareAddr, 6))
 }
 
 // forgetGoneEndpoints deletes endpoints and pod sources whose host veth no

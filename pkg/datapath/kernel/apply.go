@@ -42,7 +42,7 @@ func (d *Datapath) Apply(ctx context.Context, peers []datapath.Peer) error {
 	}
 	defer h.Close()
 
-	next, modes, errs := d.wanted(peers, prev.modes, prev.vxlanIndex, prev.uplinkIndex)
+	next, modes, err := d.wanted(peers, prev.modes, prev.vxlanIndex, prev.uplinkIndex)
 	diff := diffDesired(prev.state, next)
 	x := writesFor(diff, prev.state, next, prev.vxlanIndex)
 	w := newWriter(h)
@@ -50,7 +50,7 @@ func (d *Datapath) Apply(ctx context.Context, peers []datapath.Peer) error {
 	w.neighs(x.neighSet, x.neighDel)
 	w.routes(x.routeSet, x.routeDel)
 	w.summary("applied peer changes", append([]any{"peers", len(peers)}, diff.counts()...)...)
-	if err := errors.Join(append(errs, w.err())...); err != nil {
+	if err := errors.Join(err, w.err()); err != nil {
 		return err
 	}
 	d.last = &applied{vxlanIndex: prev.vxlanIndex, uplinkIndex: prev.uplinkIndex, state: next, modes: modes}

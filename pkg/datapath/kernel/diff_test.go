@@ -41,8 +41,8 @@ func TestDiffDesired(t *testing.T) {
 	movedNode.NodeIP = ip("192.168.0.33")
 	hostGW := vxPeer(4, nil)
 	hostGW.Mode = datapath.ModeHostGW
-	prev, _ := buildDesired([]datapath.Peer{vxPeer(2, mac2), vxPeer(3, mac3), vxPeer(4, mac4), vxPeer(5, mac5)}, 7, 2)
-	next, _ := buildDesired([]datapath.Peer{
+	prev := buildDesired([]datapath.Peer{vxPeer(2, mac2), vxPeer(3, mac3), vxPeer(4, mac4), vxPeer(5, mac5)}, 7, 2)
+	next := buildDesired([]datapath.Peer{
 		vxPeer(2, mac2), // unchanged
 		movedNode,       // NodeIP changed: only its fdb destination differs
 		hostGW,          // became host-gw: route changed, neighbour and fdb removed
@@ -92,7 +92,7 @@ func TestDiffDesired(t *testing.T) {
 	}
 
 	// Removing every peer deletes every entry with its previous values.
-	empty, _ := buildDesired(nil, 7, 2)
+	empty := buildDesired(nil, 7, 2)
 	w = writesFor(diffDesired(next, empty), next, empty, 7)
 	if len(w.routeSet)+len(w.neighSet)+len(w.fdbSet) != 0 || len(w.routeDel) != 5 || len(w.neighDel) != 4 || len(w.fdbDel) != 4 {
 		t.Errorf("removing all: %+v", w)

@@ -30,9 +30,9 @@ type Datapath struct {
 	// mac is the VTEP MAC this process has reported; a device recreated
 	// after drift gets it back so published leases stay valid.
 	mac net.HardwareAddr
-	// rejected holds the peer problems logged by the previous Sync, so a
-	// periodic resync does not repeat the same warning.
-	rejected map[string]bool
+	// rejected logs rejected peers, so that a periodic resync does not
+	// repeat the same warning.
+	rejected datapath.RejectionLog
 	// last is what the last Sync or Apply programmed, if it succeeded and
 	// no Setup or subnet change came after it; nil makes Apply do a Sync.
 	last *applied
@@ -45,7 +45,7 @@ var (
 
 // New returns a kernel datapath; nothing is touched until Setup.
 func New() *Datapath {
-	return &Datapath{rejected: map[string]bool{}}
+	return &Datapath{}
 }
 
 // Name returns "kernel".

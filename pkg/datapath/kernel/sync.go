@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 
@@ -57,7 +56,8 @@ func (d *Datapath) sync(peers []datapath.Peer) error {
 		vxlanIndex = dev.Attrs().Index
 	}
 
-	want, modes, errs := d.wanted(peers, nil, vxlanIndex, uplinkIndex)
+	want, modes, err := d.wanted(peers, nil, vxlanIndex, uplinkIndex)
+	errs := []error{err}
 	w := newWriter(h)
 	if vxlanIndex != 0 {
 		errs = append(errs, syncFDB(w, vxlanIndex, want.fdb, d.node.Learning))
@@ -76,48 +76,14 @@ func (d *Datapath) sync(peers []datapath.Peer) error {
 	return nil
 }
 
-// wanted checks peers, assigns their modes and returns the kernel state
-// they ask for, the modes by node IP, and the errors of peers whose mode
-// could not be decided. It logs the peers it rejects. A node IP's mode is
-// taken from known when it is there, else decided by datapath.AssignModes
-// (a route lookup with DirectRouting) one peer at a time, so a peer whose
-// mode cannot be decided does not hold up the others.
-func (d *Datapath) wanted(peers []datapath.Peer, known map[netip.Addr]datapath.Mode, vxlanIndex, uplinkIndex int) (desired, map[netip.Addr]datapath.Mode, []error) {
-	var (
-		errs     []error
-		rejected []rejection
-		valid    = make([]datapath.Peer, 0, len(peers))
-		modes    = make(map[netip.Addr]datapath.Mode, len(peers))
-	)
-	for _, p := range peers {
-		if reason := checkPeer(d.node, d.subnet, p); reason != "" {
-			rejected = append(rejected, rejection{p, reason})
-			continue
-		}
-		p, err := datapath.AssignModeCached(d.node, p, known, modes)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		valid = append(valid, p)
-	}
-	want, dups := buildDesired(valid, vxlanIndex, uplinkIndex)
-	d.logRejections(append(rejected, dups...))
-	return want, modes, errs
-}
-
-// logRejections warns about each rejected peer once while it stays rejected.
-func (d *Datapath) logRejections(rs []rejection) {
-	now := make(map[string]bool, len(rs))
-	for _, r := range rs {
-		k := r.key()
-		now[k] = true
-		if !d.rejected[k] {
-			slog.Warn("not programming peer", "subnet", r.peer.Subnet.String(), "node_ip", r.peer.NodeIP.String(),
-				"vtep_mac", r.peer.VtepMAC.String(), "reason", r.reason)
-		}
-	}
-	d.rejected = now
+// wanted selects the peers to program (datapath.SelectPeers, modes of node
+// IPs in known reused) and returns the kernel state they ask for, the modes
+// by node IP, and the errors of peers whose mode could not be decided. It
+// logs the peers it rejects.
+func (d *Datapath) wanted(peers []datapath.Peer, known map[netip.Addr]datapath.Mode, vxlanIndex, uplinkIndex int) (desired, map[netip.Addr]datapath.Mode, error) {
+	sel, err := datapath.SelectPeers(d.node, d.subnet, peers, known)
+	d.rejected.Log(sel.Rejected)
+	return buildDesired(sel.Peers, vxlanIndex, uplinkIndex), sel.Modes, err
 }
 
 // ownedRoutes lists the IPv4 main-table routes this datapath owns: all on

@@ -9,6 +9,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weftnet/weft/pkg/backoff"
 	"github.com/weftnet/weft/pkg/lease"
 )
 
@@ -17,7 +18,7 @@ import (
 // taken over by another node) is reacquired at once (same subnet first), and
 // retries failures with backoff up to RetryInterval. It never gives up.
 func (m *Manager) Keep(ctx context.Context, l lease.Lease, changed func(lease.Lease)) {
-	k := &keeper{m: m, cur: l, changed: changed, retry: m.newBackoff()}
+	k := &keeper{m: m, cur: l, changed: changed, retry: m.retryBackoff()}
 	k.run(ctx)
 }
 
@@ -26,7 +27,7 @@ type keeper struct {
 	m       *Manager
 	cur     lease.Lease
 	changed func(lease.Lease)
-	retry   *backoff
+	retry   *backoff.Backoff
 
 	// events watches watchedKey (cur's key); nil when no watch runs.
 	events     clientv3.WatchChan
@@ -53,7 +54,7 @@ func (k *keeper) run(ctx context.Context) {
 				// Check and watch again after a pause, so that a watch
 				// that keeps breaking cannot spin.
 				k.closeWatch()
-				if !sleep(ctx, k.m.cfg.MinBackoff) {
+				if !backoff.Wait(ctx, k.m.cfg.MinBackoff, nil) {
 					return
 				}
 			}
@@ -73,7 +74,7 @@ func (k *keeper) check(ctx context.Context) time.Duration {
 	resp, err := k.m.cli.Get(rctx, key)
 	cancel()
 	if err != nil {
-		d := k.retry.next()
+		d := k.retry.Next()
 		log.Warn("cannot check lease in etcd, retrying", "err", err, "retry_in", d)
 		return d
 	}
@@ -90,12 +91,12 @@ func (k *keeper) check(ctx context.Context) time.Duration {
 	if kv.Lease == 0 {
 		// Permanent reservation: nothing to renew, the watch reports changes.
 		k.cur.Expiration = time.Time{}
-		k.retry.reset()
+		k.retry.Reset()
 		return k.m.cfg.TTL
 	}
 	renewAt := k.cur.Expiration.Add(-k.m.cfg.RenewMargin)
 	if d := time.Until(renewAt); d > 0 {
-		k.retry.reset()
+		k.retry.Reset()
 		return d
 	}
 	return k.renew(ctx, clientv3.LeaseID(kv.Lease))
@@ -115,11 +116,11 @@ func (k *keeper) renew(ctx context.Context, id clientv3.LeaseID) time.Duration {
 		k.m.cfg.OnRenew(err)
 	}
 	if err != nil {
-		d := k.retry.next()
+		d := k.retry.Next()
 		log.Warn("cannot renew lease, retrying", "err", err, "retry_in", d)
 		return d
 	}
-	k.retry.reset()
+	k.retry.Reset()
 	k.cur.Expiration = time.Now().Add(time.Duration(resp.TTL) * time.Second)
 	log.Info("renewed lease", "expires", k.cur.Expiration)
 	k.changed(k.cur)
@@ -130,11 +131,11 @@ func (k *keeper) renew(ctx context.Context, id clientv3.LeaseID) time.Duration {
 func (k *keeper) reacquire(ctx context.Context) time.Duration {
 	l, err := k.m.Acquire(ctx, k.cur.Attrs, k.cur.Subnet)
 	if err != nil {
-		d := k.retry.next()
+		d := k.retry.Next()
 		slog.Error("cannot reacquire lease, retrying", "subnet", k.cur.Subnet, "node", k.cur.Attrs.PublicIP, "err", err, "retry_in", d)
 		return d
 	}
-	k.retry.reset()
+	k.retry.Reset()
 	if l.Subnet != k.cur.Subnet {
 		slog.Warn("lease moved to a new subnet", "subnet", l.Subnet, "previous", k.cur.Subnet, "node", l.Attrs.PublicIP)
 	}

@@ -1,11 +1,9 @@
 package etcd
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
-	"slices"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -42,8 +40,6 @@ func (m *Manager) List(ctx context.Context) ([]lease.Lease, error) {
 		}
 		out = append(out, l)
 	}
-	slices.SortFunc(out, func(a, b lease.Lease) int {
-		return cmp.Or(a.Subnet.Addr().Compare(b.Subnet.Addr()), a.Subnet.Bits()-b.Subnet.Bits())
-	})
+	lease.Sort(out)
 	return out, nil
 }

@@ -14,6 +14,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/weftnet/weft/pkg/backoff"
 	"github.com/weftnet/weft/pkg/lease"
 	"github.com/weftnet/weft/pkg/netconf"
 )
@@ -156,6 +157,11 @@ func (m *Manager) subnetsPrefix() string { return m.cfg.Prefix + "/subnets/" }
 // request derives the context of one etcd request.
 func (m *Manager) request(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(ctx, m.cfg.RequestTimeout)
+}
+
+// retryBackoff paces the retries of Keep and Watch.
+func (m *Manager) retryBackoff() *backoff.Backoff {
+	return &backoff.Backoff{Min: m.cfg.MinBackoff, Max: m.cfg.RetryInterval}
 }
 
 // NetworkConfig reads and parses net-conf.json from <prefix>/config.

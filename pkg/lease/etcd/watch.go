@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
-	"slices"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/weftnet/weft/pkg/backoff"
 	"github.com/weftnet/weft/pkg/lease"
 )
 
@@ -22,21 +22,21 @@ import (
 // with backoff. Keys or values it cannot parse are logged and left out.
 func (m *Manager) Watch(ctx context.Context, update func([]lease.Lease)) {
 	w := &watcher{m: m, update: update}
-	retry := m.newBackoff()
+	retry := m.retryBackoff()
 	for ctx.Err() == nil {
 		rev, err := w.list(ctx)
 		if err != nil {
-			d := retry.next()
+			d := retry.Next()
 			slog.Warn("cannot list leases in etcd, keeping the last set", "err", err, "retry_in", d)
-			sleep(ctx, d)
+			backoff.Wait(ctx, d, nil)
 			continue
 		}
 		if w.follow(ctx, rev) {
-			retry.reset()
+			retry.Reset()
 			continue
 		}
 		// The watch broke before delivering anything: do not spin.
-		sleep(ctx, retry.next())
+		backoff.Wait(ctx, retry.Next(), nil)
 	}
 }
 
@@ -154,12 +154,7 @@ func (w *watcher) deliver() {
 	for _, l := range w.leases {
 		set = append(set, l)
 	}
-	slices.SortFunc(set, func(a, b lease.Lease) int {
-		if c := a.Subnet.Addr().Compare(b.Subnet.Addr()); c != 0 {
-			return c
-		}
-		return a.Subnet.Bits() - b.Subnet.Bits()
-	})
+	lease.Sort(set)
 	w.delivered = true
 	slog.Debug("lease set changed", "leases", len(set))
 	w.update(set)

@@ -233,27 +233,6 @@ func TestOwnLease(t *testing.T) {
 	}
 }
 
-func TestThrottle(t *testing.T) {
-	var th throttle
-	now := time.Now()
-	steps := []struct {
-		msg  string
-		at   time.Duration
-		want bool
-	}{{"a", 0, true}, {"a", time.Second, false}, {"a", 59 * time.Second, false}, {"b", 60 * time.Second, true}, {"a", 61 * time.Second, true}, {"a", 122 * time.Second, true}}
-	for i, s := range steps {
-		if got := th.allow(s.msg, now.Add(s.at)); got != s.want {
-			t.Fatalf("step %d (%q at %s): allow=%v, want %v", i, s.msg, s.at, got, s.want)
-		}
-	}
-	var b backoff
-	for i, want := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second, 16 * time.Second, 30 * time.Second, 30 * time.Second} {
-		if got := b.next(); got != want {
-			t.Fatalf("backoff step %d = %s, want %s", i, got, want)
-		}
-	}
-}
-
 // TestUnreachable: with no API server, Acquire logs one line naming the
 // server and keeps retrying until its context ends.
 func TestUnreachable(t *testing.T) {

@@ -17,6 +17,8 @@ import (
 	coreinformers "k8s.io/client-go/informers/core/v1"
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/weftnet/weft/pkg/backoff"
 )
 
 // errNotSynced means the Node list has not been read from the API server
@@ -33,7 +35,7 @@ type nodeCache struct {
 	inf    cache.SharedIndexInformer
 	host   string
 	log    *slog.Logger
-	apiLog throttle
+	apiLog backoff.Throttle
 
 	mu   sync.Mutex
 	subs map[*subscriber]struct{}
@@ -71,27 +73,18 @@ func newNodeCache(client kubernetes.Interface, host string, log *slog.Logger) *n
 // backoff while the API server is unreachable.
 func (c *nodeCache) run(ctx context.Context) {
 	go c.inf.RunWithContext(ctx)
-	synced := make(chan struct{})
+	// The informer retries an unreachable server without telling anyone, so
+	// until it has synced, ask the server directly to learn what to log.
+	probing, stopProbing := context.WithCancel(ctx)
+	defer stopProbing()
 	go func() {
 		if cache.WaitForCacheSync(ctx.Done(), c.inf.HasSynced) {
-			close(synced)
+			stopProbing()
 			c.notify("")
 		}
 	}()
-	// The informer retries an unreachable server without telling anyone, so
-	// until it has synced, ask the server directly to learn what to log.
-	var bo backoff
-	for {
-		t := time.NewTimer(bo.next())
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return
-		case <-synced:
-			t.Stop()
-			return
-		case <-t.C:
-		}
+	var bo backoff.Backoff
+	for backoff.Wait(probing, bo.Next(), nil) {
 		pctx, cancel := context.WithTimeout(ctx, apiTimeout)
 		_, err := c.client.CoreV1().Nodes().List(pctx, metav1.ListOptions{Limit: 1, ResourceVersion: "0"})
 		cancel()
@@ -136,7 +129,7 @@ func (c *nodeCache) report(err error) {
 	if apierrors.IsForbidden(err) || apierrors.IsUnauthorized(err) {
 		msg += rbacHint
 	}
-	if c.apiLog.allow(msg, time.Now()) {
+	if c.apiLog.Allow(msg, time.Now()) {
 		c.log.Warn(msg)
 	}
 }

@@ -13,6 +13,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/weftnet/weft/pkg/backoff"
 	"github.com/weftnet/weft/pkg/lease"
 )
 
@@ -163,24 +164,10 @@ func apiError(what string, err error) error {
 // with backoff, sooner when the own Node changes, and each distinct problem
 // is logged at most once a minute.
 func (m *Manager) converge(ctx context.Context, wake <-chan struct{}, step func(context.Context) error) error {
-	var bo backoff
-	var logged throttle
-	for {
-		err := step(ctx)
-		if err == nil {
-			return nil
-		}
-		if !errors.Is(err, errNotSynced) && logged.allow(err.Error(), time.Now()) {
+	report := func(err error, _ time.Duration) {
+		if !errors.Is(err, errNotSynced) {
 			m.log.Error(err.Error())
 		}
-		t := time.NewTimer(bo.next())
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("%w (last problem: %v)", ctx.Err(), err)
-		case <-wake:
-			t.Stop()
-		case <-t.C:
-		}
 	}
+	return backoff.Retry(ctx, backoff.Options{Wake: wake, Report: report}, func() error { return step(ctx) })
 }

@@ -59,11 +59,6 @@ func (m *Manager) leases(bad map[string]string) []lease.Lease {
 			delete(bad, name)
 		}
 	}
-	slices.SortFunc(ls, func(a, b lease.Lease) int {
-		if c := a.Subnet.Addr().Compare(b.Subnet.Addr()); c != 0 {
-			return c
-		}
-		return a.Subnet.Bits() - b.Subnet.Bits()
-	})
+	lease.Sort(ls)
 	return ls
 }
