@@ -59,16 +59,24 @@ func SelfCPU() time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
+// commLen is the longest command name the kernel keeps (TASK_COMM_LEN
+// less its terminating NUL).
+const commLen = 15
+
 // CheckComm makes sure pid is the named program (ip netns exec, nice and
 // taskset exec what they run, so the PID a harness started is the
-// program's own).
+// program's own). Names longer than the kernel keeps are compared by
+// their start.
 func CheckComm(pid int, name string) error {
 	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
 	if err != nil {
 		return fmt.Errorf("read comm of pid %d: %w", pid, err)
 	}
-	if got := strings.TrimSpace(string(comm)); got != name {
+	if got := strings.TrimSpace(string(comm)); !commMatches(got, name) {
 		return fmt.Errorf("pid %d is %q, not %s: resource use would be measured on the wrong process", pid, got, name)
 	}
 	return nil
 }
+
+// commMatches reports whether the kernel's command name comm is name's.
+func commMatches(comm, name string) bool { return comm == name[:min(len(name), commLen)] }

@@ -2,6 +2,7 @@ package procstat
 
 import (
 	"os"
+	"path/filepath"
 	"testing"
 	"time"
 )
@@ -28,7 +29,31 @@ func TestOwnProcess(t *testing.T) {
 	if _, err := CPU(os.Getpid()); err != nil {
 		t.Fatal(err)
 	}
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := CheckComm(os.Getpid(), filepath.Base(self)); err != nil {
+		t.Error(err)
+	}
 	if err := CheckComm(os.Getpid(), "no-such-program"); err == nil {
 		t.Error("CheckComm accepted a wrong name")
+	}
+}
+
+func TestCommMatches(t *testing.T) {
+	for _, c := range []struct {
+		comm, name string
+		want       bool
+	}{
+		{"weft-bench", "weft-bench", true},
+		{"weft-bench", "weftd", false},
+		{"a-very-long-pro", "a-very-long-program-name", true},
+		{"a-very-long-pro", "a-very-long-pro", true},
+		{"a-very-long-pro", "a-very-long-prX-name", false},
+	} {
+		if got := commMatches(c.comm, c.name); got != c.want {
+			t.Errorf("commMatches(%q, %q) = %v, want %v", c.comm, c.name, got, c.want)
+		}
 	}
 }
