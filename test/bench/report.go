@@ -58,17 +58,17 @@ func (r *report) markdown() string {
 		"on each node; its nodes have no netfilter rules, while every weftd node runs test/cluster's `--ip-masq` "+
 		"(nftables masquerading for traffic leaving the pod network, so connection tracking is active on the nodes). "+
 		"The kernel configurations are flannel's kernel state (flannel.1 / routes via eth0); the ebpf ones are weft's tc "+
-		"programs (docs/datapath.md says which packets they forward themselves and which they leave to the kernel).\n\n",
+		"programs, with the kernel's routes as their slow path.\n\n",
 		baselineMTU)
 	fmt.Fprintf(&b, "*Real node* variants add what a Kubernetes node does around a serving pod. *probes*: n2 probes the "+
-		"server pod's iperf3 port every %v from its own namespace as a kubelet TCP readiness probe does (connect, close; "+
+		"server pod's iperf3 port every %.0f s from its own namespace as a kubelet TCP readiness probe does (connect, close; "+
 		"SO_LINGER 1 s like the kubelet's probe dialer), from bring-up to teardown, so also while the stream runs. "+
 		"*probes + ClusterIP*: the same probes, and a Service address in front of the server: on n1, kube-proxy-like "+
 		"DNAT rules in iptables' nat table (PREROUTING and OUTPUT: `-d %s -p tcp --dport %d -j DNAT --to-destination "+
 		"<server pod>:%d`); the client connects to %s, which its pod reaches by its default route via the bridge. "+
 		"The variants run the TCP throughput only, and their *ratio rN* is to the plain configuration of the same "+
 		"datapath in the same repetition.\n\n",
-		probeInterval, clusterIP, iperfPort, iperfPort, clusterIP)
+		probeInterval.Seconds(), clusterIP, iperfPort, iperfPort, clusterIP)
 	fmt.Fprintf(&b, "*TCP connection rate*: weft-bench's own client and server (`weft-bench crr-client` / `crr-server`, "+
 		"like netperf's TCP_CRR, which Debian does not ship), one connection per transaction and one transaction at a "+
 		"time: connect, send a %d-byte request, receive a %d-byte reply, the server closes, the client sees the close "+
