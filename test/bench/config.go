@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/weftnet/weft/pkg/subnetfile"
@@ -13,30 +15,111 @@ import (
 
 // config is one measured configuration.
 type config struct {
-	// name labels the configuration in the report.
-	name string
+	// key names the configuration in -configs; name in the report.
+	key, name string
 	// backend and datapath go into net-conf.json; backend "" is the
 	// baseline: no weftd, hand-written subnet files and plain routes.
 	backend, datapath string
+	// probe and clusterIP make a "real node" variant of the configuration
+	// with the same backend and datapath (see realnode.go): the server's
+	// node probes the server pod's port every second, and the client
+	// reaches the server through a DNATed ClusterIP.
+	probe, clusterIP bool
 }
 
-// configs are the measured configurations; the first is the baseline.
+// plain reports whether c is no real-node variant.
+func (c config) plain() bool { return !c.probe && !c.clusterIP }
+
+// configs are the configurations in report order; the first is the
+// baseline.
 var configs = []config{
-	{name: "baseline (plain routes)"},
-	{name: "kernel vxlan", backend: "vxlan", datapath: "kernel"},
-	{name: "ebpf vxlan", backend: "vxlan", datapath: "ebpf"},
-	{name: "kernel host-gw", backend: "host-gw", datapath: "kernel"},
-	{name: "ebpf host-gw", backend: "host-gw", datapath: "ebpf"},
+	{key: "baseline", name: "baseline (plain routes)"},
+	{key: "kernel-vxlan", name: "kernel vxlan", backend: "vxlan", datapath: "kernel"},
+	{key: "ebpf-vxlan", name: "ebpf vxlan", backend: "vxlan", datapath: "ebpf"},
+	{key: "kernel-host-gw", name: "kernel host-gw", backend: "host-gw", datapath: "kernel"},
+	{key: "ebpf-host-gw", name: "ebpf host-gw", backend: "host-gw", datapath: "ebpf"},
+	{key: "kernel-vxlan-probes", name: "kernel vxlan, real node: probes", backend: "vxlan", datapath: "kernel", probe: true},
+	{key: "kernel-vxlan-clusterip", name: "kernel vxlan, real node: probes + ClusterIP", backend: "vxlan", datapath: "kernel",
+		probe: true, clusterIP: true},
+	{key: "ebpf-vxlan-probes", name: "ebpf vxlan, real node: probes", backend: "vxlan", datapath: "ebpf", probe: true},
+	{key: "ebpf-vxlan-clusterip", name: "ebpf vxlan, real node: probes + ClusterIP", backend: "vxlan", datapath: "ebpf",
+		probe: true, clusterIP: true},
 }
 
-// Indexes into configs used by the targets.
-const (
-	cfgBaseline = iota
-	cfgKernelVXLAN
-	cfgEBPFVXLAN
-	cfgKernelHostGW
-	cfgEBPFHostGW
-)
+// selectConfigs reads -configs: "all" or configuration keys separated by
+// commas. The baseline and the plain configuration of each selected
+// real-node variant are added, since the ratios divide by their runs; the
+// result keeps the order of configs.
+func selectConfigs(spec string) ([]config, error) {
+	picked, err := pickKeys(spec, keysOf(configs, configKey))
+	if err != nil {
+		return nil, fmt.Errorf("-configs: %w", err)
+	}
+	picked[0] = true
+	for i, c := range configs {
+		if picked[i] && !c.plain() {
+			picked[plainOf(configs, c)] = true
+		}
+	}
+	return keep(configs, picked), nil
+}
+
+// configKey is c's key.
+func configKey(c config) string { return c.key }
+
+// keysOf is the key of every element of xs.
+func keysOf[T any](xs []T, key func(T) string) []string {
+	keys := make([]string, len(xs))
+	for i, x := range xs {
+		keys[i] = key(x)
+	}
+	return keys
+}
+
+// keep is the elements of xs that are picked, in order.
+func keep[T any](xs []T, picked []bool) []T {
+	var out []T
+	for i, x := range xs {
+		if picked[i] {
+			out = append(out, x)
+		}
+	}
+	return out
+}
+
+// pickKeys returns which of keys spec names: "all", or keys separated by
+// commas.
+func pickKeys(spec string, keys []string) ([]bool, error) {
+	picked := make([]bool, len(keys))
+	for _, k := range strings.Split(spec, ",") {
+		k = strings.TrimSpace(k)
+		if k == "all" {
+			for i := range picked {
+				picked[i] = true
+			}
+			continue
+		}
+		i := slices.Index(keys, k)
+		if i < 0 {
+			return nil, fmt.Errorf("unknown %q; choose from all, %s", k, strings.Join(keys, ", "))
+		}
+		picked[i] = true
+	}
+	return picked, nil
+}
+
+// plainOf is the index in cfgs of the plain configuration that c is a
+// variant of (c's own index if c is plain), or -1.
+func plainOf(cfgs []config, c config) int {
+	return slices.IndexFunc(cfgs, func(p config) bool {
+		return p.plain() && p.backend == c.backend && p.datapath == c.datapath
+	})
+}
+
+// indexOf is the index of the configuration key in cfgs, or -1.
+func indexOf(cfgs []config, key string) int {
+	return slices.IndexFunc(cfgs, func(c config) bool { return c.key == key })
+}
 
 // baselineMTU is the pod MTU of the baseline: the underlay's, as host-gw.
 const baselineMTU = 1500
@@ -45,14 +128,21 @@ const baselineMTU = 1500
 const reachTimeout = 60 * time.Second
 
 // setup is a running configuration: its cluster, the client pod on n1 and
-// the server pod (with iperf3 and sockperf servers) on n2.
+// the server pod (with the servers, see servers.go) on n2.
 type setup struct {
 	cfg            config
 	c              *cluster.Cluster
 	client, server *cluster.Pod
+	// target is where clients connect: the server pod, or the ClusterIP
+	// in front of it.
+	target netip.Addr
 	// mtu is the pod MTU from n1's subnet file.
 	mtu     int
 	servers *servers
+	// prober probes the server pod from n2 (probe variants only).
+	prober *prober
+	// self is this program, whose crr subcommands run in the pods.
+	self string
 }
 
 // bringUp builds cfg's cluster, attaches the pods, starts the servers and
@@ -68,7 +158,7 @@ func bringUp(ctx context.Context, cfg config, opts options) (s *setup, err error
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.name, err)
 	}
-	s = &setup{cfg: cfg, c: c}
+	s = &setup{cfg: cfg, c: c, self: opts.self}
 	defer func() {
 		if err != nil {
 			err = errors.Join(fmt.Errorf("%s: %w", cfg.name, err), s.close())
@@ -92,11 +182,24 @@ func bringUp(ctx context.Context, cfg config, opts options) (s *setup, err error
 	if _, err := fmt.Sscan(env["FLANNEL_MTU"], &s.mtu); err != nil {
 		return s, fmt.Errorf("FLANNEL_MTU %q in %s: %w", env["FLANNEL_MTU"], c.Nodes[0].SubnetFile, err)
 	}
-	if s.servers, err = startServers(ctx, s.server, opts.sched); err != nil {
+	if s.servers, err = startServers(ctx, s.server, opts.sched, opts.self); err != nil {
 		return s, err
 	}
 	if err := s.client.NS.WaitReach(ctx, s.server.IP, reachTimeout); err != nil {
 		return s, err
+	}
+	s.target = s.server.IP
+	if cfg.clusterIP {
+		if err := addClusterIP(ctx, c.Nodes[0], iperfPort, s.server.IP); err != nil {
+			return s, err
+		}
+		s.target = clusterIP
+	}
+	if cfg.probe {
+		// The first probe is done before any measured stream starts.
+		if s.prober, err = startProber(ctx, c.Nodes[1], netip.AddrPortFrom(s.server.IP, iperfPort)); err != nil {
+			return s, err
+		}
 	}
 	return s, nil
 }
@@ -129,9 +232,12 @@ func plainRoutes(ctx context.Context, c *cluster.Cluster) error {
 	return nil
 }
 
-// close stops the servers and removes the cluster.
+// close stops the prober and the servers and removes the cluster.
 func (s *setup) close() error {
 	var errs []error
+	if s.prober != nil {
+		s.prober.stop()
+	}
 	if s.servers != nil {
 		errs = append(errs, s.servers.stop())
 	}

@@ -5,30 +5,67 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/netip"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/weftnet/weft/test/cluster"
+	"github.com/weftnet/weft/test/procstat"
 )
 
 // metric is one kind of measurement. Each run yields values named by
 // columns; the first is the primary one that ratios and targets use.
 type metric struct {
+	// key names the metric in -metrics.
+	key     string
 	name    string
 	columns []string
 	// lowerIsBetter marks latency: a ratio above 1 is then worse.
 	lowerIsBetter bool
-	run           func(ctx context.Context, s *setup, d time.Duration, sc sched) ([]float64, error)
+	// on selects the configurations the metric runs on.
+	on  func(config) bool
+	run func(ctx context.Context, s *setup, d time.Duration, sc sched) ([]float64, error)
 }
 
-// metrics are measured in this order within a repetition.
+// metrics are measured in this order within a repetition. The real-node
+// variants run TCP throughput only; the connection rate compares the
+// baseline with vxlan.
 var metrics = []metric{
-	{name: "TCP throughput (iperf3, 1 stream)", columns: []string{"Gbit/s", "CPU s/GB"}, run: tcpThroughput},
-	{name: "UDP packet rate (iperf3, 64-byte payload, unlimited rate)", columns: []string{"kpackets/s received", "CPU µs/packet"}, run: udpRate},
-	{name: "UDP request/response latency (sockperf ping-pong, 64 bytes)", columns: []string{"RTT p50 µs", "RTT avg µs", "RTT p99 µs"},
-		lowerIsBetter: true, run: latency},
+	{key: "tcp", name: "TCP throughput (iperf3, 1 stream)", columns: []string{"Gbit/s", "CPU s/GB"},
+		on: func(config) bool { return true }, run: tcpThroughput},
+	{key: "udp", name: "UDP packet rate (iperf3, 64-byte payload, unlimited rate)", columns: []string{"kpackets/s received", "CPU µs/packet"},
+		on: config.plain, run: udpRate},
+	{key: "latency", name: "UDP request/response latency (sockperf ping-pong, 64 bytes)", columns: []string{"RTT p50 µs", "RTT avg µs", "RTT p99 µs"},
+		lowerIsBetter: true, on: config.plain, run: latency},
+	{key: "crr", name: fmt.Sprintf("TCP connection rate (weft-bench crr, %d-byte request and reply, one connection each)", crrSize),
+		columns: []string{"transactions/s", "CPU µs/transaction"},
+		on:      func(c config) bool { return c.plain() && c.backend != "host-gw" }, run: connRate},
+}
+
+// selectMetrics reads -metrics: "all" or metric keys separated by commas,
+// kept in the order of metrics.
+func selectMetrics(spec string) ([]metric, error) {
+	picked, err := pickKeys(spec, keysOf(metrics, metricKey))
+	if err != nil {
+		return nil, fmt.Errorf("-metrics: %w", err)
+	}
+	return keep(metrics, picked), nil
+}
+
+// metricKey is m's key.
+func metricKey(m metric) string { return m.key }
+
+// runsOn is the indexes in cfgs of the configurations m runs on.
+func (m metric) runsOn(cfgs []config) []int {
+	var out []int
+	for i, c := range cfgs {
+		if m.on(c) {
+			out = append(out, i)
+		}
+	}
+	return out
 }
 
 // busyTimeout bounds retries while iperf3's server still finishes the
@@ -67,6 +104,31 @@ func udpRate(ctx context.Context, s *setup, d time.Duration, sc sched) ([]float6
 		return nil, fmt.Errorf("iperf3 UDP: no packet received")
 	}
 	return []float64{float64(got) / rcv.Seconds / 1e3, r.cpuSeconds() / float64(got) * 1e6}, nil
+}
+
+// connRate is the rate of crr-client's transactions against the server
+// pod's crr-server, and the CPU time client and server used per
+// transaction (like iperf3's, it includes the softirq work done in their
+// context).
+func connRate(ctx context.Context, s *setup, d time.Duration, sc sched) ([]float64, error) {
+	srvBefore, err := procstat.CPU(s.servers.crrPID)
+	if err != nil {
+		return nil, err
+	}
+	out, err := client(ctx, s.client, sc, s.self, "crr-client", "-to", netip.AddrPortFrom(s.target, crrPort).String(), "-d", d.String())
+	if err != nil {
+		return nil, err
+	}
+	srvAfter, err := procstat.CPU(s.servers.crrPID)
+	if err != nil {
+		return nil, err
+	}
+	r, err := parseCRR(out)
+	if err != nil {
+		return nil, err
+	}
+	cpu := r.CPUSeconds + (srvAfter - srvBefore).Seconds()
+	return []float64{float64(r.Transactions) / r.Seconds, cpu / float64(r.Transactions) * 1e6}, nil
 }
 
 // latency is sockperf's UDP ping-pong round trip: p50, average, p99.
@@ -120,7 +182,7 @@ const busyRetry = 100 * time.Millisecond
 // iperf runs an iperf3 client against the server pod for d, retrying for
 // up to busyTimeout while the server still finishes the previous test.
 func iperf(ctx context.Context, s *setup, d time.Duration, sc sched, extra ...string) (iperfResult, error) {
-	args := append([]string{"-c", s.server.IP.String(), "-p", strconv.Itoa(iperfPort), "-t", seconds(d), "-J"}, extra...)
+	args := append([]string{"-c", s.target.String(), "-p", strconv.Itoa(iperfPort), "-t", seconds(d), "-J"}, extra...)
 	deadline := time.Now().Add(busyTimeout)
 	for {
 		out, runErr := client(ctx, s.client, sc, "iperf3", args...)

@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"math"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -115,6 +116,80 @@ func TestSchedWrap(t *testing.T) {
 		name, args := c.s.wrap("1", "iperf3", []string{"-s"})
 		if got := strings.Join(append([]string{name}, args...), " "); got != c.want {
 			t.Errorf("%+v: %q, want %q", c.s, got, c.want)
+		}
+	}
+}
+
+func TestParseCRR(t *testing.T) {
+	r, err := parseCRR(`{"transactions":21000,"seconds":5.0002,"cpu_seconds":1.25}` + "\n")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := (crrResult{Transactions: 21000, Seconds: 5.0002, CPUSeconds: 1.25}); r != want {
+		t.Errorf("parseCRR = %+v, want %+v", r, want)
+	}
+	if _, err := parseCRR(`{"transactions":0,"seconds":5}`); err == nil {
+		t.Error("a run without transactions parsed without error")
+	}
+	if _, err := parseCRR("crr-client: transaction 1 to 10.244.2.2:5202: connection refused\n"); err == nil {
+		t.Error("an error message parsed without error")
+	}
+}
+
+func TestSelectConfigs(t *testing.T) {
+	for _, c := range []struct {
+		spec string
+		want []string
+	}{
+		{"all", keysOf(configs, configKey)},
+		{"ebpf-vxlan", []string{"baseline", "ebpf-vxlan"}},
+		// Variants bring their plain configuration; order is the report's.
+		{"ebpf-vxlan-clusterip, kernel-vxlan-probes", []string{"baseline", "kernel-vxlan", "ebpf-vxlan", "kernel-vxlan-probes", "ebpf-vxlan-clusterip"}},
+		{"baseline,baseline", []string{"baseline"}},
+	} {
+		got, err := selectConfigs(c.spec)
+		if err != nil {
+			t.Errorf("%q: %v", c.spec, err)
+			continue
+		}
+		if keys := keysOf(got, configKey); !slices.Equal(keys, c.want) {
+			t.Errorf("%q: %v, want %v", c.spec, keys, c.want)
+		}
+	}
+	for _, spec := range []string{"ebpf", "", "all,nope"} {
+		if _, err := selectConfigs(spec); err == nil {
+			t.Errorf("%q accepted", spec)
+		}
+	}
+}
+
+func TestSelectMetrics(t *testing.T) {
+	got, err := selectMetrics("crr,tcp")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if keys := keysOf(got, metricKey); !slices.Equal(keys, []string{"tcp", "crr"}) {
+		t.Errorf("metrics %v, want tcp, crr", keys)
+	}
+	if _, err := selectMetrics("tcp,rr"); err == nil {
+		t.Error("unknown metric accepted")
+	}
+}
+
+func TestBusiest(t *testing.T) {
+	c := counters{
+		"n1 eth0 tx": 1000, "n1 vxlan-ebpf tx": 990, "n1 flannel.1 tx": 10,
+		"n2 eth0 rx": 1000, "n2 flannel.1 rx": 1000,
+		"n3 eth0 rx": 7,
+	}
+	for _, k := range []struct{ node, dir, want string }{
+		{"n1 ", " tx", "vxlan-ebpf"},
+		{"n2 ", " rx", "flannel.1"},
+		{"n3 ", " rx", "eth0"},
+		{"n1 ", " rx", "nothing"},
+	} {
+		if got := c.busiest(k.node, k.dir); got != k.want {
+			t.Errorf("busiest(%q, %q) = %q, want %q", k.node, k.dir, got, k.want)
 		}
 	}
 }

@@ -12,20 +12,23 @@ import (
 const sectionHeading = "## Data plane"
 
 // target is one of the issue's goals: the median over repetitions of
-// metric(a)/metric(b) must be at least min, or at most max for a metric
-// where lower is better.
+// metric(a)/metric(b) must be at least bound, or at most bound for a
+// metric where lower is better. Metric and configurations are keys; a
+// target whose metric or configurations were not measured is left out.
 type target struct {
-	metric, a, b int
+	metric, a, b string
 	bound        float64
 }
 
 // targets are the issue's goals for one run.
 var targets = []target{
-	{metric: 0, a: cfgEBPFVXLAN, b: cfgBaseline, bound: 1.0},
-	{metric: 0, a: cfgEBPFVXLAN, b: cfgKernelVXLAN, bound: 1.15},
-	{metric: 1, a: cfgEBPFVXLAN, b: cfgKernelVXLAN, bound: 1.3},
-	{metric: 2, a: cfgEBPFVXLAN, b: cfgKernelVXLAN, bound: 1.0},
-	{metric: 0, a: cfgEBPFHostGW, b: cfgKernelHostGW, bound: 1.05},
+	{metric: "tcp", a: "ebpf-vxlan", b: "baseline", bound: 1.0},
+	{metric: "tcp", a: "ebpf-vxlan", b: "kernel-vxlan", bound: 1.15},
+	{metric: "udp", a: "ebpf-vxlan", b: "kernel-vxlan", bound: 1.3},
+	{metric: "latency", a: "ebpf-vxlan", b: "kernel-vxlan", bound: 1.0},
+	{metric: "tcp", a: "ebpf-host-gw", b: "kernel-host-gw", bound: 1.05},
+	{metric: "tcp", a: "ebpf-vxlan-probes", b: "ebpf-vxlan", bound: 0.97},
+	{metric: "tcp", a: "ebpf-vxlan-clusterip", b: "ebpf-vxlan", bound: 0.97},
 }
 
 // report is everything the section shows.
@@ -55,10 +58,26 @@ func (r *report) markdown() string {
 		"on each node; its nodes have no netfilter rules, while every weftd node runs test/cluster's `--ip-masq` "+
 		"(nftables masquerading for traffic leaving the pod network, so connection tracking is active on the nodes). "+
 		"The kernel configurations are flannel's kernel state (flannel.1 / routes via eth0); the ebpf ones are weft's tc "+
-		"programs, which steer around the nodes' routing and netfilter.\n\n", baselineMTU)
-	fmt.Fprintf(&b, "Each repetition runs every metric on every configuration once, one run at a time, %v each; within a "+
-		"repetition a metric runs on all configurations back to back and the starting configuration rotates "+
-		"(A B C D E, B C D E A, ...). *Ratio rN* is the configuration's value divided by the baseline's value of the same "+
+		"programs, with the kernel's routes as their slow path.\n\n",
+		baselineMTU)
+	fmt.Fprintf(&b, "*Real node* variants add what a Kubernetes node does around a serving pod. *probes*: n2 probes the "+
+		"server pod's iperf3 port every %.0f s from its own namespace as a kubelet TCP readiness probe does (connect, close; "+
+		"SO_LINGER 1 s like the kubelet's probe dialer), from bring-up to teardown, so also while the stream runs. "+
+		"*probes + ClusterIP*: the same probes, and a Service address in front of the server: on n1, kube-proxy-like "+
+		"DNAT rules in iptables' nat table (PREROUTING and OUTPUT: `-d %s -p tcp --dport %d -j DNAT --to-destination "+
+		"<server pod>:%d`); the client connects to %s, which its pod reaches by its default route via the bridge. "+
+		"The variants run the TCP throughput only, and their *ratio rN* is to the plain configuration of the same "+
+		"datapath in the same repetition.\n\n",
+		probeInterval.Seconds(), clusterIP, iperfPort, iperfPort, clusterIP)
+	fmt.Fprintf(&b, "*TCP connection rate*: weft-bench's own client and server (`weft-bench crr-client` / `crr-server`, "+
+		"like netperf's TCP_CRR, which Debian does not ship), one connection per transaction and one transaction at a "+
+		"time: connect, send a %d-byte request, receive a %d-byte reply, the server closes, the client sees the close "+
+		"and closes; any failed transaction fails the run. Every connection's handshake and teardown cross both nodes' "+
+		"datapaths and connection tracking, so this is the per-connection cost. It runs on the baseline and on vxlan.\n\n",
+		crrSize, crrSize)
+	fmt.Fprintf(&b, "Each repetition runs every metric on each of its configurations once, one run at a time, %v each; "+
+		"within a repetition a metric runs on its configurations back to back and the starting configuration rotates "+
+		"(A B C, then B C A, ...). *Ratio rN* is the configuration's value divided by the baseline's value of the same "+
 		"repetition; *median ratio* is the median of those (for latency above 1 is slower). ",
 		r.opts.duration)
 	if r.opts.sched.pin {
@@ -70,28 +89,33 @@ func (r *report) markdown() string {
 			"CPU time (without it, single runs varied 2-3x here). ", r.opts.sched.nice)
 	}
 	b.WriteString("Before measuring, a 1 s TCP run checks each configuration: the datapath in n1's subnet file, n1's " +
-		"route to the server pod, and that the counters of the claimed path grew on both nodes.\n\n")
-	b.WriteString("*CPU s/GB* and *CPU µs/packet* are the user+system time of the iperf3 client and server (from iperf3's " +
-		"own report) per GB or per packet received; it includes the softirq work done in their context, which with " +
-		"veths is most of both nodes' datapaths, so it shows a configuration's cost even when other load on the " +
-		"machine limits the throughput. The veth underlay carries 64 KB GSO packets unsegmented (also VXLAN-encapsulated " +
-		"ones), so TCP throughput is mostly copying plus a per-64 KB cost; the UDP rate (one send() per 64-byte " +
-		"datagram) shows the per-packet cost.\n\n")
+		"route to the server pod, and that the counters of the claimed path grew on both nodes (not for the real-node " +
+		"variants: which path probed or DNATed flows take is the datapath's and netfilter's decision; the counters are " +
+		"shown below).\n\n")
+	b.WriteString("*CPU s/GB*, *CPU µs/packet* and *CPU µs/transaction* are the user+system time of client and server " +
+		"(iperf3's own report; crr: the client's getrusage and the server's /proc stat) per GB, packet or transaction; " +
+		"it includes the softirq work done in their context, which with veths is most of both nodes' datapaths, so it " +
+		"shows a configuration's cost even when other load on the machine limits the throughput. The veth underlay " +
+		"carries 64 KB GSO packets unsegmented (also VXLAN-encapsulated ones), so TCP throughput is mostly copying plus " +
+		"a per-64 KB cost; the UDP rate (one send() per 64-byte datagram) shows the per-packet cost.\n\n")
 	fmt.Fprintf(&b, "Command: `%s` (as root)  \n", r.opts.command)
 	fmt.Fprintf(&b, "Machine: %s  \n", r.host)
 	fmt.Fprintf(&b, "Date: %s; the network measurements took %s, everything %s\n\n",
 		r.start.UTC().Format("2006-01-02 15:04 UTC"), r.measured.Round(time.Second), r.total.Round(time.Second))
 
-	for mi, m := range metrics {
-		r.metricTable(&b, mi, m)
+	for mi := range r.opts.metrics {
+		r.metricTables(&b, mi)
 	}
 	b.WriteString("### Targets\n\nMedian over the repetitions of the per-repetition ratio (one run).\n\n")
 	for _, t := range targets {
-		fmt.Fprintf(&b, "- %s\n", r.targetLine(t))
+		if line, ok := r.targetLine(t); ok {
+			fmt.Fprintf(&b, "- %s\n", line)
+		}
 	}
 	b.WriteString("\n### What carried the traffic\n\nCounters that grew during the measurements, client node tx and server " +
-		"node rx (ebpf: weftd's `weft_datapath_packets_total`; links: `ip -s link`; GSO packets count once).\n\n")
-	for i, c := range configs {
+		"node rx (ebpf: weftd's `weft_datapath_packets_total`; links: `ip -s link`; GSO packets count once); for the " +
+		"real-node variants, the path each node used most, and the probes.\n\n")
+	for i, c := range r.opts.configs {
 		fmt.Fprintf(&b, "- %s: %s\n", c.name, r.carried[i])
 	}
 	if len(r.progs) > 0 {
@@ -107,10 +131,35 @@ func (r *report) markdown() string {
 	return b.String()
 }
 
-// metricTable writes one metric's table: medians of every column and the
-// primary column's ratios to the baseline.
-func (r *report) metricTable(b *strings.Builder, mi int, m metric) {
-	fmt.Fprintf(b, "### %s\n\n| Configuration | Pod MTU |", m.name)
+// metricTables writes metric mi's tables: the plain configurations with
+// ratios to the baseline, then the real-node variants (if any ran) with
+// ratios to their plain configuration.
+func (r *report) metricTables(b *strings.Builder, mi int) {
+	m := r.opts.metrics[mi]
+	var plain, variants []int
+	for _, ci := range m.runsOn(r.opts.configs) {
+		if r.opts.configs[ci].plain() {
+			plain = append(plain, ci)
+		} else {
+			variants = append(variants, ci)
+		}
+	}
+	r.table(b, m.name, mi, plain, false)
+	if len(variants) > 0 {
+		r.table(b, "Real node: "+m.name, mi, variants, true)
+	}
+}
+
+// table writes one table of metric mi with the configurations rows: the
+// medians of every column and the primary column's ratios to the
+// baseline, or with variants to each row's plain configuration (named in
+// a column of its own).
+func (r *report) table(b *strings.Builder, title string, mi int, rows []int, variants bool) {
+	m := r.opts.metrics[mi]
+	fmt.Fprintf(b, "### %s\n\n| Configuration | Pod MTU |", title)
+	if variants {
+		b.WriteString(" Ratio to |")
+	}
 	for _, c := range m.columns {
 		fmt.Fprintf(b, " %s (median) |", c)
 	}
@@ -119,14 +168,23 @@ func (r *report) metricTable(b *strings.Builder, mi int, m metric) {
 		fmt.Fprintf(b, " r%d |", i+1)
 	}
 	b.WriteString(" median ratio |\n|---|---:|")
+	if variants {
+		b.WriteString("---|")
+	}
 	b.WriteString(strings.Repeat("---:|", len(m.columns)+reps+1))
 	b.WriteString("\n")
-	for ci, c := range configs {
+	for _, ci := range rows {
+		c := r.opts.configs[ci]
+		ref := 0 // the baseline
 		fmt.Fprintf(b, "| %s | %d |", c.name, r.mtus[ci])
+		if variants {
+			ref = plainOf(r.opts.configs, c)
+			fmt.Fprintf(b, " %s |", r.opts.configs[ref].name)
+		}
 		for col := range m.columns {
 			fmt.Fprintf(b, " %s |", num(median(r.column(mi, ci, col))))
 		}
-		ratios := r.ratios(mi, ci, cfgBaseline)
+		ratios := r.ratios(mi, ci, ref)
 		for _, x := range ratios {
 			fmt.Fprintf(b, " %.2f |", x)
 		}
@@ -135,10 +193,16 @@ func (r *report) metricTable(b *strings.Builder, mi int, m metric) {
 	b.WriteString("\n")
 }
 
-// targetLine checks one target.
-func (r *report) targetLine(t target) string {
-	m := metrics[t.metric]
-	ratios := r.ratios(t.metric, t.a, t.b)
+// targetLine checks one target; false if its metric or configurations
+// were not measured.
+func (r *report) targetLine(t target) (string, bool) {
+	mi := slices.IndexFunc(r.opts.metrics, func(m metric) bool { return m.key == t.metric })
+	a, b := indexOf(r.opts.configs, t.a), indexOf(r.opts.configs, t.b)
+	if mi < 0 || a < 0 || b < 0 || r.results[mi][a] == nil || r.results[mi][b] == nil {
+		return "", false
+	}
+	m := r.opts.metrics[mi]
+	ratios := r.ratios(mi, a, b)
 	got := median(ratios)
 	ok, op := got >= t.bound, ">="
 	if m.lowerIsBetter {
@@ -153,7 +217,8 @@ func (r *report) targetLine(t target) string {
 		per[i] = fmt.Sprintf("%.2f", x)
 	}
 	return fmt.Sprintf("%s: %s %s, %s / %s %s %.2fx: **%.2fx** (per repetition %s)",
-		verdict, m.name, m.columns[0], configs[t.a].name, configs[t.b].name, op, t.bound, got, strings.Join(per, ", "))
+		verdict, m.name, m.columns[0], r.opts.configs[a].name, r.opts.configs[b].name, op, t.bound, got,
+		strings.Join(per, ", ")), true
 }
 
 // column is one column of metric mi for configuration ci, one value per

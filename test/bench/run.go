@@ -16,7 +16,8 @@ import (
 const warmup = time.Second
 
 // results holds every value: [metric][config][repetition] -> the metric's
-// columns.
+// columns, indexed as options.metrics and options.configs; nil for a
+// configuration the metric does not run on.
 type results [][][][]float64
 
 // run brings up every configuration, measures them interleaved, runs the
@@ -24,7 +25,7 @@ type results [][][][]float64
 func run(ctx context.Context, opts options) (err error) {
 	start := time.Now()
 	host := benchdoc.Machine()
-	setups := make([]*setup, 0, len(configs))
+	setups := make([]*setup, 0, len(opts.configs))
 	closeAll := func() error {
 		var errs []error
 		for _, s := range setups {
@@ -35,7 +36,7 @@ func run(ctx context.Context, opts options) (err error) {
 	}
 	defer func() { err = errors.Join(err, closeAll()) }()
 
-	for _, cfg := range configs {
+	for _, cfg := range opts.configs {
 		progress("bringing up %s", cfg.name)
 		s, err := bringUp(ctx, cfg, opts)
 		if err != nil {
@@ -69,7 +70,7 @@ func run(ctx context.Context, opts options) (err error) {
 			return err
 		}
 		rep.mtus[i] = s.mtu
-		rep.carried[i] = evidence(s.cfg, delta(before[i], after[i]))
+		rep.carried[i] = s.evidence(delta(before[i], after[i]))
 	}
 	// The clusters' idle daemons would compete with the program benchmark.
 	if err := closeAll(); err != nil {
@@ -112,26 +113,28 @@ func warmUp(ctx context.Context, s *setup, sc sched) error {
 	if err := s.verify(before, after); err != nil {
 		return err
 	}
-	progress("%s: pod MTU %d, verified: %s", s.cfg.name, s.mtu, evidence(s.cfg, delta(before, after)))
+	progress("%s: pod MTU %d, verified: %s", s.cfg.name, s.mtu, s.evidence(delta(before, after)))
 	return nil
 }
 
-// measure runs every metric on every setup, opts.reps times, one run at a
-// time. Within a repetition each metric runs on all configurations back to
-// back (so the ratios compare runs close in time); the first configuration
-// rotates from one repetition to the next, so none always runs first.
+// measure runs every metric on every setup it applies to, opts.reps times,
+// one run at a time. Within a repetition each metric runs on its
+// configurations back to back (so the ratios compare runs close in time);
+// the first configuration rotates from one repetition to the next, so none
+// always runs first.
 func measure(ctx context.Context, setups []*setup, opts options) (results, error) {
-	res := make(results, len(metrics))
-	for mi := range metrics {
+	res := make(results, len(opts.metrics))
+	for mi, m := range opts.metrics {
 		res[mi] = make([][][]float64, len(setups))
-		for ci := range setups {
+		for _, ci := range m.runsOn(opts.configs) {
 			res[mi][ci] = make([][]float64, opts.reps)
 		}
 	}
 	for r := range opts.reps {
-		for mi, m := range metrics {
-			for k := range setups {
-				ci := (r + k) % len(setups)
+		for mi, m := range opts.metrics {
+			on := m.runsOn(opts.configs)
+			for k := range on {
+				ci := on[(r+k)%len(on)]
 				s := setups[ci]
 				v, err := m.run(ctx, s, opts.duration, opts.sched)
 				if err != nil {
@@ -160,16 +163,24 @@ func snapshotAll(ctx context.Context, setups []*setup) ([]counters, error) {
 
 // evidence names the counters that grew on the way client -> server: tx on
 // n1, rx on n2 (weftd's vxlan-kernel series is flannel.1's statistics again,
-// so it is left out).
-func evidence(cfg config, d counters) string {
-	keep := counters{}
+// so it is left out), and how the probes went.
+func (s *setup) evidence(d counters) string {
+	kept := counters{}
 	for k, v := range d {
 		if (strings.HasPrefix(k, "n1 ") && strings.HasSuffix(k, " tx") || strings.HasPrefix(k, "n2 ") && strings.HasSuffix(k, " rx")) &&
 			!strings.Contains(k, "vxlan-kernel") {
-			keep[k] = v
+			kept[k] = v
 		}
 	}
-	return fmt.Sprintf("%s carried it (packets: %s)", cfg.carrier(), keep)
+	what := s.cfg.carrier() + " carried it"
+	if !s.cfg.plain() {
+		what = fmt.Sprintf("n1 sent on %s, n2 received on %s", kept.busiest("n1 ", " tx"), kept.busiest("n2 ", " rx"))
+	}
+	what += fmt.Sprintf(" (packets: %s)", kept)
+	if s.prober != nil {
+		what += "; " + s.prober.String()
+	}
+	return what
 }
 
 func formatValues(v []float64) string {

@@ -4,38 +4,47 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
 	"github.com/weftnet/weft/test/cluster"
+	"github.com/weftnet/weft/test/procstat"
 )
 
 // Server ports in the server pod.
 const (
 	iperfPort    = 5201
+	crrPort      = 5202
 	sockperfPort = 11111
 )
 
 // listenTimeout bounds the wait until a server listens.
 const listenTimeout = 10 * time.Second
 
-// servers are the iperf3 and sockperf servers in the server pod, started
-// by this program and stopped by PID.
+// servers are the iperf3, sockperf and crr servers in the server pod,
+// started by this program and stopped by PID.
 type servers struct {
 	procs []*exec.Cmd
+	// crrPID is the crr server's PID, whose CPU time the connection rate
+	// counts.
+	crrPID int
 }
 
-// startServers starts iperf3 (TCP and UDP tests, one at a time) and
-// sockperf (UDP ping-pong) in pod and waits until both listen.
-func startServers(ctx context.Context, pod *cluster.Pod, sc sched) (*servers, error) {
+// startServers starts iperf3 (TCP and UDP tests, one at a time), sockperf
+// (UDP ping-pong) and self's crr-server (connection rate) in pod and waits
+// until all listen.
+func startServers(ctx context.Context, pod *cluster.Pod, sc sched, self string) (*servers, error) {
 	s := &servers{}
 	for _, args := range [][]string{
 		{"iperf3", "-s", "-p", strconv.Itoa(iperfPort)},
 		{"sockperf", "server", "-i", pod.IP.String(), "-p", strconv.Itoa(sockperfPort)},
+		{self, "crr-server", "-listen", netip.AddrPortFrom(pod.IP, crrPort).String()},
 	} {
 		name, argv := sc.wrap(serverCPU, args[0], args[1:])
 		cmd := pod.NS.Command(context.Background(), name, argv...)
@@ -46,8 +55,13 @@ func startServers(ctx context.Context, pod *cluster.Pod, sc sched) (*servers, er
 			return s, errors.Join(fmt.Errorf("start %s in %s: %w", args[0], pod.ID, err), s.stop())
 		}
 		s.procs = append(s.procs, cmd)
+		if args[0] == self {
+			s.crrPID = cmd.Process.Pid
+		}
 	}
-	for _, l := range []struct{ proto, port string }{{"-ltn", strconv.Itoa(iperfPort)}, {"-lun", strconv.Itoa(sockperfPort)}} {
+	for _, l := range []struct{ proto, port string }{
+		{"-ltn", strconv.Itoa(iperfPort)}, {"-lun", strconv.Itoa(sockperfPort)}, {"-ltn", strconv.Itoa(crrPort)},
+	} {
 		err := cluster.Eventually(ctx, listenTimeout, "server on port "+l.port+" in "+pod.ID, func() error {
 			out, err := pod.NS.Exec(ctx, "ss", "-H", l.proto, "sport = :"+l.port)
 			if err == nil && strings.TrimSpace(out) == "" {
@@ -58,6 +72,9 @@ func startServers(ctx context.Context, pod *cluster.Pod, sc sched) (*servers, er
 		if err != nil {
 			return s, errors.Join(err, s.stop())
 		}
+	}
+	if err := procstat.CheckComm(s.crrPID, filepath.Base(self)); err != nil {
+		return s, errors.Join(err, s.stop())
 	}
 	return s, nil
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/test/cluster"
+	"github.com/weftnet/weft/test/procstat"
 )
 
 // config is what every run shares.
@@ -102,15 +103,15 @@ func run(ctx context.Context, cfg config, datapath string, n int) (res result, e
 	}
 	pid := node.WeftdPID()
 	err = cfg.profiled(fmt.Sprintf("%s-%d-programming", datapath, n), pid, func() (err error) {
-		probeStart := selfCPU()
+		probeStart := procstat.SelfCPU()
 		res.Ready, res.Programmed, err = waitProgrammed(ctx, cfg, node, p, want, start)
-		res.ProbeCPU = selfCPU() - probeStart
+		res.ProbeCPU = procstat.SelfCPU() - probeStart
 		return err
 	})
 	if err != nil {
 		return res, err
 	}
-	if err := checkComm(pid, "weftd"); err != nil {
+	if err := procstat.CheckComm(pid, "weftd"); err != nil {
 		return res, err
 	}
 	if res.AtProgrammed, err = readUsage(pid); err != nil {
