@@ -42,7 +42,7 @@ func checkMaps(t *testing.T, n *testNode, peers []datapath.Peer) {
 		wantPeers = append(wantPeers, PeerEntry{Subnet: p.Subnet, NodeIP: p.NodeIP, VtepMAC: p.VtepMAC, Mode: datapath.ModeVXLAN})
 		wantNodes = append(wantNodes, KnownNode{NodeIP: p.NodeIP, Subnet: p.Subnet})
 	}
-	slices.SortFunc(wantPeers, func(a, b PeerEntry) int { return comparePrefix(a.Subnet, b.Subnet) })
+	slices.SortFunc(wantPeers, func(a, b PeerEntry) int { return a.Subnet.Compare(b.Subnet) })
 	slices.SortFunc(wantNodes, func(a, b KnownNode) int { return a.NodeIP.Compare(b.NodeIP) })
 	gotPeers, err := ReadPeers(n.bpfDir)
 	must(t, err)

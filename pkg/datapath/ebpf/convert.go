@@ -1,7 +1,6 @@
 package ebpf
 
 import (
-	"cmp"
 	"encoding/binary"
 	"net"
 	"net/netip"
@@ -59,8 +58,4 @@ func ntohs(v uint16) uint16 {
 	var b [2]byte
 	binary.NativeEndian.PutUint16(b[:], v)
 	return binary.BigEndian.Uint16(b[:])
-}
-
-func comparePrefix(a, b netip.Prefix) int {
-	return cmp.Or(a.Addr().Compare(b.Addr()), a.Bits()-b.Bits())
 }

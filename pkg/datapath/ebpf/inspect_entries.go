@@ -87,7 +87,7 @@ func ReadPeers(bpfDir string) ([]PeerEntry, error) {
 	for k, v := range all {
 		out = append(out, decodePeer(k, v))
 	}
-	slices.SortFunc(out, func(a, b PeerEntry) int { return comparePrefix(a.Subnet, b.Subnet) })
+	slices.SortFunc(out, func(a, b PeerEntry) int { return a.Subnet.Compare(b.Subnet) })
 	return out, nil
 }
 
