@@ -2,10 +2,11 @@
 /*
  * Netfilter decides, eBPF forwards: a pod packet may bypass the host stack
  * only when the kernel's conntrack already holds a confirmed entry for its
- * flow that netfilter accepted, that has seen traffic both ways, and that
- * no NAT rewrites. Everything else (new connections, TCP SYN/FIN/RST,
- * Services, masquerade, ICMP, fragments) takes the stack, so FORWARD rules,
- * NAT and policy engines see it and conntrack frees what closes.
+ * flow that netfilter accepted and that has seen traffic both ways.
+ * Everything else (new connections, TCP SYN/FIN/RST, ICMP, fragments) takes
+ * the stack, so FORWARD rules, NAT and policy engines see it and conntrack
+ * frees what closes. A NATed flow (a Service, masquerade) is rewritten as
+ * its entry says, as netfilter's flowtable does (nat.h).
  *
  * TCP: conntrack's window tracking would call packets invalid once it
  * stops seeing the middle of a flow. As netfilter's own flowtable offload
@@ -42,8 +43,36 @@ union nf_conntrack_proto {
 	struct ip_ct_tcp tcp;
 } __attribute__((preserve_access_index));
 
+union nf_inet_addr {
+	__be32 ip;
+} __attribute__((preserve_access_index));
+
+union nf_conntrack_man_proto {
+	__be16 all;
+} __attribute__((preserve_access_index));
+
+struct nf_conntrack_man {
+	union nf_inet_addr u3;
+	union nf_conntrack_man_proto u;
+} __attribute__((preserve_access_index));
+
+struct nf_conntrack_tuple {
+	struct nf_conntrack_man src;
+	struct {
+		union nf_inet_addr u3;
+		union {
+			__be16 all;
+		} u;
+	} dst;
+} __attribute__((preserve_access_index));
+
+struct nf_conntrack_tuple_hash {
+	struct nf_conntrack_tuple tuple;
+} __attribute__((preserve_access_index));
+
 struct nf_conn {
 	__u32 timeout;
+	struct nf_conntrack_tuple_hash tuplehash[2];
 	unsigned long status;
 	union nf_conntrack_proto proto;
 } __attribute__((preserve_access_index));
@@ -66,8 +95,9 @@ extern void bpf_ct_release(struct nf_conn *ct) __ksym;
 /* include/uapi/linux/netfilter/nf_conntrack_{common,tcp}.h */
 #define IPS_SEEN_REPLY (1UL << 1)
 #define IPS_NAT_MASK ((1UL << 4) | (1UL << 5)) /* IPS_SRC_NAT | IPS_DST_NAT */
-#define IPS_HELPER (1UL << 13)
+#define IPS_SEQ_ADJUST (1UL << 6)
 #define IPS_DYING (1UL << 9)
+#define IPS_HELPER (1UL << 13)
 #define TCP_CONNTRACK_ESTABLISHED 3
 #define IP_CT_TCP_FLAG_BE_LIBERAL 0x08
 
@@ -77,6 +107,26 @@ extern void bpf_ct_release(struct nf_conn *ct) __ksym;
 #define TCP_SYN 0x02
 #define TCP_RST 0x04
 
+/* What conntrack says about a packet's flow. */
+enum offload {
+	OFFLOAD_NO,  /* the kernel path: netfilter decides */
+	OFFLOAD_YES, /* established and accepted: the fast path */
+	OFFLOAD_ASK, /* TCP, established, waiting to be made liberal by weftd */
+};
+
+/*
+ * The addresses and ports a packet leaves netfilter with: its own, or, for
+ * a NATed flow (a Service's DNAT, masquerade), the inverse of the other
+ * direction's tuple, as netfilter's NAT would rewrite it.
+ */
+struct xlat {
+	__be32 saddr;
+	__be32 daddr;
+	__be16 sport;
+	__be16 dport;
+	__u8 nat; /* the packet must be rewritten to the above */
+};
+
 /* request_liberal asks weftd to make f's conntrack entry liberal. A full
  * ring only delays that: the flow's next packet asks again. */
 static __always_inline void request_liberal(struct flow *f)
@@ -84,59 +134,80 @@ static __always_inline void request_liberal(struct flow *f)
 	bpf_ringbuf_output(&weft_ct_requests, f, sizeof(*f), 0);
 }
 
+/* inverse sets x to the inverse of tuple t: where a packet of the other
+ * direction comes from and goes to after NAT. */
+#define inverse(x, t)                          \
+	do {                                   \
+		(x)->saddr = (t).dst.u3.ip;    \
+		(x)->sport = (t).dst.u.all;    \
+		(x)->daddr = (t).src.u3.ip;    \
+		(x)->dport = (t).src.u.all;    \
+	} while (0)
+
 /*
- * offloadable reports whether the IPv4 packet ip, whose L4 header is at
- * l4off, belongs to a flow netfilter has accepted and established without
- * NAT, so it may take the fast path.
+ * offload_state looks up the flow of the IPv4 packet ip, whose L4 header is
+ * at l4off, in conntrack: OFFLOAD_YES when netfilter has accepted and
+ * established it (x says how NAT rewrites the packet), OFFLOAD_ASK when
+ * only the liberal flag is missing (f is the flow to ask for), else
+ * OFFLOAD_NO.
  */
-static __always_inline int offloadable(struct __sk_buff *skb, const struct ipv4 *ip, __u32 l4off,
-				       const struct node_config *cfg)
+static __always_inline enum offload offload_state(struct __sk_buff *skb, const struct ipv4 *ip,
+						  __u32 l4off, const struct node_config *cfg,
+						  struct xlat *x, struct flow *f)
 {
 	struct bpf_ct_opts opts = { .netns_id = BPF_F_CURRENT_NETNS, .l4proto = ip->protocol };
 	struct bpf_sock_tuple tuple = {};
+	enum offload state = OFFLOAD_NO;
 	struct nf_conn *ct;
 	unsigned long status;
-	struct flow f = {};
 	__u8 tcp_flags;
-	int fast = 0;
 	__s32 left;
 
 	if (ip->protocol == IPPROTO_TCP) {
 		if (bpf_skb_load_bytes(skb, l4off + TCP_FLAGS_OFF, &tcp_flags, 1))
-			return 0;
+			return OFFLOAD_NO;
 		if (tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST))
-			return 0; /* conntrack follows the connection's state */
+			return OFFLOAD_NO; /* conntrack follows the connection's state */
 	} else if (ip->protocol != IPPROTO_UDP) {
-		return 0;
+		return OFFLOAD_NO;
 	}
 	if (bpf_skb_load_bytes(skb, l4off, &tuple.ipv4.sport, 2 * sizeof(__be16)))
-		return 0;
+		return OFFLOAD_NO;
 	tuple.ipv4.saddr = ip->saddr;
 	tuple.ipv4.daddr = ip->daddr;
 	ct = bpf_skb_ct_lookup(skb, &tuple, sizeof(tuple.ipv4), &opts, sizeof(opts));
 	if (!ct)
-		return 0; /* new, or not accepted (yet): netfilter decides */
+		return OFFLOAD_NO; /* new, or not accepted (yet): netfilter decides */
 	status = ct->status;
 	left = (__s32)(ct->timeout - (__u32)bpf_jiffies64());
-	if ((status & IPS_SEEN_REPLY) && !(status & (IPS_NAT_MASK | IPS_HELPER | IPS_DYING)) &&
-	    left > (__s32)cfg->ct_refresh_jiffies) {
-		if (ip->protocol == IPPROTO_UDP) {
-			fast = 1;
-		} else if (ct->proto.tcp.state == TCP_CONNTRACK_ESTABLISHED) {
-			fast = ct->proto.tcp.seen[0].flags & ct->proto.tcp.seen[1].flags &
-			       IP_CT_TCP_FLAG_BE_LIBERAL;
-			if (!fast) {
-				f.saddr = tuple.ipv4.saddr;
-				f.daddr = tuple.ipv4.daddr;
-				f.sport = tuple.ipv4.sport;
-				f.dport = tuple.ipv4.dport;
-				f.proto = IPPROTO_TCP;
-				request_liberal(&f);
-			}
-		}
+	if (!(status & IPS_SEEN_REPLY) || (status & (IPS_SEQ_ADJUST | IPS_HELPER | IPS_DYING)) ||
+	    left <= (__s32)cfg->ct_refresh_jiffies)
+		goto out;
+	if (ip->protocol == IPPROTO_UDP)
+		state = OFFLOAD_YES;
+	else if (ct->proto.tcp.state == TCP_CONNTRACK_ESTABLISHED)
+		state = ct->proto.tcp.seen[0].flags & ct->proto.tcp.seen[1].flags & IP_CT_TCP_FLAG_BE_LIBERAL ?
+				OFFLOAD_YES : OFFLOAD_ASK;
+	x->saddr = tuple.ipv4.saddr;
+	x->daddr = tuple.ipv4.daddr;
+	x->sport = tuple.ipv4.sport;
+	x->dport = tuple.ipv4.dport;
+	x->nat = 0;
+	if (status & IPS_NAT_MASK) {
+		x->nat = 1;
+		if (opts.dir == 0)
+			inverse(x, ct->tuplehash[1].tuple);
+		else
+			inverse(x, ct->tuplehash[0].tuple);
 	}
+	f->saddr = tuple.ipv4.saddr;
+	f->daddr = tuple.ipv4.daddr;
+	f->sport = tuple.ipv4.sport;
+	f->dport = tuple.ipv4.dport;
+	f->proto = ip->protocol;
+out:
 	bpf_ct_release(ct);
-	return fast;
+	return state;
 }
 
 #endif /* WEFT_CONNTRACK_H */

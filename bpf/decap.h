@@ -15,6 +15,7 @@
 #include "maps.h"
 #include "parse.h"
 #include "conntrack.h"
+#include "nat.h"
 #include "uapi_compat.h"
 
 /* deliver hands a pod-bound IPv4 frame (Ethernet at offset 0) to the pod. */
@@ -50,9 +51,13 @@ static __always_inline int rx_vxlan(struct __sk_buff *skb, const struct node_con
 	const __u32 inner_off = sizeof(struct vxlan_encap);
 	struct vxlan_encap *h;
 	struct endpoint *found, ep;
+	enum offload state;
+	struct flow f = {};
+	struct xlat x = {};
 	struct ipv4 *inner;
 	__u32 outer_len, inner_len;
 	int fragment;
+	__u8 proto;
 
 	if (ensure(skb, inner_off + IPV4_HLEN))
 		return drop(skb, DROP_MALFORMED);
@@ -91,13 +96,23 @@ static __always_inline int rx_vxlan(struct __sk_buff *skb, const struct node_con
 	 * established: flannel.<VNI> decapsulates, the stack decides. */
 	if (inner->ver_ihl != 0x45 || is_fragment(inner))
 		return TC_ACT_OK;
-	found = bpf_map_lookup_elem(&weft_endpoints, &inner->daddr);
-	if (!found || !offloadable(skb, inner, inner_off + IPV4_HLEN, cfg))
+	proto = inner->protocol;
+	state = offload_state(skb, inner, inner_off + IPV4_HLEN, cfg, &x, &f);
+	if (state == OFFLOAD_NO)
 		return TC_ACT_OK;
+	found = bpf_map_lookup_elem(&weft_endpoints, &x.daddr);
+	if (!found)
+		return TC_ACT_OK;
+	if (state == OFFLOAD_ASK) {
+		request_liberal(&f);
+		return TC_ACT_OK;
+	}
 	ep = *found;
 	if (bpf_skb_adjust_room(skb, -(__s32)VXLAN_ENCAP_LEN, BPF_ADJ_ROOM_MAC,
 				WEFT_ADJ_ROOM_DECAP_L3_IPV4 | BPF_F_ADJ_ROOM_FIXED_GSO))
 		return TC_ACT_OK; /* unchanged: flannel.<VNI> decapsulates */
+	if (x.nat && apply_xlat(skb, ETH_HLEN, ETH_HLEN + IPV4_HLEN, proto, &x))
+		return drop(skb, DROP_HEADER_REWRITE);
 	return deliver(skb, cfg, &ep, COUNTER_VXLAN_RX);
 }
 
@@ -107,12 +122,13 @@ static __always_inline int rx_host_gw(struct __sk_buff *skb, const struct node_c
 {
 	struct lpm_key key = { .prefixlen = 32 };
 	struct endpoint *found, ep;
+	enum offload state;
+	struct flow f = {};
+	struct xlat x = {};
 	struct peer *peer;
+	__u8 proto;
 
 	if (ip->ver_ihl != 0x45 || is_fragment(ip))
-		return TC_ACT_OK;
-	found = bpf_map_lookup_elem(&weft_endpoints, &ip->daddr);
-	if (!found)
 		return TC_ACT_OK;
 	key.addr = ip->saddr;
 	peer = bpf_map_lookup_elem(&weft_peers, &key);
@@ -120,9 +136,22 @@ static __always_inline int rx_host_gw(struct __sk_buff *skb, const struct node_c
 		return TC_ACT_OK; /* not from a host-gw peer's pods: the kernel routes it */
 	if (skb->gso_size == 0 && bpf_ntohs(ip->tot_len) + ETH_HLEN > skb->len)
 		return drop(skb, DROP_MALFORMED);
-	if (ip->ttl <= 1 || !offloadable(skb, ip, ETH_HLEN + IPV4_HLEN, cfg))
+	if (ip->ttl <= 1)
 		return TC_ACT_OK;
+	proto = ip->protocol;
+	state = offload_state(skb, ip, ETH_HLEN + IPV4_HLEN, cfg, &x, &f);
+	if (state == OFFLOAD_NO)
+		return TC_ACT_OK;
+	found = bpf_map_lookup_elem(&weft_endpoints, &x.daddr);
+	if (!found)
+		return TC_ACT_OK;
+	if (state == OFFLOAD_ASK) {
+		request_liberal(&f);
+		return TC_ACT_OK;
+	}
 	ep = *found;
+	if (x.nat && apply_xlat(skb, ETH_HLEN, ETH_HLEN + IPV4_HLEN, proto, &x))
+		return drop(skb, DROP_HEADER_REWRITE);
 	return deliver(skb, cfg, &ep, COUNTER_HOST_GW_RX);
 }
 

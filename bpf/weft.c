@@ -1,11 +1,11 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * weft's tc programs: netfilter decides, eBPF forwards. New connections,
- * NATed flows and anything netfilter has not accepted take the kernel path
- * (flannel.<VNI> and routes, exactly as flannel programs them); a flow whose
- * conntrack entry is established, confirmed and not NATed is carried in
- * flannel's wire format (VXLAN or host-gw) without the host stack
- * (conntrack.h). See docs/datapath.md.
+ * weft's tc programs: netfilter decides, eBPF forwards. New connections and
+ * anything netfilter has not accepted take the kernel path (flannel.<VNI>
+ * and routes, exactly as flannel programs them); a flow whose conntrack
+ * entry is established and confirmed is carried in flannel's wire format
+ * (VXLAN or host-gw) without the host stack, NATed as its entry says
+ * (conntrack.h, nat.h). See docs/datapath.md.
  *
  *   weft_veth_ingress   ingress of each pod's host veth: drops what the pod
  *                       may not send (pod.h), then pod -> remote pod on the
@@ -28,6 +28,7 @@
 #include "parse.h"
 #include "conntrack.h"
 #include "encap.h"
+#include "nat.h"
 #include "decap.h"
 #include "pod.h"
 
@@ -53,8 +54,12 @@ static __always_inline int pod_ingress(struct __sk_buff *skb, const int veth)
 {
 	struct node_config *cfg = config();
 	struct lpm_key key = { .prefixlen = 32 };
+	enum offload state;
+	struct flow f = {};
+	struct xlat x = {};
 	struct peer *peer;
 	struct ipv4 *ip;
+	__u8 proto;
 
 	if (veth && !pod_source_ok(skb))
 		return drop(skb, DROP_POD_SOURCE);
@@ -80,10 +85,23 @@ static __always_inline int pod_ingress(struct __sk_buff *skb, const int veth)
 		return TC_ACT_OK;
 	if (skb->gso_size == 0 && bpf_ntohs(ip->tot_len) + ETH_HLEN > skb->len)
 		return TC_ACT_OK; /* truncated: the kernel drops it */
-	key.addr = ip->daddr;
-	peer = bpf_map_lookup_elem(&weft_peers, &key);
-	if (!peer || !offloadable(skb, ip, ETH_HLEN + IPV4_HLEN, cfg))
+	proto = ip->protocol;
+	state = offload_state(skb, ip, ETH_HLEN + IPV4_HLEN, cfg, &x, &f);
+	if (state == OFFLOAD_NO)
 		return TC_ACT_OK;
+	/* A remote pod, after NAT: a Service's DNAT picks the destination. */
+	key.addr = x.daddr;
+	peer = bpf_map_lookup_elem(&weft_peers, &key);
+	if (!peer)
+		return TC_ACT_OK;
+	if (state == OFFLOAD_ASK) {
+		request_liberal(&f);
+		return TC_ACT_OK;
+	}
+	if (x.nat && apply_xlat(skb, ETH_HLEN, ETH_HLEN + IPV4_HLEN, proto, &x))
+		return drop(skb, DROP_HEADER_REWRITE);
+	if (ensure(skb, ETH_HLEN + IPV4_HLEN) || !(ip = ipv4_at(skb, ETH_HLEN)))
+		return drop(skb, DROP_HEADER_REWRITE);
 	return transmit(skb, cfg, peer, ip);
 }
 
