@@ -441,17 +441,12 @@ func tcAttachments(ifindexes ...int) ([]Attachment, error) {
 		if err != nil {
 			return nil, fmt.Errorf("find interface %d: %w", idx, err)
 		}
-		for _, h := range []hook{ingress, egress} {
-			filters, err := weftFilters(l, h)
-			if err != nil {
-				return nil, err
-			}
-			for _, f := range filters {
-				out = append(out, Attachment{
-					Interface: l.Attrs().Name, Ifindex: idx, Hook: h.name, Mode: AttachTC,
-					Program: f.Name, ProgramID: ebpf.ProgramID(f.Id),
-				})
-			}
+		found, err := tcAttached(l)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range found {
+			out = append(out, a.Attachment)
 		}
 	}
 	return out, nil
