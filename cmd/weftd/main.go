@@ -149,20 +149,33 @@ func (f *factory) EBPF() (datapath.Datapath, error) {
 	if err := ebpf.Supported(); err != nil {
 		return nil, err
 	}
-	return ebpf.New(ebpf.Options{BPFDir: f.o.bpfDir, Bridge: f.o.bridge, Attach: f.o.tcAttach})
+	dp, err := f.newEBPF()
+	if err != nil {
+		return nil, err // not a typed nil in the interface
+	}
+	return dp, nil
 }
 
 func (f *factory) BPFDir() string { return f.o.bpfDir }
 
+// RemoveEBPF removes the eBPF datapath's programs and pins without setting
+// it up (so without loading programs), leaving the kernel state alone.
+func (f *factory) RemoveEBPF(ctx context.Context) error {
+	dp, err := f.newEBPF()
+	if err != nil {
+		return err
+	}
+	defer dp.Close()
+	return dp.Cleanup(ctx)
+}
+
+func (f *factory) newEBPF() (*ebpf.Datapath, error) {
+	return ebpf.New(ebpf.Options{BPFDir: f.o.bpfDir, Bridge: f.o.bridge, Attach: f.o.tcAttach})
+}
+
 // cleanup removes every piece of weft state from this node.
 func cleanup(ctx context.Context, f *factory, o *options) error {
-	var errs []error
-	if dp, err := ebpf.New(ebpf.Options{BPFDir: o.bpfDir, Bridge: o.bridge, Attach: o.tcAttach}); err == nil {
-		errs = append(errs, dp.Cleanup(ctx))
-	} else {
-		slog.Info("no eBPF state to remove", "reason", err)
-	}
-	errs = append(errs, f.Kernel().Cleanup(ctx), masq.Remove())
+	errs := []error{f.RemoveEBPF(ctx), f.Kernel().Cleanup(ctx), masq.Remove()}
 	if err := os.Remove(o.subnetFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("remove subnet file: %w", err))
 	}

@@ -48,6 +48,11 @@ type Factory interface {
 	// BPFDir is the pin directory published in the subnet file for the CNI
 	// plugin when the eBPF datapath runs.
 	BPFDir() string
+	// RemoveEBPF removes what an earlier eBPF datapath left on this node
+	// (programs, links, tc filters, pins), which would otherwise keep
+	// forwarding beside the kernel datapath on maps nobody updates. It
+	// loads no program, so it works where the eBPF datapath cannot run.
+	RemoveEBPF(ctx context.Context) error
 }
 
 // NetworkAvailabler is implemented by lease sources that publish node
@@ -131,7 +136,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}); err != nil {
 		return err
 	}
-	dp, err := d.chooseDatapath(nc.Backend)
+	dp, err := d.chooseDatapath(ctx, nc.Backend)
 	if err != nil {
 		return err
 	}
@@ -233,34 +238,54 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 }
 
-// chooseDatapath picks the datapath from Backend.Datapath (or the override).
-func (d *Daemon) chooseDatapath(b netconf.Backend) (datapath.Datapath, error) {
-	want := b.Datapath
+// chooseDatapath picks the datapath from Backend.Datapath (or the override)
+// and logs why. Before the kernel datapath runs, what an earlier eBPF run
+// left is removed.
+func (d *Daemon) chooseDatapath(ctx context.Context, b netconf.Backend) (datapath.Datapath, error) {
+	want, source := b.Datapath, "net-conf.json Backend.Datapath"
 	if d.cfg.Datapath != "" {
-		want = d.cfg.Datapath
+		want, source = d.cfg.Datapath, "--datapath"
 	}
 	switch want {
 	case netconf.DatapathKernel:
-		slog.Info("datapath kernel", "reason", "configured")
-		return d.cfg.Datapaths.Kernel(), nil
+		slog.Info("datapath kernel", "reason", "configured by "+source)
+		return d.kernel(ctx), nil
 	case netconf.DatapathEBPF:
 		dp, err := d.cfg.Datapaths.EBPF()
 		if err != nil {
 			return nil, fmt.Errorf("Backend.Datapath is ebpf but this node cannot run it: %w (set Backend.Datapath to auto or kernel)", err)
 		}
-		slog.Info("datapath ebpf", "reason", "configured")
+		slog.Info("datapath ebpf", "reason", "configured by "+source)
 		return dp, nil
 	case netconf.DatapathAuto, "":
 		dp, err := d.cfg.Datapaths.EBPF()
 		if err != nil {
 			slog.Warn("datapath kernel: eBPF datapath unavailable", "reason", err)
-			return d.cfg.Datapaths.Kernel(), nil
+			return d.kernel(ctx), nil
 		}
 		slog.Info("datapath ebpf", "reason", "auto: kernel supports it")
 		return dp, nil
 	default:
 		return nil, fmt.Errorf("datapath %q: use auto, ebpf or kernel", want)
 	}
+}
+
+// kernel returns the kernel datapath after taking down what an earlier
+// eBPF run left: first the subnet file's WEFT_BPF_DIR, so the CNI plugin
+// stops registering pods, then the programs and pins. A failure is logged,
+// not fatal: the kernel datapath must come up even where eBPF is denied.
+func (d *Daemon) kernel(ctx context.Context) datapath.Datapath {
+	if env, err := subnetfile.Read(d.cfg.SubnetFile); err == nil && env.BPFDir != "" {
+		env.BPFDir = ""
+		if err := subnetfile.Write(d.cfg.SubnetFile, env); err != nil {
+			slog.Warn("could not drop WEFT_BPF_DIR from the subnet file; it goes with the next write", "err", err)
+		}
+	}
+	if err := d.cfg.Datapaths.RemoveEBPF(ctx); err != nil {
+		slog.Error("could not remove what an earlier eBPF datapath left: its programs may drop "+
+			"traffic of nodes that join later (`weftd --cleanup` removes them)", "err", err)
+	}
+	return d.cfg.Datapaths.Kernel()
 }
 
 // leaseAttrs is what this node publishes: flannel's lease JSON. VXLAN

@@ -249,7 +249,7 @@ func weftFilters(l netlink.Link, h hook) ([]*netlink.BpfFilter, error) {
 	}
 	var out []*netlink.BpfFilter
 	for _, f := range filters {
-		if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, "weft_") {
+		if bf, ok := f.(*netlink.BpfFilter); ok && strings.HasPrefix(bf.Name, namePrefix) {
 			out = append(out, bf)
 		}
 	}

@@ -7,14 +7,27 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/link"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 )
 
-// Cleanup detaches the programs (pinned tcx links and weft's tc filters on
-// every interface of the namespace), removes the pins and, after a Setup,
-// the kernel slow path's state. It works without Setup, for `weftd --cleanup`.
+// namePrefix starts the name of every program and map weft loads (and so of
+// its pinned maps and its tc filters): what marks kernel objects as weft's.
+const namePrefix = "weft_"
+
+// hooks are the tc attach points weft uses.
+var hooks = []hook{ingress, egress}
+
+// Cleanup detaches every weft program in the namespace (tcx links, wherever
+// they are pinned, and tc filters, on every interface), removes the pins
+// weft created in BPFDir and, after a Setup, the kernel slow path's state.
+// Without Setup it removes only what an earlier ebpf run left, as for
+// `weftd --cleanup` and for a node that comes up on the kernel datapath: it
+// loads no program, so it works where the ebpf datapath no longer can.
 func (d *Datapath) Cleanup(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -30,59 +43,187 @@ func (d *Datapath) Cleanup(ctx context.Context) error {
 				errs = append(errs, fmt.Errorf("kernel slow path: %w", err))
 			}
 		}
-		errs = append(errs, d.detachEverything(), d.removePins())
+		detached, err := detachEverything()
+		errs = append(errs, err)
+		pins, err := removePins(d.opts.BPFDir)
+		errs = append(errs, err)
+		if len(detached)+len(pins) == 0 {
+			slog.Info("no eBPF datapath programs or pins to remove", "bpf_dir", d.opts.BPFDir)
+		} else {
+			slog.Info("eBPF datapath removed", "bpf_dir", d.opts.BPFDir, "detached", detached, "pins", pins)
+		}
 		if err := errors.Join(errs...); err != nil {
 			return fmt.Errorf("cleanup: %w", err)
 		}
-		slog.Info("ebpf datapath removed", "bpf_dir", d.opts.BPFDir)
 		return nil
 	})
 }
 
-// detachEverything unpins (detaching) all pinned links and deletes weft's tc
-// filters in the namespace.
-func (d *Datapath) detachEverything() error {
-	var errs []error
-	pins, err := filepath.Glob(filepath.Join(d.opts.BPFDir, linkPinPrefix+"*"))
-	if err != nil {
-		return err
+// ReadNamespaceAttachments lists every weft program attached in the calling
+// thread's network namespace, on any interface and whatever attached it:
+// tcx links whose program's name starts with "weft_" (Pin is empty: they
+// are found through their interface, pinned or not) and weft's cls_bpf
+// filters. Unlike ReadAttachments it needs neither pins nor node config, so
+// it also finds what a removed pin directory left attached.
+func ReadNamespaceAttachments() ([]Attachment, error) {
+	found, err := namespaceAttachments()
+	out := make([]Attachment, len(found))
+	for i, a := range found {
+		out[i] = a.Attachment
 	}
-	for _, p := range pins {
-		errs = append(errs, detachTCX(p))
-	}
-	links, err := netlink.LinkList()
-	if err != nil {
-		return errors.Join(append(errs, fmt.Errorf("list links: %w", err))...)
-	}
-	for _, l := range links {
-		for _, h := range []hook{ingress, egress} {
-			filters, err := weftFilters(l, h)
-			errs = append(errs, err)
-			for _, f := range filters {
-				errs = append(errs, netlink.FilterDel(f))
-			}
-		}
-	}
-	return errors.Join(errs...)
+	return out, err
 }
 
-// removePins removes the pinned maps and, if then empty, the pin directory.
-func (d *Datapath) removePins() error {
-	spec, err := loadWeft()
+// String describes a for logs, e.g. "weft_uplink_ingress on eth0 ingress (tcx)".
+func (a Attachment) String() string {
+	return fmt.Sprintf("%s on %s %s (%s)", a.Program, a.Interface, a.Hook, a.Mode)
+}
+
+// attached is a weft program found on an interface hook, and how to detach it.
+type attached struct {
+	Attachment
+	detach func() error
+}
+
+// namespaceAttachments finds every weft program attached in the calling
+// thread's network namespace (see ReadNamespaceAttachments).
+func namespaceAttachments() ([]attached, error) {
+	links, err := netlink.LinkList()
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("list links: %w", err)
 	}
+	var out []attached
 	var errs []error
-	for name, ms := range spec.Maps {
-		if ms.Pinning != ebpf.PinByName {
+	for _, l := range links {
+		tcx, err := tcxAttached(l)
+		errs = append(errs, err)
+		tc, err := tcAttached(l)
+		errs = append(errs, err)
+		out = append(append(out, tcx...), tc...)
+	}
+	return out, errors.Join(errs...)
+}
+
+// tcxAttached lists the tcx links on l whose program is weft's.
+func tcxAttached(l netlink.Link) ([]attached, error) {
+	var out []attached
+	for _, h := range hooks {
+		res, err := link.QueryPrograms(link.QueryOptions{Target: l.Attrs().Index, Attach: h.tcx})
+		switch {
+		case errors.Is(err, ebpf.ErrNotSupported) || errors.Is(err, unix.EINVAL):
+			return nil, nil // a kernel without tcx
+		case errors.Is(err, unix.ENODEV):
+			return out, nil // the interface went away
+		case err != nil:
+			return out, fmt.Errorf("query tcx programs of %s %s: %w", l.Attrs().Name, h.name, err)
+		}
+		for _, p := range res.Programs {
+			id, ok := p.LinkID()
+			if !ok {
+				continue // attached without a link, which weft never does
+			}
+			name, err := programName(p.ID)
+			if errors.Is(err, os.ErrNotExist) {
+				continue // detached meanwhile
+			}
+			if err != nil {
+				return out, err
+			}
+			if !strings.HasPrefix(name, namePrefix) {
+				continue
+			}
+			out = append(out, attached{
+				Attachment: Attachment{Interface: l.Attrs().Name, Ifindex: l.Attrs().Index, Hook: h.name,
+					Mode: AttachTCX, Program: name, ProgramID: p.ID, LinkID: id},
+				detach: func() error { return detachLink(id) },
+			})
+		}
+	}
+	return out, nil
+}
+
+// detachLink detaches the link id, pinned or not; a link already gone is
+// no error.
+func detachLink(id link.ID) error {
+	l, err := link.NewFromID(id)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("open link %d: %w", id, err)
+	}
+	defer l.Close()
+	if err := l.Detach(); err != nil {
+		return fmt.Errorf("detach link %d: %w", id, err)
+	}
+	return nil
+}
+
+// tcAttached lists weft's cls_bpf filters on l.
+func tcAttached(l netlink.Link) ([]attached, error) {
+	var out []attached
+	for _, h := range hooks {
+		filters, err := weftFilters(l, h)
+		if err != nil {
+			return out, err
+		}
+		for _, f := range filters {
+			out = append(out, attached{
+				Attachment: Attachment{Interface: l.Attrs().Name, Ifindex: l.Attrs().Index, Hook: h.name,
+					Mode: AttachTC, Program: f.Name, ProgramID: ebpf.ProgramID(f.Id)},
+				detach: func() error {
+					if err := netlink.FilterDel(f); err != nil && !errors.Is(err, unix.ENOENT) {
+						return fmt.Errorf("delete tc filter: %w", err)
+					}
+					return nil
+				},
+			})
+		}
+	}
+	return out, nil
+}
+
+// detachEverything detaches every weft program in the calling thread's
+// namespace and returns what it detached.
+func detachEverything() ([]string, error) {
+	found, err := namespaceAttachments()
+	errs := []error{err}
+	var done []string
+	for _, a := range found {
+		if err := a.detach(); err != nil {
+			errs = append(errs, fmt.Errorf("detach %s: %w", a, err))
 			continue
 		}
-		err := os.Remove(filepath.Join(d.opts.BPFDir, name))
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
+		done = append(done, a.String())
+	}
+	return done, errors.Join(errs...)
+}
+
+// removePins removes the pins weft created in dir (maps named weft_*, tcx
+// links tcx_*, whichever weft version pinned them) and, if then empty, dir.
+// Other files stay. It returns the names it removed.
+func removePins(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read pin directory: %w", err)
+	}
+	var removed []string
+	var errs []error
+	for _, e := range entries {
+		name := e.Name()
+		if e.IsDir() || !(strings.HasPrefix(name, namePrefix) || strings.HasPrefix(name, linkPinPrefix)) {
+			continue
 		}
+		if err := os.Remove(filepath.Join(dir, name)); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, fmt.Errorf("remove pin: %w", err))
+			continue
+		}
+		removed = append(removed, name)
 	}
 	// Fails (harmlessly) while other files remain or a bpffs is mounted there.
-	_ = os.Remove(d.opts.BPFDir)
-	return errors.Join(errs...)
+	_ = os.Remove(dir)
+	return removed, errors.Join(errs...)
 }

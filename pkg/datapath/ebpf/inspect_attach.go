@@ -3,7 +3,6 @@ package ebpf
 // weft's tc attachments as weftctl reads them (see inspect.go).
 
 import (
-	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -46,15 +45,16 @@ func ReadAttachments(bpfDir string) ([]Attachment, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list links: %w", err)
 	}
-	ifindexes := make([]int, 0, len(links))
 	for _, l := range links {
-		ifindexes = append(ifindexes, l.Attrs().Index)
+		tc, err := tcAttached(l)
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range tc {
+			out = append(out, a.Attachment)
+		}
 	}
-	tc, err := tcAttachments(ifindexes...)
-	if err != nil {
-		return nil, err
-	}
-	return append(out, tc...), nil
+	return out, nil
 }
 
 // tcxAttachments describes the pinned tcx links in bpfDir.
@@ -116,35 +116,4 @@ func programName(id ebpf.ProgramID) (string, error) {
 		return "", fmt.Errorf("read program %d: %w", id, err)
 	}
 	return info.Name, nil
-}
-
-// tcAttachments lists weft's cls_bpf filters on the given interfaces of the
-// calling namespace; indexes 0 and interfaces that do not exist are skipped.
-func tcAttachments(ifindexes ...int) ([]Attachment, error) {
-	var out []Attachment
-	for _, idx := range ifindexes {
-		if idx == 0 {
-			continue
-		}
-		l, err := netlink.LinkByIndex(idx)
-		if errors.As(err, new(netlink.LinkNotFoundError)) {
-			continue
-		}
-		if err != nil {
-			return nil, fmt.Errorf("find interface %d: %w", idx, err)
-		}
-		for _, h := range []hook{ingress, egress} {
-			filters, err := weftFilters(l, h)
-			if err != nil {
-				return nil, err
-			}
-			for _, f := range filters {
-				out = append(out, Attachment{
-					Interface: l.Attrs().Name, Ifindex: idx, Hook: h.name, Mode: AttachTC,
-					Program: f.Name, ProgramID: ebpf.ProgramID(f.Id),
-				})
-			}
-		}
-	}
-	return out, nil
 }
