@@ -92,33 +92,22 @@ func New() *Firewall { return &Firewall{} }
 // transaction when it differs), the other backend and stale tables hold
 // none.
 func (f *Firewall) Ensure(ctx context.Context, c Config) error {
-	if err := c.validate(); err != nil {
-		return err
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	var errs []error
-	if c.NFTables {
-		nft, err := f.nftables(ctx)
-		if err != nil {
-			return err
-		}
-		if err := nft.ensure(ctx, c); err != nil {
-			return err
-		}
-		errs = append(errs, f.removeIptables(ctx))
-	} else {
-		ipt, err := f.iptables(ctx)
-		if err != nil {
-			return err
-		}
-		if err := ipt.ensure(ctx, c); err != nil {
-			return err
-		}
-		errs = append(errs, f.removeTables(ctx, nftTable))
+	b, err := f.backend(ctx, c)
+	if err != nil {
+		return err
 	}
-	errs = append(errs, f.removeTables(ctx, staleTables...))
-	if err := errors.Join(errs...); err != nil {
+	if err := b.ensure(ctx, c); err != nil {
+		return err
+	}
+	var other error
+	if c.NFTables {
+		other = f.removeIptables(ctx)
+	} else {
+		other = f.removeTables(ctx, nftTable)
+	}
+	if err := errors.Join(other, f.removeTables(ctx, staleTables...)); err != nil {
 		return fmt.Errorf("remove rules of the backend not in use: %w", err)
 	}
 	return nil
@@ -127,23 +116,30 @@ func (f *Firewall) Ensure(ctx context.Context, c Config) error {
 // Check returns nil when the chosen backend holds exactly c's rules, else
 // an error that says what differs.
 func (f *Firewall) Check(ctx context.Context, c Config) error {
-	if err := c.validate(); err != nil {
-		return err
-	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if c.NFTables {
-		nft, err := f.nftables(ctx)
-		if err != nil {
-			return err
-		}
-		return nft.check(ctx, c)
-	}
-	ipt, err := f.iptables(ctx)
+	b, err := f.backend(ctx, c)
 	if err != nil {
 		return err
 	}
-	return ipt.check(ctx, c)
+	return b.check(ctx, c)
+}
+
+// backend is one way of holding the rules: iptables or nftables.
+type backend interface {
+	ensure(ctx context.Context, c Config) error
+	check(ctx context.Context, c Config) error
+}
+
+// backend validates c and returns the backend it asks for.
+func (f *Firewall) backend(ctx context.Context, c Config) (backend, error) {
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	if c.NFTables {
+		return f.nftables(ctx)
+	}
+	return f.iptables(ctx)
 }
 
 // Remove deletes every rule Ensure may have installed in either backend,
@@ -155,32 +151,33 @@ func (f *Firewall) Remove(ctx context.Context) error {
 	return errors.Join(f.removeIptables(ctx), f.removeTables(ctx, append([]string{nftTable}, staleTables...)...))
 }
 
-// removeIptables deletes flannel's chains and jumps from iptables; without
-// iptables tools there is nothing weft could have installed.
+// removeIptables deletes flannel's chains and jumps from iptables.
 func (f *Firewall) removeIptables(ctx context.Context) error {
 	ipt, err := f.iptables(ctx)
-	if errors.Is(err, errNoTool) {
-		slog.Debug("no iptables tools: no iptables rules to remove", "err", err)
-		return nil
-	}
 	if err != nil {
-		return err
+		return unlessAbsent(err)
 	}
 	return ipt.ensure(ctx, Config{})
 }
 
 // removeTables deletes those of the nftables tables (e.g. "ip weft") that
-// exist; without nft there is nothing to delete.
+// exist.
 func (f *Firewall) removeTables(ctx context.Context, tables ...string) error {
 	nft, err := f.nftables(ctx)
-	if errors.Is(err, errNoTool) {
-		slog.Debug("no nft tool: no nftables tables to remove", "err", err)
-		return nil
-	}
 	if err != nil {
-		return err
+		return unlessAbsent(err)
 	}
 	return nft.deleteTables(ctx, tables...)
+}
+
+// unlessAbsent returns err unless it says a tool is not installed: then
+// there is nothing its backend could hold for weft to remove.
+func unlessAbsent(err error) error {
+	if errors.Is(err, errNoTool) {
+		slog.Debug("nothing to remove", "reason", err)
+		return nil
+	}
+	return err
 }
 
 // iptables returns the node's iptables tools, finding them on first use.

@@ -75,11 +75,6 @@ func (nft *nftables) listing(want string) string {
 	return want
 }
 
-// holds reports whether got, nftTable as nft lists it, is want.
-func (nft *nftables) holds(got, want string) bool {
-	return got == want || got == nft.listing(want)
-}
-
 // fullyRandomProbe is a table with a fully random masquerade, which
 // findNFTables checks (nft -c) without creating it.
 const fullyRandomProbe = `table ip weft-probe {
@@ -129,16 +124,26 @@ func (nft *nftables) current(ctx context.Context) (string, error) {
 	return out, nil
 }
 
+// diff reads nftTable as nft lists it (got) and spells c's table (want);
+// d says how they differ, "" when the table holds c's chains.
+func (nft *nftables) diff(ctx context.Context, c Config) (got, want, d string, err error) {
+	got, err = nft.current(ctx)
+	if err != nil {
+		return "", "", "", err
+	}
+	want = nftText(c, nft.fullyRandom)
+	if got != want && got != nft.listing(want) {
+		d = firstDiff("nftables table "+nftTable, lines(got), lines(nft.listing(want)))
+	}
+	return got, want, d, nil
+}
+
 // ensure makes nftTable hold exactly c's chains: when it differs it is
 // deleted and created again in one nft transaction.
 func (nft *nftables) ensure(ctx context.Context, c Config) error {
-	got, err := nft.current(ctx)
-	if err != nil {
+	got, want, d, err := nft.diff(ctx, c)
+	if err != nil || d == "" {
 		return err
-	}
-	want := nftText(c, nft.fullyRandom)
-	if nft.holds(got, want) {
-		return nil
 	}
 	script := want
 	if got != "" {
@@ -161,15 +166,11 @@ func (nft *nftables) ensure(ctx context.Context, c Config) error {
 
 // check returns nil when nftTable holds exactly c's chains.
 func (nft *nftables) check(ctx context.Context, c Config) error {
-	got, err := nft.current(ctx)
-	if err != nil {
+	_, _, d, err := nft.diff(ctx, c)
+	if err != nil || d == "" {
 		return err
 	}
-	want := nftText(c, nft.fullyRandom)
-	if nft.holds(got, want) {
-		return nil
-	}
-	return errors.New(firstDiff("nftables table "+nftTable, lines(got), lines(nft.listing(want))))
+	return errors.New(d)
 }
 
 func lines(s string) []string {
