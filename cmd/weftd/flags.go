@@ -19,7 +19,9 @@ type options struct {
 	netConfigPath                                    string
 	ifaces, ifaceRegexes                             listFlag
 	ifaceCanReach, publicIP                          string
-	ipMasq                                           bool
+	ipMasq, ipMasqFullyRandomDisable                 bool
+	iptablesResync                                   int
+	iptablesForwardRules                             bool
 	subnetFile                                       string
 	renewMarginMinutes                               int
 	healthzIP                                        string
@@ -61,6 +63,9 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.ifaceCanReach, "iface-can-reach", "", "use the interface that routes to this address")
 	fs.StringVar(&o.publicIP, "public-ip", "", "IP peers use to reach this node (default: the interface's address)")
 	fs.BoolVar(&o.ipMasq, "ip-masq", false, "masquerade traffic leaving the pod network")
+	fs.BoolVar(&o.ipMasqFullyRandomDisable, "ip-masq-fully-random-disable", false, "masquerade without fully random source ports")
+	fs.IntVar(&o.iptablesResync, "iptables-resync", 5, "how often the masquerade and forward rules are checked and repaired, in seconds")
+	fs.BoolVar(&o.iptablesForwardRules, "iptables-forward-rules", true, "accept traffic from and to the pod network in the FORWARD chain (needed under a FORWARD policy of DROP, as Docker sets)")
 	fs.StringVar(&o.subnetFile, "subnet-file", "/run/weft/subnet.env", "file the node's subnet is written to for the CNI plugin")
 	fs.IntVar(&o.renewMarginMinutes, "subnet-lease-renew-margin", 60, "renew the lease this many minutes before it expires (1-1439)")
 	fs.StringVar(&o.healthzIP, "healthz-ip", "0.0.0.0", "address of /healthz, /readyz and /metrics")
@@ -71,7 +76,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.bridge, "bridge", "cni0", "the pods' bridge (the CNI bridge plugin's name)")
 	fs.StringVar(&o.datapath, "datapath", "", "override net-conf.json's Backend.Datapath: auto, ebpf or kernel")
 	fs.DurationVar(&o.resyncInterval, "resync-interval", 5*time.Second, "how often the datapath is checked and repaired")
-	fs.BoolVar(&o.cleanup, "cleanup", false, "remove everything weft installed on this node (devices, routes, programs, pins, masquerade rules) and exit")
+	fs.BoolVar(&o.cleanup, "cleanup", false, "remove everything weft installed on this node (devices, routes, programs, pins, masquerade and forward rules) and exit")
 	fs.BoolVar(&o.version, "version", false, "print the version and exit")
 	fs.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return fs
@@ -129,6 +134,9 @@ func parseFlags(args []string, env func(string) string) (*options, error) {
 	case "", "auto", "ebpf", "kernel":
 	default:
 		return nil, fmt.Errorf("--datapath %q: use auto, ebpf or kernel", o.datapath)
+	}
+	if o.iptablesResync <= 0 {
+		return nil, fmt.Errorf("--iptables-resync %d: use a positive number of seconds", o.iptablesResync)
 	}
 	if o.resyncInterval <= 0 {
 		return nil, fmt.Errorf("--resync-interval %s: must be positive", o.resyncInterval)

@@ -13,21 +13,25 @@ func TestParseFlagsDefaults(t *testing.T) {
 	}
 	if o.etcdEndpoints != "http://127.0.0.1:2379" || o.etcdPrefix != "/coreos.com/network" ||
 		o.subnetFile != "/run/weft/subnet.env" || o.renewMarginMinutes != 60 || o.bpfDir != "/sys/fs/bpf/weft" ||
-		o.resyncInterval != 5*time.Second || !o.setNodeNetworkUnavailable || o.healthzPort != 0 {
+		o.resyncInterval != 5*time.Second || !o.setNodeNetworkUnavailable || o.healthzPort != 0 ||
+		o.iptablesResync != 5 || !o.iptablesForwardRules || o.ipMasqFullyRandomDisable {
 		t.Fatalf("defaults: %+v", o)
 	}
 }
 
 func TestParseFlagsEnv(t *testing.T) {
 	env := map[string]string{
-		"WEFTD_ETCD_PREFIX":        "/weft",
-		"FLANNELD_ETCD_PREFIX":     "/ignored",
-		"FLANNELD_IFACE":           "eth0, 10.0.0.1",
-		"FLANNELD_IP_MASQ":         "true",
-		"WEFTD_HEALTHZ_PORT":       "8471",
-		"FLANNELD_SUBNET_FILE":     "/run/flannel/subnet.env",
-		"WEFTD_RESYNC_INTERVAL":    "2s",
-		"FLANNELD_KUBE_SUBNET_MGR": "1",
+		"WEFTD_ETCD_PREFIX":                  "/weft",
+		"FLANNELD_ETCD_PREFIX":               "/ignored",
+		"FLANNELD_IFACE":                     "eth0, 10.0.0.1",
+		"FLANNELD_IP_MASQ":                   "true",
+		"WEFTD_HEALTHZ_PORT":                 "8471",
+		"FLANNELD_SUBNET_FILE":               "/run/flannel/subnet.env",
+		"WEFTD_RESYNC_INTERVAL":              "2s",
+		"FLANNELD_KUBE_SUBNET_MGR":           "1",
+		"FLANNELD_IPTABLES_RESYNC":           "30",
+		"FLANNELD_IPTABLES_FORWARD_RULES":    "false",
+		"WEFTD_IP_MASQ_FULLY_RANDOM_DISABLE": "true",
 	}
 	o, err := parseFlags([]string{"--subnet-file", "/x.env"}, func(k string) string { return env[k] })
 	if err != nil {
@@ -39,7 +43,8 @@ func TestParseFlagsEnv(t *testing.T) {
 	if strings.Join(o.ifaces, "|") != "eth0|10.0.0.1" {
 		t.Errorf("iface list from env: %q", o.ifaces)
 	}
-	if !o.ipMasq || o.healthzPort != 8471 || !o.kubeSubnetMgr || o.resyncInterval != 2*time.Second {
+	if !o.ipMasq || o.healthzPort != 8471 || !o.kubeSubnetMgr || o.resyncInterval != 2*time.Second ||
+		o.iptablesResync != 30 || o.iptablesForwardRules || !o.ipMasqFullyRandomDisable {
 		t.Errorf("env values not applied: %+v", o)
 	}
 	if o.subnetFile != "/x.env" {
@@ -57,6 +62,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{args: []string{"--tc-attach", "xdp"}, want: "auto, tcx or tc"},
 		{args: []string{"--datapath", "dpdk"}, want: "auto, ebpf or kernel"},
 		{args: []string{"extra"}, want: "only flags"},
+		{args: []string{"--iptables-resync", "0"}, want: "positive number of seconds"},
 		{env: map[string]string{"WEFTD_HEALTHZ_PORT": "x"}, want: "WEFTD_HEALTHZ_PORT"},
 	} {
 		_, err := parseFlags(tc.args, func(k string) string { return tc.env[k] })

@@ -22,12 +22,12 @@ import (
 	"github.com/weftnet/weft/pkg/datapath"
 	"github.com/weftnet/weft/pkg/datapath/ebpf"
 	"github.com/weftnet/weft/pkg/datapath/kernel"
+	"github.com/weftnet/weft/pkg/firewall"
 	"github.com/weftnet/weft/pkg/health"
 	"github.com/weftnet/weft/pkg/iface"
 	"github.com/weftnet/weft/pkg/lease"
 	"github.com/weftnet/weft/pkg/lease/etcd"
 	"github.com/weftnet/weft/pkg/lease/kube"
-	"github.com/weftnet/weft/pkg/masq"
 	"github.com/weftnet/weft/pkg/metrics"
 )
 
@@ -85,6 +85,9 @@ func run(ctx context.Context, o *options) error {
 			Ifaces: o.ifaces, Regexes: o.ifaceRegexes, CanReach: o.ifaceCanReach, PublicIP: o.publicIP,
 		},
 		IPMasq:         o.ipMasq,
+		ForwardRules:   o.iptablesForwardRules,
+		NoFullyRandom:  o.ipMasqFullyRandomDisable,
+		FirewallResync: time.Duration(o.iptablesResync) * time.Second,
 		SubnetFile:     o.subnetFile,
 		Datapath:       o.datapath,
 		Datapaths:      f,
@@ -175,7 +178,7 @@ func (f *factory) newEBPF() (*ebpf.Datapath, error) {
 
 // cleanup removes every piece of weft state from this node.
 func cleanup(ctx context.Context, f *factory, o *options) error {
-	errs := []error{f.RemoveEBPF(ctx), f.Kernel().Cleanup(ctx), masq.Remove()}
+	errs := []error{f.RemoveEBPF(ctx), f.Kernel().Cleanup(ctx), firewall.New().Remove(ctx)}
 	if err := os.Remove(o.subnetFile); err != nil && !errors.Is(err, os.ErrNotExist) {
 		errs = append(errs, fmt.Errorf("remove subnet file: %w", err))
 	}

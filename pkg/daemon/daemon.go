@@ -1,6 +1,7 @@
 // Package daemon is weftd's control loop: it sets up the datapath, holds
-// this node's subnet lease, publishes the subnet file, keeps masquerade rules
-// and makes the datapath equal to the set of other nodes' leases.
+// this node's subnet lease, publishes the subnet file, keeps the masquerade
+// and forward rules and makes the datapath equal to the set of other nodes'
+// leases.
 package daemon
 
 import (
@@ -16,9 +17,9 @@ import (
 
 	"github.com/weftnet/weft/pkg/backoff"
 	"github.com/weftnet/weft/pkg/datapath"
+	"github.com/weftnet/weft/pkg/firewall"
 	"github.com/weftnet/weft/pkg/iface"
 	"github.com/weftnet/weft/pkg/lease"
-	"github.com/weftnet/weft/pkg/masq"
 	"github.com/weftnet/weft/pkg/metrics"
 	"github.com/weftnet/weft/pkg/netconf"
 	"github.com/weftnet/weft/pkg/reconcile"
@@ -27,9 +28,16 @@ import (
 
 // Config is what weftd is told on its command line.
 type Config struct {
-	Iface      iface.Options
-	IPMasq     bool
-	SubnetFile string
+	Iface  iface.Options
+	IPMasq bool
+	// ForwardRules accepts pod traffic in the FORWARD chain
+	// (--iptables-forward-rules); NoFullyRandom masquerades without fully
+	// random ports (--ip-masq-fully-random-disable); FirewallResync is how
+	// often both rule sets are checked and repaired (--iptables-resync).
+	ForwardRules   bool
+	NoFullyRandom  bool
+	FirewallResync time.Duration
+	SubnetFile     string
 	// Datapath overrides net-conf.json's Backend.Datapath when not empty.
 	Datapath       string
 	Datapaths      Factory
@@ -65,6 +73,7 @@ type NetworkAvailabler interface {
 type Daemon struct {
 	cfg    Config
 	leases lease.Manager
+	fw     *firewall.Firewall
 
 	ready atomic.Pointer[error]
 
@@ -79,7 +88,7 @@ type Daemon struct {
 
 // New returns a daemon that takes leases from leases.
 func New(cfg Config, leases lease.Manager) *Daemon {
-	d := &Daemon{cfg: cfg, leases: leases}
+	d := &Daemon{cfg: cfg, leases: leases, fw: firewall.New()}
 	notYet := errors.New("starting")
 	d.ready.Store(&notYet)
 	cfg.Metrics.SetSource(d)
@@ -87,7 +96,7 @@ func New(cfg Config, leases lease.Manager) *Daemon {
 }
 
 // Ready returns nil once the node is ready for pods (subnet file written and
-// masquerade rules in place), else the reason it is not.
+// masquerade and forward rules in place), else the reason it is not.
 func (d *Daemon) Ready() error {
 	if p := d.ready.Load(); p != nil {
 		return *p
@@ -175,7 +184,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	slog.Info("lease acquired", "subnet", own.Subnet, "public_ip", own.Attrs.PublicIP)
 	d.cfg.Metrics.LeaseEvent(metrics.LeaseAcquired)
 
-	rec := reconcile.New(dp, d.cfg.ResyncInterval, d.steps()...)
+	rec := reconcile.New(dp, d.cfg.ResyncInterval)
 	rec.Observe(d.cfg.Metrics.ObserveReconcile)
 	d.mu.Lock()
 	d.net, d.own, d.backend, d.rec, d.dp = nc, own, nc.Backend.Type, rec, dp
@@ -192,7 +201,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	changed := make(chan lease.Lease, 1)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
 	go func() {
 		defer wg.Done()
 		d.leases.Keep(ctx, own, func(l lease.Lease) {
@@ -210,6 +219,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		rec.Run(ctx)
+	}()
+	go func() {
+		defer wg.Done()
+		d.keepFirewall(ctx)
 	}()
 	defer wg.Wait()
 
@@ -329,10 +342,8 @@ func (d *Daemon) applyOwn(ctx context.Context, mtu int) error {
 	if dp.Name() == netconf.DatapathEBPF {
 		env.BPFDir = d.cfg.Datapaths.BPFDir()
 	}
-	if d.cfg.IPMasq {
-		if err := masq.Ensure(masq.Config{Network: nc.Network, Subnet: own.Subnet}); err != nil {
-			return fmt.Errorf("install masquerade rules: %w", err)
-		}
+	if err := d.fw.Ensure(ctx, d.firewallConfig()); err != nil {
+		return fmt.Errorf("install firewall rules: %w", err)
 	}
 	if err := subnetfile.Write(d.cfg.SubnetFile, env); err != nil {
 		return fmt.Errorf("write subnet file: %w", err)
@@ -340,27 +351,6 @@ func (d *Daemon) applyOwn(ctx context.Context, mtu int) error {
 	slog.Info("subnet file written", "path", d.cfg.SubnetFile, "subnet", own.Subnet, "mtu", mtu)
 	d.setReady(nil)
 	return nil
-}
-
-// steps are the node-level repairs run on every reconcile pass.
-func (d *Daemon) steps() []reconcile.Step {
-	if !d.cfg.IPMasq {
-		return nil
-	}
-	return []reconcile.Step{{Name: "masquerade", Run: func(context.Context) error {
-		d.mu.Lock()
-		c := masq.Config{Network: d.net.Network, Subnet: d.own.Subnet}
-		d.mu.Unlock()
-		if err := masq.Check(c); err != nil {
-			slog.Warn("masquerade rules drifted, repairing", "err", err)
-			d.setReady(fmt.Errorf("masquerade rules: %w", err))
-			if err := masq.Ensure(c); err != nil {
-				return err
-			}
-			d.setReady(nil)
-		}
-		return nil
-	}}}
 }
 
 // setLeases takes a new complete lease set from the lease source.

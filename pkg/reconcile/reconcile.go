@@ -15,17 +15,10 @@ import (
 	"github.com/weftnet/weft/pkg/datapath"
 )
 
-// Step is extra node state made equal on every pass (e.g. masquerade rules).
-type Step struct {
-	Name string
-	Run  func(ctx context.Context) error
-}
-
 // Reconciler applies the desired peer set to a datapath.
 type Reconciler struct {
 	dp       datapath.Datapath
 	interval time.Duration
-	steps    []Step
 	kick     chan struct{}
 
 	mu       sync.Mutex
@@ -47,8 +40,8 @@ type Result struct {
 }
 
 // New returns a reconciler that syncs dp every interval and on each change.
-func New(dp datapath.Datapath, interval time.Duration, steps ...Step) *Reconciler {
-	return &Reconciler{dp: dp, interval: interval, steps: steps, kick: make(chan struct{}, 1)}
+func New(dp datapath.Datapath, interval time.Duration) *Reconciler {
+	return &Reconciler{dp: dp, interval: interval, kick: make(chan struct{}, 1)}
 }
 
 // Observe registers f to be called after every pass (for metrics).
@@ -125,14 +118,6 @@ func (r *Reconciler) pass(ctx context.Context, full bool) error {
 		}
 		if err != nil {
 			slog.Warn("datapath sync failed, will retry", "datapath", r.dp.Name(), "peers", len(peers), "err", err)
-		}
-	}
-	for _, s := range r.steps {
-		if serr := s.Run(ctx); serr != nil {
-			slog.Warn("reconcile step failed, will retry", "step", s.Name, "err", serr)
-			if err == nil {
-				err = serr
-			}
 		}
 	}
 	res := Result{Peers: len(peers), Duration: time.Since(start), Full: full, Err: err}

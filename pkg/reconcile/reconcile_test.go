@@ -58,18 +58,14 @@ func peer(s string) datapath.Peer { return datapath.Peer{Subnet: netip.MustParse
 
 func TestNoSyncBeforeDesiredSet(t *testing.T) {
 	dp := &fakeDP{}
-	stepRuns := make(chan struct{}, 100)
-	r := New(dp, 10*time.Millisecond, Step{Name: "s", Run: func(context.Context) error {
-		stepRuns <- struct{}{}
-		return nil
-	}})
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	go r.Run(ctx)
-	// Steps run on the timer, but without a desired set Sync must not run:
+	r := New(dp, 10*time.Millisecond)
+	results := observeAndRun(t, r)
+	// Passes run on the timer, but without a desired set Sync must not run:
 	// an empty Sync would wipe the state a previous weftd left.
 	for range 3 {
-		<-stepRuns
+		if res := <-results; !res.Full || res.Err != nil {
+			t.Fatalf("pass %+v, want a timer pass without error", res)
+		}
 	}
 	if n := dp.count(); n != 0 {
 		t.Fatalf("Sync ran %d times before any desired set", n)

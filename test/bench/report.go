@@ -56,7 +56,7 @@ func (r *report) markdown() string {
 		"one client pod on n1 and one server pod on n2. *Baseline*: the same topology and CNI chain without weftd and "+
 		"without overlay: hand-written subnet files (pod MTU %d) and a route `<other pod subnet> via <other node> dev eth0` "+
 		"on each node; its nodes have no netfilter rules, while every weftd node runs test/cluster's `--ip-masq` "+
-		"(nftables masquerading for traffic leaving the pod network, so connection tracking is active on the nodes). "+
+		"(flannel's iptables masquerade and FORWARD rules, so connection tracking is active on the nodes). "+
 		"The kernel configurations are flannel's kernel state (flannel.1 / routes via eth0); the ebpf ones are weft's tc "+
 		"programs, with the kernel's routes as their slow path.\n\n",
 		baselineMTU)

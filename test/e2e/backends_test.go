@@ -23,6 +23,15 @@ var backendCases = []backendCase{
 	{name: "vxlan-directrouting", backend: "vxlan", directRouting: true, segments: []int{0, 0, 1}},
 }
 
+// datapathCases are the datapath and backend pairs a feature is checked on
+// where the whole matrix of TestBackends is not needed: both kernel
+// backends and the ebpf datapath's vxlan.
+var datapathCases = []struct{ datapath, backend string }{
+	{"kernel", "vxlan"},
+	{"ebpf", "vxlan"},
+	{"kernel", "host-gw"},
+}
+
 // mode is how a node must carry traffic to a peer: DirectRouting is host-gw
 // on the same segment and vxlan across the router.
 func (bc backendCase) mode(a, b *cluster.Node) string {

@@ -13,8 +13,8 @@ import (
 )
 
 // TestCleanup uninstalls weft from an ebpf node with `weftd --cleanup`: no
-// pins, programs, vxlan device, masquerade table or subnet file are left;
-// starting weftd again brings the node back.
+// pins, programs, vxlan device, masquerade or forward rules or subnet file
+// are left; starting weftd again brings the node back.
 func TestCleanup(t *testing.T) {
 	c := start(t, cluster.Options{NetConf: cluster.NetConf("vxlan", "ebpf", false)})
 	ctx := t.Context()
@@ -57,8 +57,11 @@ func TestCleanup(t *testing.T) {
 	if strings.Contains(links, "flannel.1") {
 		t.Errorf("flannel.1 left after cleanup:\n%s", links)
 	}
-	if tables, err := n.Exec(ctx, "nft", "list", "tables"); err != nil || strings.Contains(tables, "weft") {
+	if tables, err := n.Exec(ctx, "nft", "list", "tables"); err != nil || strings.Contains(tables, "weft") || strings.Contains(tables, "flannel") {
 		t.Errorf("nft tables after cleanup: %q %v", tables, err)
+	}
+	if rules, err := n.Exec(ctx, "iptables-save"); err != nil || strings.Contains(rules, "FLANNEL") || !strings.Contains(rules, "*nat") {
+		t.Errorf("iptables rules after cleanup (%v):\n%s", err, rules)
 	}
 	// tcx attachments are not visible to Debian's tc or bpftool: the
 	// programs must be gone from the kernel's list of loaded programs with

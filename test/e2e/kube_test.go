@@ -27,11 +27,7 @@ import (
 // pods ping and carry TCP across nodes, and deleting a Node removes it from
 // the other nodes.
 func TestKube(t *testing.T) {
-	for _, tc := range []struct{ datapath, backend string }{
-		{"kernel", "vxlan"},
-		{"ebpf", "vxlan"},
-		{"kernel", "host-gw"},
-	} {
+	for _, tc := range datapathCases {
 		t.Run(tc.datapath+"/"+tc.backend, func(t *testing.T) {
 			c := start(t, cluster.Options{Nodes: 3, Kube: true, NetConf: cluster.NetConf(tc.backend, tc.datapath, false)})
 			pods := addPods(t, c, 1)

@@ -1,4 +1,4 @@
-package masq
+package firewall
 
 import (
 	"net"
@@ -16,8 +16,21 @@ import (
 //	                                                  (lo 10.244.2.1)
 //
 // Leaving the cluster the pod must appear as the node; towards another
-// cluster subnet it must keep its own address.
+// cluster subnet it must keep its own address. In iptables mode the node's
+// FORWARD policy is DROP, as Docker sets it, and the forward rules must let
+// the pod's traffic through.
 func TestTraffic(t *testing.T) {
+	for _, nft := range []bool{false, true} {
+		name := map[bool]string{false: "iptables", true: "nftables"}[nft]
+		t.Run(name, func(t *testing.T) {
+			c := cfg
+			c.NFTables = nft
+			testTraffic(t, c)
+		})
+	}
+}
+
+func testTraffic(t *testing.T, c Config) {
 	prefix := testns.Prefix()
 	pod := testns.New(t, prefix, "pod")
 	node := testns.New(t, prefix, "node")
@@ -55,7 +68,15 @@ func TestTraffic(t *testing.T) {
 	if got := from("192.0.2.2"); got != podIP {
 		t.Fatalf("before Ensure the outside saw %s, want the pod's %s", got, podIP)
 	}
-	if err := node.Do(func() error { return Ensure(cfg) }); err != nil {
+	if !c.NFTables {
+		// A drop policy stops the pod until the forward rules are in.
+		node.MustRun(t, "iptables", "-P", "FORWARD", "DROP")
+		if err := dial(pod, "192.0.2.2", time.Second); err == nil {
+			t.Fatal("FORWARD policy DROP let the pod through without the forward rules")
+		}
+	}
+	fw := New()
+	if err := node.Do(func() error { return fw.Ensure(t.Context(), c) }); err != nil {
 		t.Fatalf("Ensure: %v", err)
 	}
 	if got := from("192.0.2.2"); got != nodeIP {
@@ -92,17 +113,22 @@ func listen(t *testing.T, ns *testns.NS) <-chan netip.Addr {
 	return ch
 }
 
-// connectFrom connects from ns to dst:8080 and returns the source address
-// the listener saw.
-func connectFrom(t *testing.T, ns *testns.NS, sources <-chan netip.Addr, dst string) netip.Addr {
-	t.Helper()
-	if err := ns.Do(func() error {
-		c, err := net.DialTimeout("tcp4", net.JoinHostPort(dst, "8080"), 5*time.Second)
+// dial connects from ns to dst:8080 within timeout.
+func dial(ns *testns.NS, dst string, timeout time.Duration) error {
+	return ns.Do(func() error {
+		c, err := net.DialTimeout("tcp4", net.JoinHostPort(dst, "8080"), timeout)
 		if err != nil {
 			return err
 		}
 		return c.Close()
-	}); err != nil {
+	})
+}
+
+// connectFrom connects from ns to dst:8080 and returns the source address
+// the listener saw.
+func connectFrom(t *testing.T, ns *testns.NS, sources <-chan netip.Addr, dst string) netip.Addr {
+	t.Helper()
+	if err := dial(ns, dst, 5*time.Second); err != nil {
 		t.Fatalf("connect to %s: %v", dst, err)
 	}
 	select {

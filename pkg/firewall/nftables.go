@@ -1,0 +1,202 @@
+package firewall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strings"
+)
+
+// nftTable is flannel's nftables table (family and name).
+const nftTable = "ip flannel-ipv4"
+
+// staleTables are nftables tables weft removes wherever it runs: its own of
+// versions before it used flannel's names, and flannel's IPv6 table (weft
+// has no IPv6; flannel creates the table even when empty).
+var staleTables = []string{"ip weft", "ip6 flannel-ipv6"}
+
+// nftChain is one of flannel's base chains in nftTable.
+type nftChain struct {
+	name, comment, hook string
+}
+
+var (
+	nftMasqChain = nftChain{name: "postrtg", comment: "chain to manage traffic masquerading by flannel",
+		hook: "type nat hook postrouting priority srcnat; policy accept;"}
+	nftFwdChain = nftChain{name: "forward", comment: "chain to accept flannel traffic",
+		hook: "type filter hook forward priority filter; policy accept;"}
+)
+
+// nftText is nftTable holding c's chains as `nft list table` prints it
+// (flannel creates postrtg before forward), or "" when c wants neither.
+// The text is also the nft script that creates it.
+func nftText(c Config, fullyRandom bool) string {
+	masq, fwd := c.rules(true, fullyRandom)
+	var chains []string
+	for _, w := range []struct {
+		chain nftChain
+		rules []rule
+	}{{nftMasqChain, masq}, {nftFwdChain, fwd}} {
+		if len(w.rules) == 0 {
+			continue
+		}
+		var b strings.Builder
+		fmt.Fprintf(&b, "\tchain %s {\n\t\tcomment %q\n\t\t%s\n", w.chain.name, w.chain.comment, w.chain.hook)
+		for _, r := range w.rules {
+			fmt.Fprintf(&b, "\t\t%s\n", r.nft())
+		}
+		b.WriteString("\t}\n")
+		chains = append(chains, b.String())
+	}
+	if len(chains) == 0 {
+		return ""
+	}
+	name := strings.Fields(nftTable)[1]
+	return fmt.Sprintf("table %s {\n\tcomment %q\n%s}\n", nftTable, "rules for "+name, strings.Join(chains, "\n"))
+}
+
+// nftables is the node's nft tool.
+type nftables struct {
+	// fullyRandom: the kernel takes "masquerade fully-random".
+	fullyRandom bool
+	// listed maps a table text weft installed to how this nft lists it,
+	// where the two differ (another nft version's spelling), so that the
+	// listing is not mistaken for drift.
+	listed map[string]string
+}
+
+// listing is how this nft lists the table text want.
+func (nft *nftables) listing(want string) string {
+	if l, ok := nft.listed[want]; ok {
+		return l
+	}
+	return want
+}
+
+// fullyRandomProbe is a table with a fully random masquerade, which
+// findNFTables checks (nft -c) without creating it.
+const fullyRandomProbe = `table ip weft-probe {
+	chain p {
+		type nat hook postrouting priority srcnat; policy accept;
+		masquerade fully-random
+	}
+}
+`
+
+// findNFTables checks that nft is installed and, as flannel does, whether
+// the kernel takes fully random masquerade.
+func findNFTables(ctx context.Context) (*nftables, error) {
+	if _, err := run(ctx, "", "nft", "--version"); err != nil {
+		return nil, fmt.Errorf("nftables mode (EnableNFTables is true) needs nft: %w", err)
+	}
+	_, err := run(ctx, fullyRandomProbe, "nft", "-c", "-f", "-")
+	slog.Info("nftables tool", "fully_random", err == nil)
+	return &nftables{fullyRandom: err == nil}, nil
+}
+
+// tables returns the nftables tables that exist ("ip weft", ...).
+func (nft *nftables) tables(ctx context.Context) ([]string, error) {
+	out, err := run(ctx, "", "nft", "list", "tables")
+	if err != nil {
+		return nil, fmt.Errorf("list nftables tables: %w", err)
+	}
+	var tables []string
+	for line := range strings.Lines(out) {
+		if t, ok := strings.CutPrefix(strings.TrimSpace(line), "table "); ok {
+			tables = append(tables, t)
+		}
+	}
+	return tables, nil
+}
+
+// current returns nftTable as nft lists it, "" when it does not exist.
+func (nft *nftables) current(ctx context.Context) (string, error) {
+	tables, err := nft.tables(ctx)
+	if err != nil || !slices.Contains(tables, nftTable) {
+		return "", err
+	}
+	out, err := run(ctx, "", "nft", append([]string{"list", "table"}, strings.Fields(nftTable)...)...)
+	if err != nil {
+		return "", fmt.Errorf("list nftables table %s: %w", nftTable, err)
+	}
+	return out, nil
+}
+
+// diff reads nftTable as nft lists it (got) and spells c's table (want);
+// d says how they differ, "" when the table holds c's chains.
+func (nft *nftables) diff(ctx context.Context, c Config) (got, want, d string, err error) {
+	got, err = nft.current(ctx)
+	if err != nil {
+		return "", "", "", err
+	}
+	want = nftText(c, nft.fullyRandom)
+	if got != want && got != nft.listing(want) {
+		d = firstDiff("nftables table "+nftTable, lines(got), lines(nft.listing(want)))
+	}
+	return got, want, d, nil
+}
+
+// ensure makes nftTable hold exactly c's chains: when it differs it is
+// deleted and created again in one nft transaction.
+func (nft *nftables) ensure(ctx context.Context, c Config) error {
+	got, want, d, err := nft.diff(ctx, c)
+	if err != nil || d == "" {
+		return err
+	}
+	script := want
+	if got != "" {
+		script = "delete table " + nftTable + "\n" + want
+	}
+	if _, err := run(ctx, script, "nft", "-f", "-"); err != nil {
+		return fmt.Errorf("install nftables table %s: %w", nftTable, err)
+	}
+	after, err := nft.current(ctx)
+	if err != nil {
+		return err
+	}
+	if after != want {
+		slog.Warn("nft lists the installed table differently from weft's spelling; later checks compare with this listing",
+			"difference", firstDiff("nftables table "+nftTable, lines(after), lines(want)))
+		nft.listed = map[string]string{want: after}
+	}
+	return nil
+}
+
+// check returns nil when nftTable holds exactly c's chains.
+func (nft *nftables) check(ctx context.Context, c Config) error {
+	_, _, d, err := nft.diff(ctx, c)
+	if err != nil || d == "" {
+		return err
+	}
+	return errors.New(d)
+}
+
+func lines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return strings.Split(strings.TrimSuffix(s, "\n"), "\n")
+}
+
+// deleteTables deletes those of tables that exist, in one transaction.
+func (nft *nftables) deleteTables(ctx context.Context, tables ...string) error {
+	have, err := nft.tables(ctx)
+	if err != nil {
+		return err
+	}
+	var script strings.Builder
+	for _, t := range tables {
+		if slices.Contains(have, t) {
+			script.WriteString("delete table " + t + "\n")
+		}
+	}
+	if script.Len() == 0 {
+		return nil
+	}
+	if _, err := run(ctx, script.String(), "nft", "-f", "-"); err != nil {
+		return fmt.Errorf("delete nftables tables: %w", err)
+	}
+	return nil
+}
