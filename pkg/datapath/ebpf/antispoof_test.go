@@ -108,7 +108,10 @@ func TestVXLANToAnyLocalAddress(t *testing.T) {
 	)
 	e.ns.MustRun(t, "ip", "addr", "add", second.String()+"/24", "dev", "uplink")
 	e.ns.MustRun(t, "ip", "addr", "add", onLo.String()+"/32", "dev", "lo")
-	eth1 := e.addDevice(t, "eth1", 1500)
+	eth1, eth2 := e.addDevice(t, "eth1", 1500), e.addDevice(t, "eth2", 1500)
+	// An interface the node does not forward from (the kernel only
+	// delivers locally what arrives there).
+	e.ns.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.conf.eth2.forwarding=0")
 	e.track(t, true, vxlanFlow)
 	reply := vxlanFlow.reply()
 	for _, c := range []struct {
@@ -118,6 +121,8 @@ func TestVXLANToAnyLocalAddress(t *testing.T) {
 	}{
 		{"second uplink address", second, e.uplink},
 		{"second uplink address, arriving on eth1", second, eth1},
+		{"second uplink address, arriving on eth2 (forwarding off)", second, eth2},
+		{"node IP, arriving on eth2 (forwarding off)", nodeIP, eth2},
 		{"address on lo, arriving on the uplink", onLo, e.uplink},
 		{"127.0.0.1, arriving on lo", netip.MustParseAddr("127.0.0.1"), 1},
 	} {
