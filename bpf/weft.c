@@ -118,7 +118,9 @@ int weft_pod_ingress(struct __sk_buff *skb)
 }
 
 /* local reports whether the kernel delivers ip locally (any local address,
- * not only the node IP) rather than forwarding it. */
+ * not only the node IP) rather than forwarding it. On an interface with
+ * forwarding off the lookup stops before the routes (FWD_DISABLED): the
+ * kernel forwards nothing that arrives there, so it is local or dropped. */
 static __always_inline int local(struct __sk_buff *skb, const struct node_config *cfg,
 				 const struct ipv4 *ip)
 {
@@ -128,10 +130,12 @@ static __always_inline int local(struct __sk_buff *skb, const struct node_config
 		.ipv4_src = ip->saddr,
 		.ipv4_dst = ip->daddr,
 	};
+	int ret;
 
 	if (ip->daddr == cfg->node_ip)
 		return 1;
-	return bpf_fib_lookup(skb, &fib, sizeof(fib), 0) == BPF_FIB_LKUP_RET_NOT_FWDED;
+	ret = bpf_fib_lookup(skb, &fib, sizeof(fib), 0);
+	return ret == BPF_FIB_LKUP_RET_NOT_FWDED || ret == BPF_FIB_LKUP_RET_FWD_DISABLED;
 }
 
 SEC("tc")

@@ -91,6 +91,12 @@ func TestLiveCluster(t *testing.T) {
 	if err := pods[0].NS.WaitReach(ctx, pods[1].IP, 30*time.Second); err != nil {
 		t.Fatal(err)
 	}
+	// TCP both ways: the fast path carries it once conntrack has the flow
+	// established (pings take the kernel path).
+	echo, err := pods[1].NS.ServeEcho(5201)
+	must(t, err)
+	t.Cleanup(func() { echo.Close() })
+	must(t, pods[0].NS.EchoRoundTrip(ctx, netip.AddrPortFrom(pods[1].IP, 5201), 4<<20))
 	n1, n2 := c.Nodes[0], c.Nodes[1]
 	s1, err := n1.Subnet()
 	must(t, err)
@@ -115,14 +121,15 @@ func TestLiveCluster(t *testing.T) {
 			}
 			hooks = append(hooks, a.Interface+" "+a.Hook+" "+a.Program)
 		}
-		// The node's pod veth sorts last (tcx_veth<hash>_ingress).
-		want := []string{"cni0 egress weft_pod_egress", "cni0 ingress weft_pod_ingress", "eth0 ingress weft_uplink_ingress"}
+		// Every interface but the bridge, its veths and flannel.1 gets the
+		// uplink's program; the node's pod veth sorts last (tcx_veth<hash>_ingress).
+		want := []string{"cni0 ingress weft_pod_ingress", "eth0 ingress weft_uplink_ingress", "lo ingress weft_uplink_ingress"}
 		if len(hooks) != len(want)+1 || !slices.Equal(hooks[:len(want)], want) ||
 			!strings.HasPrefix(hooks[len(want)], "veth") || !strings.HasSuffix(hooks[len(want)], " ingress weft_veth_ingress") {
 			t.Errorf("attachments %q, want %q and the pod veth's ingress weft_veth_ingress", hooks, want)
 		}
 		if p := counterOf(st.Counters, "vxlan-ebpf", "tx"); p == 0 {
-			t.Errorf("no vxlan-ebpf tx packets after pings: %+v", st.Counters)
+			t.Errorf("no vxlan-ebpf tx packets after a TCP echo: %+v", st.Counters)
 		}
 		table := w.run(t, "status")
 		for _, want := range []string{"Datapath:  ebpf, attached with tcx", s1.String(), "weft_uplink_ingress", "eth0", "vxlan-ebpf"} {
@@ -167,7 +174,44 @@ func TestLiveCluster(t *testing.T) {
 		if !strings.Contains(table, pods[0].IP.String()) {
 			t.Errorf("endpoints dump lacks pod %s:\n%s", pods[0].IP, table)
 		}
-		for _, m := range []string{"config", "peers", "nodes", "traffic", "drops", "stackflows"} {
+		var nodes struct {
+			Entries []knownNodeJSON `json:"entries"`
+		}
+		w.json(t, &nodes, "maps", "dump", "nodes")
+		if want := []knownNodeJSON{{NodeIP: n2.IP.String(), Leases: 1}}; !slices.Equal(nodes.Entries, want) {
+			t.Errorf("maps dump nodes: %+v, want %+v", nodes.Entries, want)
+		}
+		// The pods map holds what the endpoints map holds, keyed by veth.
+		var eps struct {
+			Entries []endpointJSON `json:"entries"`
+		}
+		var pds struct {
+			Entries []podJSON `json:"entries"`
+		}
+		w.json(t, &eps, "maps", "dump", "endpoints")
+		w.json(t, &pds, "maps", "dump", "pods")
+		if len(eps.Entries) != 1 || len(pds.Entries) != 1 || eps.Entries[0].IP != pods[0].IP.String() ||
+			pds.Entries[0] != (podJSON{HostIfindex: eps.Entries[0].HostIfindex, IP: eps.Entries[0].IP, MAC: eps.Entries[0].MAC}) {
+			t.Errorf("maps dump pods: %+v; want the pod of endpoints %+v", pds.Entries, eps.Entries)
+		}
+		if out, err := w.try("maps", "dump", "ct_requests"); err == nil ||
+			!strings.Contains(err.Error(), "weft_ct_requests is a ring buffer that weftd consumes: it has nothing to dump") {
+			t.Errorf("maps dump ct_requests: %q, %v; want a refusal", out, err)
+		}
+		var list mapsReport
+		w.json(t, &list, "maps", "list")
+		var names []string
+		for _, m := range list.Maps {
+			names = append(names, m.Name)
+			if m.ID == 0 {
+				t.Errorf("map %+v has no ID", m)
+			}
+		}
+		if want := []string{"weft_config", "weft_ct_requests", "weft_drops", "weft_endpoints", "weft_nodes", "weft_peers",
+			"weft_pods", "weft_traffic"}; !slices.Equal(names, want) {
+			t.Errorf("maps list: %q, want %q", names, want)
+		}
+		for _, m := range []string{"config", "peers", "nodes", "pods", "traffic", "drops"} {
 			t.Logf("weftctl maps dump %s:\n%s", m, w.run(t, "maps", "dump", m))
 		}
 		t.Logf("weftctl maps:\n%s", w.run(t, "maps"))

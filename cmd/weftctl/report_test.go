@@ -189,13 +189,17 @@ func TestWatchCounters(t *testing.T) {
 }
 
 func TestMapName(t *testing.T) {
-	for in, want := range map[string]string{"peers": "weft_peers", "weft_peers": "weft_peers", "stackflows": "weft_stackflows"} {
+	for in, want := range map[string]string{"peers": "weft_peers", "weft_peers": "weft_peers", "pods": "weft_pods",
+		"ct_requests": "weft_ct_requests", "nodes": "weft_nodes"} {
 		if got, err := mapName(in); got != want || err != nil {
 			t.Errorf("mapName(%q) = %q, %v; want %q", in, got, err, want)
 		}
 	}
 	if _, err := mapName("routes"); err == nil || !strings.Contains(err.Error(), "weft_config") {
 		t.Errorf("mapName(routes): %v, want the list of maps", err)
+	}
+	if _, err := mapName("stackflows"); err == nil {
+		t.Error("mapName(stackflows) found the map weft no longer has")
 	}
 }
 

@@ -31,16 +31,20 @@ func fakePeer(i int) datapath.Peer {
 }
 
 // checkMaps compares n's remote subnets and known nodes maps with what
-// peers (vxlan, each with its own node IP) ask for.
+// peers (vxlan) ask for.
 func checkMaps(t *testing.T, n *testNode, peers []datapath.Peer) {
 	t.Helper()
 	var (
 		wantPeers []PeerEntry
 		wantNodes []KnownNode
+		leases    = map[netip.Addr]int{}
 	)
 	for _, p := range peers {
 		wantPeers = append(wantPeers, PeerEntry{Subnet: p.Subnet, NodeIP: p.NodeIP, VtepMAC: p.VtepMAC, Mode: datapath.ModeVXLAN})
-		wantNodes = append(wantNodes, KnownNode{NodeIP: p.NodeIP, Subnet: p.Subnet})
+		leases[p.NodeIP]++
+	}
+	for ip, n := range leases {
+		wantNodes = append(wantNodes, KnownNode{NodeIP: ip, Leases: n})
 	}
 	slices.SortFunc(wantPeers, func(a, b PeerEntry) int { return a.Subnet.Compare(b.Subnet) })
 	slices.SortFunc(wantNodes, func(a, b KnownNode) int { return a.NodeIP.Compare(b.NodeIP) })
@@ -145,4 +149,41 @@ func TestApplyLeavesDrift(t *testing.T) {
 	// entry deletes it.
 	must(t, dp.Apply(ctx, peers[1:]))
 	checkMaps(t, n, peers[1:])
+}
+
+// TestTwoLeasesOneNodeIP: a node IP that leases two subnets is known once,
+// with both leases counted, and its VXLAN is accepted for inner sources in
+// either subnet (as the kernel datapath accepts it), not in a third.
+func TestTwoLeasesOneNodeIP(t *testing.T) {
+	nodes := newTestNodes(t, datapath.ModeVXLAN)
+	n := nodes[0]
+	n.addPod(t, 1450)
+	dp := n.startEBPF(t, AttachTCX)
+	other, mac := nodes[1].node.NodeIP, net.HardwareAddr{0x02, 0xfe, 0, 0, 0, 2}
+	peers := []datapath.Peer{
+		{Subnet: netip.MustParsePrefix("10.244.2.0/24"), NodeIP: other, VtepMAC: mac},
+		{Subnet: netip.MustParsePrefix("10.244.3.0/24"), NodeIP: other, VtepMAC: mac},
+	}
+	must(t, dp.Sync(context.Background(), peers))
+	checkMaps(t, n, peers)
+	if known, err := ReadNodes(n.bpfDir); err != nil || len(known) != 1 || known[0].Leases != 2 {
+		t.Fatalf("known nodes %+v (%v), want %s with 2 leases", known, err, other)
+	}
+	uplink := ifindex(t, n.ns, "eth0")
+	from := func(src netip.Addr) []byte {
+		return vxlanFrameTo(other, n.node.NodeIP, 1, tcpPacket(src, n.podIP, 40000, 80).bytes())
+	}
+	for _, p := range peers {
+		src := p.Subnet.Addr().Next().Next()
+		verdict, _, err := testRun(n.ns, dp.objs.WeftUplinkIngress, uplink, from(src))
+		must(t, err)
+		if verdict != tcActOK { // validated; no conntrack entry: the kernel path
+			t.Errorf("inner source %s from %s: verdict %d, want TC_ACT_OK", src, other, verdict)
+		}
+	}
+	if d := dropCounts(t, dp.objs); d != [weftDropReasonDROP_MAX]uint64{} {
+		t.Errorf("drops %v for inner sources of both leased subnets", d)
+	}
+	checkDrop(t, n.ns, dp.objs, "inner source in no subnet of the node", dp.objs.WeftUplinkIngress, uplink,
+		from(netip.MustParseAddr("10.244.4.2")), weftDropReasonDROP_SPOOFED_SOURCE)
 }

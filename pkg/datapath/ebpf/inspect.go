@@ -42,8 +42,10 @@ type MapInfo struct {
 	ID ebpf.MapID
 	// Type is the map type as cilium/ebpf names it, e.g. "LPMTrie".
 	Type string
-	// Entries is the number of entries; for arrays every index counts.
-	Entries    int
+	// Entries is the number of entries; for arrays every index counts, a
+	// ring buffer (no keys) has none.
+	Entries int
+	// MaxEntries is the map's size: entries, or bytes of a ring buffer.
 	MaxEntries int
 }
 
@@ -61,6 +63,9 @@ func ReadMapInfo(bpfDir, name string) (MapInfo, error) {
 	}
 	out := MapInfo{Name: name, Type: info.Type.String(), MaxEntries: int(info.MaxEntries)}
 	out.ID, _ = info.ID()
+	if info.Type == ebpf.RingBuf {
+		return out, nil // no keys to walk
+	}
 	// Walk the keys only: values of per-CPU maps need a per-CPU buffer.
 	// Deletions meanwhile can restart the walk, hence the bound.
 	var key any // nil asks for the first key

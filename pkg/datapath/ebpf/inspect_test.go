@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/pkg/datapath"
+	"github.com/weftnet/weft/test/testns"
 )
 
 func TestDecodeConfig(t *testing.T) {
@@ -74,6 +75,7 @@ func TestReadMissingPins(t *testing.T) {
 		"counters":  func() error { _, err := ReadCounters(dir); return err },
 		"map info":  func() error { _, err := ReadMapInfo(dir, MapNodes); return err },
 		"endpoints": func() error { _, err := ReadEndpoints(dir); return err },
+		"pods":      func() error { _, err := ReadPods(dir); return err },
 	} {
 		if err := read(); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s of an empty dir: %v, want an error matching os.ErrNotExist", name, err)
@@ -97,10 +99,11 @@ func TestInspectTCX(t *testing.T) {
 	must(t, RegisterEndpoint(n.bpfDir, ep))
 	must(t, RegisterEndpoint(other.bpfDir, other.endpoint(t)))
 	waitPing(t, n.pod, other.podIP)
+	tcpTransfer(t, n, other, 1<<20) // the fast path counts it (pings take the kernel path)
 
 	cfg, err := ReadConfig(n.bpfDir)
 	must(t, err)
-	uplink, bridge := ifindex(t, n, "eth0"), ifindex(t, n, "cni0")
+	uplink, bridge := ifindex(t, n.ns, "eth0"), ifindex(t, n.ns, "cni0")
 	if cfg.Subnet != n.subnet || cfg.Network != n.node.Network || cfg.NodeIP != n.node.NodeIP ||
 		cfg.VNI != 1 || cfg.Port != 8472 || cfg.VtepMAC.String() != n.info.VtepMAC.String() ||
 		cfg.UplinkIfindex != uplink || cfg.BridgeIfindex != bridge || cfg.BridgeMAC == nil {
@@ -115,7 +118,7 @@ func TestInspectTCX(t *testing.T) {
 	}
 	known, err := ReadNodes(n.bpfDir)
 	must(t, err)
-	if want := []KnownNode{{other.node.NodeIP, other.subnet}}; !slices.Equal(known, want) {
+	if want := []KnownNode{{other.node.NodeIP, 1}}; !slices.Equal(known, want) {
 		t.Errorf("known nodes %+v, want %+v", known, want)
 	}
 	eps, err := ReadEndpoints(n.bpfDir)
@@ -123,20 +126,35 @@ func TestInspectTCX(t *testing.T) {
 	if len(eps) != 1 || eps[0].IP != ep.IP || eps[0].HostIfindex != ep.HostIfindex || eps[0].MAC.String() != ep.MAC.String() {
 		t.Errorf("endpoints %+v, want %+v", eps, ep)
 	}
+	pods, err := ReadPods(n.bpfDir)
+	must(t, err)
+	if len(pods) != 1 || pods[0].HostIfindex != ep.HostIfindex || pods[0].IP != ep.IP || pods[0].MAC.String() != ep.MAC.String() {
+		t.Errorf("pods %+v, want %+v", pods, ep)
+	}
 	checkCounters(t, n)
+	infos := map[string]MapInfo{}
 	for _, name := range MapNames() {
 		info, err := ReadMapInfo(n.bpfDir, name)
 		must(t, err)
-		if name == MapPeers && (info.Entries != 1 || info.Type != "LPMTrie" || info.ID == 0) {
-			t.Errorf("map info %+v, want 1 entry of an LPM trie with an ID", info)
-		}
+		infos[name] = info
+	}
+	if info := infos[MapPeers]; info.Entries != 1 || info.Type != "LPMTrie" || info.ID == 0 {
+		t.Errorf("map info %+v, want 1 entry of an LPM trie with an ID", info)
+	}
+	if info := infos[MapPods]; info.Entries != 1 || info.Type != "Hash" || info.ID == 0 {
+		t.Errorf("map info %+v, want 1 entry of a hash with an ID", info)
+	}
+	if info := infos[MapCTRequests]; info.Entries != 0 || info.Type != "RingBuf" || info.ID == 0 {
+		t.Errorf("map info %+v, want an empty ring buffer with an ID", info)
 	}
 
 	dp := n.dp.(*Datapath)
+	// Every interface but the bridge, its veths and the vxlan device gets
+	// the uplink's program: VXLAN is validated wherever it enters.
 	want := []Attachment{
-		{Interface: "cni0", Ifindex: bridge, Hook: "egress", Program: weftProgWeftPodEgress, ProgramID: progID(t, dp, weftProgWeftPodEgress)},
 		{Interface: "cni0", Ifindex: bridge, Hook: "ingress", Program: weftProgWeftPodIngress, ProgramID: progID(t, dp, weftProgWeftPodIngress)},
 		{Interface: "eth0", Ifindex: uplink, Hook: "ingress", Program: weftProgWeftUplinkIngress, ProgramID: progID(t, dp, weftProgWeftUplinkIngress)},
+		{Interface: "lo", Ifindex: 1, Hook: "ingress", Program: weftProgWeftUplinkIngress, ProgramID: progID(t, dp, weftProgWeftUplinkIngress)},
 		{Interface: "vethpod", Ifindex: ep.HostIfindex, Hook: "ingress", Program: weftProgWeftVethIngress, ProgramID: progID(t, dp, weftProgWeftVethIngress)},
 	}
 	got := attachments(t, n)
@@ -156,6 +174,7 @@ func TestInspectTCX(t *testing.T) {
 func TestInspectTCHostGW(t *testing.T) {
 	nodes := runningNodes(t, datapath.ModeHostGW, AttachTC)
 	n, other := nodes[0], nodes[1]
+	tcpTransfer(t, n, other, 1<<20)
 
 	cfg, err := ReadConfig(n.bpfDir)
 	must(t, err)
@@ -172,20 +191,20 @@ func TestInspectTCHostGW(t *testing.T) {
 		t.Errorf("last counter %+v, want a drop counter labelled %s", c, BackendHostGW)
 	}
 	dp := n.dp.(*Datapath)
-	uplink, bridge := ifindex(t, n, "eth0"), ifindex(t, n, "cni0")
+	uplink, bridge := ifindex(t, n.ns, "eth0"), ifindex(t, n.ns, "cni0")
 	want := []Attachment{
+		{Interface: "lo", Ifindex: 1, Hook: "ingress", Mode: AttachTC, Program: weftProgWeftUplinkIngress, ProgramID: progID(t, dp, weftProgWeftUplinkIngress)},
 		{Interface: "eth0", Ifindex: uplink, Hook: "ingress", Mode: AttachTC, Program: weftProgWeftUplinkIngress, ProgramID: progID(t, dp, weftProgWeftUplinkIngress)},
 		{Interface: "cni0", Ifindex: bridge, Hook: "ingress", Mode: AttachTC, Program: weftProgWeftPodIngress, ProgramID: progID(t, dp, weftProgWeftPodIngress)},
-		{Interface: "cni0", Ifindex: bridge, Hook: "egress", Mode: AttachTC, Program: weftProgWeftPodEgress, ProgramID: progID(t, dp, weftProgWeftPodEgress)},
-		{Interface: "vethpod", Ifindex: ifindex(t, n, "vethpod"), Hook: "ingress", Mode: AttachTC, Program: weftProgWeftVethIngress, ProgramID: progID(t, dp, weftProgWeftVethIngress)},
+		{Interface: "vethpod", Ifindex: ifindex(t, n.ns, "vethpod"), Hook: "ingress", Mode: AttachTC, Program: weftProgWeftVethIngress, ProgramID: progID(t, dp, weftProgWeftVethIngress)},
 	}
 	if got := attachments(t, n); !slices.Equal(got, want) {
 		t.Errorf("attachments\n%+v\nwant\n%+v", got, want)
 	}
 }
 
-// checkCounters compares ReadCounters with the datapath's Stats after the
-// ping and returns them.
+// checkCounters compares ReadCounters with the datapath's Stats after a
+// transfer on the fast path and returns them.
 func checkCounters(t *testing.T, n *testNode) []Counter {
 	t.Helper()
 	got, err := ReadCounters(n.bpfDir)
@@ -207,7 +226,7 @@ func checkCounters(t *testing.T, n *testNode) []Counter {
 		}
 	}
 	if tx == 0 {
-		t.Errorf("no transmitted packets counted after a ping: %+v", got)
+		t.Errorf("no transmitted packets counted after a transfer: %+v", got)
 	}
 	return got
 }
@@ -224,10 +243,11 @@ func attachments(t *testing.T, n *testNode) []Attachment {
 	return got
 }
 
-func ifindex(t *testing.T, n *testNode, name string) int {
+// ifindex is the index of the interface name in ns.
+func ifindex(t testing.TB, ns *testns.NS, name string) int {
 	t.Helper()
 	var idx int
-	must(t, n.ns.Do(func() error {
+	must(t, ns.Do(func() error {
 		l, err := netlink.LinkByName(name)
 		if err == nil {
 			idx = l.Attrs().Index
@@ -243,7 +263,6 @@ func progID(t *testing.T, dp *Datapath, name string) ebpf.ProgramID {
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
 	progs := map[string]*ebpf.Program{
-		weftProgWeftPodEgress:     dp.objs.WeftPodEgress,
 		weftProgWeftPodIngress:    dp.objs.WeftPodIngress,
 		weftProgWeftUplinkIngress: dp.objs.WeftUplinkIngress,
 		weftProgWeftVethIngress:   dp.objs.WeftVethIngress,

@@ -11,7 +11,7 @@ import (
 // TestMapWritesResume: batch writes and deletes finish one entry at a time
 // after the kernel stops at a failing entry (here a key already deleted).
 func TestMapWritesResume(t *testing.T) {
-	objs := loadTestObjects(t)
+	objs := newProgEnv(t).weftObjects
 	m := objs.WeftNodes
 	var (
 		keys   []uint32
@@ -19,7 +19,7 @@ func TestMapWritesResume(t *testing.T) {
 	)
 	for i := range 5 {
 		k := be32(netip.AddrFrom4([4]byte{192, 168, 1, byte(i)}))
-		keys, values = append(keys, k), append(values, weftKnownNode{Subnet: k, Prefixlen: 24})
+		keys, values = append(keys, k), append(values, weftKnownNode{Leases: uint32(i + 1)})
 	}
 	must(t, putAll(m, keys, values))
 	got, err := dump[uint32, weftKnownNode](m)
@@ -39,13 +39,13 @@ func TestMapWritesResume(t *testing.T) {
 	}
 	// The test node's own entries were left alone.
 	if got, err := dump[uint32, weftKnownNode](m); err != nil || len(got) != 2 {
-		t.Errorf("known nodes after deleteAll: %v, %v; want the 2 entries loadTestObjects wrote", got, err)
+		t.Errorf("known nodes after deleteAll: %v, %v; want the 2 entries newProgEnv wrote", got, err)
 	}
 }
 
 // TestDumpLPM: dump reads an LPM trie of several batches completely.
 func TestDumpLPM(t *testing.T) {
-	objs := loadTestObjects(t)
+	objs := newProgEnv(t).weftObjects
 	var (
 		keys []weftLpmKey
 		vals []weftPeer

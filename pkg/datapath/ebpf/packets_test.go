@@ -15,16 +15,27 @@ const (
 	protoUDP      = 17
 )
 
+// TCP header flags.
+const (
+	tcpFIN = 0x01
+	tcpSYN = 0x02
+	tcpRST = 0x04
+	tcpACK = 0x10
+)
+
 // ipv4Packet describes an IPv4 packet with an ICMP, TCP or UDP header.
 type ipv4Packet struct {
 	src, dst     netip.Addr
 	proto        uint8
 	ttl          uint8
 	sport, dport uint16
-	payload      []byte
+	// flags are the TCP header's flags (tcpACK, ...).
+	flags   uint8
+	payload []byte
 }
 
-// bytes encodes p (ICMP echo request, TCP SYN or UDP header, then payload).
+// bytes encodes p (ICMP echo request with ID 1 and sequence 1, TCP or UDP
+// header, then payload).
 func (p ipv4Packet) bytes() []byte {
 	var l4 []byte
 	switch p.proto {
@@ -32,7 +43,7 @@ func (p ipv4Packet) bytes() []byte {
 		l4 = make([]byte, 20)
 		binary.BigEndian.PutUint16(l4[0:], p.sport)
 		binary.BigEndian.PutUint16(l4[2:], p.dport)
-		l4[12], l4[13] = 5<<4, 0x02
+		l4[12], l4[13] = 5<<4, p.flags
 	case protoUDP:
 		l4 = make([]byte, 8)
 		binary.BigEndian.PutUint16(l4[0:], p.sport)
@@ -41,26 +52,33 @@ func (p ipv4Packet) bytes() []byte {
 	default:
 		l4 = []byte{8, 0, 0, 0, 0, 1, 0, 1}
 	}
+	l4 = append(l4, p.payload...)
+	if p.proto == protoICMP {
+		binary.BigEndian.PutUint16(l4[2:], ipChecksum(l4))
+	}
 	ttl := p.ttl
 	if ttl == 0 {
 		ttl = 64
 	}
-	b := make([]byte, 20, 20+len(l4)+len(p.payload))
+	b := make([]byte, 20, 20+len(l4))
 	b[0] = 0x45
-	binary.BigEndian.PutUint16(b[2:], uint16(20+len(l4)+len(p.payload)))
+	binary.BigEndian.PutUint16(b[2:], uint16(20+len(l4)))
 	b[8], b[9] = ttl, p.proto
 	src, dst := p.src.As4(), p.dst.As4()
 	copy(b[12:], src[:])
 	copy(b[16:], dst[:])
 	binary.BigEndian.PutUint16(b[10:], ipChecksum(b))
-	return append(append(b, l4...), p.payload...)
+	return append(b, l4...)
 }
 
-// ipChecksum is the Internet checksum of an IPv4 header.
+// ipChecksum is the Internet checksum of h (an IPv4 header, an ICMP message).
 func ipChecksum(h []byte) uint16 {
 	var sum uint32
 	for i := 0; i+1 < len(h); i += 2 {
 		sum += uint32(binary.BigEndian.Uint16(h[i:]))
+	}
+	if len(h)%2 == 1 {
+		sum += uint32(h[len(h)-1]) << 8
 	}
 	for sum > 0xffff {
 		sum = sum&0xffff + sum>>16
@@ -91,4 +109,13 @@ func vxlanPacket(src, dst netip.Addr, port uint16, vni uint32, inner []byte) []b
 	binary.BigEndian.PutUint16(outer[10:], 0)
 	binary.BigEndian.PutUint16(outer[10:], ipChecksum(outer))
 	return append(append(outer, udp...), inner...)
+}
+
+// arpRequest is a broadcast ARP request for tpa from the Ethernet source
+// src, with sender hardware address sha and sender IP spa.
+func arpRequest(src, sha net.HardwareAddr, spa, tpa netip.Addr) []byte {
+	body := []byte{0, 1, 8, 0, 6, 4, 0, 1} // Ethernet, IPv4, request
+	body = append(append(body, sha...), spa.AsSlice()...)
+	body = append(append(body, make([]byte, 6)...), tpa.AsSlice()...)
+	return ethernet(net.HardwareAddr{0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, src, 0x0806, body)
 }

@@ -3,6 +3,7 @@ package ebpf
 import (
 	"bytes"
 	"encoding/binary"
+	"fmt"
 	"net"
 	"net/netip"
 	"testing"
@@ -13,9 +14,9 @@ import (
 	"github.com/weftnet/weft/test/testns"
 )
 
-// The programs run with BPF_PROG_TEST_RUN against this node:
+// The programs run with BPF_PROG_TEST_RUN against this node (progEnv):
 //
-//	this node 192.168.10.1, subnet 10.244.1.0/24, pod 10.244.1.5 (veth ifindex 42)
+//	this node 192.168.10.1, subnet 10.244.1.0/24, pod 10.244.1.5 (behind vethpod)
 //	vxlan peer   192.168.10.2, subnet 10.244.2.0/24, VTEP remoteVTEP
 //	host-gw peer 192.168.10.3, subnet 10.244.3.0/24
 var (
@@ -23,58 +24,33 @@ var (
 	vxlanNode    = netip.MustParseAddr("192.168.10.2")
 	hostGWNode   = netip.MustParseAddr("192.168.10.3")
 	localPod     = netip.MustParseAddr("10.244.1.5")
+	otherPod     = netip.MustParseAddr("10.244.1.9")
 	vxlanPod     = netip.MustParseAddr("10.244.2.7")
 	hostGWPod    = netip.MustParseAddr("10.244.3.7")
 	localVTEP    = net.HardwareAddr{0x02, 0xaa, 0, 0, 0, 1}
 	remoteVTEP   = net.HardwareAddr{0x02, 0xaa, 0, 0, 0, 2}
 	bridgeMAC    = net.HardwareAddr{0x02, 0xbb, 0, 0, 0, 1}
 	podMAC       = net.HardwareAddr{0x02, 0xcc, 0, 0, 0, 5}
-	podIfindex   = uint32(42)
-	uplinkIndex  = uint32(7)
+	peerMAC      = net.HardwareAddr{2, 0, 0, 0, 0, 3}
 	vxlanPort    = uint16(8472)
 	testVNI      = uint32(1)
 	vxlanSubnet  = netip.MustParsePrefix("10.244.2.0/24")
 	hostGWSubnet = netip.MustParsePrefix("10.244.3.0/24")
 )
 
-// Verdicts besides tcActRedirect: pass to the kernel, drop.
-const (
-	tcActOK   = 0
-	tcActShot = 2
+// Flows of the local pod to the remote pods that tests give conntrack
+// entries (progEnv.track).
+var (
+	vxlanFlow  = tcpFlow(localPod, 40000, vxlanPod, 80)
+	hostGWFlow = tcpFlow(localPod, 40001, hostGWPod, 80)
 )
 
-// loadTestObjects loads the programs with unpinned maps filled for the node above.
-func loadTestObjects(t testing.TB) *weftObjects {
-	t.Helper()
-	testns.RequireRoot(t)
-	objs, err := loadUnpinned()
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { objs.Close() })
-	cfg := weftNodeConfig{
-		Subnet: be32(netip.MustParseAddr("10.244.1.0")), SubnetLen: 24,
-		Network: be32(netip.MustParseAddr("10.244.0.0")), NetworkLen: 16,
-		NodeIp: be32(nodeIP), Vni: testVNI, Port: vxlanPort, VtepMac: mac6(localVTEP),
-		BridgeMac: mac6(bridgeMAC), UplinkIfindex: uplinkIndex, BridgeIfindex: 3,
-	}
-	must(t, objs.WeftConfig.Put(configKey, cfg))
-	for _, p := range []struct {
-		subnet netip.Prefix
-		node   netip.Addr
-		vtep   net.HardwareAddr
-		mode   weftMode
-	}{
-		{vxlanSubnet, vxlanNode, remoteVTEP, weftModeMODE_VXLAN},
-		{hostGWSubnet, hostGWNode, nil, weftModeMODE_HOST_GW},
-	} {
-		key := weftLpmKey{Prefixlen: uint32(p.subnet.Bits()), Addr: be32(p.subnet.Addr())}
-		must(t, objs.WeftPeers.Put(key, weftPeer{NodeIp: be32(p.node), VtepMac: mac6(p.vtep), Mode: uint8(p.mode)}))
-		must(t, objs.WeftNodes.Put(be32(p.node), weftKnownNode{Subnet: key.Addr, Prefixlen: key.Prefixlen}))
-	}
-	must(t, objs.WeftEndpoints.Put(be32(localPod), weftEndpoint{HostIfindex: podIfindex, Mac: mac6(podMAC)}))
-	return objs
-}
+// The programs' verdicts: pass to the kernel, drop, forward.
+const (
+	tcActOK       = 0
+	tcActShot     = 2
+	tcActRedirect = 7
+)
 
 func must(t testing.TB, err error) {
 	t.Helper()
@@ -90,13 +66,33 @@ func podFrame(p ipv4Packet) []byte {
 
 // vxlanFrame is what a peer's kernel vxlan device puts on the wire to us.
 func vxlanFrame(outerSrc netip.Addr, vni uint32, inner ipv4Packet) []byte {
-	innerFrame := ethernet(localVTEP, remoteVTEP, etherTypeIPv4, inner.bytes())
-	return ethernet(net.HardwareAddr{2, 0, 0, 0, 0, 1}, net.HardwareAddr{2, 0, 0, 0, 0, 2}, etherTypeIPv4,
-		vxlanPacket(outerSrc, nodeIP, vxlanPort, vni, innerFrame))
+	return vxlanFrameTo(outerSrc, nodeIP, vni, inner.bytes())
 }
 
+// vxlanFrameTo is vxlanFrame to outerDst with the inner IPv4 packet inner.
+func vxlanFrameTo(outerSrc, outerDst netip.Addr, vni uint32, inner []byte) []byte {
+	innerFrame := ethernet(localVTEP, remoteVTEP, etherTypeIPv4, inner)
+	return ethernet(net.HardwareAddr{2, 0, 0, 0, 0, 1}, net.HardwareAddr{2, 0, 0, 0, 0, 2}, etherTypeIPv4,
+		vxlanPacket(outerSrc, outerDst, vxlanPort, vni, innerFrame))
+}
+
+// fromPeer is how p from a remote pod reaches the uplink: VXLAN from its
+// node, or routed from a host-gw peer.
+func fromPeer(p ipv4Packet) []byte {
+	if hostGWSubnet.Contains(p.src) {
+		return ethernet(bridgeMAC, peerMAC, etherTypeIPv4, p.bytes())
+	}
+	return vxlanFrame(vxlanNode, testVNI, p)
+}
+
+// delivered is the frame the programs hand to the local pod for p.
+func delivered(p []byte) []byte {
+	return ethernet(podMAC, bridgeMAC, etherTypeIPv4, p)
+}
+
+// tcpPacket is a TCP ACK with payload from src to dst.
 func tcpPacket(src, dst netip.Addr, sport, dport uint16) ipv4Packet {
-	return ipv4Packet{src: src, dst: dst, proto: protoTCP, sport: sport, dport: dport, payload: []byte("weft payload")}
+	return tcpFlow(src, sport, dst, dport).packet()
 }
 
 // counts reads one entry of a counters map.
@@ -108,11 +104,38 @@ func counts(t testing.TB, m *ebpf.Map, idx uint32) (packets, bytes uint64) {
 	return c.Packets, c.Bytes
 }
 
-func mustRun(t testing.TB, prog *ebpf.Program, in []byte) (uint32, []byte) {
+// dropCounts reads the drop counters of objs, by reason.
+func dropCounts(t testing.TB, objs *weftObjects) [weftDropReasonDROP_MAX]uint64 {
 	t.Helper()
-	verdict, out, err := run(prog, in)
+	var out [weftDropReasonDROP_MAX]uint64
+	for r := range out {
+		out[r], _ = counts(t, objs.WeftDrops, uint32(r))
+	}
+	return out
+}
+
+// checkDrop runs prog on in from the interface ifindex of ns and checks
+// that it is dropped and counted under reason, and under no other.
+func checkDrop(t *testing.T, ns *testns.NS, objs *weftObjects, what string, prog *ebpf.Program, ifindex int, in []byte, reason weftDropReason) {
+	t.Helper()
+	before := dropCounts(t, objs)
+	verdict, _, err := testRun(ns, prog, ifindex, in)
 	must(t, err)
-	return verdict, out
+	want := before
+	want[reason]++
+	if got := dropCounts(t, objs); verdict != tcActShot || got != want {
+		t.Errorf("%s: verdict %d (want TC_ACT_SHOT), drops %v -> %v; want one more %s", what, verdict, before, got, dropReasons[reason])
+	}
+}
+
+// checkPass runs prog on in and checks it goes to the kernel untouched.
+func (e *progEnv) checkPass(t *testing.T, what string, prog *ebpf.Program, ifindex int, in []byte) {
+	t.Helper()
+	verdict, out, err := e.runOn(prog, ifindex, in)
+	must(t, err)
+	if verdict != tcActOK || !bytes.Equal(out, in) {
+		t.Errorf("%s: verdict %d (want TC_ACT_OK), frame changed: %v", what, verdict, !bytes.Equal(out, in))
+	}
 }
 
 // checkIPv4Header checks the header checksum of the IPv4 header at h.
@@ -123,10 +146,13 @@ func checkIPv4Header(t *testing.T, what string, h []byte) {
 	}
 }
 
+// TestEncapVXLAN: an established flow's packet is encapsulated as flannel's
+// kernel vxlan device does it, with the outer DF clear and a random IP ID.
 func TestEncapVXLAN(t *testing.T) {
-	objs := loadTestObjects(t)
-	in := podFrame(tcpPacket(localPod, vxlanPod, 40000, 80))
-	verdict, out := mustRun(t, objs.WeftPodIngress, in)
+	e := newProgEnv(t)
+	e.track(t, true, vxlanFlow)
+	in := podFrame(vxlanFlow.packet())
+	verdict, out := e.mustRun(t, e.WeftPodIngress, in)
 	if verdict != tcActRedirect {
 		t.Fatalf("verdict %d, want TC_ACT_REDIRECT (%d)", verdict, tcActRedirect)
 	}
@@ -140,10 +166,11 @@ func TestEncapVXLAN(t *testing.T) {
 	ip := out[14:34]
 	src, dst := nodeIP.As4(), vxlanNode.As4()
 	totLen := uint16(len(in) - 14 + vxlanOverhead)
-	wantIP := []byte{0x45, 0, byte(totLen >> 8), byte(totLen), 0, 0, 0x40, 0, 64, 17, ip[10], ip[11]}
+	// Any ID; flags and fragment offset 0: DF clear, as flannel's vxlan device leaves it.
+	wantIP := []byte{0x45, 0, byte(totLen >> 8), byte(totLen), ip[4], ip[5], 0, 0, 64, 17, ip[10], ip[11]}
 	wantIP = append(append(wantIP, src[:]...), dst[:]...)
 	if !bytes.Equal(ip, wantIP) {
-		t.Errorf("outer IPv4 % x, want % x", ip, wantIP)
+		t.Errorf("outer IPv4 % x, want % x (DF clear)", ip, wantIP)
 	}
 	checkIPv4Header(t, "outer", ip)
 	udp := out[34:42]
@@ -168,20 +195,29 @@ func TestEncapVXLAN(t *testing.T) {
 	}
 	checkIPv4Header(t, "inner", inner)
 
-	// Same flow, same source port (ECMP must not reorder a flow).
-	_, again := mustRun(t, objs.WeftPodIngress, in)
-	if !bytes.Equal(again[34:36], udp[:2]) {
-		t.Errorf("source port changed for the same flow: % x then % x", udp[:2], again[34:36])
+	// Same flow, same source port (ECMP must not reorder a flow); the
+	// outer IDs differ (fragments of different packets must not mix).
+	ids := map[uint16]bool{binary.BigEndian.Uint16(ip[4:]): true}
+	for range 3 {
+		_, again := e.mustRun(t, e.WeftPodIngress, in)
+		if !bytes.Equal(again[34:36], udp[:2]) {
+			t.Errorf("source port changed for the same flow: % x then % x", udp[:2], again[34:36])
+		}
+		ids[binary.BigEndian.Uint16(again[18:])] = true
 	}
-	if p, b := counts(t, objs.WeftTraffic, uint32(weftCounterCOUNTER_VXLAN_TX)); p != 2 || b != uint64(2*len(in)) {
-		t.Errorf("vxlan tx counter = %d packets %d bytes, want 2 and %d", p, b, 2*len(in))
+	if len(ids) < 2 {
+		t.Errorf("outer IPv4 ID %v for 4 packets: want random IDs", ids)
+	}
+	if p, b := counts(t, e.WeftTraffic, uint32(weftCounterCOUNTER_VXLAN_TX)); p != 4 || b != uint64(4*len(in)) {
+		t.Errorf("vxlan tx counter = %d packets %d bytes, want 4 and %d", p, b, 4*len(in))
 	}
 }
 
 func TestHostGWTransmit(t *testing.T) {
-	objs := loadTestObjects(t)
-	in := podFrame(tcpPacket(localPod, hostGWPod, 40000, 80))
-	verdict, out := mustRun(t, objs.WeftPodIngress, in)
+	e := newProgEnv(t)
+	e.track(t, true, hostGWFlow)
+	in := podFrame(hostGWFlow.packet())
+	verdict, out := e.mustRun(t, e.WeftPodIngress, in)
 	if verdict != tcActRedirect {
 		t.Fatalf("verdict %d, want TC_ACT_REDIRECT", verdict)
 	}
@@ -192,26 +228,56 @@ func TestHostGWTransmit(t *testing.T) {
 	if !bytes.Equal(out, want) {
 		t.Errorf("host-gw frame:\n got % x\nwant % x (only TTL and checksum change)", out, want)
 	}
-	if p, _ := counts(t, objs.WeftTraffic, uint32(weftCounterCOUNTER_HOST_GW_TX)); p != 1 {
+	if p, _ := counts(t, e.WeftTraffic, uint32(weftCounterCOUNTER_HOST_GW_TX)); p != 1 {
 		t.Errorf("host-gw tx counter = %d, want 1", p)
 	}
 }
 
+// TestEncapFallback: a packet that would not fit the uplink's MTU once
+// encapsulated takes the kernel path untouched (its TTL too: the kernel
+// decrements it once), which fragments it or tells the pod; one that fits
+// is encapsulated.
+func TestEncapFallback(t *testing.T) {
+	e := newProgEnv(t)
+	const mtu = 1000
+	small := e.addDevice(t, "small", mtu)
+	e.setConfig(t, func(c *weftNodeConfig) { c.UplinkIfindex = uint32(small) })
+	e.track(t, true, vxlanFlow)
+	sized := func(ipLen int) []byte {
+		p := vxlanFlow.packet()
+		p.payload = make([]byte, ipLen-40)
+		return podFrame(p)
+	}
+	fits, tooBig := sized(mtu-vxlanOverhead), sized(mtu-vxlanOverhead+1)
+	for _, p := range e.podSide() {
+		verdict, out, err := e.runOn(p.prog, p.ifindex, fits)
+		if err != nil || verdict != tcActRedirect || len(out) != len(fits)+vxlanOverhead {
+			t.Errorf("%s: %d bytes: verdict %d (%v), %d bytes out; want encapsulated", p.name, len(fits), verdict, err, len(out))
+		}
+		e.checkPass(t, fmt.Sprintf("%s: %d bytes", p.name, len(tooBig)), p.prog, p.ifindex, tooBig)
+	}
+	if n, _ := counts(t, e.WeftTraffic, uint32(weftCounterCOUNTER_VXLAN_TX)); n != 2 {
+		t.Errorf("vxlan tx counter = %d, want 2 (the packets that fit)", n)
+	}
+}
+
 func TestPodIngressPassesToStack(t *testing.T) {
-	objs := loadTestObjects(t)
-	withOptions := withIPOptions(podFrame(tcpPacket(localPod, vxlanPod, 1, 2)))
-	fragment := podFrame(tcpPacket(localPod, vxlanPod, 1, 2))
+	e := newProgEnv(t)
+	// Established flows: what does not qualify must not take them.
+	e.track(t, true, tcpFlow(localPod, 40001, otherPod, 2), vxlanFlow)
+	withOptions := withIPOptions(podFrame(vxlanFlow.packet()))
+	fragment := podFrame(vxlanFlow.packet())
 	fragment[14+6] = 0x20 // MF
-	ttl1 := tcpPacket(localPod, vxlanPod, 1, 2)
+	ttl1 := vxlanFlow.packet()
 	ttl1.ttl = 1
-	truncated := podFrame(tcpPacket(localPod, vxlanPod, 1, 2))
+	truncated := podFrame(vxlanFlow.packet())
 	for _, c := range []struct {
 		name string
 		in   []byte
 	}{
 		{"outside the pod network", podFrame(tcpPacket(localPod, netip.MustParseAddr("192.0.2.80"), 40001, 443))},
 		{"Service IP", podFrame(ipv4Packet{src: localPod, dst: netip.MustParseAddr("10.96.0.10"), proto: protoUDP, sport: 5353, dport: 53})},
-		{"same node", podFrame(tcpPacket(localPod, netip.MustParseAddr("10.244.1.9"), 1, 2))},
+		{"same node", podFrame(tcpPacket(localPod, otherPod, 40001, 2))},
 		{"ARP", ethernet(bridgeMAC, podMAC, 0x0806, make([]byte, 28))},
 		{"IPv6", ethernet(bridgeMAC, podMAC, 0x86dd, make([]byte, 60))},
 		{"IP options", withOptions},
@@ -219,21 +285,15 @@ func TestPodIngressPassesToStack(t *testing.T) {
 		{"TTL 1", podFrame(ttl1)},
 		{"truncated", truncated[:len(truncated)-4]},
 	} {
-		verdict, out := mustRun(t, objs.WeftPodIngress, c.in)
-		if verdict != tcActOK || !bytes.Equal(out, c.in) {
-			t.Errorf("%s: verdict %d (want TC_ACT_OK), frame changed: %v", c.name, verdict, !bytes.Equal(out, c.in))
-		}
+		e.checkPass(t, c.name, e.WeftPodIngress, e.bridge, c.in)
 	}
 	for _, idx := range []weftCounter{weftCounterCOUNTER_VXLAN_TX, weftCounterCOUNTER_HOST_GW_TX} {
-		if p, _ := counts(t, objs.WeftTraffic, uint32(idx)); p != 0 {
+		if p, _ := counts(t, e.WeftTraffic, uint32(idx)); p != 0 {
 			t.Errorf("counter %d = %d after pass-through only", idx, p)
 		}
 	}
-	// The flow to the outside went through the stack: its pod socket is remembered.
-	key := weftFlowKey{PodIp: be32(localPod), PodPort: htons(40001), Proto: protoTCP}
-	var seen uint64
-	if err := objs.WeftStackflows.Lookup(key, &seen); err != nil || seen == 0 {
-		t.Errorf("stack flow of 10.244.1.5:40001/tcp not remembered: %v", err)
+	if r := e.requested(t); len(r) != 0 {
+		t.Errorf("conntrack offload requested for %v: no flow qualified", r)
 	}
 }
 
@@ -254,35 +314,53 @@ func htons(port uint16) uint16 {
 	return binary.NativeEndian.Uint16(b[:])
 }
 
+// TestDecapVXLAN: replies of established flows from the peer's pods, its
+// subnet's first address (its flannel.1) and the node itself are
+// decapsulated and delivered.
 func TestDecapVXLAN(t *testing.T) {
-	objs := loadTestObjects(t)
-	for i, src := range []netip.Addr{vxlanPod, netip.MustParseAddr("10.244.2.0"), vxlanNode} {
-		inner := tcpPacket(src, localPod, 40000, 80)
-		in := vxlanFrame(vxlanNode, testVNI, inner)
-		verdict, out := mustRun(t, objs.WeftUplinkIngress, in)
+	e := newProgEnv(t)
+	flows := []flow{vxlanFlow, tcpFlow(localPod, 40002, vxlanSubnet.Addr(), 80), tcpFlow(localPod, 40003, vxlanNode, 80)}
+	e.track(t, true, flows...)
+	for i, f := range flows {
+		inner := f.reply()
+		verdict, out := e.mustRun(t, e.WeftUplinkIngress, vxlanFrame(vxlanNode, testVNI, inner))
 		if verdict != tcActRedirect {
-			t.Fatalf("inner source %s: verdict %d, want TC_ACT_REDIRECT", src, verdict)
+			t.Fatalf("inner source %s: verdict %d, want TC_ACT_REDIRECT", inner.src, verdict)
 		}
-		want := ethernet(podMAC, bridgeMAC, etherTypeIPv4, inner.bytes())
+		want := delivered(inner.bytes())
 		if !bytes.Equal(out, want) {
-			t.Errorf("inner source %s: decapsulated frame\n got % x\nwant % x", src, out, want)
+			t.Errorf("inner source %s: decapsulated frame\n got % x\nwant % x", inner.src, out, want)
 		}
-		if p, b := counts(t, objs.WeftTraffic, uint32(weftCounterCOUNTER_VXLAN_RX)); p != uint64(i+1) || b != uint64((i+1)*len(want)) {
+		if p, b := counts(t, e.WeftTraffic, uint32(weftCounterCOUNTER_VXLAN_RX)); p != uint64(i+1) || b != uint64((i+1)*len(want)) {
 			t.Errorf("vxlan rx counter = %d packets %d bytes, want %d and %d", p, b, i+1, (i+1)*len(want))
 		}
 	}
 }
 
+// TestDecapPadded: an inner frame padded to Ethernet's minimum (a short
+// packet from a peer's kernel) is decapsulated with its padding, not
+// dropped as malformed.
+func TestDecapPadded(t *testing.T) {
+	e := newProgEnv(t)
+	e.track(t, true, vxlanFlow)
+	ack := vxlanFlow.reply()
+	ack.payload = nil
+	inner := ack.bytes()
+	padded := append(append([]byte(nil), inner...), make([]byte, 60-14-len(inner))...)
+	verdict, out := e.mustRun(t, e.WeftUplinkIngress, vxlanFrameTo(vxlanNode, nodeIP, testVNI, padded))
+	if want := delivered(padded); verdict != tcActRedirect || !bytes.Equal(out, want) {
+		t.Errorf("padded inner frame: verdict %d (want TC_ACT_REDIRECT), frame\n got % x\nwant % x", verdict, out, want)
+	}
+	if d := dropCounts(t, e.weftObjects); d != [weftDropReasonDROP_MAX]uint64{} {
+		t.Errorf("drops %v after a padded frame", d)
+	}
+}
+
 func TestUplinkPassesToKernel(t *testing.T) {
-	objs := loadTestObjects(t)
-	// A pod socket whose traffic went out through the stack (e.g. to a Service).
-	key := weftFlowKey{PodIp: be32(localPod), PodPort: htons(45000), Proto: protoTCP}
-	must(t, objs.WeftStackflows.Put(key, uint64(1)))
-	notForUs := vxlanFrame(vxlanNode, testVNI, tcpPacket(vxlanPod, localPod, 80, 40000))
-	copy(notForUs[14+16:], []byte{192, 168, 10, 77})
-	binary.BigEndian.PutUint16(notForUs[14+10:], 0)
-	binary.BigEndian.PutUint16(notForUs[14+10:], ipChecksum(notForUs[14:34]))
-	firstFragment := vxlanFrame(vxlanNode, testVNI, tcpPacket(vxlanPod, localPod, 80, 40000))
+	e := newProgEnv(t)
+	e.track(t, true, vxlanFlow)
+	notForUs := vxlanFrameTo(vxlanNode, netip.MustParseAddr("192.168.10.77"), testVNI, vxlanFlow.reply().bytes())
+	firstFragment := vxlanFrame(vxlanNode, testVNI, vxlanFlow.reply())
 	firstFragment[14+6] = 0x20
 	for _, c := range []struct {
 		name string
@@ -290,44 +368,39 @@ func TestUplinkPassesToKernel(t *testing.T) {
 	}{
 		{"no local endpoint", vxlanFrame(vxlanNode, testVNI, tcpPacket(vxlanPod, netip.MustParseAddr("10.244.1.99"), 80, 40000))},
 		{"to the node (flannel.1 address)", vxlanFrame(vxlanNode, testVNI, tcpPacket(vxlanPod, netip.MustParseAddr("10.244.1.0"), 80, 40000))},
-		{"reply to a stack flow", vxlanFrame(vxlanNode, testVNI, tcpPacket(vxlanPod, localPod, 80, 45000))},
+		{"no conntrack entry", vxlanFrame(vxlanNode, testVNI, tcpPacket(vxlanPod, localPod, 80, 45000))},
 		{"outer destination not this node", notForUs},
 		{"validated first fragment", firstFragment},
-		{"host-gw from a vxlan peer's pod", ethernet(bridgeMAC, podMAC, etherTypeIPv4, tcpPacket(vxlanPod, localPod, 1, 2).bytes())},
+		{"host-gw from a vxlan peer's pod", ethernet(bridgeMAC, podMAC, etherTypeIPv4, vxlanFlow.reply().bytes())},
 		{"plain traffic to the node", ethernet(bridgeMAC, podMAC, etherTypeIPv4, tcpPacket(vxlanNode, nodeIP, 1, 22).bytes())},
 		{"ARP", ethernet(bridgeMAC, podMAC, 0x0806, make([]byte, 28))},
 		{"IPv6", ethernet(bridgeMAC, podMAC, 0x86dd, make([]byte, 60))},
 	} {
-		verdict, out := mustRun(t, objs.WeftUplinkIngress, c.in)
-		if verdict != tcActOK || !bytes.Equal(out, c.in) {
-			t.Errorf("%s: verdict %d (want TC_ACT_OK), frame changed: %v", c.name, verdict, !bytes.Equal(out, c.in))
-		}
+		e.checkPass(t, c.name, e.WeftUplinkIngress, e.uplink, c.in)
 	}
-	for r := weftDropReason(0); r < weftDropReasonDROP_MAX; r++ {
-		if p, _ := counts(t, objs.WeftDrops, uint32(r)); p != 0 {
-			t.Errorf("drop counter %s = %d after valid traffic", dropReasons[r], p)
-		}
+	if d := dropCounts(t, e.weftObjects); d != [weftDropReasonDROP_MAX]uint64{} {
+		t.Errorf("drops %v after valid traffic", d)
 	}
 }
 
 func TestHostGWReceive(t *testing.T) {
-	objs := loadTestObjects(t)
-	inner := tcpPacket(hostGWPod, localPod, 40000, 80).bytes()
-	in := ethernet(net.HardwareAddr{2, 0, 0, 0, 0, 1}, net.HardwareAddr{2, 0, 0, 0, 0, 3}, etherTypeIPv4, inner)
-	verdict, out := mustRun(t, objs.WeftUplinkIngress, in)
+	e := newProgEnv(t)
+	e.track(t, true, hostGWFlow)
+	inner := hostGWFlow.reply().bytes()
+	verdict, out := e.mustRun(t, e.WeftUplinkIngress, fromPeer(hostGWFlow.reply()))
 	if verdict != tcActRedirect {
 		t.Fatalf("verdict %d, want TC_ACT_REDIRECT", verdict)
 	}
-	if want := ethernet(podMAC, bridgeMAC, etherTypeIPv4, inner); !bytes.Equal(out, want) {
+	if want := delivered(inner); !bytes.Equal(out, want) {
 		t.Errorf("delivered frame\n got % x\nwant % x", out, want)
 	}
-	if p, _ := counts(t, objs.WeftTraffic, uint32(weftCounterCOUNTER_HOST_GW_RX)); p != 1 {
+	if p, _ := counts(t, e.WeftTraffic, uint32(weftCounterCOUNTER_HOST_GW_RX)); p != 1 {
 		t.Errorf("host-gw rx counter = %d, want 1", p)
 	}
 }
 
 func TestUplinkDrops(t *testing.T) {
-	objs := loadTestObjects(t)
+	e := newProgEnv(t)
 	valid := func() []byte { return vxlanFrame(vxlanNode, testVNI, tcpPacket(vxlanPod, localPod, 40000, 80)) }
 	noFlag := valid()
 	noFlag[42] = 0
@@ -336,8 +409,10 @@ func TestUplinkDrops(t *testing.T) {
 	outerOptions := withIPOptions(valid())
 	badUDPLen := valid()
 	binary.BigEndian.PutUint16(badUDPLen[38:], 99)
-	badInnerLen := valid()
-	binary.BigEndian.PutUint16(badInnerLen[64+2:], 30)
+	innerBeyond := valid()
+	binary.BigEndian.PutUint16(innerBeyond[64+2:], uint16(len(innerBeyond)-64+1))
+	innerShort := valid()
+	binary.BigEndian.PutUint16(innerShort[64+2:], 19)
 	for _, c := range []struct {
 		name   string
 		in     []byte
@@ -347,21 +422,18 @@ func TestUplinkDrops(t *testing.T) {
 		{"inner source of another node", vxlanFrame(vxlanNode, testVNI, tcpPacket(hostGWPod, localPod, 1, 2)), weftDropReasonDROP_SPOOFED_SOURCE},
 		{"inner source outside the network", vxlanFrame(vxlanNode, testVNI, tcpPacket(netip.MustParseAddr("198.51.100.1"), localPod, 1, 2)), weftDropReasonDROP_SPOOFED_SOURCE},
 		{"inner source to a non-endpoint", vxlanFrame(vxlanNode, testVNI, tcpPacket(hostGWPod, netip.MustParseAddr("10.244.1.0"), 1, 2)), weftDropReasonDROP_SPOOFED_SOURCE},
+		{"inner source another node's address", vxlanFrame(vxlanNode, testVNI, tcpPacket(hostGWNode, localPod, 1, 2)), weftDropReasonDROP_SPOOFED_SOURCE},
 		{"wrong VNI", vxlanFrame(vxlanNode, 2, tcpPacket(vxlanPod, localPod, 1, 2)), weftDropReasonDROP_BAD_VNI},
 		{"VNI flag missing", noFlag, weftDropReasonDROP_BAD_VNI},
 		{"inner IPv6", inner6, weftDropReasonDROP_INNER_NOT_IPV4},
 		{"outer IP options", outerOptions, weftDropReasonDROP_MALFORMED},
 		{"UDP length mismatch", badUDPLen, weftDropReasonDROP_MALFORMED},
-		{"inner length mismatch", badInnerLen, weftDropReasonDROP_MALFORMED},
+		{"inner length beyond the frame", innerBeyond, weftDropReasonDROP_MALFORMED},
+		{"inner length below its header", innerShort, weftDropReasonDROP_MALFORMED},
 	} {
-		before, _ := counts(t, objs.WeftDrops, uint32(c.reason))
-		verdict, _ := mustRun(t, objs.WeftUplinkIngress, c.in)
-		after, _ := counts(t, objs.WeftDrops, uint32(c.reason))
-		if verdict != tcActShot || after != before+1 {
-			t.Errorf("%s: verdict %d (want TC_ACT_SHOT), %s drops %d -> %d", c.name, verdict, dropReasons[c.reason], before, after)
-		}
+		checkDrop(t, e.ns, e.weftObjects, c.name, e.WeftUplinkIngress, e.uplink, c.in, c.reason)
 	}
-	if p, _ := counts(t, objs.WeftTraffic, uint32(weftCounterCOUNTER_VXLAN_RX)); p != 0 {
+	if p, _ := counts(t, e.WeftTraffic, uint32(weftCounterCOUNTER_VXLAN_RX)); p != 0 {
 		t.Errorf("vxlan rx counter = %d, want 0: a dropped packet was forwarded", p)
 	}
 }
@@ -371,18 +443,19 @@ func TestUplinkDrops(t *testing.T) {
 // malformed; shorter it cannot be told from other traffic and goes to the
 // kernel untouched. Nothing truncated is ever forwarded.
 func TestUplinkTruncated(t *testing.T) {
-	objs := loadTestObjects(t)
-	full := vxlanFrame(vxlanNode, testVNI, tcpPacket(vxlanPod, localPod, 40000, 80))
+	e := newProgEnv(t)
+	e.track(t, true, vxlanFlow)
+	full := vxlanFrame(vxlanNode, testVNI, vxlanFlow.reply())
 	const portEnd = 14 + 20 + 4
 	// BPF_PROG_TEST_RUN refuses IPv4 frames shorter than an IPv4 header.
 	for n := 14 + 20; n < len(full); n++ {
 		in := full[:n]
-		before, _ := counts(t, objs.WeftDrops, uint32(weftDropReasonDROP_MALFORMED))
-		verdict, out, err := run(objs.WeftUplinkIngress, in)
+		before, _ := counts(t, e.WeftDrops, uint32(weftDropReasonDROP_MALFORMED))
+		verdict, out, err := e.run(e.WeftUplinkIngress, in)
 		if err != nil {
 			t.Fatalf("cut at %d bytes: %v", n, err)
 		}
-		after, _ := counts(t, objs.WeftDrops, uint32(weftDropReasonDROP_MALFORMED))
+		after, _ := counts(t, e.WeftDrops, uint32(weftDropReasonDROP_MALFORMED))
 		switch {
 		case n < portEnd && (verdict != tcActOK || !bytes.Equal(out, in) || after != before):
 			t.Errorf("cut at %d bytes: verdict %d, malformed drops %d -> %d; want untouched TC_ACT_OK", n, verdict, before, after)
@@ -390,36 +463,18 @@ func TestUplinkTruncated(t *testing.T) {
 			t.Errorf("cut at %d bytes: verdict %d, malformed drops %d -> %d; want TC_ACT_SHOT counted", n, verdict, before, after)
 		}
 	}
-	if p, _ := counts(t, objs.WeftTraffic, uint32(weftCounterCOUNTER_VXLAN_RX)); p != 0 {
+	if p, _ := counts(t, e.WeftTraffic, uint32(weftCounterCOUNTER_VXLAN_RX)); p != 0 {
 		t.Errorf("vxlan rx counter = %d: a truncated packet was forwarded", p)
 	}
 }
 
-// TestStackDeliveredFlowRepliesThroughStack: a flow the host stack delivered
-// into a pod (e.g. DNATed from a hostPort) is remembered at the bridge's
-// egress, and the pod's replies are not short-cut past conntrack.
-func TestStackDeliveredFlowRepliesThroughStack(t *testing.T) {
-	objs := loadTestObjects(t)
-	delivered := ethernet(podMAC, bridgeMAC, etherTypeIPv4, tcpPacket(vxlanPod, localPod, 41000, 8080).bytes())
-	if verdict, out := mustRun(t, objs.WeftPodEgress, delivered); verdict != tcActOK || !bytes.Equal(out, delivered) {
-		t.Fatalf("bridge egress: verdict %d, want untouched TC_ACT_OK", verdict)
-	}
-	reply := podFrame(tcpPacket(localPod, vxlanPod, 8080, 41000))
-	if verdict, out := mustRun(t, objs.WeftPodIngress, reply); verdict != tcActOK || !bytes.Equal(out, reply) {
-		t.Errorf("reply of a stack-delivered flow: verdict %d, want untouched TC_ACT_OK", verdict)
-	}
-	other := podFrame(tcpPacket(localPod, vxlanPod, 8080, 41001))
-	if verdict, _ := mustRun(t, objs.WeftPodIngress, other); verdict != tcActRedirect {
-		t.Errorf("another flow of the same pod port: verdict %d, want the fast path (redirect)", verdict)
-	}
-}
-
 // TestVethIngress: at a pod's veth only frames for the gateway that go to a
-// remote pod are taken; everything else passes unchanged and unremembered
-// (the bridge's program decides about it after netfilter).
+// remote pod are taken; everything else passes unchanged (the bridge and
+// the stack decide about it).
 func TestVethIngress(t *testing.T) {
-	objs := loadTestObjects(t)
-	if verdict, _ := mustRun(t, objs.WeftVethIngress, podFrame(tcpPacket(localPod, vxlanPod, 40000, 80))); verdict != tcActRedirect {
+	e := newProgEnv(t)
+	e.track(t, true, vxlanFlow)
+	if verdict, _ := e.mustRun(t, e.WeftVethIngress, podFrame(vxlanFlow.packet())); verdict != tcActRedirect {
 		t.Errorf("remote pod via the gateway: verdict %d, want TC_ACT_REDIRECT", verdict)
 	}
 	otherPodMAC := net.HardwareAddr{0x02, 0xcc, 0, 0, 0, 9}
@@ -427,25 +482,13 @@ func TestVethIngress(t *testing.T) {
 		name string
 		in   []byte
 	}{
-		{"bridged to another pod", ethernet(otherPodMAC, podMAC, etherTypeIPv4, tcpPacket(localPod, vxlanPod, 40000, 80).bytes())},
+		{"bridged to another pod", ethernet(otherPodMAC, podMAC, etherTypeIPv4, vxlanFlow.packet().bytes())},
 		{"Service IP", podFrame(tcpPacket(localPod, netip.MustParseAddr("10.96.0.10"), 40001, 80))},
 		{"outside the pod network", podFrame(tcpPacket(localPod, netip.MustParseAddr("192.0.2.80"), 40002, 443))},
 	} {
-		verdict, out := mustRun(t, objs.WeftVethIngress, c.in)
-		if verdict != tcActOK || !bytes.Equal(out, c.in) {
-			t.Errorf("%s: verdict %d (want TC_ACT_OK), frame changed: %v", c.name, verdict, !bytes.Equal(out, c.in))
-		}
+		e.checkPass(t, c.name, e.WeftVethIngress, e.veth, c.in)
 	}
-	if p, _ := counts(t, objs.WeftTraffic, uint32(weftCounterCOUNTER_VXLAN_TX)); p != 1 {
+	if p, _ := counts(t, e.WeftTraffic, uint32(weftCounterCOUNTER_VXLAN_TX)); p != 1 {
 		t.Errorf("vxlan tx counter = %d, want 1", p)
-	}
-	if flows, err := dump[weftFlowKey, uint64](objs.WeftStackflows); err != nil || len(flows) != 0 {
-		t.Errorf("veth program remembered stack flows %v (%v); that is the bridge program's job", flows, err)
-	}
-	// A flow the stack delivered into the pod replies through the stack.
-	reply := weftFlowKey{PodIp: be32(localPod), PeerIp: be32(vxlanPod), PodPort: htons(80), PeerPort: htons(40003), Proto: protoTCP}
-	must(t, objs.WeftStackflows.Put(reply, uint64(1)))
-	if verdict, _ := mustRun(t, objs.WeftVethIngress, podFrame(tcpPacket(localPod, vxlanPod, 80, 40003))); verdict != tcActOK {
-		t.Errorf("reply of a stack-delivered flow: verdict %d, want TC_ACT_OK", verdict)
 	}
 }

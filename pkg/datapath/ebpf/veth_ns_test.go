@@ -80,8 +80,9 @@ func TestVethFastPath(t *testing.T) {
 	vethRuns = runCount(t, dp.objs.WeftVethIngress) - vethRuns
 	tx = counter(t, n, BackendVXLAN, "tx") - tx
 	t.Logf("runs: veth %d, bridge ingress %d; encapsulated %d", vethRuns, bridgeRuns, tx)
-	// The bridge still sees what the veth passes: ARP and the like.
-	if vethRuns < tx || bridgeRuns > 20 {
+	// The bridge sees only what the veth passes (ARP, pings, handshakes,
+	// a flow's first packets until its entry is liberal): far fewer.
+	if vethRuns < tx || bridgeRuns > vethRuns-tx || 4*bridgeRuns > tx {
 		t.Errorf("veth program ran %d times, bridge ingress %d, for %d encapsulated packets: "+
 			"want the veth to run for each and the bridge for a few others", vethRuns, bridgeRuns, tx)
 	}
