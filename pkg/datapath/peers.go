@@ -33,9 +33,10 @@ type Selection struct {
 // AssignModes decides (a route lookup with DirectRouting), so a caller that
 // keeps the Modes of its last pass looks up only new node IPs. Peers are
 // taken in subnet order, so that when two claim one subnet, or in vxlan mode
-// one VtepMAC, the same one wins every time; the other is rejected. Peers
-// that share a node IP are all kept: every subnet a node leases is routed to
-// it, as flannel's kernel datapath does. The error joins those of peers
+// two node IPs claim one VtepMAC, the same one wins every time; the other is
+// rejected. Peers that share a node IP are all kept (with one VtepMAC, as a
+// node that leased twice has): every subnet a node leases is routed to it,
+// as flannel's kernel datapath does. The error joins those of peers
 // whose mode could not be decided; they are left out and not rejected, to be
 // tried again on the next pass.
 func SelectPeers(node Node, own netip.Prefix, peers []Peer, known map[netip.Addr]Mode) (Selection, error) {
@@ -47,7 +48,7 @@ func SelectPeers(node Node, own netip.Prefix, peers []Peer, known map[netip.Addr
 		Modes: make(map[netip.Addr]Mode, len(peers)),
 	}
 	subnets := make(map[netip.Prefix]bool, len(peers))
-	macs := make(map[string]bool, len(peers))
+	macs := make(map[string]netip.Addr, len(peers)) // VtepMAC -> node IP
 	var errs []error
 	for _, p := range sorted {
 		if reason := peerProblem(node, own, p); reason != "" {
@@ -60,17 +61,18 @@ func SelectPeers(node Node, own netip.Prefix, peers []Peer, known map[netip.Addr
 			continue
 		}
 		mac := p.VtepMAC.String()
+		owner, claimed := macs[mac]
 		switch {
 		case subnets[p.Subnet]:
 			s.Rejected = append(s.Rejected, Rejection{p, "another peer has the same subnet"})
 			continue
-		case p.Mode == ModeVXLAN && macs[mac]:
-			s.Rejected = append(s.Rejected, Rejection{p, "another peer has the same VtepMAC"})
+		case p.Mode == ModeVXLAN && claimed && owner != p.NodeIP:
+			s.Rejected = append(s.Rejected, Rejection{p, "another node IP has the same VtepMAC"})
 			continue
 		}
 		subnets[p.Subnet] = true
 		if p.Mode == ModeVXLAN {
-			macs[mac] = true
+			macs[mac] = p.NodeIP
 		}
 		s.Peers = append(s.Peers, p)
 	}

@@ -69,9 +69,9 @@ func TestSelectPeersChecks(t *testing.T) {
 	}
 }
 
-// TestSelectPeersDuplicates: one subnet or vxlan VtepMAC claimed twice goes
-// to the peer that sorts first, whatever the input order; peers that share a
-// node IP are all kept.
+// TestSelectPeersDuplicates: one subnet, or one vxlan VtepMAC claimed by two
+// node IPs, goes to the peer that sorts first, whatever the input order;
+// peers that share a node IP are all kept, with one VtepMAC too.
 func TestSelectPeersDuplicates(t *testing.T) {
 	peers := []Peer{
 		peer(3, 3, 3),
@@ -79,8 +79,9 @@ func TestSelectPeersDuplicates(t *testing.T) {
 		peer(2, 2, 2),
 		peer(5, 5, 2), // same VtepMAC as 10.244.2.0/24: loses
 		peer(6, 3, 6), // same node IP as 10.244.3.0/24: kept
+		peer(7, 3, 3), // same node IP and VtepMAC as 10.244.3.0/24 (leased twice): kept
 	}
-	for _, order := range [][]int{{0, 1, 2, 3, 4}, {4, 3, 2, 1, 0}} {
+	for _, order := range [][]int{{0, 1, 2, 3, 4, 5}, {5, 4, 3, 2, 1, 0}} {
 		in := make([]Peer, len(order))
 		for i, j := range order {
 			in[i] = peers[j]
@@ -89,14 +90,14 @@ func TestSelectPeersDuplicates(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := fmt.Sprint(sel.Peers), fmt.Sprint([]Peer{withMode(peers[2]), withMode(peers[0]), withMode(peers[4])}); got != want {
+		if got, want := fmt.Sprint(sel.Peers), fmt.Sprint([]Peer{withMode(peers[2]), withMode(peers[0]), withMode(peers[4]), withMode(peers[5])}); got != want {
 			t.Errorf("order %v: kept\n%s\nwant\n%s", order, got, want)
 		}
 		var rejected []string
 		for _, r := range sel.Rejected {
 			rejected = append(rejected, r.Peer.Subnet.String()+"@"+r.Peer.NodeIP.String()+": "+r.Reason)
 		}
-		want := "10.244.2.0/24@192.168.0.9: another peer has the same subnet;10.244.5.0/24@192.168.0.5: another peer has the same VtepMAC"
+		want := "10.244.2.0/24@192.168.0.9: another peer has the same subnet;10.244.5.0/24@192.168.0.5: another node IP has the same VtepMAC"
 		if got := strings.Join(rejected, ";"); got != want {
 			t.Errorf("order %v: rejected %q, want %q", order, got, want)
 		}

@@ -26,9 +26,10 @@ func withFlags(p ipv4Packet, flags uint8) ipv4Packet {
 // TestConntrackGate: netfilter decides, eBPF forwards. A pod flow takes the
 // fast path at the sender (encapsulation at the veth and at the bridge) and
 // at the receiver (decapsulation, host-gw delivery) only while conntrack
-// holds a replied, non-NATed entry for it, established and liberal for TCP;
-// everything else goes to the kernel untouched. An established TCP flow that
-// is not liberal yet asks weftd to make it so (one request per packet).
+// holds a replied entry for it, established and liberal for TCP (NATed
+// flows too, rewritten: TestNATFastPath); everything else goes to the
+// kernel untouched. An established TCP flow that is not liberal yet asks
+// weftd to make it so (one request per packet).
 func TestConntrackGate(t *testing.T) {
 	e := newProgEnv(t)
 	ap := netip.AddrPortFrom
@@ -78,8 +79,8 @@ func TestConntrackGate(t *testing.T) {
 		{"TCP RST", withFlags(tcp.packet(), tcpRST), withFlags(tcp.reply(), tcpRST|tcpACK), false, false},
 		{"ICMP with an entry", icmp.packet(), icmp.reply(), false, false},
 		{"no conntrack entry", untracked.packet(), untracked.reply(), false, false},
-		{"Service: DNAT on this node", toService.packet(), toService.reply(), false, false},
-		{"hostPort: DNAT on this node", hostPort.reply(), hostPort.packet(), false, false},
+		{"Service: DNAT on this node", toService.packet(), toService.reply(), true, false},
+		{"hostPort: DNAT on this node", hostPort.reply(), hostPort.packet(), true, false},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			for _, r := range []struct {
@@ -120,30 +121,38 @@ func TestConntrackGate(t *testing.T) {
 func TestOffloadMarksRequested(t *testing.T) {
 	e := newProgEnv(t)
 	e.track(t, false, vxlanFlow)
-	done := make(chan struct{})
+	done, stop := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
-		markRequested(e.requests, e.ct)
+		markRequested(e.requests, e.ct, stop)
 	}()
 	t.Cleanup(func() {
+		close(stop)
 		e.requests.Close() // ends markRequested
 		<-done
 	})
 	in := podFrame(vxlanFlow.packet())
-	if verdict, _ := e.mustRun(t, e.WeftVethIngress, in); verdict != tcActOK {
-		t.Fatalf("first packet: verdict %d, want TC_ACT_OK until the entry is liberal", verdict)
-	}
-	deadline := time.Now().Add(ioTimeout)
+	// The flow keeps sending (and asking) until weftd marks it, which it
+	// does once the flow has asked for offloadAfter.
+	start := time.Now()
+	deadline := start.Add(ioTimeout)
 	for {
+		verdict, _ := e.mustRun(t, e.WeftVethIngress, in)
 		entry, err := e.ct.Get(vxlanFlow.tuple())
 		must(t, err)
+		if verdict != tcActOK && !entry.Liberal() {
+			t.Fatalf("verdict %d, want TC_ACT_OK until the entry is liberal", verdict)
+		}
 		if entry.Liberal() {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("entry not liberal %v after the request: %+v", ioTimeout, entry)
+			t.Fatalf("entry not liberal %v after the first request: %+v", ioTimeout, entry)
 		}
-		time.Sleep(10 * time.Millisecond)
+		time.Sleep(time.Millisecond) // the flow's next packet
+	}
+	if waited := time.Since(start); waited < offloadAfter {
+		t.Errorf("marked after %v, before the flow had asked for %v", waited, offloadAfter)
 	}
 	if verdict, _ := e.mustRun(t, e.WeftVethIngress, in); verdict != tcActRedirect {
 		t.Errorf("after the entry was marked: verdict %d, want the fast path (TC_ACT_REDIRECT)", verdict)
@@ -164,3 +173,50 @@ func TestConntrackRefresh(t *testing.T) {
 	e.setConfig(t, func(c *weftNodeConfig) { c.CtRefreshJiffies = uint32(60 * kernelHZ()) })
 	e.checkPass(t, "refresh 60s before expiry", e.WeftPodIngress, e.bridge, in)
 }
+
+// TestNATFastPath: an established Service flow takes the fast path with
+// the NAT conntrack holds for it: the pod's packet to the Service leaves
+// encapsulated to the backend pod's address and port, the backend's reply
+// is delivered as coming from the Service, checksums right both ways.
+func TestNATFastPath(t *testing.T) {
+	e := newProgEnv(t)
+	ap := netip.AddrPortFrom
+	service := ap(netip.MustParseAddr("10.96.0.10"), 80)
+	backend := ap(vxlanPod, 81)
+	e.ns.MustRun(t, "nft", "add table ip wt_nat { chain out { type nat hook output priority -100; "+
+		"ip daddr 10.96.0.10 tcp dport 80 dnat to 10.244.2.7:81; }; }")
+	svc := flow{proto: protoTCP, src: ap(localPod, 40020), dst: service, server: backend}
+	e.track(t, true, svc)
+
+	check := func(what string, ip []byte, src, dst netip.AddrPort) {
+		t.Helper()
+		got := func(off int) netip.AddrPort {
+			a, _ := netip.AddrFromSlice(ip[off : off+4])
+			return netip.AddrPortFrom(a, uint16(ip[20+(off-12)/2])<<8|uint16(ip[21+(off-12)/2]))
+		}
+		if s, d := got(12), got(16); s != src || d != dst {
+			t.Errorf("%s: %s -> %s, want %s -> %s", what, s, d, src, dst)
+		}
+		if c := ipChecksum(ip[:20]); c != 0 {
+			t.Errorf("%s: IPv4 header checksum wrong (%#04x)", what, c)
+		}
+		if c := l4Checksum(ip); c != 0 {
+			t.Errorf("%s: TCP checksum wrong (%#04x)", what, c)
+		}
+	}
+
+	out := ethernet(bridgeMAC, podMAC, etherTypeIPv4, withChecksum(svc.packet()))
+	verdict, got := e.mustRun(t, e.WeftVethIngress, out)
+	if verdict != tcActRedirect {
+		t.Fatalf("pod to Service: verdict %d, want the fast path", verdict)
+	}
+	check("pod to Service, encapsulated", got[14+vxlanOverhead:], svc.src, backend)
+
+	back := vxlanFrameTo(vxlanNode, nodeIP, testVNI, withChecksum(svc.reply()))
+	verdict, got = e.mustRun(t, e.WeftUplinkIngress, back)
+	if verdict != tcActRedirect {
+		t.Fatalf("backend reply: verdict %d, want the fast path", verdict)
+	}
+	check("backend reply, delivered", got[14:], service, svc.src)
+}
+

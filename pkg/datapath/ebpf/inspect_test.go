@@ -99,7 +99,7 @@ func TestInspectTCX(t *testing.T) {
 	must(t, RegisterEndpoint(n.bpfDir, ep))
 	must(t, RegisterEndpoint(other.bpfDir, other.endpoint(t)))
 	waitPing(t, n.pod, other.podIP)
-	tcpTransfer(t, n, other, 1<<20) // the fast path counts it (pings take the kernel path)
+	tcpTransfer(t, n, other, fastPathTransfer) // the fast path counts it (pings take the kernel path)
 
 	cfg, err := ReadConfig(n.bpfDir)
 	must(t, err)
@@ -174,7 +174,7 @@ func TestInspectTCX(t *testing.T) {
 func TestInspectTCHostGW(t *testing.T) {
 	nodes := runningNodes(t, datapath.ModeHostGW, AttachTC)
 	n, other := nodes[0], nodes[1]
-	tcpTransfer(t, n, other, 1<<20)
+	tcpTransfer(t, n, other, fastPathTransfer)
 
 	cfg, err := ReadConfig(n.bpfDir)
 	must(t, err)

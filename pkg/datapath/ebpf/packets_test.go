@@ -71,6 +71,29 @@ func (p ipv4Packet) bytes() []byte {
 	return append(b, l4...)
 }
 
+// l4Checksum is the TCP or UDP checksum over the IPv4 packet b's segment
+// and pseudo header, its checksum field included: 0 when the field is right.
+func l4Checksum(b []byte) uint16 {
+	hlen := int(b[0]&0xf) * 4
+	seg := b[hlen:]
+	pseudo := make([]byte, 12, 12+len(seg))
+	copy(pseudo[0:8], b[12:20])
+	pseudo[9] = b[9]
+	binary.BigEndian.PutUint16(pseudo[10:], uint16(len(seg)))
+	return ipChecksum(append(pseudo, seg...))
+}
+
+// withChecksum encodes p with its TCP or UDP checksum filled in.
+func withChecksum(p ipv4Packet) []byte {
+	b := p.bytes()
+	off := 20 + 16 // TCP
+	if p.proto == protoUDP {
+		off = 20 + 6
+	}
+	binary.BigEndian.PutUint16(b[off:], l4Checksum(b))
+	return b
+}
+
 // ipChecksum is the Internet checksum of h (an IPv4 header, an ICMP message).
 func ipChecksum(h []byte) uint16 {
 	var sum uint32
