@@ -219,4 +219,3 @@ func TestNATFastPath(t *testing.T) {
 	}
 	check("backend reply, delivered", got[14:], service, svc.src)
 }
-
