@@ -46,7 +46,7 @@ func (d *Datapath) Cleanup(ctx context.Context) error {
 		detached, err := detachEverything()
 		errs = append(errs, err)
 		pins, err := removePins(d.opts.BPFDir)
-		errs = append(errs, err)
+		errs = append(errs, err, removeTracking())
 		if len(detached)+len(pins) == 0 {
 			slog.Info("no eBPF datapath programs or pins to remove", "bpf_dir", d.opts.BPFDir)
 		} else {

@@ -72,6 +72,9 @@ func TestCleanupLeftovers(t *testing.T) {
 			if !foreign() {
 				t.Error("the foreign program on spare0 egress was removed")
 			}
+			if out, err := n.ns.Run("nft", "list", "table", "ip", trackingTable); err == nil {
+				t.Errorf("table ip %s left after cleanup:\n%s", trackingTable, out)
+			}
 
 			slow := kernel.New()
 			peers := []datapath.Peer{{Subnet: other.subnet, NodeIP: other.node.NodeIP, VtepMAC: other.info.VtepMAC}}

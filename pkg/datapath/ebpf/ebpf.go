@@ -204,6 +204,9 @@ func (d *Datapath) setup(ctx context.Context, node datapath.Node) (datapath.Info
 		}
 	}
 	d.node = node
+	if err := ensureTracking(); err != nil {
+		return datapath.Info{}, err
+	}
 	if err := d.writeNodeConfig(info.VtepMAC); err != nil {
 		return datapath.Info{}, err
 	}
