@@ -18,11 +18,44 @@
 #include "nat.h"
 #include "uapi_compat.h"
 
-/* deliver hands a pod-bound IPv4 frame (Ethernet at offset 0) to the pod. */
+/*
+ * to_local_pod reports whether the fast path may deliver the IPv4 packet ip
+ * (L4 header at l4off) to a local pod: its flow is established (x: its NAT)
+ * and goes to a pod this node knows (ep). A flow that only lacks its
+ * liberal mark asks for it and stays on the kernel path meanwhile.
+ */
+static __always_inline int to_local_pod(struct __sk_buff *skb, const struct ipv4 *ip, __u32 l4off,
+					const struct node_config *cfg, struct xlat *x,
+					struct endpoint *ep)
+{
+	enum offload state;
+	struct endpoint *found;
+	struct flow f = {};
+
+	state = offload_state(skb, ip, l4off, cfg, x, &f);
+	if (state == OFFLOAD_NO)
+		return 0;
+	found = bpf_map_lookup_elem(&weft_endpoints, &x->daddr);
+	if (!found)
+		return 0;
+	if (state == OFFLOAD_ASK) {
+		request_liberal(&f);
+		return 0;
+	}
+	*ep = *found;
+	return 1;
+}
+
+/* deliver hands a pod-bound IPv4 frame (Ethernet at offset 0, protocol
+ * proto) to the pod, NATed as x says. */
 static __always_inline int deliver(struct __sk_buff *skb, const struct node_config *cfg,
-				   const struct endpoint *ep, __u32 counter)
+				   const struct endpoint *ep, const struct xlat *x, __u8 proto,
+				   __u32 counter)
 {
 	struct eth eth = { .proto = bpf_htons(ETH_P_IP) };
+
+	if (x->nat && apply_xlat(skb, ETH_HLEN, ETH_HLEN + IPV4_HLEN, proto, x))
+		return drop(skb, DROP_HEADER_REWRITE);
 
 	__builtin_memcpy(eth.dst, ep->mac, ETH_ALEN);
 	__builtin_memcpy(eth.src, cfg->bridge_mac, ETH_ALEN);
@@ -50,10 +83,8 @@ static __always_inline int rx_vxlan(struct __sk_buff *skb, const struct node_con
 {
 	const __u32 inner_off = sizeof(struct vxlan_encap);
 	struct vxlan_encap *h;
-	struct endpoint *found, ep;
-	enum offload state;
-	struct flow f = {};
 	struct xlat x = {};
+	struct endpoint ep;
 	struct ipv4 *inner;
 	__u32 outer_len, inner_len;
 	int fragment;
@@ -97,23 +128,12 @@ static __always_inline int rx_vxlan(struct __sk_buff *skb, const struct node_con
 	if (inner->ver_ihl != 0x45 || is_fragment(inner))
 		return TC_ACT_OK;
 	proto = inner->protocol;
-	state = offload_state(skb, inner, inner_off + IPV4_HLEN, cfg, &x, &f);
-	if (state == OFFLOAD_NO)
+	if (!to_local_pod(skb, inner, inner_off + IPV4_HLEN, cfg, &x, &ep))
 		return TC_ACT_OK;
-	found = bpf_map_lookup_elem(&weft_endpoints, &x.daddr);
-	if (!found)
-		return TC_ACT_OK;
-	if (state == OFFLOAD_ASK) {
-		request_liberal(&f);
-		return TC_ACT_OK;
-	}
-	ep = *found;
 	if (bpf_skb_adjust_room(skb, -(__s32)VXLAN_ENCAP_LEN, BPF_ADJ_ROOM_MAC,
 				WEFT_ADJ_ROOM_DECAP_L3_IPV4 | BPF_F_ADJ_ROOM_FIXED_GSO))
 		return TC_ACT_OK; /* unchanged: flannel.<VNI> decapsulates */
-	if (x.nat && apply_xlat(skb, ETH_HLEN, ETH_HLEN + IPV4_HLEN, proto, &x))
-		return drop(skb, DROP_HEADER_REWRITE);
-	return deliver(skb, cfg, &ep, COUNTER_VXLAN_RX);
+	return deliver(skb, cfg, &ep, &x, proto, COUNTER_VXLAN_RX);
 }
 
 /* rx_host_gw delivers established flows from host-gw peers' pods. */
@@ -121,12 +141,9 @@ static __always_inline int rx_host_gw(struct __sk_buff *skb, const struct node_c
 				      struct ipv4 *ip)
 {
 	struct lpm_key key = { .prefixlen = 32 };
-	struct endpoint *found, ep;
-	enum offload state;
-	struct flow f = {};
 	struct xlat x = {};
+	struct endpoint ep;
 	struct peer *peer;
-	__u8 proto;
 
 	if (ip->ver_ihl != 0x45 || is_fragment(ip))
 		return TC_ACT_OK;
@@ -136,23 +153,9 @@ static __always_inline int rx_host_gw(struct __sk_buff *skb, const struct node_c
 		return TC_ACT_OK; /* not from a host-gw peer's pods: the kernel routes it */
 	if (skb->gso_size == 0 && bpf_ntohs(ip->tot_len) + ETH_HLEN > skb->len)
 		return drop(skb, DROP_MALFORMED);
-	if (ip->ttl <= 1)
+	if (ip->ttl <= 1 || !to_local_pod(skb, ip, ETH_HLEN + IPV4_HLEN, cfg, &x, &ep))
 		return TC_ACT_OK;
-	proto = ip->protocol;
-	state = offload_state(skb, ip, ETH_HLEN + IPV4_HLEN, cfg, &x, &f);
-	if (state == OFFLOAD_NO)
-		return TC_ACT_OK;
-	found = bpf_map_lookup_elem(&weft_endpoints, &x.daddr);
-	if (!found)
-		return TC_ACT_OK;
-	if (state == OFFLOAD_ASK) {
-		request_liberal(&f);
-		return TC_ACT_OK;
-	}
-	ep = *found;
-	if (x.nat && apply_xlat(skb, ETH_HLEN, ETH_HLEN + IPV4_HLEN, proto, &x))
-		return drop(skb, DROP_HEADER_REWRITE);
-	return deliver(skb, cfg, &ep, COUNTER_HOST_GW_RX);
+	return deliver(skb, cfg, &ep, &x, ip->protocol, COUNTER_HOST_GW_RX);
 }
 
 #endif /* WEFT_DECAP_H */
