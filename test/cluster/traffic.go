@@ -50,12 +50,14 @@ type Pinger struct {
 	err  error
 }
 
-// StartPing starts `ping -c count -i interval to` inside the namespace; it
-// ends after count probes or when ctx ends.
-func (n *Netns) StartPing(ctx context.Context, to netip.Addr, count int, interval time.Duration) (*Pinger, error) {
+// StartPing starts `ping -c count -i interval [flags] to` inside the
+// namespace (flags are more ping options, e.g. "-s", "1400" for 1400
+// bytes of payload); it ends after count probes or when ctx ends.
+func (n *Netns) StartPing(ctx context.Context, to netip.Addr, count int, interval time.Duration, flags ...string) (*Pinger, error) {
 	p := &Pinger{done: make(chan struct{})}
-	p.cmd = n.Command(ctx, "ping", "-n", "-c", strconv.Itoa(count),
-		"-i", strconv.FormatFloat(interval.Seconds(), 'f', 3, 64), "-W", "1", to.String())
+	args := append([]string{"-n", "-c", strconv.Itoa(count),
+		"-i", strconv.FormatFloat(interval.Seconds(), 'f', 3, 64), "-W", "1"}, flags...)
+	p.cmd = n.Command(ctx, "ping", append(args, to.String())...)
 	p.cmd.Stdout, p.cmd.Stderr = &p.out, &p.out
 	if err := p.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start ping %s in %s: %w", to, n.Name, err)
@@ -95,9 +97,10 @@ func (p *Pinger) Wait() (PingResult, error) {
 	return res, nil
 }
 
-// Ping pings to from inside the namespace and waits for the result.
-func (n *Netns) Ping(ctx context.Context, to netip.Addr, count int, interval time.Duration) (PingResult, error) {
-	p, err := n.StartPing(ctx, to, count, interval)
+// Ping pings to from inside the namespace (with more ping flags, see
+// StartPing) and waits for the result.
+func (n *Netns) Ping(ctx context.Context, to netip.Addr, count int, interval time.Duration, flags ...string) (PingResult, error) {
+	p, err := n.StartPing(ctx, to, count, interval, flags...)
 	if err != nil {
 		return PingResult{}, err
 	}
@@ -157,6 +160,57 @@ func (s *EchoServer) Close() error {
 // that exactly the same bytes came back (SHA-256): a TCP transfer in both
 // directions at once.
 func (n *Netns) EchoRoundTrip(ctx context.Context, to netip.AddrPort, size int) error {
+	_, err := n.echo(ctx, to, io.LimitReader(pseudoRandom(), int64(size)))
+	return err
+}
+
+// EchoStream is EchoRoundTrip for a duration instead of a size: it sends
+// pseudo-random bytes over one connection for d, at most rate bytes per
+// second (0: as fast as TCP goes), checks the echo and returns how many
+// bytes went each way.
+func (n *Netns) EchoStream(ctx context.Context, to netip.AddrPort, d time.Duration, rate int) (int64, error) {
+	return n.echo(ctx, to, &pacedReader{src: pseudoRandom(), rate: rate, start: time.Now(), end: time.Now().Add(d)})
+}
+
+// pseudoRandom is the bytes every echo sends: the same for every run.
+func pseudoRandom() io.Reader {
+	var seed [32]byte
+	return rand.NewChaCha8(seed)
+}
+
+// pacedReader reads src until end, at most rate bytes per second since
+// start (0: unlimited).
+type pacedReader struct {
+	src        io.Reader
+	rate       int
+	start, end time.Time
+	read       int64
+}
+
+// pacedChunk bounds one read of a paced stream, so the pace stays even.
+const pacedChunk = 16 << 10
+
+func (r *pacedReader) Read(p []byte) (int, error) {
+	now := time.Now()
+	if !now.Before(r.end) {
+		return 0, io.EOF
+	}
+	if r.rate > 0 {
+		p = p[:min(len(p), pacedChunk)]
+		due := r.start.Add(time.Duration(float64(r.read) / float64(r.rate) * float64(time.Second)))
+		if wait := due.Sub(now); wait > 0 {
+			time.Sleep(min(wait, r.end.Sub(now))) // pacing the sender, not waiting for an event
+		}
+	}
+	k, err := r.src.Read(p)
+	r.read += int64(k)
+	return k, err
+}
+
+// echo connects to the echo server at to, sends what src yields while
+// reading the echo, and checks that the same bytes came back; it returns
+// how many bytes were sent.
+func (n *Netns) echo(ctx context.Context, to netip.AddrPort, src io.Reader) (int64, error) {
 	var conn net.Conn
 	err := n.Do(func() error {
 		d := net.Dialer{Timeout: 5 * time.Second}
@@ -165,7 +219,7 @@ func (n *Netns) EchoRoundTrip(ctx context.Context, to netip.AddrPort, size int) 
 		return err
 	})
 	if err != nil {
-		return fmt.Errorf("connect %s from %s: %w", to, n.Name, err)
+		return 0, fmt.Errorf("connect %s from %s: %w", to, n.Name, err)
 	}
 	defer conn.Close()
 	deadline, ok := ctx.Deadline()
@@ -175,25 +229,28 @@ func (n *Netns) EchoRoundTrip(ctx context.Context, to netip.AddrPort, size int) 
 	conn.SetDeadline(deadline)
 
 	sent := sha256.New()
-	var seed [32]byte
-	src := io.LimitReader(rand.NewChaCha8(seed), int64(size))
-	werr := make(chan error, 1)
+	type result struct {
+		n   int64
+		err error
+	}
+	wres := make(chan result, 1)
 	go func() {
-		_, err := io.Copy(io.MultiWriter(conn, sent), src)
+		k, err := io.Copy(io.MultiWriter(conn, sent), src)
 		if err == nil {
 			err = conn.(*net.TCPConn).CloseWrite()
 		}
-		werr <- err
+		wres <- result{k, err}
 	}()
 	got := sha256.New()
 	nread, rerr := io.Copy(got, conn)
-	if err := errors.Join(<-werr, rerr); err != nil {
-		return fmt.Errorf("echo %s from %s after %d of %d bytes back: %w", to, n.Name, nread, size, err)
+	w := <-wres
+	if err := errors.Join(w.err, rerr); err != nil {
+		return w.n, fmt.Errorf("echo %s from %s after %d of %d bytes back: %w", to, n.Name, nread, w.n, err)
 	}
-	if nread != int64(size) || !bytes.Equal(sent.Sum(nil), got.Sum(nil)) {
-		return fmt.Errorf("echo %s from %s: got %d bytes back, want %d identical ones", to, n.Name, nread, size)
+	if nread != w.n || !bytes.Equal(sent.Sum(nil), got.Sum(nil)) {
+		return w.n, fmt.Errorf("echo %s from %s: got %d bytes back, want %d identical ones", to, n.Name, nread, w.n)
 	}
-	return nil
+	return w.n, nil
 }
 
 // WaitReach pings to from inside the namespace until a reply comes back
