@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"io/fs"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -14,7 +15,7 @@ import (
 
 // TestCleanup uninstalls weft from an ebpf node with `weftd --cleanup`: no
 // pins, programs, vxlan device, masquerade or forward rules or subnet file
-// are left; starting weftd again brings the node back.
+// are left; starting weftd again brings the node back, fast path included.
 func TestCleanup(t *testing.T) {
 	c := start(t, cluster.Options{NetConf: cluster.NetConf("vxlan", "ebpf", false)})
 	ctx := t.Context()
@@ -76,5 +77,9 @@ func TestCleanup(t *testing.T) {
 		t.Fatal(err)
 	}
 	requirePing(t, pods[0].NS, "ping after reinstall", pods[1].IP)
+	serveEcho(t, pods[1:])
+	if err := pods[0].NS.EchoRoundTrip(ctx, netip.AddrPortFrom(pods[1].IP, echoPort), transferSize); err != nil {
+		t.Errorf("TCP after reinstall: %v", err)
+	}
 	expectCarried(t, n, "vxlan-ebpf")
 }

@@ -3,6 +3,7 @@ package e2e
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"os"
 	"strings"
 	"syscall"
@@ -77,8 +78,11 @@ const (
 )
 
 // TestHitlessRestart restarts weftd on both ends, gracefully and by
-// SIGKILL, during a ping flood between their pods: no packet may be lost
-// and each node must keep its subnet.
+// SIGKILL, during a ping flood between their pods (the kernel path: ICMP
+// never takes the fast path) and a TCP stream between them (on the ebpf
+// datapath the fast path, once established): no ping may be lost, the
+// stream must go on intact, on the fast path, and each node must keep its
+// subnet.
 func TestHitlessRestart(t *testing.T) {
 	for _, dp := range []string{"kernel", "ebpf"} {
 		t.Run(dp, func(t *testing.T) {
@@ -97,34 +101,67 @@ func TestHitlessRestart(t *testing.T) {
 			if err := waitReach(ctx, pods[0].NS, pods[1].IP); err != nil {
 				t.Fatal(err)
 			}
-			flood, err := pods[0].NS.StartPing(ctx, pods[1].IP, floodCount, floodInterval)
+			echo, err := pods[1].NS.ServeEcho(altPort)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, r := range []struct {
-				n   *cluster.Node
-				sig syscall.Signal
-			}{{c.Nodes[0], syscall.SIGTERM}, {c.Nodes[1], syscall.SIGTERM}, {c.Nodes[0], syscall.SIGKILL}, {c.Nodes[1], syscall.SIGKILL}} {
-				if err := r.n.RestartWeftd(ctx, r.sig); err != nil {
+			t.Cleanup(func() { echo.Close() })
+			var sent int64
+			d := carriedBytes(t, c.Nodes, func() {
+				flood, err := pods[0].NS.StartPing(ctx, pods[1].IP, floodCount, floodInterval)
+				if err != nil {
 					t.Fatal(err)
 				}
-				if err := r.n.WaitReady(ctx, subnetTimeout); err != nil {
+				stream := make(chan error, 1)
+				go func() {
+					var err error
+					sent, err = pods[0].NS.EchoStream(ctx, netip.AddrPortFrom(pods[1].IP, altPort), floodCount*floodInterval, streamRate)
+					stream <- err
+				}()
+				restartBoth(t, c, subnets)
+				if !flood.Running() {
+					t.Fatalf("the ping flood ended before the restarts were done: raise floodCount")
+				}
+				select {
+				case err := <-stream:
+					t.Fatalf("the TCP stream ended before the restarts were done (%v): raise floodCount", err)
+				default:
+				}
+				res, err := flood.Wait()
+				if err != nil {
 					t.Fatal(err)
 				}
-				checkKeptSubnet(t, c, r.n, subnets[r.n])
-			}
-			if !flood.Running() {
-				t.Fatalf("the ping flood ended before the restarts were done: raise floodCount")
-			}
-			res, err := flood.Wait()
-			if err != nil {
-				t.Fatal(err)
-			}
-			if res.Lost() != 0 || res.Sent != floodCount {
-				t.Errorf("ping flood across restarts: lost %d of %d", res.Lost(), res.Sent)
+				if res.Lost() != 0 || res.Sent != floodCount {
+					t.Errorf("ping flood across restarts: lost %d of %d", res.Lost(), res.Sent)
+				}
+				if err := <-stream; err != nil {
+					t.Errorf("TCP stream across restarts: %v", err)
+				}
+			})
+			if dp == "ebpf" {
+				requireFastPath(t, d, c.Nodes[0], c.Nodes[1], "vxlan", sent)
 			}
 			checkMesh(t, c, pods)
 		})
+	}
+}
+
+// restartBoth restarts weftd on the first two nodes, each gracefully and
+// then by SIGKILL, and requires that each keeps its subnet.
+func restartBoth(t *testing.T, c *cluster.Cluster, subnets map[*cluster.Node]string) {
+	t.Helper()
+	ctx := t.Context()
+	for _, r := range []struct {
+		n   *cluster.Node
+		sig syscall.Signal
+	}{{c.Nodes[0], syscall.SIGTERM}, {c.Nodes[1], syscall.SIGTERM}, {c.Nodes[0], syscall.SIGKILL}, {c.Nodes[1], syscall.SIGKILL}} {
+		if err := r.n.RestartWeftd(ctx, r.sig); err != nil {
+			t.Fatal(err)
+		}
+		if err := r.n.WaitReady(ctx, subnetTimeout); err != nil {
+			t.Fatal(err)
+		}
+		checkKeptSubnet(t, c, r.n, subnets[r.n])
 	}
 }
 

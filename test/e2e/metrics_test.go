@@ -23,7 +23,9 @@ func metric(t *testing.T, n *cluster.Node, name string, want ...string) float64 
 
 // expectCarried checks that node n's datapath counted traffic for backend
 // (e.g. "vxlan-ebpf", "host-gw-ebpf"): proof that the datapath under test,
-// not a fallback, carried the packets.
+// not a fallback, carried the packets. The ebpf backends carry established
+// TCP and UDP flows (pings and handshakes take the kernel path), so the
+// traffic must include a TCP transfer.
 func expectCarried(t *testing.T, n *cluster.Node, backend string) {
 	t.Helper()
 	if v := metric(t, n, "weft_datapath_packets_total", `backend="`+backend+`"`); v == 0 {
@@ -31,9 +33,79 @@ func expectCarried(t *testing.T, n *cluster.Node, backend string) {
 	}
 }
 
-// TestMetricsCountPackets sends N pings from a pod on n1 to a pod on n2:
-// the sender's tx and the receiver's rx counters of the backend grow by
-// exactly N, and so do the replies' counters the other way.
+// trafficBackends are the backend label values of weft_datapath_bytes_total.
+var trafficBackends = []string{"vxlan-ebpf", "host-gw-ebpf", "vxlan-kernel"}
+
+// byteCounts are weft_datapath_bytes_total values by "<node> <backend>
+// <direction>", e.g. "n1 vxlan-ebpf tx".
+type byteCounts map[string]float64
+
+func readBytes(t *testing.T, nodes []*cluster.Node) byteCounts {
+	t.Helper()
+	out := byteCounts{}
+	for _, n := range nodes {
+		for _, b := range trafficBackends {
+			for _, dir := range []string{"tx", "rx"} {
+				out[n.Name+" "+b+" "+dir] = metric(t, n, "weft_datapath_bytes_total", `backend="`+b+`"`, `direction="`+dir+`"`)
+			}
+		}
+	}
+	return out
+}
+
+// carriedBytes runs f and returns by how much each node's
+// weft_datapath_bytes_total grew meanwhile.
+func carriedBytes(t *testing.T, nodes []*cluster.Node, f func()) byteCounts {
+	t.Helper()
+	before := readBytes(t, nodes)
+	f()
+	after := readBytes(t, nodes)
+	for k := range after {
+		after[k] -= before[k]
+	}
+	return after
+}
+
+// Shares of a stream's bytes that tell which path carried it: the path
+// that carried it counted at least carriedShare (the counters see the
+// frames with their headers, a little more than the payload); the other
+// at most strayShare (on the ebpf datapath the kernel path carries the
+// handshake, the first packets until weftd has made the conntrack entry
+// liberal, and the close).
+const (
+	carriedShare = 0.9
+	strayShare   = 0.1
+)
+
+// requireFastPath requires that the fast path (backend mode+"-ebpf", mode
+// "vxlan" or "host-gw") carried an echo stream of sent bytes each way between
+// a pod on node a and a pod on node b, in every direction on both nodes,
+// and that the kernel path (vxlan-kernel) carried at most a small share.
+// d is what carriedBytes measured.
+func requireFastPath(t *testing.T, d byteCounts, a, b *cluster.Node, mode string, sent int64) {
+	t.Helper()
+	if sent == 0 {
+		t.Fatal("no bytes were sent: nothing to measure")
+	}
+	for _, n := range []*cluster.Node{a, b} {
+		for _, dir := range []string{"tx", "rx"} {
+			fast, slow := d[n.Name+" "+mode+"-ebpf "+dir], d[n.Name+" vxlan-kernel "+dir]
+			t.Logf("%s %s: %.1f%% of the stream on %s-ebpf, %.1f%% on vxlan-kernel", n.Name, dir, 100*fast/float64(sent), mode, 100*slow/float64(sent))
+			if fast < carriedShare*float64(sent) || slow > strayShare*float64(sent) {
+				t.Errorf("%s %s: a stream of %d bytes each way grew %s-ebpf by %.0f bytes and vxlan-kernel by %.0f: "+
+					"want at least %.0f%% on the fast path and at most %.0f%% on the kernel path",
+					n.Name, dir, sent, mode, fast, slow, 100*carriedShare, 100*strayShare)
+			}
+		}
+	}
+}
+
+// TestMetricsCountPackets checks which backend counts what. N pings from a
+// pod on n1 to a pod on n2 take the kernel path on both datapaths (ICMP
+// never takes the fast path): vxlan-kernel's tx of the sender and rx of the
+// receiver grow by exactly N, and so do the replies' counters the other
+// way, while the eBPF counters stay put. On the ebpf datapath a TCP stream
+// between the same pods is counted on vxlan-ebpf once established.
 func TestMetricsCountPackets(t *testing.T) {
 	const n = 25
 	for _, dp := range []string{"ebpf", "kernel"} {
@@ -44,8 +116,8 @@ func TestMetricsCountPackets(t *testing.T) {
 			if err := waitReach(t.Context(), a.NS, b.IP); err != nil {
 				t.Fatal(err)
 			}
-			backend := `backend="vxlan-` + dp + `"`
-			read := func() [4]float64 {
+			read := func(backend string) [4]float64 {
+				backend = `backend="` + backend + `"`
 				return [4]float64{
 					metric(t, a.Node, "weft_datapath_packets_total", backend, `direction="tx"`),
 					metric(t, b.Node, "weft_datapath_packets_total", backend, `direction="rx"`),
@@ -53,25 +125,42 @@ func TestMetricsCountPackets(t *testing.T) {
 					metric(t, a.Node, "weft_datapath_packets_total", backend, `direction="rx"`),
 				}
 			}
-			before := read()
+			kernelBefore, fastBefore := read("vxlan-kernel"), read("vxlan-ebpf")
 			r, err := a.NS.Ping(t.Context(), b.IP, n, 20*time.Millisecond)
 			if err != nil || r.Lost() != 0 {
 				t.Fatalf("ping: lost %d (%v)", r.Lost(), err)
 			}
-			after := read()
+			kernelAfter, fastAfter := read("vxlan-kernel"), read("vxlan-ebpf")
 			names := []string{"n1 tx (requests)", "n2 rx (requests)", "n2 tx (replies)", "n1 rx (replies)"}
-			for i := range after {
-				if d := after[i] - before[i]; d != n {
-					t.Errorf("%s grew by %v, want exactly %d", names[i], d, n)
+			for i := range names {
+				if d := kernelAfter[i] - kernelBefore[i]; d != n {
+					t.Errorf("vxlan-kernel %s grew by %v, want exactly %d", names[i], d, n)
+				}
+				if d := fastAfter[i] - fastBefore[i]; d != 0 {
+					t.Errorf("vxlan-ebpf %s grew by %v during the pings, want 0: ICMP takes the kernel path", names[i], d)
 				}
 			}
+			if dp != "ebpf" {
+				return
+			}
+			serveEcho(t, []*cluster.Pod{b})
+			var sent int64
+			d := carriedBytes(t, c.Nodes, func() {
+				sent, err = a.NS.EchoStream(t.Context(), netip.AddrPortFrom(b.IP, echoPort), 2*time.Second, streamRate)
+				if err != nil {
+					t.Fatal(err)
+				}
+			})
+			requireFastPath(t, d, a.Node, b.Node, "vxlan", sent)
 		})
 	}
 }
 
 // TestMetricsCountSpoofedVXLAN sends VXLAN to an ebpf node from an address
-// that holds no lease, and from a known node with an inner source outside
-// that node's subnet: each is dropped and counted under its reason.
+// that holds no lease (the infra namespace: on the underlay, not a node),
+// and from a known node with an inner source outside that node's subnet,
+// each to the node's IP and to a second address of the node: each is
+// dropped and counted under its reason, whatever local address it targets.
 func TestMetricsCountSpoofedVXLAN(t *testing.T) {
 	c := start(t, cluster.Options{Nodes: 2, NetConf: cluster.NetConf("vxlan", "ebpf", false)})
 	pods := addPods(t, c, 1)
@@ -79,32 +168,38 @@ func TestMetricsCountSpoofedVXLAN(t *testing.T) {
 		t.Fatal(err)
 	}
 	target, sender := c.Nodes[0], c.Nodes[1]
+	second := netip.MustParseAddr("10.250.0.201")
+	if _, err := target.Exec(t.Context(), "ip", "addr", "add", second.String()+"/32", "dev", "eth0"); err != nil {
+		t.Fatal(err)
+	}
 	drops := func(reason string) float64 {
 		return metric(t, target, "weft_datapath_drops_total", `reason="`+reason+`"`)
 	}
 	victim := pods[0].IP
-	for _, tc := range []struct {
-		reason string
-		from   *cluster.Netns
-		inner  netip.Addr
-	}{
-		// The infra namespace's router address holds no lease.
-		{"unknown_node", c.Infra, netip.MustParseAddr("10.244.200.9")},
-		// A known node claiming a source outside its own subnet.
-		{"spoofed_source", sender.NS, netip.MustParseAddr("10.244.201.9")},
-	} {
-		before := drops(tc.reason)
-		const sent = 3
-		if err := tc.from.Do(func() error { return sendVXLAN(target.IP, tc.inner, victim, sent) }); err != nil {
-			t.Fatal(err)
-		}
-		if err := cluster.Eventually(t.Context(), 10*time.Second, tc.reason+" drops counted", func() error {
-			if d := drops(tc.reason) - before; d != sent {
-				return fmt.Errorf("weft_datapath_drops_total{reason=%q} grew by %v, want %d", tc.reason, d, sent)
+	for _, to := range []netip.Addr{target.IP, second} {
+		for _, tc := range []struct {
+			reason string
+			from   *cluster.Netns
+			inner  netip.Addr
+		}{
+			// The infra namespace's router address holds no lease.
+			{"unknown_node", c.Infra, netip.MustParseAddr("10.244.200.9")},
+			// A known node claiming a source outside its own subnet.
+			{"spoofed_source", sender.NS, netip.MustParseAddr("10.244.201.9")},
+		} {
+			before := drops(tc.reason)
+			const sent = 3
+			if err := tc.from.Do(func() error { return sendVXLAN(to, tc.inner, victim, sent) }); err != nil {
+				t.Fatal(err)
 			}
-			return nil
-		}); err != nil {
-			t.Error(err)
+			if err := cluster.Eventually(t.Context(), 10*time.Second, tc.reason+" drops counted", func() error {
+				if d := drops(tc.reason) - before; d != sent {
+					return fmt.Errorf("VXLAN from %s to %s: weft_datapath_drops_total{reason=%q} grew by %v, want %d", tc.from.Name, to, tc.reason, d, sent)
+				}
+				return nil
+			}); err != nil {
+				t.Error(err)
+			}
 		}
 	}
 }

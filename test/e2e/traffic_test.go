@@ -17,8 +17,13 @@ const (
 	convergeTimeout = 60 * time.Second
 	// echoPort is where every pod runs an echo server.
 	echoPort = 5201
+	// altPort is a second serving port of pods, for tests that need two.
+	altPort = 5202
 	// transferSize is what each TCP check sends (and gets back).
 	transferSize = 4 << 20
+	// streamRate paces the timed TCP streams (bytes per second each way):
+	// enough to fill the counters, kind to a shared machine.
+	streamRate = 10 << 20
 )
 
 // waitReach waits until from gets a ping reply from to.
