@@ -1,7 +1,8 @@
 // Command demo brings up a weft cluster in network namespaces (etcd, one
 // weftd per node on the ebpf datapath by default, two pods per node),
-// prints which datapath and backend each node runs and a table of
-// cross-node pod pings, and tears everything down, also on Ctrl-C.
+// prints which datapath and backend each node runs, a table of cross-node
+// pod pings and TCP transfers, and what each backend carried, and tears
+// everything down, also on Ctrl-C.
 // `make demo` runs it as root after building the binaries.
 package main
 
@@ -75,7 +76,14 @@ func run(ctx context.Context, opts cluster.Options) (err error) {
 	if err := printNodes(ctx, c); err != nil {
 		return err
 	}
-	if err := printPings(ctx, pods); err != nil {
+	for _, p := range pods {
+		srv, err := p.NS.ServeEcho(echoPort)
+		if err != nil {
+			return err
+		}
+		defer srv.Close()
+	}
+	if err := printTraffic(ctx, pods); err != nil {
 		return err
 	}
 	return printCarried(ctx, c)
@@ -111,19 +119,24 @@ func backendOf(leases map[netip.Prefix]lease.Attrs, subnet netip.Prefix) string 
 	return "(no lease)"
 }
 
-// pingCount and pingInterval are each cross-node ping of the table.
+// Each cross-node pair of the table: pingCount pings pingInterval apart,
+// then a TCP transfer of transferSize bytes each way to the echo server
+// every pod runs on echoPort.
 const (
 	pingCount    = 5
 	pingInterval = 100 * time.Millisecond
 	reachTimeout = 60 * time.Second
+	echoPort     = 5201
+	transferSize = 4 << 20
 )
 
-// printPings pings every pod from every pod on another node and prints a
-// table; it fails if any pair lost a packet.
-func printPings(ctx context.Context, pods []*cluster.Pod) error {
+// printTraffic pings every pod from every pod on another node, then sends
+// it a TCP stream, and prints a table; it fails if any pair lost a packet
+// or a byte.
+func printTraffic(ctx context.Context, pods []*cluster.Pod) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "\nFROM POD\tTO POD\tNODES\tDATAPATHS\tLOSS\tAVG RTT")
-	var lossy int
+	fmt.Fprintf(w, "\nFROM POD\tTO POD\tNODES\tDATAPATHS\tPING LOSS\tAVG RTT\tTCP %d MiB EACH WAY\n", transferSize>>20)
+	var failed int
 	for _, from := range pods {
 		for _, to := range pods {
 			if from.Node == to.Node {
@@ -136,47 +149,59 @@ func printPings(ctx context.Context, pods []*cluster.Pod) error {
 			if err != nil {
 				return err
 			}
-			if r.Lost() > 0 {
-				lossy++
+			began := time.Now()
+			tcp := "ok in "
+			err = from.NS.EchoRoundTrip(ctx, netip.AddrPortFrom(to.IP, echoPort), transferSize)
+			if err != nil {
+				tcp = "FAILED: " + err.Error()
+			} else {
+				tcp += time.Since(began).Round(time.Millisecond).String()
 			}
-			fmt.Fprintf(w, "%s %s\t%s %s\t%s -> %s\t%s -> %s\t%d/%d (%.0f%%)\t%v\n",
+			if r.Lost() > 0 || err != nil {
+				failed++
+			}
+			fmt.Fprintf(w, "%s %s\t%s %s\t%s -> %s\t%s -> %s\t%d/%d (%.0f%%)\t%v\t%s\n",
 				from.ID, from.IP, to.ID, to.IP, from.Node.Name, to.Node.Name,
-				datapath(from.Node), datapath(to.Node), r.Lost(), r.Sent, 100*r.Loss(), r.RTT.Round(time.Microsecond))
+				datapath(from.Node), datapath(to.Node), r.Lost(), r.Sent, 100*r.Loss(), r.RTT.Round(time.Microsecond), tcp)
 		}
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	if lossy > 0 {
-		return fmt.Errorf("%d pod pairs lost packets", lossy)
+	if failed > 0 {
+		return fmt.Errorf("%d pod pairs lost pings or failed the TCP transfer", failed)
 	}
 	fmt.Println("\nall cross-node pod pairs reach each other")
 	return nil
 }
 
-// printCarried shows, per node, the packets each backend of its datapath
-// counted (weftd's /metrics): which datapath carried the pings.
+// printCarried shows, per node, the packets and bytes each backend of its
+// datapath counted (weftd's /metrics): which path carried the pings and
+// which the TCP streams.
 func printCarried(ctx context.Context, c *cluster.Cluster) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "\nNODE\tBACKEND\tTX PACKETS\tRX PACKETS")
+	fmt.Fprintln(w, "\nNODE\tBACKEND\tTX PACKETS\tRX PACKETS\tTX MiB\tRX MiB")
 	for _, n := range c.Nodes {
 		for _, b := range []string{"vxlan-ebpf", "host-gw-ebpf", "vxlan-kernel"} {
-			var v [2]float64
-			for i, dir := range []string{"tx", "rx"} {
+			var v [4]float64
+			for i, q := range [][2]string{
+				{"packets", "tx"}, {"packets", "rx"}, {"bytes", "tx"}, {"bytes", "rx"},
+			} {
 				var err error
-				if v[i], err = n.Metric(ctx, "weft_datapath_packets_total", `backend="`+b+`"`, `direction="`+dir+`"`); err != nil {
+				if v[i], err = n.Metric(ctx, "weft_datapath_"+q[0]+"_total", `backend="`+b+`"`, `direction="`+q[1]+`"`); err != nil {
 					return err
 				}
 			}
 			if v[0]+v[1] > 0 {
-				fmt.Fprintf(w, "%s\t%s\t%.0f\t%.0f\n", n.Name, b, v[0], v[1])
+				fmt.Fprintf(w, "%s\t%s\t%.0f\t%.0f\t%.1f\t%.1f\n", n.Name, b, v[0], v[1], v[2]/(1<<20), v[3]/(1<<20))
 			}
 		}
 	}
 	if err := w.Flush(); err != nil {
 		return err
 	}
-	fmt.Println("(vxlan-kernel on an ebpf node is its slow path: host traffic, Services)\ntearing down")
+	fmt.Println("(netfilter decides, eBPF forwards: pings, TCP handshakes and closes take the kernel path,\n" +
+		" vxlan-kernel = flannel.1 through netfilter; established TCP streams take the eBPF fast path, *-ebpf)\ntearing down")
 	return nil
 }
 
