@@ -30,7 +30,7 @@ const probeInterval = time.Second
 // kubelet's TCP readiness probe does, until the test ends.
 type prober struct {
 	ok, failed atomic.Int64
-	lastErr    atomic.Value // error
+	lastErr    atomic.Value // string: errors differ in type
 }
 
 // startProber probes to from node n's namespace until t ends.
@@ -70,7 +70,7 @@ func (p *prober) probe(parent context.Context, n *cluster.Node, to netip.AddrPor
 	case parent.Err() != nil:
 	case err != nil:
 		p.failed.Add(1)
-		p.lastErr.Store(err)
+		p.lastErr.Store(err.Error())
 	default:
 		p.ok.Add(1)
 	}
