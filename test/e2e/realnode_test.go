@@ -19,9 +19,10 @@ import (
 )
 
 // What a real node does beside forwarding pods' traffic (issue 9): the
-// kubelet probes pods, netfilter rules filter them, Docker sets FORWARD's
-// policy to DROP, pods misbehave, the underlay has a smaller MTU. Netfilter
-// decides, eBPF forwards: these tests run the ebpf datapath against each.
+// kubelet probes pods, netfilter rules filter them, pods misbehave, the
+// underlay has a smaller MTU. Netfilter decides, eBPF forwards: these tests
+// run the ebpf datapath against each (Docker's FORWARD policy of DROP is in
+// firewall_test.go).
 
 // probeInterval is how often a kubelet-like probe connects to a pod.
 const probeInterval = time.Second
@@ -297,35 +298,6 @@ func conntrackStates(ctx context.Context, n *cluster.Node, src netip.Addr, dst n
 		}
 	}
 	return states, nil
-}
-
-// TestForwardPolicyDrop sets iptables' FORWARD policy to DROP on every node
-// before weftd starts, as Docker does: pods must still reach each other
-// across nodes, on every datapath and backend, as with flannel.
-func TestForwardPolicyDrop(t *testing.T) {
-	for _, dp := range []string{"ebpf", "kernel"} {
-		for _, backend := range []string{"vxlan", "host-gw"} {
-			t.Run(dp+"/"+backend, func(t *testing.T) {
-				c := start(t, cluster.Options{NetConf: cluster.NetConf(backend, dp, false), NoStart: true})
-				ctx := t.Context()
-				for _, n := range c.Nodes {
-					if _, err := n.Exec(ctx, "iptables", "-P", "FORWARD", "DROP"); err != nil {
-						t.Fatal(err)
-					}
-					if err := n.StartWeftd(ctx); err != nil {
-						t.Fatal(err)
-					}
-				}
-				pods := addPods(t, c, 1)
-				requireDatapaths(t, c, dp)
-				// One pair first: if the policy wins, fail once, not per pair.
-				if err := waitReach(ctx, pods[0].NS, pods[1].IP); err != nil {
-					t.Fatalf("FORWARD policy DROP: %v", err)
-				}
-				checkMesh(t, c, pods)
-			})
-		}
-	}
 }
 
 // spoofPort is where TestPodSpoofing's receiving pod counts datagrams.
