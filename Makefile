@@ -32,6 +32,7 @@ e2e: deps build
 
 # demo (root) brings up a 3-node namespace cluster with etcd and weftd on the
 # ebpf datapath, two pods per node, prints a table of cross-node pings and
+# TCP streams and what each backend carried (fast path or kernel path), and
 # tears it all down, also on Ctrl-C (the demo binary runs directly, not under
 # `go run`, so the signal reaches it).
 demo: deps build

@@ -120,14 +120,14 @@ func backendOf(leases map[netip.Prefix]lease.Attrs, subnet netip.Prefix) string 
 }
 
 // Each cross-node pair of the table: pingCount pings pingInterval apart,
-// then a TCP transfer of transferSize bytes each way to the echo server
-// every pod runs on echoPort.
+// then a TCP stream of streamTime each way to the echo server every pod
+// runs on echoPort.
 const (
 	pingCount    = 5
 	pingInterval = 100 * time.Millisecond
 	reachTimeout = 60 * time.Second
 	echoPort     = 5201
-	transferSize = 4 << 20
+	streamTime   = 500 * time.Millisecond
 )
 
 // printTraffic pings every pod from every pod on another node, then sends
@@ -135,7 +135,7 @@ const (
 // or a byte.
 func printTraffic(ctx context.Context, pods []*cluster.Pod) error {
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(w, "\nFROM POD\tTO POD\tNODES\tDATAPATHS\tPING LOSS\tAVG RTT\tTCP %d MiB EACH WAY\n", transferSize>>20)
+	fmt.Fprintf(w, "\nFROM POD\tTO POD\tNODES\tDATAPATHS\tPING LOSS\tAVG RTT\tTCP %v EACH WAY\n", streamTime)
 	var failed int
 	for _, from := range pods {
 		for _, to := range pods {
@@ -149,13 +149,12 @@ func printTraffic(ctx context.Context, pods []*cluster.Pod) error {
 			if err != nil {
 				return err
 			}
-			began := time.Now()
-			tcp := "ok in "
-			err = from.NS.EchoRoundTrip(ctx, netip.AddrPortFrom(to.IP, echoPort), transferSize)
+			var tcp string
+			sent, err := from.NS.EchoStream(ctx, netip.AddrPortFrom(to.IP, echoPort), streamTime, 0)
 			if err != nil {
 				tcp = "FAILED: " + err.Error()
 			} else {
-				tcp += time.Since(began).Round(time.Millisecond).String()
+				tcp = fmt.Sprintf("%.0f MiB/s", float64(sent)/(1<<20)/streamTime.Seconds())
 			}
 			if r.Lost() > 0 || err != nil {
 				failed++
