@@ -2,7 +2,7 @@
 GO      ?= go
 BIN     := bin
 PKGS    := ./...
-APT_PKGS := etcd-server etcd-client containernetworking-plugins iptables nftables iproute2 \
+APT_PKGS := etcd-server etcd-client containernetworking-plugins iptables nftables conntrack iproute2 \
 	iperf3 clang llvm libbpf-dev bpftool iputils-ping netcat-openbsd qperf sockperf \
 	prometheus tcpdump
 
