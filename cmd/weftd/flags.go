@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"strings"
 	"time"
@@ -46,6 +47,8 @@ func (l *listFlag) Set(v string) error {
 
 func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("weftd", flag.ContinueOnError)
+	// main prints the usage for -h and a bad flag's error, once.
+	fs.SetOutput(io.Discard)
 	fs.StringVar(&o.etcdEndpoints, "etcd-endpoints", "http://127.0.0.1:2379", "comma-separated list of etcd endpoints")
 	fs.StringVar(&o.etcdPrefix, "etcd-prefix", "/coreos.com/network", "etcd prefix of the network config and leases")
 	fs.StringVar(&o.etcdKeyfile, "etcd-keyfile", "", "TLS key file for etcd")
@@ -146,6 +149,7 @@ func parseFlags(args []string, env func(string) string) (*options, error) {
 
 // usage prints the flags to stderr.
 func usage(fs *flag.FlagSet) {
+	fs.SetOutput(os.Stderr)
 	fmt.Fprintf(os.Stderr, "Usage: weftd [flags]\n\nweft's node daemon: leases this node's pod subnet and programs the datapath.\nEvery flag can also be set as WEFTD_<NAME> (or flannel's FLANNELD_<NAME>), e.g. WEFTD_ETCD_ENDPOINTS.\n\n")
 	fs.PrintDefaults()
 }
