@@ -1,5 +1,6 @@
 // Package etcdtest runs a real single-member etcd for tests and benchmarks:
-// loopback-only on random free ports, with its own data directory, stopped
+// loopback-only (of the test's namespace, or of one the test owns) on random
+// free ports, with its own data directory, stopped
 // by PID and removed when the test ends. Stop and Start simulate an outage
 // (same data directory and ports, so revisions and leases survive).
 package etcdtest
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,6 +23,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/weftnet/weft/test/testns"
 )
@@ -39,6 +42,7 @@ type Server struct {
 	Endpoint string
 
 	tb      testing.TB
+	ns      *testns.NS // nil: the test's own namespace
 	bin     string
 	dir     string
 	peerURL string
@@ -50,6 +54,13 @@ type Server struct {
 // skips tb when no etcd binary is installed, or fails it under
 // CI=true/WEFT_E2E=1 (see testns.Strict).
 func Start(tb testing.TB) *Server {
+	tb.Helper()
+	return StartIn(tb, nil)
+}
+
+// StartIn is Start with etcd on the loopback of ns (nil: the test's own
+// namespace); the Server's clients and health checks dial into ns.
+func StartIn(tb testing.TB, ns *testns.NS) *Server {
 	tb.Helper()
 	bin, err := binary()
 	if err != nil {
@@ -66,6 +77,7 @@ func Start(tb testing.TB) *Server {
 	s := &Server{
 		Endpoint: fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
 		tb:       tb,
+		ns:       ns,
 		bin:      bin,
 		dir:      dir,
 		peerURL:  fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
@@ -141,7 +153,7 @@ func (s *Server) Start() {
 	// Own process group, so a signal to the test's group does not reach it
 	// first and the stop below is the only way it ends.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	if err := s.inNS(cmd.Start); err != nil {
 		s.tb.Fatalf("etcdtest: start %s: %v", s.bin, err)
 	}
 	s.cmd = cmd
@@ -159,7 +171,7 @@ func (s *Server) Start() {
 
 func (s *Server) waitHealthy() error {
 	deadline := time.Now().Add(startTimeout)
-	client := &http.Client{Timeout: time.Second}
+	client := &http.Client{Timeout: time.Second, Transport: &http.Transport{DialContext: s.Dialer(netip.Addr{})}}
 	for {
 		select {
 		case <-s.exited:
@@ -204,6 +216,9 @@ func (s *Server) Client() *clientv3.Client {
 		Endpoints:   s.Endpoints(),
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
+		DialOptions: []grpc.DialOption{grpc.WithContextDialer(func(ctx context.Context, addr string) (net.Conn, error) {
+			return s.Dialer(netip.Addr{})(ctx, "tcp", addr)
+		})},
 	})
 	if err != nil {
 		s.tb.Fatalf("etcdtest: client: %v", err)
@@ -226,6 +241,34 @@ func (s *Server) Compact(ctx context.Context) {
 	if err != nil && !errors.Is(err, rpctypes.ErrCompacted) {
 		s.tb.Fatalf("etcdtest: compact: %v", err)
 	}
+}
+
+// Dialer returns a net.Dialer.DialContext for clients of s: it connects from
+// the namespace etcd runs in, from the local address from (zero: any, else
+// a loopback address such as 127.0.0.2 that tells this client's traffic
+// apart).
+func (s *Server) Dialer(from netip.Addr) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	d := &net.Dialer{}
+	if from.IsValid() {
+		d.LocalAddr = &net.TCPAddr{IP: from.AsSlice()}
+	}
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := s.inNS(func() (err error) {
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+}
+
+// inNS runs f inside etcd's namespace; sockets and processes f opens stay
+// there.
+func (s *Server) inNS(f func() error) error {
+	if s.ns == nil {
+		return f()
+	}
+	return s.ns.Do(f)
 }
 
 func (s *Server) logPath() string { return filepath.Join(s.dir, "etcd.log") }

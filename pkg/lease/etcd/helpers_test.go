@@ -14,6 +14,7 @@ import (
 
 	"github.com/weftnet/weft/pkg/lease"
 	"github.com/weftnet/weft/test/etcdtest"
+	"github.com/weftnet/weft/test/testns"
 )
 
 // netConf is a /16 with 254 leasable /24s (10.5.1.0 .. 10.5.254.0).
@@ -28,7 +29,13 @@ type env struct {
 
 func newEnv(t *testing.T, conf string) *env {
 	t.Helper()
-	srv := etcdtest.Start(t)
+	return newEnvIn(t, nil, conf)
+}
+
+// newEnvIn is newEnv with etcd in ns (see etcdtest.StartIn).
+func newEnvIn(t *testing.T, ns *testns.NS, conf string) *env {
+	t.Helper()
+	srv := etcdtest.StartIn(t, ns)
 	e := &env{t: t, srv: srv, cli: srv.Client()}
 	if conf != "" {
 		e.put(DefaultPrefix+"/config", conf)
@@ -150,7 +157,13 @@ func summary(set []lease.Lease) []string {
 // waitSet waits until the latest delivered set is want.
 func (r *recorder) waitSet(t *testing.T, want ...string) {
 	t.Helper()
-	eventually(t, 10*time.Second, func() error {
+	r.waitSetWithin(t, 10*time.Second, want...)
+}
+
+// waitSetWithin is waitSet with a timeout.
+func (r *recorder) waitSetWithin(t *testing.T, timeout time.Duration, want ...string) {
+	t.Helper()
+	eventually(t, timeout, func() error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
 		if len(r.sets) == 0 {

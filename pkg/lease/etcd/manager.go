@@ -7,12 +7,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 
 	"github.com/weftnet/weft/pkg/backoff"
 	"github.com/weftnet/weft/pkg/lease"
@@ -27,6 +30,23 @@ const (
 	DefaultRetryInterval  = time.Minute
 	DefaultMinBackoff     = time.Second
 	DefaultRequestTimeout = 10 * time.Second
+)
+
+// A silent connection to etcd (a peer gone without a reset, a NAT that
+// dropped the flow) is found by gRPC keepalive: while a watch or another
+// request is open and nothing arrives for keepAliveTime, the client pings,
+// and closes the connection when the ping is not answered within
+// keepAliveTimeout, so it is declared dead at most 15 s after it went quiet.
+// keepAliveTime stays above etcd's --grpc-keepalive-min-time (5 s), which
+// ends connections that ping more often. The client then reconnects, at
+// most reconnectMaxDelay apart (gRPC's default is 2 min), each attempt
+// bounded by connectTimeout, and the watch resumes from the last revision
+// it saw (or lists again if that was compacted).
+const (
+	keepAliveTime     = 10 * time.Second
+	keepAliveTimeout  = 5 * time.Second
+	reconnectMaxDelay = 5 * time.Second
+	connectTimeout    = 5 * time.Second
 )
 
 // Config says how to reach etcd and how to hold leases. Zero fields take the
@@ -56,6 +76,10 @@ type Config struct {
 	// OnRenew, if set, is called after each renewal attempt with its error
 	// (nil on success), e.g. to count renewals in metrics.
 	OnRenew func(error)
+
+	// dial, if set, opens the connections to etcd (tests dial inside a
+	// network namespace with it).
+	dial func(ctx context.Context, addr string) (net.Conn, error)
 }
 
 func (c *Config) setDefaults() {
@@ -124,7 +148,16 @@ func New(cfg Config) (*Manager, error) {
 		Username:    cfg.Username,
 		Password:    cfg.Password,
 		// Failures are reported through slog by the callers.
-		Logger: zap.NewNop(),
+		Logger:               zap.NewNop(),
+		DialKeepAliveTime:    keepAliveTime,
+		DialKeepAliveTimeout: keepAliveTimeout,
+		DialOptions: []grpc.DialOption{grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff:           grpcbackoff.Config{BaseDelay: time.Second, Multiplier: 1.6, Jitter: 0.2, MaxDelay: reconnectMaxDelay},
+			MinConnectTimeout: connectTimeout,
+		})},
+	}
+	if cfg.dial != nil {
+		cc.DialOptions = append(cc.DialOptions, grpc.WithContextDialer(cfg.dial))
 	}
 	if cfg.KeyFile != "" || cfg.CertFile != "" || cfg.CAFile != "" {
 		info := transport.TLSInfo{KeyFile: cfg.KeyFile, CertFile: cfg.CertFile, TrustedCAFile: cfg.CAFile}

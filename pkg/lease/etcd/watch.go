@@ -9,6 +9,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
+	"google.golang.org/grpc/connectivity"
 
 	"github.com/weftnet/weft/pkg/backoff"
 	"github.com/weftnet/weft/pkg/lease"
@@ -19,8 +20,11 @@ import (
 // every change, an event burst batched into one call. When the watch breaks
 // (compaction, etcd restart) it lists again and delivers the new set if it
 // differs. While etcd is unreachable the last set stands and Watch retries
-// with backoff. Keys or values it cannot parse are logged and left out.
+// with backoff. A connection that goes silent is dropped by keepalive (see
+// keepAliveTime) and the watch resumes on a new one from the revision it had
+// reached. Keys or values it cannot parse are logged and left out.
 func (m *Manager) Watch(ctx context.Context, update func([]lease.Lease)) {
+	go m.logConnection(ctx)
 	w := &watcher{m: m, update: update}
 	retry := m.retryBackoff()
 	for ctx.Err() == nil {
@@ -37,6 +41,26 @@ func (m *Manager) Watch(ctx context.Context, update func([]lease.Lease)) {
 		}
 		// The watch broke before delivering anything: do not spin.
 		backoff.Wait(ctx, retry.Next(), nil)
+	}
+}
+
+// logConnection logs each loss of the connection to etcd and its return,
+// until ctx ends.
+func (m *Manager) logConnection(ctx context.Context) {
+	cc := m.cli.ActiveConnection()
+	state, lost := cc.GetState(), false
+	for cc.WaitForStateChange(ctx, state) {
+		was := state
+		state = cc.GetState()
+		switch {
+		case was == connectivity.Ready && state != connectivity.Ready:
+			lost = true
+			slog.Warn("lost the connection to etcd (closed, or silent for "+(keepAliveTime+keepAliveTimeout).String()+"), reconnecting; the lease watch resumes where it stopped",
+				"endpoints", m.cfg.Endpoints, "state", state.String())
+		case lost && state == connectivity.Ready:
+			lost = false
+			slog.Info("connected to etcd again", "endpoints", m.cfg.Endpoints)
+		}
 	}
 }
 
