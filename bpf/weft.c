@@ -14,8 +14,9 @@
  *                       whose veth has no program yet.
  *   weft_uplink_ingress every other interface's ingress (uplink, lo, ...):
  *                       VXLAN to a local address is validated wherever it
- *                       arrives; established flows are decapsulated and
- *                       handed to the pod's veth peer (decap.h).
+ *                       arrives; established flows (VXLAN, and host-gw on
+ *                       the uplink) are handed to the pod's veth peer
+ *                       (decap.h).
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -70,16 +71,9 @@ static __always_inline int pod_ingress(struct __sk_buff *skb, const int veth)
 		return TC_ACT_OK;
 	if (to_tunnel(skb, cfg, ip))
 		return drop(skb, DROP_POD_TO_TUNNEL);
-	if (veth) {
-		struct eth *eth = (void *)(long)skb->data;
-
-		if ((void *)(eth + 1) > (void *)(long)skb->data_end ||
-		    !mac_equal(eth->dst, cfg->bridge_mac))
-			return TC_ACT_OK;
-		ip = ipv4_at(skb, ETH_HLEN);
-		if (!ip)
-			return TC_ACT_OK;
-	}
+	/* The Ethernet header in front of ip is readable: ipv4_at checked it. */
+	if (veth && !mac_equal(((struct eth *)((void *)ip - ETH_HLEN))->dst, cfg->bridge_mac))
+		return TC_ACT_OK;
 	/* IP options and fragments are rare: the kernel handles them. */
 	if (ip->ver_ihl != 0x45 || is_fragment(ip) || ip->ttl <= 1)
 		return TC_ACT_OK;
@@ -151,5 +145,9 @@ int weft_uplink_ingress(struct __sk_buff *skb)
 		return TC_ACT_OK; /* not IPv4: the kernel drops it */
 	if (cfg->port && udp_dport(skb, ETH_HLEN, ip) == bpf_htons(cfg->port) && local(skb, cfg, ip))
 		return rx_vxlan(skb, cfg);
+	/* host-gw peers are on the uplink's segment: elsewhere (lo, other
+	 * NICs) the program only validates VXLAN. */
+	if (skb->ifindex != cfg->uplink_ifindex)
+		return TC_ACT_OK;
 	return rx_host_gw(skb, cfg, ip);
 }
