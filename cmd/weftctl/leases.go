@@ -146,19 +146,26 @@ func nodeName() string {
 	return "weftctl"
 }
 
-// firstSet returns the first lease set m's Watch delivers.
+// firstSet returns the first lease set m's Watch delivers (its first
+// update is the full set), sorted.
 func firstSet(ctx context.Context, m lease.Manager, src *leaseSource) ([]lease.Lease, error) {
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var set []lease.Lease
 	got := false
-	m.Watch(wctx, func(ls []lease.Lease) {
-		set, got = ls, true
+	m.Watch(wctx, func(u lease.Update) {
+		for _, c := range u.Changes {
+			if !c.Removed {
+				set = append(set, c.Lease)
+			}
+		}
+		got = true
 		cancel()
 	})
 	if !got {
 		return nil, fmt.Errorf("no answer from %s within %v: check that it is reachable from here and the flags are right", src, src.timeout)
 	}
+	lease.Sort(set)
 	return set, nil
 }
 

@@ -81,7 +81,7 @@ type Daemon struct {
 	net     *netconf.Config
 	own     lease.Lease
 	backend string
-	all     []lease.Lease
+	peers   *peerTable
 	rec     *reconcile.Reconciler
 	dp      datapath.Datapath
 }
@@ -188,6 +188,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	rec.Observe(d.cfg.Metrics.ObserveReconcile)
 	d.mu.Lock()
 	d.net, d.own, d.backend, d.rec, d.dp = nc, own, nc.Backend.Type, rec, dp
+	d.peers = newPeerTable(nc.Backend.Type, nc.Network, own.Subnet)
 	d.mu.Unlock()
 
 	if err := backoff.Retry(ctx, backoff.Options{What: "configure own subnet"}, func() error { return d.applyOwn(ctx, info.MTU) }); err != nil {
@@ -246,7 +247,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 			if err := backoff.Retry(ctx, backoff.Options{What: "configure own subnet"}, func() error { return d.applyOwn(ctx, info.MTU) }); err != nil {
 				return nil
 			}
-			d.recomputePeers()
+			d.mu.Lock()
+			ch := d.peers.setOwn(l.Subnet)
+			d.mu.Unlock()
+			rec.Update(ch)
 		}
 	}
 }
@@ -353,21 +357,24 @@ func (d *Daemon) applyOwn(ctx context.Context, mtu int) error {
 	return nil
 }
 
-// setLeases takes a new complete lease set from the lease source.
-func (d *Daemon) setLeases(all []lease.Lease) {
+// setLeases takes an update from the lease source and hands the datapath
+// the change of the peer set (the whole set on a full update).
+func (d *Daemon) setLeases(u lease.Update) {
 	d.mu.Lock()
-	d.all = all
+	ch := d.peers.update(u)
+	n, rec, name := d.peers.len(), d.rec, d.backend+"-"+d.dp.Name()
+	var all []datapath.Peer
+	if u.Full {
+		all = d.peers.all()
+	}
 	d.mu.Unlock()
 	d.cfg.Metrics.LeaseEvent(metrics.LeaseSetChanged)
-	d.recomputePeers()
-}
-
-func (d *Daemon) recomputePeers() {
-	d.mu.Lock()
-	own, backend, network, all, rec, dp := d.own.Subnet, d.backend, d.net.Network, d.all, d.rec, d.dp
-	d.mu.Unlock()
-	peers := peersFromLeases(own, backend, network, all)
-	slog.Debug("lease set changed", "leases", len(all), "peers", len(peers))
-	d.cfg.Metrics.SetPeers(map[string]int{backend + "-" + dp.Name(): len(peers)})
-	rec.SetPeers(peers)
+	d.cfg.Metrics.SetPeers(map[string]int{name: n})
+	slog.Debug("leases changed", "full", u.Full, "leases", len(u.Changes), "peers", n,
+		"set", len(ch.Set), "removed", len(ch.Removed))
+	if u.Full {
+		rec.SetPeers(all)
+		return
+	}
+	rec.Update(ch)
 }

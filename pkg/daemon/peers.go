@@ -3,44 +3,178 @@ package daemon
 import (
 	"log/slog"
 	"net/netip"
+	"slices"
+	"strings"
 
 	"github.com/weftnet/weft/pkg/datapath"
 	"github.com/weftnet/weft/pkg/lease"
 )
 
-// peersFromLeases turns the lease set into the datapath's peer set: every
-// lease but our own whose backend matches ours and whose data is valid.
-// Leases it cannot use are logged (once per distinct lease set) and left out.
-func peersFromLeases(own netip.Prefix, backendType string, network netip.Prefix, leases []lease.Lease) []datapath.Peer {
-	peers := make([]datapath.Peer, 0, len(leases))
-	for _, l := range leases {
-		if l.Subnet == own {
-			continue
-		}
-		// Built only when something is logged: this runs for every lease on
-		// every lease event.
-		log := func() *slog.Logger { return slog.With("subnet", l.Subnet, "peer", l.Attrs.PublicIP) }
-		switch {
-		case !network.Contains(l.Subnet.Addr()) || l.Subnet.Bits() < network.Bits():
-			log().Warn("ignoring lease outside the cluster network", "network", network)
-			continue
-		case l.Attrs.BackendType != backendType:
-			log().Warn("ignoring lease of another backend type", "backend", l.Attrs.BackendType, "ours", backendType)
-			continue
-		case !l.Attrs.PublicIP.Is4():
-			log().Warn("ignoring lease without an IPv4 PublicIP")
-			continue
-		}
-		p := datapath.Peer{Subnet: l.Subnet, NodeIP: l.Attrs.PublicIP}
-		if backendType == string(datapath.ModeVXLAN) {
-			mac, tunnel, err := l.VXLAN()
-			if err != nil {
-				log().Warn("ignoring vxlan lease with bad BackendData", "err", err)
-				continue
-			}
-			p.VtepMAC, p.TunnelIP = mac, tunnel
-		}
-		peers = append(peers, p)
+// peerTable turns the lease source's changes into changes of the datapath's
+// peer set, at a cost that depends on the size of the change, not on the
+// number of leases. A peer is every lease but our own whose backend matches
+// ours and whose data is valid; leases it cannot use are logged when they
+// arrive and left out.
+type peerTable struct {
+	backend string
+	network netip.Prefix
+	own     netip.Prefix
+	// peers are the usable leases by source key; owns are those skipped
+	// because they hold the own subnet (kept for when the own subnet
+	// moves).
+	peers map[string]datapath.Peer
+	owns  map[string]lease.Lease
+	// holders lists, sorted, the source keys whose lease makes one peer
+	// key (normally one): the peer is the first holder's.
+	holders map[datapath.PeerKey][]string
+}
+
+func newPeerTable(backend string, network, own netip.Prefix) *peerTable {
+	return &peerTable{
+		backend: backend, network: network, own: own,
+		peers: map[string]datapath.Peer{}, owns: map[string]lease.Lease{},
+		holders: map[datapath.PeerKey][]string{},
 	}
-	return peers
+}
+
+// update applies a lease update and returns how the peer set changed. A
+// full update also removes every key it does not name.
+func (t *peerTable) update(u lease.Update) datapath.Changes {
+	touched := map[datapath.PeerKey]bool{}
+	t.apply(u, touched)
+	return t.changes(touched)
+}
+
+// apply applies u, recording the peer keys it touches.
+func (t *peerTable) apply(u lease.Update, touched map[datapath.PeerKey]bool) {
+	if u.Full {
+		named := make(map[string]bool, len(u.Changes))
+		for _, c := range u.Changes {
+			named[c.Key] = true
+		}
+		for key := range t.peers {
+			if !named[key] {
+				t.remove(key, touched)
+			}
+		}
+		for key := range t.owns {
+			if !named[key] {
+				delete(t.owns, key)
+			}
+		}
+	}
+	for _, c := range u.Changes {
+		t.remove(c.Key, touched)
+		delete(t.owns, c.Key)
+		if c.Removed {
+			continue
+		}
+		if c.Lease.Subnet == t.own {
+			t.owns[c.Key] = c.Lease
+			continue
+		}
+		if p, ok := t.peerOf(c.Lease); ok {
+			t.add(c.Key, p, touched)
+		}
+	}
+}
+
+// setOwn changes the own subnet: the lease holding the new one stops being a
+// peer and the one holding the old one becomes one. It looks at every
+// lease, but the own subnet moves only when another node took it.
+func (t *peerTable) setOwn(own netip.Prefix) datapath.Changes {
+	if own == t.own {
+		return datapath.Changes{}
+	}
+	t.own = own
+	touched := map[datapath.PeerKey]bool{}
+	for key, p := range t.peers {
+		if p.Subnet == own {
+			t.remove(key, touched)
+		}
+	}
+	var back []lease.Change
+	for key, l := range t.owns {
+		if l.Subnet != own {
+			back = append(back, lease.Change{Key: key, Lease: l})
+		}
+	}
+	t.apply(lease.Update{Changes: back}, touched)
+	return t.changes(touched)
+}
+
+// all returns the whole peer set.
+func (t *peerTable) all() []datapath.Peer {
+	out := make([]datapath.Peer, 0, len(t.holders))
+	for _, h := range t.holders {
+		out = append(out, t.peers[h[0]])
+	}
+	return out
+}
+
+// len returns the number of peers.
+func (t *peerTable) len() int { return len(t.holders) }
+
+func (t *peerTable) remove(key string, touched map[datapath.PeerKey]bool) {
+	p, ok := t.peers[key]
+	if !ok {
+		return
+	}
+	delete(t.peers, key)
+	k := p.Key()
+	touched[k] = true
+	if h := slices.DeleteFunc(t.holders[k], func(s string) bool { return s == key }); len(h) > 0 {
+		t.holders[k] = h
+	} else {
+		delete(t.holders, k)
+	}
+}
+
+func (t *peerTable) add(key string, p datapath.Peer, touched map[datapath.PeerKey]bool) {
+	t.peers[key] = p
+	k := p.Key()
+	touched[k] = true
+	h := t.holders[k]
+	i, _ := slices.BinarySearchFunc(h, key, strings.Compare)
+	t.holders[k] = slices.Insert(h, i, key)
+}
+
+// changes returns the touched keys as changes: the current peer of each,
+// or its removal.
+func (t *peerTable) changes(touched map[datapath.PeerKey]bool) datapath.Changes {
+	var ch datapath.Changes
+	for k := range touched {
+		if h, ok := t.holders[k]; ok {
+			ch.Set = append(ch.Set, t.peers[h[0]])
+		} else {
+			ch.Removed = append(ch.Removed, k)
+		}
+	}
+	return ch
+}
+
+// peerOf turns a lease into a peer, or logs why it cannot.
+func (t *peerTable) peerOf(l lease.Lease) (datapath.Peer, bool) {
+	log := func() *slog.Logger { return slog.With("subnet", l.Subnet, "peer", l.Attrs.PublicIP) }
+	switch {
+	case !t.network.Contains(l.Subnet.Addr()) || l.Subnet.Bits() < t.network.Bits():
+		log().Warn("ignoring lease outside the cluster network", "network", t.network)
+		return datapath.Peer{}, false
+	case l.Attrs.BackendType != t.backend:
+		log().Warn("ignoring lease of another backend type", "backend", l.Attrs.BackendType, "ours", t.backend)
+		return datapath.Peer{}, false
+	case !l.Attrs.PublicIP.Is4():
+		log().Warn("ignoring lease without an IPv4 PublicIP")
+		return datapath.Peer{}, false
+	}
+	p := datapath.Peer{Subnet: l.Subnet, NodeIP: l.Attrs.PublicIP}
+	if t.backend == string(datapath.ModeVXLAN) {
+		mac, tunnel, err := l.VXLAN()
+		if err != nil {
+			log().Warn("ignoring vxlan lease with bad BackendData", "err", err)
+			return datapath.Peer{}, false
+		}
+		p.VtepMAC, p.TunnelIP = mac, tunnel
+	}
+	return p, true
 }

@@ -100,13 +100,34 @@ type Datapath interface {
 	Cleanup(ctx context.Context) error
 }
 
-// Applier is implemented by datapaths that can apply a new peer set as a
-// change against the set they last applied, without reading the kernel
-// state back: cheap enough to run on every lease event with thousands of
-// peers. The reconciler calls Apply for event-driven passes and Sync, which
-// reads the kernel state and repairs drift, on its periodic resync. An
-// implementation that does not know what it last applied (first call, or
-// the previous call failed) must do a full Sync.
+// PeerKey identifies a peer: one subnet leased by one node IP. A peer set
+// holds each key once.
+type PeerKey struct {
+	Subnet netip.Prefix
+	NodeIP netip.Addr
+}
+
+// Key returns p's key.
+func (p Peer) Key() PeerKey { return PeerKey{p.Subnet, p.NodeIP} }
+
+// Changes is a change to a peer set: peers added or changed (Set, by key),
+// and the keys of peers gone (Removed). A key is in at most one of the two.
+type Changes struct {
+	Set     []Peer
+	Removed []PeerKey
+}
+
+// Empty reports whether c changes nothing.
+func (c Changes) Empty() bool { return len(c.Set) == 0 && len(c.Removed) == 0 }
+
+// Applier is implemented by datapaths that can apply a change to the peer
+// set they were last given, at a cost that depends on the size of the
+// change and not on the number of peers: cheap enough to run on every lease
+// event with thousands of peers. The reconciler calls Sync with the whole
+// set first and on its periodic resync (Sync reads the kernel state back and
+// repairs drift), and Apply for the changes in between. Apply never reads
+// the kernel state; when the previous Sync or Apply failed it rewrites the
+// whole set it holds. Apply before any Sync returns an error.
 type Applier interface {
-	Apply(ctx context.Context, peers []Peer) error
+	Apply(ctx context.Context, changes Changes) error
 }

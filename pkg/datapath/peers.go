@@ -106,22 +106,11 @@ func UnicastMAC(mac net.HardwareAddr) bool {
 	return len(mac) == 6 && mac[0]&1 == 0 && !slices.Equal(mac, make(net.HardwareAddr, 6))
 }
 
-// RejectionLog logs rejected peers, each once while it stays rejected. The
-// zero value is ready to use.
-type RejectionLog struct {
-	logged map[string]bool
-}
-
-// Log warns about each rejection in rs that the previous call did not have.
-func (l *RejectionLog) Log(rs []Rejection) {
-	now := make(map[string]bool, len(rs))
+// LogRejections warns about each rejection in rs (a Selector reports each
+// once while it lasts).
+func LogRejections(rs []Rejection) {
 	for _, r := range rs {
-		k := fmt.Sprintf("%s|%s|%s", r.Peer.Subnet, r.Peer.NodeIP, r.Reason)
-		now[k] = true
-		if !l.logged[k] {
-			slog.Warn("not programming peer", "subnet", r.Peer.Subnet.String(), "node_ip", r.Peer.NodeIP.String(),
-				"vtep_mac", r.Peer.VtepMAC.String(), "reason", r.Reason)
-		}
+		slog.Warn("not programming peer", "subnet", r.Peer.Subnet.String(), "node_ip", r.Peer.NodeIP.String(),
+			"vtep_mac", r.Peer.VtepMAC.String(), "reason", r.Reason)
 	}
-	l.logged = now
 }

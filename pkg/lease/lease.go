@@ -92,9 +92,29 @@ type Manager interface {
 	// while the source is unreachable. It calls changed whenever the held lease
 	// changes (renewed expiry or a new subnet). It never gives up on its own.
 	Keep(ctx context.Context, l Lease, changed func(Lease))
-	// Watch calls update with the complete set of valid leases, the own one
-	// included, each time that set changes, until ctx ends. While the source is
-	// unreachable it keeps the last set and retries; leases it cannot parse
-	// are logged and left out.
-	Watch(ctx context.Context, update func([]Lease))
+	// Watch tells update about the set of valid leases, the own one
+	// included, until ctx ends: first the complete set (Update.Full), then
+	// each change to it, a burst batched into one call. After a re-list
+	// (compaction, reconnect) it sends only what differs from what it sent
+	// before. While the source is unreachable it keeps the last set and
+	// retries; leases it cannot parse are logged and left out (a lease that
+	// becomes unparseable is removed).
+	Watch(ctx context.Context, update func(Update))
+}
+
+// Change is one lease added, changed or removed, named by the source's key
+// for it (the etcd key, the Node name).
+type Change struct {
+	Key string
+	// Lease is the lease now held under Key; zero when Removed.
+	Lease   Lease
+	Removed bool
+}
+
+// Update is one delivery of a lease watch.
+type Update struct {
+	// Full means Changes hold every valid lease (none Removed), and keys
+	// the receiver holds that are not among them are gone.
+	Full    bool
+	Changes []Change
 }

@@ -1,14 +1,18 @@
 // Package reconcile keeps the datapath equal to the desired set of peers. It
 // is level-triggered: it stores the whole desired set, re-applies it on a
-// timer (repairing drift such as a route deleted by hand) and after every
-// change, and it never acts on a single event. A pass caused by a change
-// uses the datapath's Apply when it has one (the change against what was
-// applied last); the timer's pass always runs the full Sync.
+// timer (repairing drift such as a route deleted by hand) and after a
+// failure, and collects the changes that arrive between passes. A pass
+// caused by changes hands the datapath only those (Apply) when it can take
+// them; the first pass, the timer's and the one after a failure run the
+// full Sync.
 package reconcile
 
 import (
+	"cmp"
 	"context"
 	"log/slog"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -21,17 +25,31 @@ type Reconciler struct {
 	interval time.Duration
 	kick     chan struct{}
 
-	mu       sync.Mutex
-	peers    []datapath.Peer
-	have     bool // a desired set arrived: until then Sync would wipe state
+	mu    sync.Mutex
+	peers map[datapath.PeerKey]datapath.Peer
+	// pending are the changes since the last pass: the new peer, or
+	// removed.
+	pending map[datapath.PeerKey]pendingPeer
+	have    bool // a desired set arrived: until then Sync would wipe state
+	// synced is false until a pass succeeds and after one fails: the next
+	// pass must be a full Sync.
+	synced   bool
 	lastOK   time.Time
 	lastErr  error
 	observer func(Result)
 }
 
+type pendingPeer struct {
+	peer    datapath.Peer
+	removed bool
+}
+
 // Result describes one reconcile pass.
 type Result struct {
-	Peers    int
+	Peers int
+	// Changes is the number of peers added, changed or removed that the
+	// pass applied (0 for a full pass).
+	Changes  int
 	Duration time.Duration
 	// Full is true for the periodic resync (Sync), false for a pass caused
 	// by a change (Apply where the datapath has it).
@@ -41,7 +59,10 @@ type Result struct {
 
 // New returns a reconciler that syncs dp every interval and on each change.
 func New(dp datapath.Datapath, interval time.Duration) *Reconciler {
-	return &Reconciler{dp: dp, interval: interval, kick: make(chan struct{}, 1)}
+	return &Reconciler{
+		dp: dp, interval: interval, kick: make(chan struct{}, 1),
+		peers: map[datapath.PeerKey]datapath.Peer{}, pending: map[datapath.PeerKey]pendingPeer{},
+	}
 }
 
 // Observe registers f to be called after every pass (for metrics).
@@ -51,11 +72,51 @@ func (r *Reconciler) Observe(f func(Result)) {
 	r.mu.Unlock()
 }
 
-// SetPeers replaces the desired peer set and asks for a pass soon.
+// SetPeers replaces the desired peer set and asks for a pass soon. What
+// differs from the set before is the next pass's change. Of a key given
+// twice, the first counts.
 func (r *Reconciler) SetPeers(peers []datapath.Peer) {
+	next := make(map[datapath.PeerKey]datapath.Peer, len(peers))
+	for _, p := range peers {
+		if _, dup := next[p.Key()]; !dup {
+			next[p.Key()] = p
+		}
+	}
 	r.mu.Lock()
-	r.peers = peers
+	for k, p := range next {
+		if old, ok := r.peers[k]; !ok || !datapath.SamePeer(old, p) {
+			r.pending[k] = pendingPeer{peer: p}
+		}
+	}
+	for k := range r.peers {
+		if _, ok := next[k]; !ok {
+			r.pending[k] = pendingPeer{removed: true}
+		}
+	}
+	r.peers = next
 	r.have = true
+	r.mu.Unlock()
+	r.Trigger()
+}
+
+// Update changes the desired peer set by ch and asks for a pass soon. It
+// costs what ch holds, not what the set holds. Before the first SetPeers
+// it only records the change.
+func (r *Reconciler) Update(ch datapath.Changes) {
+	if ch.Empty() {
+		return
+	}
+	r.mu.Lock()
+	for _, k := range ch.Removed {
+		if _, ok := r.peers[k]; ok {
+			delete(r.peers, k)
+			r.pending[k] = pendingPeer{removed: true}
+		}
+	}
+	for _, p := range ch.Set {
+		r.peers[p.Key()] = p
+		r.pending[p.Key()] = pendingPeer{peer: p}
+	}
 	r.mu.Unlock()
 	r.Trigger()
 }
@@ -105,24 +166,41 @@ func (r *Reconciler) Run(ctx context.Context) {
 
 func (r *Reconciler) pass(ctx context.Context, full bool) error {
 	start := time.Now()
+	a, canApply := r.dp.(datapath.Applier)
 	r.mu.Lock()
-	peers, have, observer := r.peers, r.have, r.observer
+	have, observer := r.have, r.observer
+	full = full || !r.synced || !canApply
+	var (
+		peers   []datapath.Peer
+		changes datapath.Changes
+	)
+	if have && full {
+		peers = r.sorted()
+	} else if have {
+		changes = r.takePending()
+	}
+	if have {
+		clear(r.pending)
+	}
+	n := len(r.peers)
 	r.mu.Unlock()
 
 	var err error
-	if have {
-		if a, ok := r.dp.(datapath.Applier); ok && !full {
-			err = a.Apply(ctx, peers)
-		} else {
-			err = r.dp.Sync(ctx, peers)
-		}
-		if err != nil {
-			slog.Warn("datapath sync failed, will retry", "datapath", r.dp.Name(), "peers", len(peers), "err", err)
-		}
+	switch {
+	case have && full:
+		err = r.dp.Sync(ctx, peers)
+	case have && !changes.Empty():
+		err = a.Apply(ctx, changes)
 	}
-	res := Result{Peers: len(peers), Duration: time.Since(start), Full: full, Err: err}
+	if err != nil {
+		slog.Warn("datapath sync failed, will retry", "datapath", r.dp.Name(), "peers", n, "err", err)
+	}
+	res := Result{Peers: n, Changes: len(changes.Set) + len(changes.Removed), Duration: time.Since(start), Full: full, Err: err}
 	r.mu.Lock()
 	r.lastErr = err
+	if have {
+		r.synced = err == nil
+	}
 	if err == nil && have {
 		r.lastOK = time.Now()
 	}
@@ -131,4 +209,24 @@ func (r *Reconciler) pass(ctx context.Context, full bool) error {
 		observer(res)
 	}
 	return err
+}
+
+// sorted returns the desired set in subnet order. Caller holds r.mu.
+func (r *Reconciler) sorted() []datapath.Peer {
+	return slices.SortedFunc(maps.Values(r.peers), func(a, b datapath.Peer) int {
+		return cmp.Or(a.Subnet.Compare(b.Subnet), a.NodeIP.Compare(b.NodeIP))
+	})
+}
+
+// takePending returns the pending changes. Caller holds r.mu.
+func (r *Reconciler) takePending() datapath.Changes {
+	var ch datapath.Changes
+	for k, p := range r.pending {
+		if p.removed {
+			ch.Removed = append(ch.Removed, k)
+		} else {
+			ch.Set = append(ch.Set, p.peer)
+		}
+	}
+	return ch
 }

@@ -122,34 +122,80 @@ func TestFailedPassRetriedBeforeInterval(t *testing.T) {
 	})
 }
 
-// applyDP is a fakeDP that can also Apply.
+// applyDP is a fakeDP that can also Apply; it records the changes.
 type applyDP struct {
 	fakeDP
-	applies int
+	applies     []datapath.Changes
+	applyFailed bool // fail the next Apply
 }
 
-func (a *applyDP) Apply(_ context.Context, _ []datapath.Peer) error {
+func (a *applyDP) Apply(_ context.Context, ch datapath.Changes) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	a.applies++
+	a.applies = append(a.applies, ch)
+	if a.applyFailed {
+		a.applyFailed = false
+		return errors.New("injected")
+	}
 	return nil
 }
 
 func TestChangesApplyTimerSyncs(t *testing.T) {
 	dp := &applyDP{}
-	r := New(dp, 30*time.Millisecond)
+	r := New(dp, 100*time.Millisecond)
 	results := observeAndRun(t, r)
-	r.SetPeers([]datapath.Peer{peer("10.244.2.0/24")})
-	if res := <-results; res.Full {
-		t.Fatal("a change must not cause a full pass when the datapath can Apply")
+	r.SetPeers([]datapath.Peer{peer("10.244.2.0/24"), peer("10.244.3.0/24")})
+	if res := <-results; !res.Full || res.Err != nil {
+		t.Fatalf("first pass %+v: the first pass must be a full Sync", res)
 	}
-	// The next pass without a change is the timer's: a full Sync.
+	// A change after a successful pass reaches the datapath as a change.
+	r.Update(datapath.Changes{Set: []datapath.Peer{peer("10.244.4.0/24")}, Removed: []datapath.PeerKey{peer("10.244.2.0/24").Key()}})
+	if res := <-results; res.Full || res.Changes != 2 || res.Peers != 2 {
+		t.Fatalf("pass after a change %+v, want an Apply of 2 changes to 2 peers", res)
+	}
+	// The next pass without a change is the timer's: a full Sync of the
+	// whole desired set.
 	if res := <-results; !res.Full {
 		t.Fatal("the periodic pass must be full")
 	}
 	dp.mu.Lock()
 	defer dp.mu.Unlock()
-	if dp.applies != 1 || len(dp.syncs) != 1 {
-		t.Fatalf("applies %d syncs %d, want 1 and 1", dp.applies, len(dp.syncs))
+	if len(dp.applies) != 1 || len(dp.syncs) != 2 {
+		t.Fatalf("applies %d syncs %d, want 1 and 2", len(dp.applies), len(dp.syncs))
+	}
+	ch := dp.applies[0]
+	if len(ch.Set) != 1 || ch.Set[0].Subnet.String() != "10.244.4.0/24" || len(ch.Removed) != 1 || ch.Removed[0].Subnet.String() != "10.244.2.0/24" {
+		t.Fatalf("Apply got %+v", ch)
+	}
+	if last := dp.syncs[1]; len(last) != 2 || last[0].Subnet.String() != "10.244.3.0/24" || last[1].Subnet.String() != "10.244.4.0/24" {
+		t.Fatalf("resync applied %+v, want 10.244.3.0/24 and 10.244.4.0/24", last)
+	}
+}
+
+// TestFailedApplyFollowedBySync: after a failed pass the next one is a full
+// Sync, so the changes the failed pass consumed are not lost.
+func TestFailedApplyFollowedBySync(t *testing.T) {
+	dp := &applyDP{}
+	r := New(dp, time.Hour)
+	results := observeAndRun(t, r)
+	r.SetPeers([]datapath.Peer{peer("10.244.2.0/24")})
+	if res := <-results; !res.Full || res.Err != nil {
+		t.Fatalf("first pass %+v", res)
+	}
+	dp.mu.Lock()
+	dp.applyFailed = true
+	dp.mu.Unlock()
+	r.SetPeers([]datapath.Peer{peer("10.244.2.0/24"), peer("10.244.3.0/24")})
+	if res := <-results; res.Full || res.Changes != 1 || res.Err == nil {
+		t.Fatalf("pass %+v, want a failed Apply of 1 change", res)
+	}
+	// The retry needs no new change: it is a full Sync of the whole set.
+	if res := <-results; !res.Full || res.Err != nil || res.Peers != 2 {
+		t.Fatalf("retry %+v, want a successful full Sync of 2 peers", res)
+	}
+	dp.mu.Lock()
+	defer dp.mu.Unlock()
+	if last := dp.syncs[len(dp.syncs)-1]; len(last) != 2 {
+		t.Fatalf("retry synced %+v, want both peers", last)
 	}
 }

@@ -80,9 +80,12 @@ type Datapath struct {
 	stopWatch func()
 	// stopOffload ends the conntrack offload goroutine; nil when none runs.
 	stopOffload func()
+	// sel holds the peer set of the last Sync and the Applies since, and
+	// which of its peers are in the maps; nil until a Sync after Setup.
+	sel *datapath.Selector
 	// last is what the last Sync or Apply wrote to the maps, if it
 	// succeeded and no Setup or subnet change came after it; nil makes
-	// Apply do a Sync.
+	// Apply rewrite the maps from the whole selection.
 	last *written
 }
 
@@ -190,7 +193,7 @@ func (d *Datapath) setup(ctx context.Context, node datapath.Node) (datapath.Info
 	defer d.mu.Unlock()
 	// The node (which peers are acceptable, their modes) and, on a first
 	// load, the maps may be new: what Apply knows is void.
-	d.last = nil
+	d.last, d.sel = nil, nil
 	if d.objs == nil {
 		objs, err := loadPinned(d.opts.BPFDir)
 		if err != nil {
@@ -235,6 +238,11 @@ func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 		if subnet != d.subnet() {
 			// The own subnet decides which peers are acceptable.
 			d.last = nil
+			if d.sel != nil {
+				if err := d.sel.SetOwn(subnet); err != nil {
+					slog.Warn("select peers for the new subnet", "err", err)
+				}
+			}
 		}
 		d.cfg.Subnet = be32(subnet.Addr())
 		d.cfg.SubnetLen = uint32(subnet.Bits())

@@ -18,19 +18,15 @@ import (
 type written struct {
 	peers map[weftLpmKey]weftPeer
 	nodes map[uint32]weftKnownNode
-	// modes holds the mode of every peer's node IP, so Apply decides modes
-	// (a route lookup each with DirectRouting) only for node IPs it has not
-	// seen.
-	modes map[netip.Addr]datapath.Mode
 }
 
-// Sync makes the remote subnets and known nodes maps equal to peers (modes
-// from datapath.AssignModes), reading them back to repair drift, then syncs
-// the kernel slow path, forgets endpoints whose veth is gone and re-attaches
-// what drifted. The maps come first: the fast path needs nothing from the
-// slow path (encap and host-gw redirects resolve only the peer's node IP on
-// the uplink), so pods reach a new peer as early as possible, while
-// host-originated traffic waits for its route. Errors are joined after
+// Sync makes the remote subnets and known nodes maps equal to peers (as
+// datapath.Selector selects them), reading them back to repair drift, then
+// syncs the kernel slow path, forgets endpoints whose veth is gone and
+// re-attaches what drifted. The maps come first: the fast path needs nothing
+// from the slow path (encap and host-gw redirects resolve only the peer's
+// node IP on the uplink), so pods reach a new peer as early as possible,
+// while host-originated traffic waits for its route. Errors are joined after
 // trying everything; on success Apply starts from what was written.
 func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 	if err := ctx.Err(); err != nil {
@@ -39,54 +35,55 @@ func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 	return d.inNS(func() error {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		return d.sync(ctx, peers)
+		d.last = nil
+		if d.objs == nil {
+			return errors.New("sync: Setup has not succeeded yet")
+		}
+		// The kernel slow path logs the peers both reject.
+		d.sel = datapath.NewSelector(d.node, d.subnet())
+		sel, err := d.sel.Reset(peers)
+		want := d.desired(sel.Peers)
+		errs := []error{err,
+			reconcile(d.objs.WeftPeers, want.peers),
+			reconcile(d.objs.WeftNodes, want.nodes)}
+		if err := d.slow.Sync(ctx, peers); err != nil {
+			errs = append(errs, fmt.Errorf("kernel slow path: %w", err))
+		}
+		errs = append(errs, d.forgetGoneEndpoints(), d.refreshBridge(), d.attachAll())
+		if err := errors.Join(errs...); err != nil {
+			return err
+		}
+		d.last = want
+		return nil
 	})
 }
 
-// sync is Sync with d.mu held, in d.ns.
-func (d *Datapath) sync(ctx context.Context, peers []datapath.Peer) error {
-	d.last = nil
-	if d.objs == nil {
-		return errors.New("sync: Setup has not succeeded yet")
-	}
-	want, err := d.desired(peers, nil)
-	errs := []error{err,
-		reconcile(d.objs.WeftPeers, want.peers),
-		reconcile(d.objs.WeftNodes, want.nodes)}
-	if err := d.slow.Sync(ctx, peers); err != nil {
-		errs = append(errs, fmt.Errorf("kernel slow path: %w", err))
-	}
-	errs = append(errs, d.forgetGoneEndpoints(), d.refreshBridge(), d.attachAll())
-	if err := errors.Join(errs...); err != nil {
-		return err
-	}
-	d.last = want
-	return nil
-}
-
-// Apply makes the remote subnets and known nodes maps equal to peers by
-// writing only the entries that differ from what the last Sync or Apply
-// wrote, without reading the maps back (drift is left to the next Sync),
-// then applies peers to the kernel slow path the same way. When there is
-// nothing to compare with (no success yet, the previous call failed, or
-// Setup or a new subnet came since) it does a full Sync.
-func (d *Datapath) Apply(ctx context.Context, peers []datapath.Peer) error {
+// Apply changes the peer set by changes and writes only the map entries
+// that differ from what the last Sync or Apply wrote, without reading the
+// maps back (drift is left to the next Sync), then applies changes to the
+// kernel slow path. When the previous write failed, or Setup or a new
+// subnet came since, it rewrites the maps from the whole selection.
+func (d *Datapath) Apply(ctx context.Context, changes datapath.Changes) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	return d.inNS(func() error {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		prev := d.last
-		if prev == nil {
-			return d.sync(ctx, peers)
+		if d.sel == nil {
+			return errors.New("apply: no Sync since Setup")
 		}
+		_, err := d.sel.Update(changes)
+		prev := d.last
 		d.last = nil
-		want, err := d.desired(peers, prev.modes)
-		errs := []error{err,
-			update(d.objs.WeftPeers, prev.peers, want.peers),
-			update(d.objs.WeftNodes, prev.nodes, want.nodes)}
-		if err := d.slow.Apply(ctx, peers); err != nil {
+		want := d.desired(d.sel.Selected())
+		errs := []error{err}
+		if prev == nil {
+			errs = append(errs, reconcile(d.objs.WeftPeers, want.peers), reconcile(d.objs.WeftNodes, want.nodes))
+		} else {
+			errs = append(errs, update(d.objs.WeftPeers, prev.peers, want.peers), update(d.objs.WeftNodes, prev.nodes, want.nodes))
+		}
+		if err := d.slow.Apply(ctx, changes); err != nil {
 			errs = append(errs, fmt.Errorf("kernel slow path: %w", err))
 		}
 		if err := errors.Join(errs...); err != nil {
@@ -97,21 +94,16 @@ func (d *Datapath) Apply(ctx context.Context, peers []datapath.Peer) error {
 	})
 }
 
-// desired turns peers into the contents of the remote subnets and known
-// nodes maps: the peers datapath.SelectPeers keeps (the kernel slow path logs
-// those it rejects), with the modes of node IPs in known reused. A node IP
-// may lease several subnets: VXLAN from it is accepted for each (the inner
-// source check finds the subnet's peer), as on the kernel datapath. The
-// error joins those of peers whose mode could not be decided (left out
-// too). Caller is in d.ns.
-func (d *Datapath) desired(peers []datapath.Peer, known map[netip.Addr]datapath.Mode) (*written, error) {
-	sel, err := datapath.SelectPeers(d.node, d.subnet(), peers, known)
+// desired turns the selected peers into the contents of the remote subnets
+// and known nodes maps. A node IP may lease several subnets: VXLAN from it
+// is accepted for each (the inner source check finds the subnet's peer), as
+// on the kernel datapath. Caller is in d.ns.
+func (d *Datapath) desired(selected []datapath.Peer) *written {
 	w := &written{
-		peers: make(map[weftLpmKey]weftPeer, len(sel.Peers)),
-		nodes: make(map[uint32]weftKnownNode, len(sel.Peers)),
-		modes: sel.Modes,
+		peers: make(map[weftLpmKey]weftPeer, len(selected)),
+		nodes: make(map[uint32]weftKnownNode, len(selected)),
 	}
-	for _, p := range sel.Peers {
+	for _, p := range selected {
 		key := weftLpmKey{Prefixlen: uint32(p.Subnet.Bits()), Addr: be32(p.Subnet.Addr())}
 		node := be32(p.NodeIP)
 		v := weftPeer{NodeIp: node, VtepMac: mac6(p.VtepMAC), Mode: uint8(weftModeMODE_VXLAN)}
@@ -127,7 +119,7 @@ func (d *Datapath) desired(peers []datapath.Peer, known map[netip.Addr]datapath.
 		w.peers[key] = v
 		w.nodes[node] = weftKnownNode{Leases: w.nodes[node].Leases + 1}
 	}
-	return w, err
+	return w
 }
 
 // subnet is this node's pod subnet as the node config holds it (zero while

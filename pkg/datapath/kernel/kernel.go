@@ -10,6 +10,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"sync"
@@ -30,11 +31,12 @@ type Datapath struct {
 	// mac is the VTEP MAC this process has reported; a device recreated
 	// after drift gets it back so published leases stay valid.
 	mac net.HardwareAddr
-	// rejected logs rejected peers, so that a periodic resync does not
-	// repeat the same warning.
-	rejected datapath.RejectionLog
+	// sel holds the peer set of the last Sync and the Applies since, and
+	// which of its peers are programmed; nil until a Sync after Setup.
+	sel *datapath.Selector
 	// last is what the last Sync or Apply programmed, if it succeeded and
-	// no Setup or subnet change came after it; nil makes Apply do a Sync.
+	// no Setup or subnet change came after it; nil makes Apply rewrite the
+	// whole selection.
 	last *applied
 }
 
@@ -63,8 +65,9 @@ func (d *Datapath) Setup(ctx context.Context, node datapath.Node) (datapath.Info
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	// The device may be recreated below: what Apply knows is void.
-	d.last = nil
+	// The device may be recreated below and the node may differ: what
+	// Apply knows is void.
+	d.last, d.sel = nil, nil
 	if err := enableForwarding(); err != nil {
 		return datapath.Info{}, err
 	}
@@ -110,6 +113,11 @@ func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 	if subnet != d.subnet {
 		// The own subnet decides which peers and uplink routes are valid.
 		d.last = nil
+		if d.sel != nil {
+			if err := d.sel.SetOwn(subnet); err != nil {
+				slog.Warn("select peers for the new subnet", "err", err)
+			}
+		}
 	}
 	d.subnet = subnet
 	if d.node.Backend == datapath.ModeHostGW {

@@ -24,15 +24,21 @@ func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.sync(peers)
-}
-
-// sync is Sync with d.mu held.
-func (d *Datapath) sync(peers []datapath.Peer) error {
 	d.last = nil
 	if !d.ok {
 		return errors.New("sync: Setup has not succeeded yet")
 	}
+	d.sel = datapath.NewSelector(d.node, d.subnet)
+	sel, err := d.sel.Reset(peers)
+	datapath.LogRejections(sel.Rejected)
+	return errors.Join(err, d.program(sel.Peers))
+}
+
+// program makes the kernel state equal to what the selected peers ask for,
+// reading it back to repair drift, and records it for Apply. Caller holds
+// d.mu.
+func (d *Datapath) program(selected []datapath.Peer) error {
+	d.last = nil
 	h, err := openHandle()
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
@@ -56,8 +62,8 @@ func (d *Datapath) sync(peers []datapath.Peer) error {
 		vxlanIndex = dev.Attrs().Index
 	}
 
-	want, modes, err := d.wanted(peers, nil, vxlanIndex, uplinkIndex)
-	errs := []error{err}
+	want := buildDesired(selected, vxlanIndex, uplinkIndex)
+	var errs []error
 	w := newWriter(h)
 	if vxlanIndex != 0 {
 		errs = append(errs, syncFDB(w, vxlanIndex, want.fdb, d.node.Learning))
@@ -65,25 +71,12 @@ func (d *Datapath) sync(peers []datapath.Peer) error {
 	}
 	errs = append(errs, d.syncRoutes(w, vxlanIndex, uplinkIndex, want.routes))
 	errs = append(errs, w.err())
-	w.summary("synced datapath", "peers", len(peers))
+	w.summary("synced datapath", "peers", len(selected))
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	d.last = &applied{
-		vxlanIndex: vxlanIndex, uplinkIndex: uplinkIndex,
-		state: want, modes: modes,
-	}
+	d.last = &applied{vxlanIndex: vxlanIndex, uplinkIndex: uplinkIndex, state: want}
 	return nil
-}
-
-// wanted selects the peers to program (datapath.SelectPeers, modes of node
-// IPs in known reused) and returns the kernel state they ask for, the modes
-// by node IP, and the errors of peers whose mode could not be decided. It
-// logs the peers it rejects.
-func (d *Datapath) wanted(peers []datapath.Peer, known map[netip.Addr]datapath.Mode, vxlanIndex, uplinkIndex int) (desired, map[netip.Addr]datapath.Mode, error) {
-	sel, err := datapath.SelectPeers(d.node, d.subnet, peers, known)
-	d.rejected.Log(sel.Rejected)
-	return buildDesired(sel.Peers, vxlanIndex, uplinkIndex), sel.Modes, err
 }
 
 // ownedRoutes lists the IPv4 main-table routes this datapath owns: all on

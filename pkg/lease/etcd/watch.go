@@ -23,7 +23,7 @@ import (
 // with backoff. A connection that goes silent is dropped by keepalive (see
 // keepAliveTime) and the watch resumes on a new one from the revision it had
 // reached. Keys or values it cannot parse are logged and left out.
-func (m *Manager) Watch(ctx context.Context, update func([]lease.Lease)) {
+func (m *Manager) Watch(ctx context.Context, update func(lease.Update)) {
 	go m.logConnection(ctx)
 	w := &watcher{m: m, update: update}
 	retry := m.retryBackoff()
@@ -70,7 +70,7 @@ var errWatchClosed = errors.New("watch channel closed")
 // watcher is the state of one Watch call.
 type watcher struct {
 	m      *Manager
-	update func([]lease.Lease)
+	update func(lease.Update)
 	// leases are the valid leases by etcd key; raw holds every parsed value
 	// so that a rewrite with identical content is not a change.
 	leases    map[string]lease.Lease
@@ -174,12 +174,11 @@ func (w *watcher) put(kv *mvccpb.KeyValue) {
 }
 
 func (w *watcher) deliver() {
-	set := make([]lease.Lease, 0, len(w.leases))
-	for _, l := range w.leases {
-		set = append(set, l)
+	u := lease.Update{Full: true, Changes: make([]lease.Change, 0, len(w.leases))}
+	for k, l := range w.leases {
+		u.Changes = append(u.Changes, lease.Change{Key: k, Lease: l})
 	}
-	lease.Sort(set)
 	w.delivered = true
-	slog.Debug("lease set changed", "leases", len(set))
-	w.update(set)
+	slog.Debug("lease set changed", "leases", len(u.Changes))
+	w.update(u)
 }

@@ -12,7 +12,7 @@ import (
 // node included) each time that set changes, until ctx ends. Nodes whose
 // annotations cannot be parsed are logged once and left out. While the API
 // server is unreachable the last set stands.
-func (m *Manager) Watch(ctx context.Context, update func([]lease.Lease)) {
+func (m *Manager) Watch(ctx context.Context, update func(lease.Update)) {
 	wake, stop := m.nodes.subscribe("")
 	defer stop()
 	var last []lease.Lease
@@ -21,7 +21,11 @@ func (m *Manager) Watch(ctx context.Context, update func([]lease.Lease)) {
 	for {
 		if m.nodes.synced() {
 			if ls := m.leases(bad); !delivered || !slices.EqualFunc(ls, last, sameLease) {
-				update(ls)
+				u := lease.Update{Full: true}
+				for _, l := range ls {
+					u.Changes = append(u.Changes, lease.Change{Key: l.Subnet.String() + "|" + l.Attrs.PublicIP.String(), Lease: l})
+				}
+				update(u)
 				last, delivered = ls, true
 			}
 		}
