@@ -38,8 +38,9 @@ func TestExposition(t *testing.T) {
 		m.LeaseEvent(LeaseSetChanged)
 	}
 	// Binary fractions of a second, so the histogram's sum prints exactly.
-	m.ObserveReconcile(reconcile.Result{Peers: 2, Duration: time.Second / 256})
-	m.ObserveReconcile(reconcile.Result{Peers: 2, Duration: time.Second / 32, Err: errors.New("route add failed")})
+	m.ObserveReconcile(reconcile.Result{Peers: 2, Duration: time.Second / 256, Full: true})
+	m.ObserveReconcile(reconcile.Result{Peers: 2, Duration: time.Second / 32, Full: true, Err: errors.New("route add failed")})
+	m.ObserveReconcile(reconcile.Result{Peers: 2, Changes: 1, Duration: time.Second / 4096})
 
 	want := `# HELP weft_build_info Always 1; the labels tell weftd's version and the Go version that built it.
 # TYPE weft_build_info gauge
@@ -75,24 +76,46 @@ weft_lease_renewals_total 2
 # HELP weft_peers Other nodes the datapath is configured to reach, by backend.
 # TYPE weft_peers gauge
 weft_peers{backend="vxlan-ebpf"} 2
-# HELP weft_reconcile_duration_seconds Duration of reconcile passes that make the datapath equal to the peer set.
+# HELP weft_reconcile_duration_seconds Duration of reconcile passes that make the datapath equal to the peer set, by pass: full (the whole set, read back and repaired) or change (only what changed).
 # TYPE weft_reconcile_duration_seconds histogram
-weft_reconcile_duration_seconds_bucket{le="0.001"} 0
-weft_reconcile_duration_seconds_bucket{le="0.0025"} 0
-weft_reconcile_duration_seconds_bucket{le="0.005"} 1
-weft_reconcile_duration_seconds_bucket{le="0.01"} 1
-weft_reconcile_duration_seconds_bucket{le="0.025"} 1
-weft_reconcile_duration_seconds_bucket{le="0.05"} 2
-weft_reconcile_duration_seconds_bucket{le="0.1"} 2
-weft_reconcile_duration_seconds_bucket{le="0.25"} 2
-weft_reconcile_duration_seconds_bucket{le="0.5"} 2
-weft_reconcile_duration_seconds_bucket{le="1"} 2
-weft_reconcile_duration_seconds_bucket{le="2.5"} 2
-weft_reconcile_duration_seconds_bucket{le="5"} 2
-weft_reconcile_duration_seconds_bucket{le="10"} 2
-weft_reconcile_duration_seconds_bucket{le="+Inf"} 2
-weft_reconcile_duration_seconds_sum 0.03515625
-weft_reconcile_duration_seconds_count 2
+weft_reconcile_duration_seconds_bucket{pass="change",le="0.0001"} 0
+weft_reconcile_duration_seconds_bucket{pass="change",le="0.00025"} 1
+weft_reconcile_duration_seconds_bucket{pass="change",le="0.0005"} 1
+weft_reconcile_duration_seconds_bucket{pass="change",le="0.001"} 1
+weft_reconcile_duration_seconds_bucket{pass="change",le="0.0025"} 1
+weft_reconcile_duration_seconds_bucket{pass="change",le="0.005"} 1
+weft_reconcile_duration_seconds_bucket{pass="change",le="0.01"} 1
+weft_reconcile_duration_seconds_bucket{pass="change",le="0.025"} 1
+weft_reconcile_duration_seconds_bucket{pass="change",le="0.05"} 1
+weft_reconcile_duration_seconds_bucket{pass="change",le="0.1"} 1
+weft_reconcile_duration_seconds_bucket{pass="change",le="0.25"} 1
+weft_reconcile_duration_seconds_bucket{pass="change",le="0.5"} 1
+weft_reconcile_duration_seconds_bucket{pass="change",le="1"} 1
+weft_reconcile_duration_seconds_bucket{pass="change",le="2.5"} 1
+weft_reconcile_duration_seconds_bucket{pass="change",le="5"} 1
+weft_reconcile_duration_seconds_bucket{pass="change",le="10"} 1
+weft_reconcile_duration_seconds_bucket{pass="change",le="+Inf"} 1
+weft_reconcile_duration_seconds_sum{pass="change"} 0.00024414
+weft_reconcile_duration_seconds_count{pass="change"} 1
+weft_reconcile_duration_seconds_bucket{pass="full",le="0.0001"} 0
+weft_reconcile_duration_seconds_bucket{pass="full",le="0.00025"} 0
+weft_reconcile_duration_seconds_bucket{pass="full",le="0.0005"} 0
+weft_reconcile_duration_seconds_bucket{pass="full",le="0.001"} 0
+weft_reconcile_duration_seconds_bucket{pass="full",le="0.0025"} 0
+weft_reconcile_duration_seconds_bucket{pass="full",le="0.005"} 1
+weft_reconcile_duration_seconds_bucket{pass="full",le="0.01"} 1
+weft_reconcile_duration_seconds_bucket{pass="full",le="0.025"} 1
+weft_reconcile_duration_seconds_bucket{pass="full",le="0.05"} 2
+weft_reconcile_duration_seconds_bucket{pass="full",le="0.1"} 2
+weft_reconcile_duration_seconds_bucket{pass="full",le="0.25"} 2
+weft_reconcile_duration_seconds_bucket{pass="full",le="0.5"} 2
+weft_reconcile_duration_seconds_bucket{pass="full",le="1"} 2
+weft_reconcile_duration_seconds_bucket{pass="full",le="2.5"} 2
+weft_reconcile_duration_seconds_bucket{pass="full",le="5"} 2
+weft_reconcile_duration_seconds_bucket{pass="full",le="10"} 2
+weft_reconcile_duration_seconds_bucket{pass="full",le="+Inf"} 2
+weft_reconcile_duration_seconds_sum{pass="full"} 0.03515625
+weft_reconcile_duration_seconds_count{pass="full"} 2
 # HELP weft_reconcile_errors_total Reconcile passes that failed (each is retried).
 # TYPE weft_reconcile_errors_total counter
 weft_reconcile_errors_total 1
@@ -167,7 +190,7 @@ func TestLastSuccessFromReconciler(t *testing.T) {
 	if v, want := sampleValue(t, body, last), float64(ok.UnixNano())/1e9; v != want {
 		t.Errorf("%s = %v, want %v (the reconciler's LastSuccess)", last, v, want)
 	}
-	if n := sampleValue(t, body, "weft_reconcile_duration_seconds_count"); n < 1 {
+	if n := sampleValue(t, body, `weft_reconcile_duration_seconds_count{pass="full"}`); n < 1 {
 		t.Errorf("reconcile passes observed through Observe = %v, want >= 1", n)
 	}
 }
