@@ -4,8 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -123,38 +125,59 @@ func eventually(t *testing.T, timeout time.Duration, cond func() error) {
 	}
 }
 
-// recorder runs Watch and keeps every delivered set.
+// recorder runs Watch, applies each Update to the set it holds and keeps
+// every Update and the set's size after it.
 type recorder struct {
-	mu   sync.Mutex
-	sets [][]lease.Lease
+	mu      sync.Mutex
+	set     map[string]lease.Lease // by etcd key
+	updates []lease.Update
+	sizes   []int
 }
 
+func newRecorder() *recorder { return &recorder{set: map[string]lease.Lease{}} }
+
 func watch(t *testing.T, m *Manager) *recorder {
-	r := &recorder{}
+	r := newRecorder()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		m.Watch(ctx, func(set []lease.Lease) {
-			r.mu.Lock()
-			defer r.mu.Unlock()
-			r.sets = append(r.sets, set)
-		})
+		m.Watch(ctx, r.apply)
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	return r
 }
 
-// summary renders a set as "subnet=publicIP" strings.
-func summary(set []lease.Lease) []string {
+// apply applies u to the set.
+func (r *recorder) apply(u lease.Update) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if u.Full {
+		clear(r.set)
+	}
+	for _, c := range u.Changes {
+		if c.Removed {
+			delete(r.set, c.Key)
+		} else {
+			r.set[c.Key] = c.Lease
+		}
+	}
+	r.updates = append(r.updates, u)
+	r.sizes = append(r.sizes, len(r.set))
+}
+
+// summary renders a set as sorted "subnet=publicIP" strings.
+func summary(set map[string]lease.Lease) []string {
+	ls := slices.Collect(maps.Values(set))
+	lease.Sort(ls)
 	var out []string
-	for _, l := range set {
+	for _, l := range ls {
 		out = append(out, fmt.Sprintf("%s=%s", l.Subnet, l.Attrs.PublicIP))
 	}
 	return out
 }
 
-// waitSet waits until the latest delivered set is want.
+// waitSet waits until the set is want.
 func (r *recorder) waitSet(t *testing.T, want ...string) {
 	t.Helper()
 	r.waitSetWithin(t, 10*time.Second, want...)
@@ -166,18 +189,48 @@ func (r *recorder) waitSetWithin(t *testing.T, timeout time.Duration, want ...st
 	eventually(t, timeout, func() error {
 		r.mu.Lock()
 		defer r.mu.Unlock()
-		if len(r.sets) == 0 {
-			return fmt.Errorf("no set delivered, want %v", want)
+		if len(r.updates) == 0 {
+			return fmt.Errorf("nothing delivered, want %v", want)
 		}
-		if got := summary(r.sets[len(r.sets)-1]); !slices.Equal(got, want) {
-			return fmt.Errorf("latest set %v, want %v", got, want)
+		if got := summary(r.set); !slices.Equal(got, want) {
+			return fmt.Errorf("set %v, want %v", got, want)
 		}
 		return nil
 	})
 }
 
-func (r *recorder) all() [][]lease.Lease {
+// all returns the updates delivered so far.
+func (r *recorder) all() []lease.Update {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return slices.Clone(r.sets)
+	return slices.Clone(r.updates)
+}
+
+// describe renders an update as "full" or "changes", then its changes
+// sorted by key: "+name=publicIP" or "-name", name the key without
+// <prefix>/subnets/.
+func describe(u lease.Update) string {
+	out := "changes"
+	if u.Full {
+		out = "full"
+	}
+	changes := slices.SortedFunc(slices.Values(u.Changes), func(a, b lease.Change) int { return strings.Compare(a.Key, b.Key) })
+	for _, c := range changes {
+		name := strings.TrimPrefix(c.Key, DefaultPrefix+"/subnets/")
+		if c.Removed {
+			out += " -" + name
+		} else {
+			out += fmt.Sprintf(" +%s=%s", name, c.Lease.Attrs.PublicIP)
+		}
+	}
+	return out
+}
+
+// describeAll describes each of updates.
+func describeAll(updates []lease.Update) []string {
+	var out []string
+	for _, u := range updates {
+		out = append(out, describe(u))
+	}
+	return out
 }

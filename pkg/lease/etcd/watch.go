@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
-	"maps"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -15,17 +15,21 @@ import (
 	"github.com/weftnet/weft/pkg/lease"
 )
 
-// Watch lists the leases, then watches <prefix>/subnets/ from the next
-// revision and calls update with the complete set (sorted by subnet) after
-// every change, an event burst batched into one call. When the watch breaks
-// (compaction, etcd restart) it lists again and delivers the new set if it
-// differs. While etcd is unreachable the last set stands and Watch retries
-// with backoff. A connection that goes silent is dropped by keepalive (see
-// keepAliveTime) and the watch resumes on a new one from the revision it had
-// reached. Keys or values it cannot parse are logged and left out.
+// Watch lists the leases, delivers them all (Update.Full, keyed by etcd
+// key), then watches <prefix>/subnets/ from the next revision and delivers
+// only the keys that changed, an event burst batched into one Update. A
+// rewrite with the same value (a renewal) is no change; a delivered lease
+// whose new value cannot be parsed is logged and removed. When the watch
+// breaks (compaction, etcd restart) it lists again and delivers what differs
+// from what it delivered before, if anything. While etcd is unreachable the
+// last set stands and Watch retries with backoff. A connection that goes
+// silent is dropped by keepalive (see keepAliveTime) and the watch resumes
+// on a new one from the revision it had reached. Keys or values it cannot
+// parse are logged and left out. An event costs the same however many
+// leases there are.
 func (m *Manager) Watch(ctx context.Context, update func(lease.Update)) {
 	go m.logConnection(ctx)
-	w := &watcher{m: m, update: update}
+	w := newWatcher(m, update)
 	retry := m.retryBackoff()
 	for ctx.Err() == nil {
 		rev, err := w.list(ctx)
@@ -71,15 +75,42 @@ var errWatchClosed = errors.New("watch channel closed")
 type watcher struct {
 	m      *Manager
 	update func(lease.Update)
-	// leases are the valid leases by etcd key; raw holds every parsed value
-	// so that a rewrite with identical content is not a change.
-	leases    map[string]lease.Lease
-	raw       map[string]string
+	// sent holds, for each key whose lease was delivered and not removed
+	// since, a hash of the value delivered: enough to tell a rewrite with
+	// the same value from a change, and to find the keys a re-list no
+	// longer shows, without keeping values or leases (the receiver has
+	// those). The hash is seeded at random: a changed value passes for the
+	// old one with a chance of 2^-64.
+	sent      map[string]uint64
+	seed      maphash.Seed
 	delivered bool
 }
 
-// list replaces the set with a fresh listing, delivers it if it changed,
-// and returns the listing's revision.
+func newWatcher(m *Manager, update func(lease.Update)) *watcher {
+	return &watcher{m: m, update: update, sent: map[string]uint64{}, seed: maphash.MakeSeed()}
+}
+
+// batch collects the changes of one delivery, the last one of each key.
+type batch struct {
+	changes []lease.Change
+	index   map[string]int // key -> position in changes
+}
+
+func (b *batch) add(c lease.Change) {
+	if i, ok := b.index[c.Key]; ok {
+		b.changes[i] = c
+		return
+	}
+	if b.index == nil {
+		b.index = map[string]int{}
+	}
+	b.index[c.Key] = len(b.changes)
+	b.changes = append(b.changes, c)
+}
+
+// list reads every lease, delivers how the listing differs from what was
+// delivered before (everything, the first time), and returns the listing's
+// revision.
 func (w *watcher) list(ctx context.Context) (int64, error) {
 	rctx, cancel := w.m.request(ctx)
 	defer cancel()
@@ -87,15 +118,17 @@ func (w *watcher) list(ctx context.Context) (int64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("list leases: %w", err)
 	}
-	old := w.raw
-	w.leases = make(map[string]lease.Lease, len(resp.Kvs))
-	w.raw = make(map[string]string, len(resp.Kvs))
+	var b batch
+	listed := make(map[string]bool, len(resp.Kvs))
 	for _, kv := range resp.Kvs {
-		w.put(kv)
+		listed[w.put(&b, kv)] = true
 	}
-	if !w.delivered || !maps.Equal(old, w.raw) {
-		w.deliver()
+	for key := range w.sent {
+		if !listed[key] {
+			w.remove(&b, key)
+		}
 	}
+	w.deliver(b)
 	return resp.Header.Revision, nil
 }
 
@@ -106,10 +139,8 @@ func (w *watcher) follow(ctx context.Context, rev int64) bool {
 	defer cancel()
 	events := w.m.cli.Watch(wctx, w.m.subnetsPrefix(), clientv3.WithPrefix(), clientv3.WithRev(rev+1))
 	for progressed := false; ; progressed = true {
-		changed, err := w.next(events)
-		if changed {
-			w.deliver()
-		}
+		b, err := w.next(events)
+		w.deliver(b)
 		if err != nil {
 			if ctx.Err() == nil {
 				slog.Warn("lease watch broke, listing again", "err", err)
@@ -120,65 +151,77 @@ func (w *watcher) follow(ctx context.Context, rev int64) bool {
 }
 
 // next applies one watch response and whatever else is already queued (a
-// burst becomes one delivery). It reports whether the set changed, and an
-// error once the watch is broken.
-func (w *watcher) next(events clientv3.WatchChan) (changed bool, err error) {
+// burst becomes one delivery). It returns the changes, and an error once
+// the watch is broken.
+func (w *watcher) next(events clientv3.WatchChan) (b batch, err error) {
 	resp, open := <-events
 	for {
 		if !open {
-			return changed, errWatchClosed
+			return b, errWatchClosed
 		}
 		if err := resp.Err(); err != nil {
-			return changed, err
+			return b, err
 		}
-		changed = w.apply(resp.Events) || changed
+		w.apply(&b, resp.Events)
 		select {
 		case resp, open = <-events:
 		default:
-			return changed, nil
+			return b, nil
 		}
 	}
 }
 
-// apply updates the set from events and reports whether it changed.
-func (w *watcher) apply(events []*clientv3.Event) bool {
-	changed := false
+// apply adds the changes events make to b.
+func (w *watcher) apply(b *batch, events []*clientv3.Event) {
 	for _, ev := range events {
-		key := string(ev.Kv.Key)
-		old, had := w.raw[key]
 		switch ev.Type {
 		case mvccpb.DELETE:
-			delete(w.leases, key)
-			delete(w.raw, key)
-			changed = changed || had
+			w.remove(b, string(ev.Kv.Key))
 		case mvccpb.PUT:
-			delete(w.leases, key)
-			delete(w.raw, key)
-			w.put(ev.Kv)
-			now, has := w.raw[key]
-			changed = changed || had != has || old != now
+			w.put(b, ev.Kv)
 		}
 	}
-	return changed
 }
 
-// put adds kv to the set if it parses; otherwise it logs and skips it.
-func (w *watcher) put(kv *mvccpb.KeyValue) {
+// put adds kv's lease to b unless it was delivered with this value already.
+// A value that cannot be parsed is logged, and removes the key's lease if
+// one was delivered. It returns kv's key.
+func (w *watcher) put(b *batch, kv *mvccpb.KeyValue) string {
+	key := string(kv.Key)
+	h := maphash.Bytes(w.seed, kv.Value)
+	if old, ok := w.sent[key]; ok && old == h {
+		return key
+	}
 	l, err := w.m.parseLease(kv)
-	if err != nil {
-		slog.Warn("skipping lease that cannot be parsed", "key", string(kv.Key), "err", err)
+	switch _, sent := w.sent[key]; {
+	case err != nil && sent:
+		slog.Warn("removing lease whose new value cannot be parsed", "key", key, "err", err)
+		w.remove(b, key)
+	case err != nil:
+		slog.Warn("skipping lease that cannot be parsed", "key", key, "err", err)
+	default:
+		w.sent[key] = h
+		b.add(lease.Change{Key: key, Lease: l})
+	}
+	return key
+}
+
+// remove adds the removal of key's lease to b if one was delivered.
+func (w *watcher) remove(b *batch, key string) {
+	if _, ok := w.sent[key]; ok {
+		delete(w.sent, key)
+		b.add(lease.Change{Key: key, Removed: true})
+	}
+}
+
+// deliver hands b to update: always the first time (as the full set), later
+// only if it holds changes.
+func (w *watcher) deliver(b batch) {
+	full := !w.delivered
+	if !full && len(b.changes) == 0 {
 		return
 	}
-	w.leases[string(kv.Key)] = l
-	w.raw[string(kv.Key)] = string(kv.Value)
-}
-
-func (w *watcher) deliver() {
-	u := lease.Update{Full: true, Changes: make([]lease.Change, 0, len(w.leases))}
-	for k, l := range w.leases {
-		u.Changes = append(u.Changes, lease.Change{Key: k, Lease: l})
-	}
 	w.delivered = true
-	slog.Debug("lease set changed", "leases", len(u.Changes))
-	w.update(u)
+	slog.Debug("lease changes", "full", full, "changes", len(b.changes), "leases", len(w.sent))
+	w.update(lease.Update{Full: full, Changes: b.changes})
 }

@@ -4,7 +4,10 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/netip"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -186,33 +189,86 @@ func (e *env) testKeep(t *testing.T) {
 	<-done
 }
 
-// leaseSet collects what Watch delivers.
+// leaseSet keeps every Update Watch delivers.
 type leaseSet struct {
-	mu     sync.Mutex
-	leases map[string]lease.Lease // by subnet
-	calls  int
+	mu      sync.Mutex
+	updates []lease.Update
 }
 
-func (s *leaseSet) update(ls []lease.Lease) {
+func (s *leaseSet) update(u lease.Update) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.calls++
-	s.leases = map[string]lease.Lease{}
-	for _, l := range ls {
-		s.leases[l.Subnet.String()] = l
+	s.updates = append(s.updates, u)
+}
+
+// get returns node name's lease in the set the updates make: its last
+// change, unless a full update without it came later.
+func (s *leaseSet) get(name string) (lease.Lease, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, u := range slices.Backward(s.updates) {
+		for _, c := range slices.Backward(u.Changes) {
+			if c.Key == name {
+				return c.Lease, !c.Removed
+			}
+		}
+		if u.Full {
+			break
+		}
 	}
+	return lease.Lease{}, false
 }
 
-func (s *leaseSet) get(subnet string) (lease.Lease, bool) {
+// since describes the updates from the i-th on: "full" or "changes", then
+// each change sorted by Node name, "+name=subnet,publicIP" or "-name".
+func (s *leaseSet) since(i int) []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	l, ok := s.leases[subnet]
-	return l, ok
+	var out []string
+	for _, u := range s.updates[min(i, len(s.updates)):] {
+		d := "changes"
+		if u.Full {
+			d = "full"
+		}
+		for _, c := range slices.SortedFunc(slices.Values(u.Changes), func(a, b lease.Change) int { return strings.Compare(a.Key, b.Key) }) {
+			if c.Removed {
+				d += " -" + c.Key
+			} else {
+				d += fmt.Sprintf(" +%s=%s,%s", c.Key, c.Lease.Subnet, c.Lease.Attrs.PublicIP)
+			}
+		}
+		out = append(out, d)
+	}
+	return out
+}
+
+// count returns the number of updates so far.
+func (s *leaseSet) count() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.updates)
+}
+
+// expectSince fails t unless the updates from the i-th on are want, and
+// returns the number of updates so far.
+func (s *leaseSet) expectSince(t *testing.T, i int, want ...string) int {
+	t.Helper()
+	if got := s.since(i); !slices.Equal(got, want) {
+		t.Errorf("updates %q, want %q", got, want)
+	}
+	return s.count()
 }
 
 func (e *env) testWatch(t *testing.T) {
 	var logs logBuffer
 	e.createNode(t, node("watcher", "10.244.10.0/24", nil))
+	flannel := func(ip, data string) map[string]string {
+		return map[string]string{
+			prefix + "kube-subnet-manager": "true", prefix + "backend-type": "vxlan",
+			prefix + "backend-data": data, prefix + "public-ip": ip,
+		}
+	}
+	e.createNode(t, node("peer-0", "10.244.9.0/24", flannel("192.168.60.9", `{"VNI":1,"VtepMAC":"aa:bb:cc:00:00:09"}`)))
 	m := e.manager(t, "watcher", &logs)
 	ctx, cancel := context.WithCancel(context.Background())
 	var set leaseSet
@@ -220,52 +276,60 @@ func (e *env) testWatch(t *testing.T) {
 	go func() { defer close(done); m.Watch(ctx, set.update) }()
 	t.Cleanup(func() { cancel(); <-done })
 
-	flannel := func(ip, data string) map[string]string {
-		return map[string]string{
-			prefix + "kube-subnet-manager": "true", prefix + "backend-type": "vxlan",
-			prefix + "backend-data": data, prefix + "public-ip": ip,
-		}
-	}
+	// First the full set, once the Node cache has synced.
+	eventually(t, 30*time.Second, "the first update", func() bool { return set.count() > 0 })
+	n := set.expectSince(t, 0, "full +peer-0=10.244.9.0/24,192.168.60.9")
 	// Added: a node published by flannel.
 	e.createNode(t, node("peer-a", "10.244.11.0/24", flannel("192.168.60.1", `{"VNI":1,"VtepMAC":"aa:bb:cc:00:00:01"}`)))
 	eventually(t, 30*time.Second, "peer-a in Watch", func() bool {
-		l, ok := set.get("10.244.11.0/24")
+		l, ok := set.get("peer-a")
 		mac, err := l.VtepMAC()
 		return ok && l.Attrs.PublicIP.String() == "192.168.60.1" && err == nil && mac.String() == "aa:bb:cc:00:00:01"
 	})
+	n = set.expectSince(t, n, "changes +peer-a=10.244.11.0/24,192.168.60.1")
 	// Changed annotation: a new VTEP MAC.
 	e.patchNode(t, "peer-a", "", map[string]any{"metadata": map[string]any{"annotations": map[string]any{prefix + "backend-data": `{"VNI":1,"VtepMAC":"aa:bb:cc:00:00:02"}`}}})
 	eventually(t, 30*time.Second, "peer-a's new VtepMAC in Watch", func() bool {
-		l, ok := set.get("10.244.11.0/24")
+		l, ok := set.get("peer-a")
 		mac, err := l.VtepMAC()
 		return ok && err == nil && mac.String() == "aa:bb:cc:00:00:02"
 	})
-	// Changed podCIDR: annotated but unassigned, then assigned.
+	n = set.expectSince(t, n, "changes +peer-a=10.244.11.0/24,192.168.60.1")
+	// A status update and an annotation weft does not read change no lease.
+	e.patchNode(t, "peer-a", "status", map[string]any{"status": map[string]any{"addresses": []map[string]string{{"type": "InternalIP", "address": "192.168.60.1"}}}})
+	e.patchNode(t, "peer-a", "", map[string]any{"metadata": map[string]any{"annotations": map[string]any{"example.com/poke": "1"}}})
+	// Changed podCIDR: annotated but unassigned (no lease), then assigned.
 	e.createNode(t, node("peer-b", "", flannel("192.168.60.2", `{"VNI":1,"VtepMAC":"aa:bb:cc:00:00:03"}`)))
-	n := e.getNode(t, "peer-b")
-	n.Spec.PodCIDR, n.Spec.PodCIDRs = "10.244.12.0/24", []string{"10.244.12.0/24"}
-	if _, err := e.admin.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{}); err != nil {
+	nb := e.getNode(t, "peer-b")
+	nb.Spec.PodCIDR, nb.Spec.PodCIDRs = "10.244.12.0/24", []string{"10.244.12.0/24"}
+	if _, err := e.admin.CoreV1().Nodes().Update(context.Background(), nb, metav1.UpdateOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "peer-b in Watch after podCIDR assignment", func() bool {
-		_, ok := set.get("10.244.12.0/24")
+		_, ok := set.get("peer-b")
 		return ok
 	})
-	// Unparsable: left out and logged once.
+	n = set.expectSince(t, n, "changes +peer-b=10.244.12.0/24,192.168.60.2")
+	// Unparsable: left out and logged once; a lease that becomes
+	// unparsable is removed.
 	e.createNode(t, node("peer-bad", "10.244.13.0/24", flannel("not-an-ip", `{}`)))
 	eventually(t, 30*time.Second, "peer-bad logged", func() bool { return logs.count("ignoring unusable lease", "peer-bad") == 1 })
-	if _, ok := set.get("10.244.13.0/24"); ok {
-		t.Error("Watch delivered the unparsable lease of peer-bad")
-	}
+	e.patchNode(t, "peer-0", "", map[string]any{"metadata": map[string]any{"annotations": map[string]any{prefix + "backend-data": `{`}}})
+	eventually(t, 30*time.Second, "peer-0 gone from Watch", func() bool {
+		_, ok := set.get("peer-0")
+		return !ok
+	})
+	n = set.expectSince(t, n, "changes -peer-0")
 	// Deleted.
 	if err := e.admin.CoreV1().Nodes().Delete(context.Background(), "peer-a", metav1.DeleteOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	eventually(t, 30*time.Second, "peer-a gone from Watch", func() bool {
-		_, ok := set.get("10.244.11.0/24")
+		_, ok := set.get("peer-a")
 		return !ok
 	})
-	if _, ok := set.get("10.244.12.0/24"); !ok {
+	set.expectSince(t, n, "changes -peer-a")
+	if _, ok := set.get("peer-b"); !ok {
 		t.Error("peer-b vanished with peer-a")
 	}
 	if n := logs.count("ignoring unusable lease", "peer-bad"); n != 1 {

@@ -5,10 +5,15 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
+	"hash/maphash"
 	"log/slog"
+	"maps"
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -270,5 +275,114 @@ func TestNodeNameRequired(t *testing.T) {
 	_, err := newManager(context.Background(), Config{}, nil, "")
 	if err == nil || !strings.Contains(err.Error(), "NODE_NAME") {
 		t.Fatalf("err = %v, want one naming NODE_NAME", err)
+	}
+}
+
+func TestLeaseHash(t *testing.T) {
+	seed := maphash.MakeSeed()
+	v6 := netip.MustParseAddr("fd00::1")
+	base := func() lease.Lease {
+		return lease.Lease{Subnet: netip.MustParsePrefix("10.244.3.0/24"), Attrs: lease.Attrs{
+			PublicIP: netip.MustParseAddr("192.168.1.3"), BackendType: "vxlan", BackendData: []byte(`{"VNI":1}`)}}
+	}
+	h := leaseHash(seed, base())
+	if leaseHash(seed, base()) != h {
+		t.Fatal("equal leases hash differently")
+	}
+	for name, change := range map[string]func(*lease.Lease){
+		"subnet":      func(l *lease.Lease) { l.Subnet = netip.MustParsePrefix("10.244.4.0/24") },
+		"prefix len":  func(l *lease.Lease) { l.Subnet = netip.MustParsePrefix("10.244.3.0/25") },
+		"PublicIP":    func(l *lease.Lease) { l.Attrs.PublicIP = netip.MustParseAddr("192.168.1.4") },
+		"PublicIPv6":  func(l *lease.Lease) { l.Attrs.PublicIPv6 = &v6 },
+		"BackendType": func(l *lease.Lease) { l.Attrs.BackendType = "host-gw" },
+		"BackendData": func(l *lease.Lease) { l.Attrs.BackendData = []byte(`{"VNI":2}`) },
+	} {
+		l := base()
+		change(&l)
+		if leaseHash(seed, l) == h {
+			t.Errorf("a lease with another %s hashes alike", name)
+		}
+	}
+}
+
+// TestSubscriptions checks that a subscription to every Node collects the
+// changed names, each once, and one to a Node wakes only for it.
+func TestSubscriptions(t *testing.T) {
+	c := &nodeCache{subs: map[*subscription]struct{}{}}
+	all, own := c.subscribe(""), c.subscribe("a")
+	defer all.stop()
+	defer own.stop()
+	woken := func(s *subscription) bool {
+		select {
+		case <-s.wake:
+			return true
+		default:
+			return false
+		}
+	}
+	c.notify("b")
+	if !woken(all) || woken(own) {
+		t.Fatal("a change of b must wake the subscription to every Node only")
+	}
+	c.notify("a")
+	c.notify("b")
+	c.notify("a")
+	if !woken(all) || !woken(own) || woken(all) {
+		t.Fatal("changes of a must wake both subscriptions, once")
+	}
+	if got := slices.Sorted(maps.Keys(all.changed())); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("changed names %v, want [a b]", got)
+	}
+	if got := all.changed(); len(got) != 0 {
+		t.Fatalf("changed names %v after they were taken, want none", got)
+	}
+	c.notify("") // synced
+	if !woken(all) || !woken(own) || len(all.changed()) != 0 {
+		t.Fatal("the sync must wake both subscriptions and name no Node")
+	}
+}
+
+// TestWatchEventCostIndependentOfNodes checks that recomputing one changed
+// Node allocates as much with 10,000 Nodes as with 1,000 (listing or
+// copying the Nodes would allocate ten times more).
+func TestWatchEventCostIndependentOfNodes(t *testing.T) {
+	const events = 200
+	perEvent := func(n int) uint64 {
+		m := &Manager{keys: keys(t), log: slog.New(slog.DiscardHandler), nodes: newNodeCache(nil, "", slog.New(slog.DiscardHandler))}
+		store := m.nodes.inf.GetStore()
+		ann := func(mac int) map[string]string {
+			return map[string]string{prefix + "backend-type": "vxlan", prefix + "public-ip": "192.168.1.1",
+				prefix + "backend-data": fmt.Sprintf(`{"VNI":1,"VtepMAC":"aa:bb:cc:00:00:%02x"}`, mac)}
+		}
+		for i := range n {
+			cidr := netip.PrefixFrom(netip.AddrFrom4([4]byte{10, byte(i >> 8), byte(i), 0}), 24).String()
+			if err := store.Add(node(fmt.Sprint("node-", i), cidr, ann(0))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		w := newNodeWatch(m)
+		if u, _ := w.next(nil); !u.Full || len(u.Changes) != n {
+			t.Fatalf("first delivery: full %v with %d changes, want full with %d", u.Full, len(u.Changes), n)
+		}
+		changed := node("node-7", "10.0.7.0/24", nil)
+		dirty := map[string]struct{}{changed.Name: {}}
+		var before, after runtime.MemStats
+		runtime.ReadMemStats(&before)
+		for i := range events {
+			changed.Annotations = ann(1 + i%2)
+			if err := store.Update(changed); err != nil {
+				t.Fatal(err)
+			}
+			if u, ok := w.next(dirty); !ok || u.Full || len(u.Changes) != 1 {
+				t.Fatalf("event %d delivered %+v, want one change", i, u)
+			}
+		}
+		runtime.ReadMemStats(&after)
+		return (after.TotalAlloc - before.TotalAlloc) / events
+	}
+	small, large := perEvent(1000), perEvent(10000)
+	t.Logf("bytes allocated per event: %d with 1000 Nodes, %d with 10000", small, large)
+	if large > small+small/2 {
+		t.Errorf("an event allocates %d bytes with 10000 Nodes, %d with 1000: its cost grows with the Node count", large, small)
 	}
 }

@@ -29,7 +29,7 @@ var errNotSynced = errors.New("waiting for the first Node list from the API serv
 const rbacHint = "; bind the ServiceAccount to the ClusterRole in deploy/weft.yaml (nodes: list, watch; nodes/status: patch)"
 
 // nodeCache is one Node informer shared by Acquire, Keep and Watch. It keeps
-// only the fields weft reads, and wakes subscribers when Nodes change.
+// only the fields weft reads, and tells subscribers which Nodes changed.
 type nodeCache struct {
 	client kubernetes.Interface
 	inf    cache.SharedIndexInformer
@@ -38,12 +38,18 @@ type nodeCache struct {
 	apiLog backoff.Throttle
 
 	mu   sync.Mutex
-	subs map[*subscriber]struct{}
+	subs map[*subscription]struct{}
 }
 
-type subscriber struct {
+// subscription receives coalesced wake-ups when its Node, or any Node,
+// changes, and when the cache has synced.
+type subscription struct {
+	c    *nodeCache
 	name string // "" for every node
-	ch   chan struct{}
+	wake chan struct{}
+	// dirty collects, for a subscription to every Node, the names of the
+	// Nodes changed since the last call of changed; guarded by c.mu.
+	dirty map[string]struct{}
 }
 
 func newNodeCache(client kubernetes.Interface, host string, log *slog.Logger) *nodeCache {
@@ -52,7 +58,7 @@ func newNodeCache(client kubernetes.Interface, host string, log *slog.Logger) *n
 		inf:    coreinformers.NewNodeInformer(client, 0, cache.Indexers{}),
 		host:   host,
 		log:    log,
-		subs:   map[*subscriber]struct{}{},
+		subs:   map[*subscription]struct{}{},
 	}
 	// Neither call can fail before the informer runs.
 	_ = c.inf.SetTransform(trimNode)
@@ -141,32 +147,54 @@ func (c *nodeCache) changed(obj any) {
 	}
 }
 
-// notify wakes the subscribers of node name ("" wakes all of them).
+// notify wakes the subscriptions to node name, and records the name for
+// those to every Node; "" (the cache has synced) wakes all of them.
 func (c *nodeCache) notify(name string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for s := range c.subs {
-		if name == "" || s.name == "" || s.name == name {
-			select {
-			case s.ch <- struct{}{}:
-			default: // a wake-up is already pending
-			}
+		if name != "" && s.name != "" && s.name != name {
+			continue
+		}
+		if name != "" && s.dirty != nil {
+			s.dirty[name] = struct{}{}
+		}
+		select {
+		case s.wake <- struct{}{}:
+		default: // a wake-up is already pending
 		}
 	}
 }
 
-// subscribe returns a channel that receives (coalesced) wake-ups when node
-// name, or any node for "", changes, and a function that ends it.
-func (c *nodeCache) subscribe(name string) (<-chan struct{}, func()) {
-	s := &subscriber{name: name, ch: make(chan struct{}, 1)}
+// subscribe starts a subscription to node name, or to every Node for "";
+// end it with stop.
+func (c *nodeCache) subscribe(name string) *subscription {
+	s := &subscription{c: c, name: name, wake: make(chan struct{}, 1)}
+	if name == "" {
+		s.dirty = map[string]struct{}{}
+	}
 	c.mu.Lock()
 	c.subs[s] = struct{}{}
 	c.mu.Unlock()
-	return s.ch, func() {
-		c.mu.Lock()
-		delete(c.subs, s)
-		c.mu.Unlock()
-	}
+	return s
+}
+
+// stop ends the subscription.
+func (s *subscription) stop() {
+	s.c.mu.Lock()
+	delete(s.c.subs, s)
+	s.c.mu.Unlock()
+}
+
+// changed returns and forgets the names of the Nodes changed since its last
+// call (a Node changed several times is named once); for subscriptions to
+// every Node.
+func (s *subscription) changed() map[string]struct{} {
+	s.c.mu.Lock()
+	defer s.c.mu.Unlock()
+	names := s.dirty
+	s.dirty = map[string]struct{}{}
+	return names
 }
 
 func (c *nodeCache) synced() bool { return c.inf.HasSynced() }
@@ -176,14 +204,19 @@ func (c *nodeCache) get(name string) (*corev1.Node, error) {
 	if !c.synced() {
 		return nil, errNotSynced
 	}
-	obj, ok, err := c.inf.GetStore().GetByKey(name)
-	if err != nil {
-		return nil, fmt.Errorf("node %q: %w", name, err)
-	}
+	n, ok := c.lookup(name)
 	if !ok {
 		return nil, fmt.Errorf("node %q not found on the API server %s: NODE_NAME must be this node's Node name (downward API spec.nodeName)", name, c.host)
 	}
-	return obj.(*corev1.Node), nil
+	return n, nil
+}
+
+// lookup returns node name from the cache, if it holds it.
+func (c *nodeCache) lookup(name string) (*corev1.Node, bool) {
+	// The informer's store is a map: looking up a key cannot fail.
+	obj, ok, _ := c.inf.GetStore().GetByKey(name)
+	n, isNode := obj.(*corev1.Node)
+	return n, ok && isNode
 }
 
 // list returns every cached Node.

@@ -35,10 +35,10 @@ func (m *Manager) Acquire(ctx context.Context, attrs lease.Attrs, _ netip.Prefix
 	m.base = &attrs
 	m.mu.Unlock()
 
-	wake, stop := m.nodes.subscribe(m.cfg.NodeName)
-	defer stop()
+	sub := m.nodes.subscribe(m.cfg.NodeName)
+	defer sub.stop()
 	var l lease.Lease
-	err = m.converge(ctx, wake, func(ctx context.Context) error {
+	err = m.converge(ctx, sub.wake, func(ctx context.Context) error {
 		n, err := m.nodes.get(m.cfg.NodeName)
 		if err != nil {
 			return err
@@ -71,10 +71,10 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease, changed func(lease.Le
 	}
 	m.mu.Unlock()
 
-	wake, stop := m.nodes.subscribe(m.cfg.NodeName)
-	defer stop()
+	sub := m.nodes.subscribe(m.cfg.NodeName)
+	defer sub.stop()
 	for {
-		err := m.converge(ctx, wake, func(ctx context.Context) error {
+		err := m.converge(ctx, sub.wake, func(ctx context.Context) error {
 			n, err := m.nodes.get(m.cfg.NodeName)
 			if err != nil {
 				return err
@@ -96,7 +96,7 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease, changed func(lease.Le
 		select {
 		case <-ctx.Done():
 			return
-		case <-wake:
+		case <-sub.wake:
 		}
 	}
 }

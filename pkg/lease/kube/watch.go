@@ -2,67 +2,128 @@ package kube
 
 import (
 	"context"
-	"slices"
+	"hash/maphash"
+	"net/netip"
+
+	corev1 "k8s.io/api/core/v1"
 
 	"github.com/weftnet/weft/pkg/lease"
 )
 
-// Watch calls update with the leases of all Nodes that have an IPv4 podCIDR
-// and flannel's backend annotations (weft and flannel nodes alike, this
-// node included) each time that set changes, until ctx ends. Nodes whose
-// annotations cannot be parsed are logged once and left out. While the API
-// server is unreachable the last set stands.
+// Watch tells update about the leases of all Nodes that have an IPv4
+// podCIDR and flannel's backend annotations (weft and flannel nodes alike,
+// this node included), keyed by Node name, until ctx ends: once the Node
+// cache has synced, all of them (Update.Full), then the leases of the Nodes
+// that changed, recomputed for those Nodes only. Nodes whose annotations
+// cannot be parsed are logged once and left out (removed, if their lease
+// was delivered). While the API server is unreachable the last set stands;
+// the informer's re-lists reach Watch as changes of single Nodes.
 func (m *Manager) Watch(ctx context.Context, update func(lease.Update)) {
-	wake, stop := m.nodes.subscribe("")
-	defer stop()
-	var last []lease.Lease
-	delivered := false
-	bad := map[string]string{} // node -> problem already logged
+	sub := m.nodes.subscribe("")
+	defer sub.stop()
+	w := newNodeWatch(m)
 	for {
 		if m.nodes.synced() {
-			if ls := m.leases(bad); !delivered || !slices.EqualFunc(ls, last, sameLease) {
-				u := lease.Update{Full: true}
-				for _, l := range ls {
-					u.Changes = append(u.Changes, lease.Change{Key: l.Subnet.String() + "|" + l.Attrs.PublicIP.String(), Lease: l})
-				}
+			if u, ok := w.next(sub.changed()); ok {
 				update(u)
-				last, delivered = ls, true
 			}
 		}
 		select {
 		case <-ctx.Done():
 			return
-		case <-wake:
+		case <-sub.wake:
 		}
 	}
 }
 
-// leases returns the leases in the Node cache, sorted by subnet. Problems are
-// logged when they first appear for a node; bad remembers them.
-func (m *Manager) leases(bad map[string]string) []lease.Lease {
-	nodes := m.nodes.list()
-	seen := make(map[string]bool, len(nodes))
-	var ls []lease.Lease
-	for _, n := range nodes {
-		seen[n.Name] = true
-		l, ok, err := m.keys.leaseOf(n)
-		if err != nil {
-			if bad[n.Name] != err.Error() {
-				m.log.Warn("ignoring unusable lease", "peer", n.Name, "err", err)
-				bad[n.Name] = err.Error()
-			}
-			continue
-		}
-		delete(bad, n.Name)
-		if ok {
-			ls = append(ls, l)
+// nodeWatch is the state of one Watch call.
+type nodeWatch struct {
+	m *Manager
+	// sent holds, for each Node whose lease was delivered and not removed
+	// since, a hash of that lease (leaseHash): enough to tell whether a
+	// changed Node changed its lease.
+	sent      map[string]uint64
+	seed      maphash.Seed
+	delivered bool
+	// bad holds the problem logged for each Node whose lease is unusable.
+	bad map[string]string
+}
+
+func newNodeWatch(m *Manager) *nodeWatch {
+	return &nodeWatch{m: m, sent: map[string]uint64{}, bad: map[string]string{}, seed: maphash.MakeSeed()}
+}
+
+// next returns the first delivery (every lease) or, after it, the changes
+// to the leases of the Nodes named, and whether there is anything to
+// deliver.
+func (w *nodeWatch) next(names map[string]struct{}) (lease.Update, bool) {
+	var u lease.Update
+	add := func(name string, n *corev1.Node) {
+		if c, ok := w.refresh(name, n); ok {
+			u.Changes = append(u.Changes, c)
 		}
 	}
-	for name := range bad {
-		if !seen[name] {
-			delete(bad, name)
+	if !w.delivered {
+		// The cache holds every Node: names changed so far are among them.
+		for _, n := range w.m.nodes.list() {
+			add(n.Name, n)
 		}
+		w.delivered, u.Full = true, true
+		return u, true
 	}
-	lease.Sort(ls)
-	return ls
+	for name := range names {
+		n, _ := w.m.nodes.lookup(name)
+		add(name, n)
+	}
+	return u, len(u.Changes) > 0
+}
+
+// refresh recomputes the lease of Node name (n, nil when it is gone) and
+// returns how it differs from what was delivered, if it does. A problem
+// with the lease is logged when it first appears.
+func (w *nodeWatch) refresh(name string, n *corev1.Node) (lease.Change, bool) {
+	var l lease.Lease
+	var ok bool
+	var err error
+	if n != nil {
+		l, ok, err = w.m.keys.leaseOf(n)
+	}
+	if err == nil {
+		delete(w.bad, name)
+	} else if w.bad[name] != err.Error() {
+		w.m.log.Warn("ignoring unusable lease", "peer", name, "err", err)
+		w.bad[name] = err.Error()
+	}
+	old, had := w.sent[name]
+	if !ok {
+		if had {
+			delete(w.sent, name)
+			return lease.Change{Key: name, Removed: true}, true
+		}
+		return lease.Change{}, false
+	}
+	if h := leaseHash(w.seed, l); !had || h != old {
+		w.sent[name] = h
+		return lease.Change{Key: name, Lease: l}, true
+	}
+	return lease.Change{}, false
+}
+
+// leaseHash hashes all of l that Watch delivers (Kubernetes leases have no
+// Expiration): equal leases hash alike, different ones differ but for a
+// chance of 2^-64.
+func leaseHash(seed maphash.Seed, l lease.Lease) uint64 {
+	var v6 netip.Addr
+	if l.Attrs.PublicIPv6 != nil {
+		v6 = *l.Attrs.PublicIPv6
+	}
+	var h maphash.Hash
+	h.SetSeed(seed)
+	maphash.WriteComparable(&h, struct {
+		subnet      netip.Prefix
+		ip, ip6     netip.Addr
+		backendType string
+	}{l.Subnet, l.Attrs.PublicIP, v6, l.Attrs.BackendType})
+	h.Write(l.Attrs.BackendData)
+	return h.Sum64()
 }
