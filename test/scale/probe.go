@@ -1,6 +1,7 @@
 package main
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -112,18 +113,20 @@ func (r *routeProbe) close() { r.h.Close() }
 // (bpf/weft.c, weft_bpfel.go: weft_peers).
 const peersMap = "weft_peers"
 
-// lpmKey and peerValue mirror struct lpm_key and struct peer of the
-// datapath's headers; addresses in network byte order.
+// lpmKey and peerValue mirror struct lpm_key and struct peer of
+// headers/weft.h; addresses in network byte order. open checks the pinned
+// map's sizes against them.
 type lpmKey struct {
 	Prefixlen uint32
 	Addr      [4]byte
 }
 
 type peerValue struct {
-	NodeIP  [4]byte
-	VtepMAC [6]byte
-	Mode    uint8
-	Pad     uint8
+	NodeIP   [4]byte
+	TunnelIP [4]byte
+	VtepMAC  [6]byte
+	Mode     uint8
+	Pad      uint8
 }
 
 // mapProbe reads the eBPF datapath's pinned peers map.
@@ -142,6 +145,12 @@ func (m *mapProbe) open() (bool, error) {
 	}
 	if err != nil {
 		return false, fmt.Errorf("open pinned map %s: %w", m.path, err)
+	}
+	key, value := binary.Size(lpmKey{}), binary.Size(peerValue{})
+	if int(pinned.KeySize()) != key || int(pinned.ValueSize()) != value {
+		pinned.Close()
+		return false, fmt.Errorf("%s has %d-byte keys and %d-byte values, the harness's lpmKey and peerValue %d and %d: make them mirror headers/weft.h",
+			m.path, pinned.KeySize(), pinned.ValueSize(), key, value)
 	}
 	m.m = pinned
 	return true, nil
