@@ -69,10 +69,14 @@ bench: deps build
 	./$(BIN)/weft-bench -bin $(BIN) $(BENCH_ARGS)
 
 # bench-scale (root) measures the control plane at scale: a real etcd with
-# 100, 1000 and 5000 synthetic leases and one weftd per datapath (time until
-# all are programmed, new-lease latency, peak RSS, CPU), written to
-# docs/benchmarks.md under "Control-plane scale". Flags via SCALE_ARGS, e.g.
-# make bench-scale SCALE_ARGS='-datapaths kernel -sizes 100,1000'.
+# 1000, 5000 and 10,000 synthetic leases and one weftd per datapath, the
+# datapaths interleaved per size (time until all are programmed, new-lease
+# latency, peak RSS, CPU), then at 5000 a churn phase (50 added, changed and
+# removed leases per second for 30 s: event-to-datapath latency, weftd's CPU
+# per event); written to docs/benchmarks.md under "Control-plane scale" with
+# issue 13's targets and the load average at start and end. Flags via
+# SCALE_ARGS, e.g. make bench-scale SCALE_ARGS='-datapaths kernel -sizes
+# 100,1000 -churn-peers 1000' (-churn-peers 0: no churn phase).
 .PHONY: bench-scale
 bench-scale: deps
 	$(GO) build -o $(BIN)/weft-scale ./test/scale

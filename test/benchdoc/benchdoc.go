@@ -32,11 +32,17 @@ func Machine() string {
 	if unix.Uname(&u) == nil {
 		kernel = "Linux " + unix.ByteSliceToString(u.Release[:])
 	}
-	load := "unknown"
-	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
-		load = strings.Join(strings.Fields(string(b))[:3], " ")
+	return fmt.Sprintf("%d CPUs (%s), %s, load average at start %s", runtime.NumCPU(), model, kernel, LoadAverage())
+}
+
+// LoadAverage is the machine's load average over 1, 5 and 15 minutes now,
+// or "unknown".
+func LoadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "unknown"
 	}
-	return fmt.Sprintf("%d CPUs (%s), %s, load average at start %s", runtime.NumCPU(), model, kernel, load)
+	return strings.Join(strings.Fields(string(b))[:3], " ")
 }
 
 // WriteSection puts section into the markdown file at path in place of the

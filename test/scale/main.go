@@ -26,22 +26,29 @@ import (
 )
 
 func main() {
-	sizes := flag.String("sizes", "100,1000,5000", "comma-separated numbers of synthetic leases (peers)")
+	sizes := flag.String("sizes", "1000,5000,10000", "comma-separated numbers of synthetic leases (peers)")
 	datapaths := flag.String("datapaths", "kernel,ebpf", "comma-separated datapaths to measure: kernel, ebpf")
 	newLeases := flag.Int("new-leases", 200, "new leases timed one at a time after the full set is programmed")
 	pollAll := flag.Duration("poll", 5*time.Millisecond, "poll interval while waiting for the full set")
-	pollOne := flag.Duration("poll-new", time.Millisecond, "poll interval while waiting for one new lease")
-	timeout := flag.Duration("timeout", 2*time.Minute, "limit for programming the full set, and for each new lease")
+	pollOne := flag.Duration("poll-new", time.Millisecond, "poll interval while waiting for one new lease or churn event")
+	timeout := flag.Duration("timeout", 2*time.Minute, "limit for programming the full set, and for each new lease and churn event")
 	resync := flag.Duration("resync-interval", 30*time.Second, "weftd's --resync-interval (long, so periodic resyncs do not interfere)")
+	churnPeers := flag.Int("churn-peers", 5000, "run the churn phase at this size, one of -sizes (0: no churn phase)")
+	churnRate := flag.Int("churn-rate", 50, "lease events per second in the churn phase (0: no churn phase)")
+	churnDuration := flag.Duration("churn-duration", 30*time.Second, "how long the churn phase writes events (0: no churn phase)")
 	out := flag.String("out", "docs/benchmarks.md", "markdown file to write the section into (empty: print only)")
 	weftd := flag.String("weftd", "", "weftd binary to measure (default: build ./cmd/weftd into a temp dir)")
 	perfDir := flag.String("perf", "", "record weftd with perf into this directory, one file per run and phase (profiling, not for the published numbers)")
 	verbose := flag.Bool("v", false, "log the harness's progress")
 	flag.Parse()
 
+	churn := churnConfig{peers: *churnPeers, rate: *churnRate, duration: *churnDuration}
 	sizeList, err := parseSizes(*sizes)
 	if err == nil {
 		err = checkDatapaths(*datapaths)
+	}
+	if err == nil {
+		err = churn.check(sizeList, *newLeases)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "scale:", err)
@@ -59,6 +66,7 @@ func main() {
 		newLeases: *newLeases, pollAll: *pollAll, pollOne: *pollOne, timeout: *timeout,
 		weftdArgs: []string{"--resync-interval", resync.String()},
 		perfDir:   *perfDir,
+		churn:     churn,
 		log:       slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
 	// Ctrl-C cancels ctx; every step returns and undoes what it built.
@@ -72,6 +80,7 @@ func main() {
 
 // bench runs every datapath at every size, prints the report and writes it.
 func bench(ctx context.Context, cfg config, weftd string, datapaths []string, sizes []int, out string) (err error) {
+	info := runInfo{command: command(), machine: benchdoc.Machine(), date: time.Now()}
 	if weftd == "" {
 		dir, err := os.MkdirTemp("", "weft-scale-")
 		if err != nil {
@@ -93,10 +102,15 @@ func bench(ctx context.Context, cfg config, weftd string, datapaths []string, si
 			}
 			fmt.Fprintf(os.Stderr, "  programmed in %s, new lease p99 %s, peak RSS %.1f MB\n",
 				ms(r.Programmed), ms(percentile(r.NewLease, 99)), mb(r.End.PeakRSS))
+			if c := r.Churn; c != nil {
+				fmt.Fprintf(os.Stderr, "  churn: %d events at %.1f/s, p99 %s, weftd CPU %s per event\n",
+					c.events(), c.Rate, ms(percentile(c.all(), 99)), us(c.perEvent()))
+			}
 			results = append(results, r)
 		}
 	}
-	section := report(results, cfg, command(), time.Now())
+	info.loadEnd = benchdoc.LoadAverage()
+	section := report(results, cfg, info)
 	fmt.Println(section)
 	if out == "" {
 		return nil

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -17,8 +19,12 @@ import (
 // probe reads what weftd has programmed into one datapath. Before weftd has
 // created its device or map, everything reads as not programmed.
 type probe interface {
-	// has reports whether p is programmed.
+	// has reports whether p is programmed (kernel: routed; ebpf: in the
+	// map with its node IP).
 	has(p peer) (bool, error)
+	// reflects reports whether the datapath shows e: its peer programmed
+	// with exactly its node IP and VTEP MAC, or gone after a removal.
+	reflects(e churnEvent) (bool, error)
 	close()
 }
 
@@ -48,7 +54,12 @@ func newProbe(datapath string, n *cluster.Node) (probe, error) {
 		if err != nil {
 			return nil, err
 		}
-		return &routeProbe{h: h}, nil
+		nb, err := newNeighbours(n.NS)
+		if err != nil {
+			h.Close()
+			return nil, err
+		}
+		return &routeProbe{h: h, nb: nb}, nil
 	case "ebpf":
 		return &mapProbe{path: filepath.Join(n.BPFDir, peersMap)}, nil
 	}
@@ -60,9 +71,11 @@ const vxlanDev = "flannel.1"
 
 // routeProbe looks up routes in the node's namespace: a peer is programmed
 // when its subnet is routed via its .0 address on flannel.1, as the kernel
-// datapath does after the peer's fdb and neighbour entries.
+// datapath does after the peer's fdb and neighbour entries. A churn event
+// also looks those up.
 type routeProbe struct {
 	h     *netlink.Handle
+	nb    *neighbours
 	index int // flannel.1's ifindex, 0 until it exists
 }
 
@@ -85,15 +98,46 @@ func (r *routeProbe) has(p peer) (bool, error) {
 	if ok, err := r.device(); !ok {
 		return false, err
 	}
-	routes, err := r.h.RouteGet(p.Subnet.Addr().Next().AsSlice())
+	return r.routed(p.Subnet)
+}
+
+// reflects checks the route and the neighbour entry of e's subnet's .0
+// address and, for a lease in place, the fdb entry of its VTEP MAC. The
+// kernel datapath writes fdb, neighbour, route in that order and removes
+// them in the same order.
+func (r *routeProbe) reflects(e churnEvent) (bool, error) {
+	if ok, err := r.device(); !ok {
+		return false, err
+	}
+	routed, err := r.routed(e.peer.Subnet)
+	if err != nil {
+		return false, err
+	}
+	mac, found, err := r.nb.neigh(r.index, e.peer.Subnet.Addr())
+	if err != nil {
+		return false, err
+	}
+	if e.class == removed {
+		return !routed && !found, nil
+	}
+	if !routed || !found || !bytes.Equal(mac, e.peer.MAC) {
+		return false, nil
+	}
+	dst, found, err := r.nb.fdb(r.index, e.peer.MAC)
+	return found && dst == e.peer.NodeIP, err
+}
+
+// routed reports whether subnet is routed via its .0 on flannel.1.
+func (r *routeProbe) routed(subnet netip.Prefix) (bool, error) {
+	routes, err := r.h.RouteGet(subnet.Addr().Next().AsSlice())
 	if errors.Is(err, unix.ENETUNREACH) || errors.Is(err, unix.EHOSTUNREACH) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("route get %s: %w", p.Subnet.Addr().Next(), err)
+		return false, fmt.Errorf("route get %s: %w", subnet.Addr().Next(), err)
 	}
 	for _, rt := range routes {
-		if rt.LinkIndex == r.index && viaSubnet(rt, p.Subnet) {
+		if rt.LinkIndex == r.index && viaSubnet(rt, subnet) {
 			return true, nil
 		}
 	}
@@ -106,24 +150,29 @@ func viaSubnet(rt netlink.Route, dst netip.Prefix) bool {
 	return gw == dst.Addr()
 }
 
-func (r *routeProbe) close() { r.h.Close() }
+func (r *routeProbe) close() {
+	r.h.Close()
+	r.nb.close()
+}
 
 // peersMap is the eBPF datapath's pinned LPM trie of remote pod subnets
 // (bpf/weft.c, weft_bpfel.go: weft_peers).
 const peersMap = "weft_peers"
 
-// lpmKey and peerValue mirror struct lpm_key and struct peer of the
-// datapath's headers; addresses in network byte order.
+// lpmKey and peerValue mirror struct lpm_key and struct peer of
+// headers/weft.h; addresses in network byte order. open checks the pinned
+// map's sizes against them.
 type lpmKey struct {
 	Prefixlen uint32
 	Addr      [4]byte
 }
 
 type peerValue struct {
-	NodeIP  [4]byte
-	VtepMAC [6]byte
-	Mode    uint8
-	Pad     uint8
+	NodeIP   [4]byte
+	TunnelIP [4]byte
+	VtepMAC  [6]byte
+	Mode     uint8
+	Pad      uint8
 }
 
 // mapProbe reads the eBPF datapath's pinned peers map.
@@ -143,28 +192,45 @@ func (m *mapProbe) open() (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("open pinned map %s: %w", m.path, err)
 	}
+	key, value := binary.Size(lpmKey{}), binary.Size(peerValue{})
+	if int(pinned.KeySize()) != key || int(pinned.ValueSize()) != value {
+		pinned.Close()
+		return false, fmt.Errorf("%s has %d-byte keys and %d-byte values, the harness's lpmKey and peerValue %d and %d: make them mirror headers/weft.h",
+			m.path, pinned.KeySize(), pinned.ValueSize(), key, value)
+	}
 	m.m = pinned
 	return true, nil
 }
 
-func (m *mapProbe) lookup(subnet netip.Prefix) (netip.Addr, bool, error) {
+// lookup returns subnet's entry; none before weftd has pinned the map.
+func (m *mapProbe) lookup(subnet netip.Prefix) (peerValue, bool, error) {
 	var v peerValue
+	if ok, err := m.open(); !ok {
+		return v, false, err
+	}
 	err := m.m.Lookup(lpmKey{Prefixlen: uint32(subnet.Bits()), Addr: subnet.Addr().As4()}, &v)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return netip.Addr{}, false, nil
+		return v, false, nil
 	}
 	if err != nil {
-		return netip.Addr{}, false, fmt.Errorf("look up %s in %s: %w", subnet, m.path, err)
+		return v, false, fmt.Errorf("look up %s in %s: %w", subnet, m.path, err)
 	}
-	return netip.AddrFrom4(v.NodeIP), true, nil
+	return v, true, nil
 }
 
 func (m *mapProbe) has(p peer) (bool, error) {
-	if ok, err := m.open(); !ok {
-		return false, err
+	v, ok, err := m.lookup(p.Subnet)
+	return ok && netip.AddrFrom4(v.NodeIP) == p.NodeIP, err
+}
+
+// reflects looks e's subnet up in the map: weft_peers holds only the /24s
+// of selected peers, so a removed one matches no other entry.
+func (m *mapProbe) reflects(e churnEvent) (bool, error) {
+	v, ok, err := m.lookup(e.peer.Subnet)
+	if e.class == removed {
+		return !ok, err
 	}
-	got, ok, err := m.lookup(p.Subnet)
-	return ok && got == p.NodeIP, err
+	return ok && netip.AddrFrom4(v.NodeIP) == e.peer.NodeIP && bytes.Equal(v.VtepMAC[:], e.peer.MAC), err
 }
 
 func (m *mapProbe) close() {

@@ -29,7 +29,9 @@ type config struct {
 	weftdArgs []string
 	// perfDir, if set, receives a perf recording of each run's phases.
 	perfDir string
-	log     *slog.Logger
+	// churn is the churn phase.
+	churn churnConfig
+	log   *slog.Logger
 }
 
 // result is one run's measurements.
@@ -52,6 +54,20 @@ type result struct {
 	// Put is the median time etcd took to commit one new lease (part of
 	// each NewLease latency).
 	Put time.Duration
+	// Churn is the churn phase's measurements, nil where it did not run.
+	Churn *churnResult
+}
+
+// session is what the phases after programming share.
+type session struct {
+	cfg  config
+	node *cluster.Node
+	w    *leaseWriter
+	p    probe
+	// seq hands out the subnets of new leases.
+	seq synthSeq
+	// live are the synthetic leases in etcd, least recently written first.
+	live []peer
 }
 
 // run measures one datapath at one size in a fresh namespace cluster.
@@ -131,8 +147,9 @@ func run(ctx context.Context, cfg config, datapath string, n int) (res result, e
 	if err != nil {
 		return res, err
 	}
+	s := &session{cfg: cfg, node: node, w: w, p: p, seq: synthSeq{next: n, own: own}, live: peers}
 	err = cfg.profiled(fmt.Sprintf("%s-%d-new-leases", datapath, n), pid, func() (err error) {
-		res.NewLease, res.Put, err = newLeaseLatencies(ctx, cfg, w, p, node, n, own)
+		res.NewLease, res.Put, err = s.newLeaseLatencies(ctx)
 		return err
 	})
 	if err != nil {
@@ -141,7 +158,14 @@ func run(ctx context.Context, cfg config, datapath string, n int) (res result, e
 	if res.End, err = readUsage(pid); err != nil {
 		return res, err
 	}
-	return res, nil
+	if !cfg.churn.at(n) {
+		return res, nil
+	}
+	err = cfg.profiled(fmt.Sprintf("%s-%d-churn", datapath, n), pid, func() (err error) {
+		res.Churn, err = s.churn(ctx, pid)
+		return err
+	})
+	return res, err
 }
 
 // profiled runs f while perf records pid, if cfg.perfDir asks for it.
@@ -193,26 +217,26 @@ func waitSlowPath(ctx context.Context, cfg config, node *cluster.Node, peers []p
 	return nil
 }
 
-// newLeaseLatencies writes cfg.newLeases leases one after the other (the
-// subnets after the first n, skipping weftd's own) and measures each from
-// the write until it is in the datapath. It returns the latencies and the
-// median etcd commit time.
-func newLeaseLatencies(ctx context.Context, cfg config, w *leaseWriter, p probe, node *cluster.Node, n int, own netip.Prefix) ([]time.Duration, time.Duration, error) {
-	lat := make([]time.Duration, 0, cfg.newLeases)
-	puts := make([]time.Duration, 0, cfg.newLeases)
-	for i := n; len(lat) < cfg.newLeases; i++ {
-		np := synthPeer(i)
-		if np.Subnet == own {
-			continue
+// newLeaseLatencies writes cfg.newLeases leases one after the other and
+// measures each from the write until it is in the datapath. It returns the
+// latencies and the median etcd commit time.
+func (s *session) newLeaseLatencies(ctx context.Context) ([]time.Duration, time.Duration, error) {
+	lat := make([]time.Duration, 0, s.cfg.newLeases)
+	puts := make([]time.Duration, 0, s.cfg.newLeases)
+	for len(lat) < s.cfg.newLeases {
+		np, err := s.seq.take()
+		if err != nil {
+			return nil, 0, err
 		}
 		start := time.Now()
-		if err := w.put(ctx, []peer{np}); err != nil {
+		if err := s.w.put(ctx, []peer{np}); err != nil {
 			return nil, 0, err
 		}
 		puts = append(puts, time.Since(start))
-		deadline := start.Add(cfg.timeout)
+		s.live = append(s.live, np)
+		deadline := start.Add(s.cfg.timeout)
 		for {
-			ok, err := p.has(np)
+			ok, err := s.p.has(np)
 			if err != nil {
 				return nil, 0, err
 			}
@@ -220,7 +244,7 @@ func newLeaseLatencies(ctx context.Context, cfg config, w *leaseWriter, p probe,
 				lat = append(lat, time.Since(start))
 				break
 			}
-			if err := pollWait(ctx, node, deadline, cfg.pollOne); err != nil {
+			if err := pollWait(ctx, s.node, deadline, s.cfg.pollOne); err != nil {
 				return nil, 0, fmt.Errorf("new lease %s not programmed: %w", np.Subnet, err)
 			}
 		}
@@ -237,14 +261,7 @@ func pollWait(ctx context.Context, node *cluster.Node, deadline time.Time, inter
 	if time.Now().After(deadline) {
 		return errors.New("timed out")
 	}
-	t := time.NewTimer(interval)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
+	return sleepUntil(ctx, time.Now().Add(interval))
 }
 
 // logTail returns the last lines of weftd's log, to explain a failure.
