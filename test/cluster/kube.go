@@ -15,6 +15,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/weftnet/weft/pkg/lease"
 	"github.com/weftnet/weft/test/kubetest"
@@ -46,7 +47,9 @@ func (c *Cluster) startKube() error {
 	// kubetest's namespace dialer ends its OS thread after each dial; were
 	// that the thread that started a weftd, Pdeathsig would kill weftd.
 	c.Kube.Dial = c.Infra.DialContext
-	admin, err := kubernetes.NewForConfig(c.Kube.AdminConfig())
+	cfg := c.Kube.AdminConfig()
+	cfg.QPS = -1 // no client-side rate limit: CreateSyntheticNodes creates thousands of Nodes
+	admin, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return fmt.Errorf("kube admin client: %w", err)
 	}
@@ -72,12 +75,23 @@ func (c *Cluster) registerNode(ctx context.Context, n *Node, i int) error {
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name},
 		Spec:       corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
 	}
+	return c.withNodes(ctx, func(ctx context.Context, nodes typedcorev1.NodeInterface) error {
+		if _, err := nodes.Create(ctx, node, metav1.CreateOptions{}); err != nil {
+			return fmt.Errorf("register Node %s: %w", n.Name, err)
+		}
+		return nil
+	})
+}
+
+// withNodes calls f with the harness's cluster-admin client of Node
+// objects and ctx bounded by kubeTimeout (kube mode only).
+func (c *Cluster) withNodes(ctx context.Context, f func(context.Context, typedcorev1.NodeInterface) error) error {
+	if c.Kube == nil {
+		return errors.New("not a kube-mode cluster")
+	}
 	ctx, cancel := context.WithTimeout(ctx, kubeTimeout)
 	defer cancel()
-	if _, err := c.kube.admin.CoreV1().Nodes().Create(ctx, node, metav1.CreateOptions{}); err != nil {
-		return fmt.Errorf("register Node %s: %w", n.Name, err)
-	}
-	return nil
+	return f(ctx, c.kube.admin.CoreV1().Nodes())
 }
 
 // netConfPath is weftd's --net-config-path in kube mode.
@@ -102,16 +116,16 @@ func (n *Node) leaseEnv() []string {
 
 // KubeNodes lists the Node objects (kube mode only).
 func (c *Cluster) KubeNodes(ctx context.Context) ([]corev1.Node, error) {
-	if c.Kube == nil {
-		return nil, errors.New("not a kube-mode cluster")
-	}
-	ctx, cancel := context.WithTimeout(ctx, kubeTimeout)
-	defer cancel()
-	list, err := c.kube.admin.CoreV1().Nodes().List(ctx, metav1.ListOptions{})
-	if err != nil {
-		return nil, fmt.Errorf("list Nodes: %w", err)
-	}
-	return list.Items, nil
+	var items []corev1.Node
+	err := c.withNodes(ctx, func(ctx context.Context, nodes typedcorev1.NodeInterface) error {
+		list, err := nodes.List(ctx, metav1.ListOptions{})
+		if err != nil {
+			return fmt.Errorf("list Nodes: %w", err)
+		}
+		items = list.Items
+		return nil
+	})
+	return items, err
 }
 
 // KubeLeases reads the leases the Node objects publish (podCIDR and
