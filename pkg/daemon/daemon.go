@@ -184,11 +184,11 @@ func (d *Daemon) Run(ctx context.Context) error {
 	slog.Info("lease acquired", "subnet", own.Subnet, "public_ip", own.Attrs.PublicIP)
 	d.cfg.Metrics.LeaseEvent(metrics.LeaseAcquired)
 
-	rec := reconcile.New(dp, d.cfg.ResyncInterval)
+	peers := newPeerTable(nc.Backend.Type, nc.Network, own.Subnet)
+	rec := reconcile.New(dp, peers, d.cfg.ResyncInterval)
 	rec.Observe(d.cfg.Metrics.ObserveReconcile)
 	d.mu.Lock()
-	d.net, d.own, d.backend, d.rec, d.dp = nc, own, nc.Backend.Type, rec, dp
-	d.peers = newPeerTable(nc.Backend.Type, nc.Network, own.Subnet)
+	d.net, d.own, d.backend, d.rec, d.dp, d.peers = nc, own, nc.Backend.Type, rec, dp, peers
 	d.mu.Unlock()
 
 	if err := backoff.Retry(ctx, backoff.Options{What: "configure own subnet"}, func() error { return d.applyOwn(ctx, info.MTU) }); err != nil {
@@ -247,10 +247,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 			if err := backoff.Retry(ctx, backoff.Options{What: "configure own subnet"}, func() error { return d.applyOwn(ctx, info.MTU) }); err != nil {
 				return nil
 			}
-			d.mu.Lock()
-			ch := d.peers.setOwn(l.Subnet)
-			d.mu.Unlock()
-			rec.Update(ch)
+			if keys := peers.setOwn(l.Subnet); peers.complete() {
+				rec.Changed(keys...)
+			}
 		}
 	}
 }
@@ -357,24 +356,18 @@ func (d *Daemon) applyOwn(ctx context.Context, mtu int) error {
 	return nil
 }
 
-// setLeases takes an update from the lease source and hands the datapath
-// the change of the peer set (the whole set on a full update).
+// setLeases takes an update from the lease source and tells the
+// reconciler which peers it changed.
 func (d *Daemon) setLeases(u lease.Update) {
 	d.mu.Lock()
-	ch := d.peers.update(u)
-	n, rec, name := d.peers.len(), d.rec, d.backend+"-"+d.dp.Name()
-	var all []datapath.Peer
-	if u.Full {
-		all = d.peers.all()
-	}
+	peers, rec, name := d.peers, d.rec, d.backend+"-"+d.dp.Name()
 	d.mu.Unlock()
+	keys := peers.update(u)
+	n := peers.Len()
 	d.cfg.Metrics.LeaseEvent(metrics.LeaseSetChanged)
 	d.cfg.Metrics.SetPeers(map[string]int{name: n})
-	slog.Debug("leases changed", "full", u.Full, "leases", len(u.Changes), "peers", n,
-		"set", len(ch.Set), "removed", len(ch.Removed))
-	if u.Full {
-		rec.SetPeers(all)
-		return
+	slog.Debug("leases changed", "full", u.Full, "leases", len(u.Changes), "peers", n, "changed", len(keys))
+	if peers.complete() {
+		rec.Changed(keys...)
 	}
-	rec.Update(ch)
 }

@@ -2,20 +2,24 @@ package daemon
 
 import (
 	"log/slog"
+	"maps"
 	"net/netip"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/weftnet/weft/pkg/datapath"
 	"github.com/weftnet/weft/pkg/lease"
 )
 
-// peerTable turns the lease source's changes into changes of the datapath's
-// peer set, at a cost that depends on the size of the change, not on the
-// number of leases. A peer is every lease but our own whose backend matches
-// ours and whose data is valid; leases it cannot use are logged when they
-// arrive and left out.
+// peerTable is the desired peer set, kept from the lease source's changes
+// at a cost that depends on the size of the change, not on the number of
+// leases; it tells which peer keys each change touched. A peer is every
+// lease but our own whose backend matches ours and whose data is valid;
+// leases it cannot use are logged when they arrive and left out. It is the
+// reconciler's reconcile.Desired, safe for concurrent use.
 type peerTable struct {
+	mu      sync.Mutex
 	backend string
 	network netip.Prefix
 	own     netip.Prefix
@@ -27,6 +31,9 @@ type peerTable struct {
 	// holders lists, sorted, the source keys whose lease makes one peer
 	// key (normally one): the peer is the first holder's.
 	holders map[datapath.PeerKey][]string
+	// full is set by the first full update: from then on the set is
+	// complete.
+	full bool
 }
 
 func newPeerTable(backend string, network, own netip.Prefix) *peerTable {
@@ -37,17 +44,21 @@ func newPeerTable(backend string, network, own netip.Prefix) *peerTable {
 	}
 }
 
-// update applies a lease update and returns how the peer set changed. A
-// full update also removes every key it does not name.
-func (t *peerTable) update(u lease.Update) datapath.Changes {
+// update applies a lease update and returns the keys of the peers it
+// added, changed or removed. A full update also removes every key it does
+// not name.
+func (t *peerTable) update(u lease.Update) []datapath.PeerKey {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	touched := map[datapath.PeerKey]bool{}
 	t.apply(u, touched)
-	return t.changes(touched)
+	return slices.Collect(maps.Keys(touched))
 }
 
 // apply applies u, recording the peer keys it touches.
 func (t *peerTable) apply(u lease.Update, touched map[datapath.PeerKey]bool) {
 	if u.Full {
+		t.full = true
 		named := make(map[string]bool, len(u.Changes))
 		for _, c := range u.Changes {
 			named[c.Key] = true
@@ -82,9 +93,11 @@ func (t *peerTable) apply(u lease.Update, touched map[datapath.PeerKey]bool) {
 // setOwn changes the own subnet: the lease holding the new one stops being a
 // peer and the one holding the old one becomes one. It looks at every
 // lease, but the own subnet moves only when another node took it.
-func (t *peerTable) setOwn(own netip.Prefix) datapath.Changes {
+func (t *peerTable) setOwn(own netip.Prefix) []datapath.PeerKey {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if own == t.own {
-		return datapath.Changes{}
+		return nil
 	}
 	t.own = own
 	touched := map[datapath.PeerKey]bool{}
@@ -100,11 +113,20 @@ func (t *peerTable) setOwn(own netip.Prefix) datapath.Changes {
 		}
 	}
 	t.apply(lease.Update{Changes: back}, touched)
-	return t.changes(touched)
+	return slices.Collect(maps.Keys(touched))
 }
 
-// all returns the whole peer set.
-func (t *peerTable) all() []datapath.Peer {
+// complete reports whether the set is complete: a full update arrived.
+func (t *peerTable) complete() bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.full
+}
+
+// Peers returns the whole peer set.
+func (t *peerTable) Peers() []datapath.Peer {
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	out := make([]datapath.Peer, 0, len(t.holders))
 	for _, h := range t.holders {
 		out = append(out, t.peers[h[0]])
@@ -112,8 +134,23 @@ func (t *peerTable) all() []datapath.Peer {
 	return out
 }
 
-// len returns the number of peers.
-func (t *peerTable) len() int { return len(t.holders) }
+// Peer returns the peer with key k: the lease of its first holder.
+func (t *peerTable) Peer(k datapath.PeerKey) (datapath.Peer, bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	h, ok := t.holders[k]
+	if !ok {
+		return datapath.Peer{}, false
+	}
+	return t.peers[h[0]], true
+}
+
+// Len returns the number of peers.
+func (t *peerTable) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.holders)
+}
 
 func (t *peerTable) remove(key string, touched map[datapath.PeerKey]bool) {
 	p, ok := t.peers[key]
@@ -137,20 +174,6 @@ func (t *peerTable) add(key string, p datapath.Peer, touched map[datapath.PeerKe
 	h := t.holders[k]
 	i, _ := slices.BinarySearchFunc(h, key, strings.Compare)
 	t.holders[k] = slices.Insert(h, i, key)
-}
-
-// changes returns the touched keys as changes: the current peer of each,
-// or its removal.
-func (t *peerTable) changes(touched map[datapath.PeerKey]bool) datapath.Changes {
-	var ch datapath.Changes
-	for k := range touched {
-		if h, ok := t.holders[k]; ok {
-			ch.Set = append(ch.Set, t.peers[h[0]])
-		} else {
-			ch.Removed = append(ch.Removed, k)
-		}
-	}
-	return ch
 }
 
 // peerOf turns a lease into a peer, or logs why it cannot.

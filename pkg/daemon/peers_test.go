@@ -25,14 +25,16 @@ func vx(subnet, ip, data string) lease.Lease {
 
 func put(key string, l lease.Lease) lease.Change { return lease.Change{Key: key, Lease: l} }
 
-// describe renders changes as sorted "+subnet=ip" and "-subnet=ip" items.
-func describe(ch datapath.Changes) string {
+// describe renders the keys a change touched as sorted "+subnet=ip" (in
+// the table) and "-subnet=ip" (gone) items.
+func describe(tab *peerTable, keys []datapath.PeerKey) string {
 	var out []string
-	for _, p := range ch.Set {
-		out = append(out, "+"+p.Subnet.String()+"="+p.NodeIP.String())
-	}
-	for _, k := range ch.Removed {
-		out = append(out, "-"+k.Subnet.String()+"="+k.NodeIP.String())
+	for _, k := range keys {
+		sign := "-"
+		if _, ok := tab.Peer(k); ok {
+			sign = "+"
+		}
+		out = append(out, sign+k.Subnet.String()+"="+k.NodeIP.String())
 	}
 	slices.Sort(out)
 	return strings.Join(out, " ")
@@ -42,7 +44,7 @@ func TestPeerTableFiltersLeases(t *testing.T) {
 	hostgw := vx("10.244.5.0/24", "192.0.2.5", goodData)
 	hostgw.Attrs.BackendType = "host-gw"
 	tab := newPeerTable("vxlan", network, ownNet)
-	ch := tab.update(lease.Update{Full: true, Changes: []lease.Change{
+	keys := tab.update(lease.Update{Full: true, Changes: []lease.Change{
 		put("own", vx("10.244.1.0/24", "192.0.2.1", goodData)),
 		put("kept", vx("10.244.2.0/24", "192.0.2.2", goodData)),
 		put("no-mac", vx("10.244.3.0/24", "192.0.2.3", `{}`)),
@@ -50,19 +52,19 @@ func TestPeerTableFiltersLeases(t *testing.T) {
 		put("other-backend", hostgw),
 		put("bad-json", vx("10.244.6.0/24", "192.0.2.6", `nope`)),
 	}})
-	if got := describe(ch); got != "+10.244.2.0/24=192.0.2.2" {
+	if got := describe(tab, keys); got != "+10.244.2.0/24=192.0.2.2" {
 		t.Fatalf("changes %q, want only the usable lease", got)
 	}
-	if p := tab.all(); len(p) != 1 || p[0].VtepMAC.String() != "c6:d2:8e:11:22:33" {
+	if p := tab.Peers(); len(p) != 1 || p[0].VtepMAC.String() != "c6:d2:8e:11:22:33" {
 		t.Fatalf("peers %+v", p)
 	}
 
 	// host-gw leases carry no MAC and need none.
 	hostgw.Attrs.BackendData = nil
 	tab = newPeerTable("host-gw", network, ownNet)
-	ch = tab.update(lease.Update{Full: true, Changes: []lease.Change{put("a", hostgw)}})
-	if len(ch.Set) != 1 || ch.Set[0].VtepMAC != nil {
-		t.Fatalf("host-gw peer: %+v", ch)
+	tab.update(lease.Update{Full: true, Changes: []lease.Change{put("a", hostgw)}})
+	if p := tab.Peers(); len(p) != 1 || p[0].VtepMAC != nil {
+		t.Fatalf("host-gw peer: %+v", p)
 	}
 }
 
@@ -87,12 +89,12 @@ func TestPeerTableChanges(t *testing.T) {
 		{lease.Update{Full: true, Changes: []lease.Change{put("d", vx("10.244.5.0/24", "192.0.2.5", goodData))}}, "+10.244.5.0/24=192.0.2.5 -10.244.2.0/24=192.0.2.22"},
 	}
 	for i, s := range steps {
-		if got := describe(tab.update(s.u)); got != s.want {
+		if got := describe(tab, tab.update(s.u)); got != s.want {
 			t.Fatalf("step %d: changes %q, want %q", i, got, s.want)
 		}
 	}
-	if tab.len() != 1 {
-		t.Fatalf("%d peers left, want 1", tab.len())
+	if tab.Len() != 1 {
+		t.Fatalf("%d peers left, want 1", tab.Len())
 	}
 }
 
@@ -104,14 +106,14 @@ func TestPeerTableSharedKey(t *testing.T) {
 		put("node-b", vx("10.244.2.0/24", "192.0.2.2", goodData)),
 		put("node-a", vx("10.244.2.0/24", "192.0.2.2", `{"VNI":1,"VtepMAC":"c6:d2:8e:00:00:0a"}`)),
 	}})
-	if p := tab.all(); len(p) != 1 || p[0].VtepMAC.String() != "c6:d2:8e:00:00:0a" {
+	if p := tab.Peers(); len(p) != 1 || p[0].VtepMAC.String() != "c6:d2:8e:00:00:0a" {
 		t.Fatalf("peers %+v, want one, from the first key (node-a)", p)
 	}
-	ch := tab.update(lease.Update{Changes: []lease.Change{{Key: "node-a", Removed: true}}})
-	if len(ch.Set) != 1 || ch.Set[0].VtepMAC.String() != "c6:d2:8e:11:22:33" {
-		t.Fatalf("after node-a left: %+v, want node-b's peer", ch)
+	keys := tab.update(lease.Update{Changes: []lease.Change{{Key: "node-a", Removed: true}}})
+	if p, ok := tab.Peer(keys[0]); len(keys) != 1 || !ok || p.VtepMAC.String() != "c6:d2:8e:11:22:33" {
+		t.Fatalf("after node-a left: %v %+v, want node-b's peer", keys, p)
 	}
-	if got := describe(tab.update(lease.Update{Changes: []lease.Change{{Key: "node-b", Removed: true}}})); got != "-10.244.2.0/24=192.0.2.2" {
+	if got := describe(tab, tab.update(lease.Update{Changes: []lease.Change{{Key: "node-b", Removed: true}}})); got != "-10.244.2.0/24=192.0.2.2" {
 		t.Fatalf("after node-b left: %q", got)
 	}
 }
@@ -124,7 +126,7 @@ func TestPeerTableOwnMoves(t *testing.T) {
 		put("old", vx("10.244.1.0/24", "192.0.2.9", goodData)),
 		put("new", vx("10.244.7.0/24", "192.0.2.1", goodData)),
 	}})
-	got := describe(tab.setOwn(netip.MustParsePrefix("10.244.7.0/24")))
+	got := describe(tab, tab.setOwn(netip.MustParsePrefix("10.244.7.0/24")))
 	if want := "+10.244.1.0/24=192.0.2.9 -10.244.7.0/24=192.0.2.1"; got != want {
 		t.Fatalf("changes %q, want %q", got, want)
 	}

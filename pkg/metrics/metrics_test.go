@@ -158,7 +158,7 @@ func sampleValue(t *testing.T, exposition, name string) float64 {
 
 func TestLastSuccessFromReconciler(t *testing.T) {
 	dp := &fakeDatapath{}
-	rec := reconcile.New(dp, time.Hour)
+	rec := reconcile.New(dp, noPeers{}, time.Hour)
 	m := newWith("dev", fakeSource{dp: dp, rec: rec})
 	rec.Observe(m.ObserveReconcile)
 	const last = "weft_reconcile_last_success_timestamp_seconds"
@@ -176,7 +176,7 @@ func TestLastSuccessFromReconciler(t *testing.T) {
 		cancel()
 		<-done
 	}()
-	rec.SetPeers(nil)
+	rec.Changed()
 	deadline := time.Now().Add(10 * time.Second)
 	var ok time.Time
 	for ok.IsZero() {
@@ -240,3 +240,10 @@ func TestNilMetricsIgnoresCalls(t *testing.T) {
 	m.SetPeers(map[string]int{"vxlan-kernel": 1})
 	m.SetSource(fakeSource{})
 }
+
+// noPeers is an empty reconcile.Desired.
+type noPeers struct{}
+
+func (noPeers) Peers() []datapath.Peer                      { return nil }
+func (noPeers) Peer(datapath.PeerKey) (datapath.Peer, bool) { return datapath.Peer{}, false }
+func (noPeers) Len() int                                    { return 0 }

@@ -1,47 +1,50 @@
 // Package reconcile keeps the datapath equal to the desired set of peers. It
-// is level-triggered: it stores the whole desired set, re-applies it on a
-// timer (repairing drift such as a route deleted by hand) and after a
-// failure, and collects the changes that arrive between passes. A pass
-// caused by changes hands the datapath only those (Apply) when it can take
+// is level-triggered: it re-applies the whole desired set on a timer
+// (repairing drift such as a route deleted by hand) and after a failure,
+// and collects the keys that changed between passes. A pass caused by
+// changes hands the datapath only those peers (Apply) when it can take
 // them; the first pass, the timer's and the one after a failure run the
 // full Sync.
 package reconcile
 
 import (
-	"cmp"
 	"context"
 	"log/slog"
-	"maps"
-	"slices"
 	"sync"
 	"time"
 
 	"github.com/weftnet/weft/pkg/datapath"
 )
 
+// Desired is the peer set a Reconciler makes the datapath equal to. Its
+// owner tells the Reconciler which keys changed (Changed); the Reconciler
+// reads the set from any goroutine, so it must be safe for that.
+type Desired interface {
+	// Peers returns the whole set.
+	Peers() []datapath.Peer
+	// Peer returns the peer with key k, if the set has one.
+	Peer(k datapath.PeerKey) (datapath.Peer, bool)
+	// Len returns the number of peers.
+	Len() int
+}
+
 // Reconciler applies the desired peer set to a datapath.
 type Reconciler struct {
 	dp       datapath.Datapath
+	desired  Desired
 	interval time.Duration
 	kick     chan struct{}
 
-	mu    sync.Mutex
-	peers map[datapath.PeerKey]datapath.Peer
-	// pending are the changes since the last pass: the new peer, or
-	// removed.
-	pending map[datapath.PeerKey]pendingPeer
-	have    bool // a desired set arrived: until then Sync would wipe state
+	mu sync.Mutex
+	// pending are the keys changed since the last pass.
+	pending map[datapath.PeerKey]struct{}
+	have    bool // the desired set is known: until then Sync would wipe state
 	// synced is false until a pass succeeds and after one fails: the next
 	// pass must be a full Sync.
 	synced   bool
 	lastOK   time.Time
 	lastErr  error
 	observer func(Result)
-}
-
-type pendingPeer struct {
-	peer    datapath.Peer
-	removed bool
 }
 
 // Result describes one reconcile pass.
@@ -57,11 +60,12 @@ type Result struct {
 	Err  error
 }
 
-// New returns a reconciler that syncs dp every interval and on each change.
-func New(dp datapath.Datapath, interval time.Duration) *Reconciler {
+// New returns a reconciler that makes dp equal to desired every interval
+// and on each change.
+func New(dp datapath.Datapath, desired Desired, interval time.Duration) *Reconciler {
 	return &Reconciler{
-		dp: dp, interval: interval, kick: make(chan struct{}, 1),
-		peers: map[datapath.PeerKey]datapath.Peer{}, pending: map[datapath.PeerKey]pendingPeer{},
+		dp: dp, desired: desired, interval: interval, kick: make(chan struct{}, 1),
+		pending: map[datapath.PeerKey]struct{}{},
 	}
 }
 
@@ -72,51 +76,15 @@ func (r *Reconciler) Observe(f func(Result)) {
 	r.mu.Unlock()
 }
 
-// SetPeers replaces the desired peer set and asks for a pass soon. What
-// differs from the set before is the next pass's change. Of a key given
-// twice, the first counts.
-func (r *Reconciler) SetPeers(peers []datapath.Peer) {
-	next := make(map[datapath.PeerKey]datapath.Peer, len(peers))
-	for _, p := range peers {
-		if _, dup := next[p.Key()]; !dup {
-			next[p.Key()] = p
-		}
-	}
+// Changed records that the peers with keys were added, changed or removed
+// in the desired set, and asks for a pass soon. The first call also says
+// that the desired set is complete: no pass touches the datapath before it.
+func (r *Reconciler) Changed(keys ...datapath.PeerKey) {
 	r.mu.Lock()
-	for k, p := range next {
-		if old, ok := r.peers[k]; !ok || !datapath.SamePeer(old, p) {
-			r.pending[k] = pendingPeer{peer: p}
-		}
+	for _, k := range keys {
+		r.pending[k] = struct{}{}
 	}
-	for k := range r.peers {
-		if _, ok := next[k]; !ok {
-			r.pending[k] = pendingPeer{removed: true}
-		}
-	}
-	r.peers = next
 	r.have = true
-	r.mu.Unlock()
-	r.Trigger()
-}
-
-// Update changes the desired peer set by ch and asks for a pass soon. It
-// costs what ch holds, not what the set holds. Before the first SetPeers
-// it only records the change.
-func (r *Reconciler) Update(ch datapath.Changes) {
-	if ch.Empty() {
-		return
-	}
-	r.mu.Lock()
-	for _, k := range ch.Removed {
-		if _, ok := r.peers[k]; ok {
-			delete(r.peers, k)
-			r.pending[k] = pendingPeer{removed: true}
-		}
-	}
-	for _, p := range ch.Set {
-		r.peers[p.Key()] = p
-		r.pending[p.Key()] = pendingPeer{peer: p}
-	}
 	r.mu.Unlock()
 	r.Trigger()
 }
@@ -170,27 +138,29 @@ func (r *Reconciler) pass(ctx context.Context, full bool) error {
 	r.mu.Lock()
 	have, observer := r.have, r.observer
 	full = full || !r.synced || !canApply
-	var (
-		peers   []datapath.Peer
-		changes datapath.Changes
-	)
-	if have && full {
-		peers = r.sorted()
-	} else if have {
-		changes = r.takePending()
-	}
+	pending := r.pending
 	if have {
-		clear(r.pending)
+		// Keys that change from now on belong to the next pass.
+		r.pending = map[datapath.PeerKey]struct{}{}
 	}
-	n := len(r.peers)
 	r.mu.Unlock()
 
-	var err error
+	var (
+		err     error
+		changes datapath.Changes
+		n       int
+	)
 	switch {
 	case have && full:
+		peers := r.desired.Peers()
+		n = len(peers)
 		err = r.dp.Sync(ctx, peers)
-	case have && !changes.Empty():
-		err = a.Apply(ctx, changes)
+	case have:
+		changes = r.changes(pending)
+		n = r.desired.Len()
+		if !changes.Empty() {
+			err = a.Apply(ctx, changes)
+		}
 	}
 	if err != nil {
 		slog.Warn("datapath sync failed, will retry", "datapath", r.dp.Name(), "peers", n, "err", err)
@@ -211,21 +181,15 @@ func (r *Reconciler) pass(ctx context.Context, full bool) error {
 	return err
 }
 
-// sorted returns the desired set in subnet order. Caller holds r.mu.
-func (r *Reconciler) sorted() []datapath.Peer {
-	return slices.SortedFunc(maps.Values(r.peers), func(a, b datapath.Peer) int {
-		return cmp.Or(a.Subnet.Compare(b.Subnet), a.NodeIP.Compare(b.NodeIP))
-	})
-}
-
-// takePending returns the pending changes. Caller holds r.mu.
-func (r *Reconciler) takePending() datapath.Changes {
+// changes reads the peers of the changed keys from the desired set: the
+// peer, or its removal.
+func (r *Reconciler) changes(keys map[datapath.PeerKey]struct{}) datapath.Changes {
 	var ch datapath.Changes
-	for k, p := range r.pending {
-		if p.removed {
-			ch.Removed = append(ch.Removed, k)
+	for k := range keys {
+		if p, ok := r.desired.Peer(k); ok {
+			ch.Set = append(ch.Set, p)
 		} else {
-			ch.Set = append(ch.Set, p.peer)
+			ch.Removed = append(ch.Removed, k)
 		}
 	}
 	return ch

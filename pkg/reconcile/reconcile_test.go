@@ -3,6 +3,8 @@ package reconcile
 import (
 	"context"
 	"errors"
+	"maps"
+	"slices"
 	"net/netip"
 	"sync"
 	"testing"
@@ -56,9 +58,55 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func peer(s string) datapath.Peer { return datapath.Peer{Subnet: netip.MustParsePrefix(s)} }
 
+// desiredSet is a Desired held in a map.
+type desiredSet struct {
+	mu    sync.Mutex
+	peers map[datapath.PeerKey]datapath.Peer
+}
+
+// set replaces the set with peers and returns the keys that changed.
+func (d *desiredSet) set(peers ...datapath.Peer) []datapath.PeerKey {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	next := map[datapath.PeerKey]datapath.Peer{}
+	var changed []datapath.PeerKey
+	for _, p := range peers {
+		next[p.Key()] = p
+		if old, ok := d.peers[p.Key()]; !ok || !datapath.SamePeer(old, p) {
+			changed = append(changed, p.Key())
+		}
+	}
+	for k := range d.peers {
+		if _, ok := next[k]; !ok {
+			changed = append(changed, k)
+		}
+	}
+	d.peers = next
+	return changed
+}
+
+func (d *desiredSet) Peers() []datapath.Peer {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return slices.SortedFunc(maps.Values(d.peers), func(a, b datapath.Peer) int { return a.Subnet.Compare(b.Subnet) })
+}
+
+func (d *desiredSet) Peer(k datapath.PeerKey) (datapath.Peer, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	p, ok := d.peers[k]
+	return p, ok
+}
+
+func (d *desiredSet) Len() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.peers)
+}
+
 func TestNoSyncBeforeDesiredSet(t *testing.T) {
 	dp := &fakeDP{}
-	r := New(dp, 10*time.Millisecond)
+	r := New(dp, &desiredSet{}, 10*time.Millisecond)
 	results := observeAndRun(t, r)
 	// Passes run on the timer, but without a desired set Sync must not run:
 	// an empty Sync would wipe the state a previous weftd left.
@@ -87,10 +135,11 @@ func observeAndRun(t *testing.T, r *Reconciler) <-chan Result {
 
 func TestSyncOnChangeAndResync(t *testing.T) {
 	dp := &fakeDP{}
-	r := New(dp, 50*time.Millisecond)
+	ds := &desiredSet{}
+	r := New(dp, ds, 50*time.Millisecond)
 	results := observeAndRun(t, r)
 
-	r.SetPeers([]datapath.Peer{peer("10.244.2.0/24")})
+	r.Changed(ds.set(peer("10.244.2.0/24"))...)
 	res := <-results
 	if res.Peers != 1 || res.Err != nil {
 		t.Fatalf("first pass %+v", res)
@@ -110,11 +159,11 @@ func TestSyncOnChangeAndResync(t *testing.T) {
 
 func TestFailedPassRetriedBeforeInterval(t *testing.T) {
 	dp := &fakeDP{failures: 2}
-	r := New(dp, time.Hour) // only retries can cause a second pass
+	r := New(dp, &desiredSet{}, time.Hour) // only retries can cause a second pass
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
-	r.SetPeers(nil)
+	r.Changed()
 	waitFor(t, "two retries after failures", func() bool { return dp.count() >= 3 })
 	waitFor(t, "success recorded", func() bool {
 		ok, err := r.LastSuccess()
@@ -142,14 +191,15 @@ func (a *applyDP) Apply(_ context.Context, ch datapath.Changes) error {
 
 func TestChangesApplyTimerSyncs(t *testing.T) {
 	dp := &applyDP{}
-	r := New(dp, 100*time.Millisecond)
+	ds := &desiredSet{}
+	r := New(dp, ds, 100*time.Millisecond)
 	results := observeAndRun(t, r)
-	r.SetPeers([]datapath.Peer{peer("10.244.2.0/24"), peer("10.244.3.0/24")})
+	r.Changed(ds.set(peer("10.244.2.0/24"), peer("10.244.3.0/24"))...)
 	if res := <-results; !res.Full || res.Err != nil {
 		t.Fatalf("first pass %+v: the first pass must be a full Sync", res)
 	}
 	// A change after a successful pass reaches the datapath as a change.
-	r.Update(datapath.Changes{Set: []datapath.Peer{peer("10.244.4.0/24")}, Removed: []datapath.PeerKey{peer("10.244.2.0/24").Key()}})
+	r.Changed(ds.set(peer("10.244.3.0/24"), peer("10.244.4.0/24"))...)
 	if res := <-results; res.Full || res.Changes != 2 || res.Peers != 2 {
 		t.Fatalf("pass after a change %+v, want an Apply of 2 changes to 2 peers", res)
 	}
@@ -176,16 +226,17 @@ func TestChangesApplyTimerSyncs(t *testing.T) {
 // Sync, so the changes the failed pass consumed are not lost.
 func TestFailedApplyFollowedBySync(t *testing.T) {
 	dp := &applyDP{}
-	r := New(dp, time.Hour)
+	ds := &desiredSet{}
+	r := New(dp, ds, time.Hour)
 	results := observeAndRun(t, r)
-	r.SetPeers([]datapath.Peer{peer("10.244.2.0/24")})
+	r.Changed(ds.set(peer("10.244.2.0/24"))...)
 	if res := <-results; !res.Full || res.Err != nil {
 		t.Fatalf("first pass %+v", res)
 	}
 	dp.mu.Lock()
 	dp.applyFailed = true
 	dp.mu.Unlock()
-	r.SetPeers([]datapath.Peer{peer("10.244.2.0/24"), peer("10.244.3.0/24")})
+	r.Changed(ds.set(peer("10.244.2.0/24"), peer("10.244.3.0/24"))...)
 	if res := <-results; res.Full || res.Changes != 1 || res.Err == nil {
 		t.Fatalf("pass %+v, want a failed Apply of 1 change", res)
 	}
