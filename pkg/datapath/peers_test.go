@@ -1,8 +1,8 @@
 package datapath
 
 import (
+	"errors"
 	"fmt"
-	"log/slog"
 	"net"
 	"net/netip"
 	"strings"
@@ -28,7 +28,24 @@ func peer(n, ip, mac byte) Peer {
 	}
 }
 
-func TestSelectPeersChecks(t *testing.T) {
+func withMode(p Peer) Peer {
+	p.Mode = ModeVXLAN
+	return p
+}
+
+// rejectionLines prints each of rs as subnet@nodeIP: reason.
+func rejectionLines(rs []Rejection) []string {
+	var out []string
+	for _, r := range rs {
+		out = append(out, r.Peer.Subnet.String()+"@"+r.Peer.NodeIP.String()+": "+r.Reason)
+	}
+	return out
+}
+
+// rejected joins the rejectionLines of rs with ";".
+func rejected(rs []Rejection) string { return strings.Join(rejectionLines(rs), ";") }
+
+func TestSelectorChecks(t *testing.T) {
 	pfx := netip.MustParsePrefix
 	cases := []struct {
 		name  string
@@ -56,23 +73,28 @@ func TestSelectPeersChecks(t *testing.T) {
 	for _, c := range cases {
 		p := peer(2, 2, 2)
 		c.peer(&p)
-		sel, err := SelectPeers(c.node, c.own, []Peer{p}, nil)
+		// The same verdict from Reset and from an Update.
+		sel, err := NewSelector(c.node, c.own).Reset([]Peer{p})
 		if err != nil {
 			t.Fatalf("%s: %v", c.name, err)
 		}
 		if got := len(sel.Peers) == 1; got != c.valid || len(sel.Peers)+len(sel.Rejected) != 1 {
-			t.Errorf("%s: kept %v, rejected %v; want valid=%v", c.name, sel.Peers, sel.Rejected, c.valid)
+			t.Errorf("%s: Reset kept %v, rejected %v; want valid=%v", c.name, sel.Peers, sel.Rejected, c.valid)
 		}
 		if !c.valid && sel.Rejected[0].Reason == "" {
 			t.Errorf("%s: rejected without a reason", c.name)
 		}
+		d, err := NewSelector(c.node, c.own).Update(Changes{Set: []Peer{p}})
+		if err != nil || (len(d.Subnets) == 1) != c.valid || len(d.Subnets)+len(d.Rejected) != 1 {
+			t.Errorf("%s: Update = %+v, %v; want valid=%v", c.name, d, err, c.valid)
+		}
 	}
 }
 
-// TestSelectPeersDuplicates: one subnet, or one vxlan VtepMAC claimed by two
-// node IPs, goes to the peer that sorts first, whatever the input order;
-// peers that share a node IP are all kept, with one VtepMAC too.
-func TestSelectPeersDuplicates(t *testing.T) {
+// TestSelectorDuplicates: one subnet, or one vxlan VtepMAC claimed by two
+// node IPs, goes to the peer that sorts first, whatever the order the peers
+// come in; peers that share a node IP are all kept, with one VtepMAC too.
+func TestSelectorDuplicates(t *testing.T) {
 	peers := []Peer{
 		peer(3, 3, 3),
 		peer(2, 9, 9), // same subnet as the next, higher node IP: loses
@@ -81,80 +103,165 @@ func TestSelectPeersDuplicates(t *testing.T) {
 		peer(6, 3, 6), // same node IP as 10.244.3.0/24: kept
 		peer(7, 3, 3), // same node IP and VtepMAC as 10.244.3.0/24 (leased twice): kept
 	}
+	want := fmt.Sprint([]Peer{withMode(peers[2]), withMode(peers[0]), withMode(peers[4]), withMode(peers[5])})
+	wantRejected := "10.244.2.0/24@192.168.0.9: another peer has the same subnet;10.244.5.0/24@192.168.0.5: another node IP has the same VtepMAC"
 	for _, order := range [][]int{{0, 1, 2, 3, 4, 5}, {5, 4, 3, 2, 1, 0}} {
 		in := make([]Peer, len(order))
 		for i, j := range order {
 			in[i] = peers[j]
 		}
-		sel, err := SelectPeers(vxNode, ownSubnet, in, nil)
+		sel, err := NewSelector(vxNode, ownSubnet).Reset(in)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := fmt.Sprint(sel.Peers), fmt.Sprint([]Peer{withMode(peers[2]), withMode(peers[0]), withMode(peers[4]), withMode(peers[5])}); got != want {
-			t.Errorf("order %v: kept\n%s\nwant\n%s", order, got, want)
+		if got := fmt.Sprint(sel.Peers); got != want {
+			t.Errorf("Reset, order %v: kept\n%s\nwant\n%s", order, got, want)
 		}
-		var rejected []string
-		for _, r := range sel.Rejected {
-			rejected = append(rejected, r.Peer.Subnet.String()+"@"+r.Peer.NodeIP.String()+": "+r.Reason)
+		if got := rejected(sel.Rejected); got != wantRejected {
+			t.Errorf("Reset, order %v: rejected %q, want %q", order, got, wantRejected)
 		}
-		want := "10.244.2.0/24@192.168.0.9: another peer has the same subnet;10.244.5.0/24@192.168.0.5: another node IP has the same VtepMAC"
-		if got := strings.Join(rejected, ";"); got != want {
-			t.Errorf("order %v: rejected %q, want %q", order, got, want)
+		// One peer per Update: the winner may come after the loser.
+		s := NewSelector(vxNode, ownSubnet)
+		var rs []Rejection
+		for _, p := range in {
+			d, err := s.Update(Changes{Set: []Peer{p}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rs = append(rs, d.Rejected...)
+		}
+		if got := fmt.Sprint(s.Selected()); got != want {
+			t.Errorf("Update, order %v: kept\n%s\nwant\n%s", order, got, want)
+		}
+		if got := len(rs); got != 2 {
+			t.Errorf("Update, order %v: %d rejections reported (%s), want 2", order, got, rejected(rs))
 		}
 	}
 }
 
-func withMode(p Peer) Peer {
-	p.Mode = ModeVXLAN
-	return p
-}
-
-// TestSelectPeersHostGWMAC: host-gw peers carry no VtepMAC that could clash.
-func TestSelectPeersHostGWMAC(t *testing.T) {
+// TestSelectorHostGWMAC: host-gw peers carry no VtepMAC that could clash.
+func TestSelectorHostGWMAC(t *testing.T) {
 	a, b := peer(2, 2, 0), peer(3, 3, 0)
 	a.VtepMAC, b.VtepMAC = nil, nil
-	sel, err := SelectPeers(hostGWNode, ownSubnet, []Peer{a, b}, nil)
+	sel, err := NewSelector(hostGWNode, ownSubnet).Reset([]Peer{a, b})
 	if err != nil || len(sel.Peers) != 2 || sel.Peers[0].Mode != ModeHostGW {
-		t.Fatalf("SelectPeers = %+v, %v; want both host-gw peers", sel, err)
+		t.Fatalf("Reset = %+v, %v; want both host-gw peers", sel, err)
 	}
 }
 
-// TestSelectPeersModes: modes of known node IPs are reused without a route
-// lookup; a node IP whose mode cannot be decided leaves its peer out with an
-// error, not a rejection.
-func TestSelectPeersModes(t *testing.T) {
+// fakeLookup decides modes from a table, counting lookups; a node IP not
+// in the table cannot be decided.
+type fakeLookup struct {
+	modes   map[netip.Addr]Mode
+	lookups int
+}
+
+func (f *fakeLookup) lookup(ip netip.Addr) (Mode, error) {
+	f.lookups++
+	if m, ok := f.modes[ip]; ok {
+		return m, nil
+	}
+	return "", errors.New("no route")
+}
+
+// TestSelectorModes: a node IP's mode is looked up once while peers have
+// it and forgotten when the last leaves; a peer whose mode cannot be
+// decided is left out with an error, not a rejection, and tried again on
+// the next Update.
+func TestSelectorModes(t *testing.T) {
 	node := vxNode
-	node.DirectRouting, node.Uplink = true, "no-such-uplink"
-	known, unknown := peer(2, 2, 2), peer(3, 3, 3)
-	sel, err := SelectPeers(node, ownSubnet, []Peer{unknown, known}, map[netip.Addr]Mode{known.NodeIP: ModeHostGW})
+	node.DirectRouting = true
+	s := NewSelector(node, ownSubnet)
+	direct, routed, unknown := peer(2, 2, 2), peer(3, 3, 3), peer(4, 4, 4)
+	f := &fakeLookup{modes: map[netip.Addr]Mode{direct.NodeIP: ModeHostGW, routed.NodeIP: ModeVXLAN}}
+	s.lookup = f.lookup
+
+	sel, err := s.Reset([]Peer{unknown, direct, routed})
 	if err == nil || !strings.Contains(err.Error(), unknown.Subnet.String()) {
 		t.Errorf("err = %v, want one naming %s", err, unknown.Subnet)
 	}
-	if len(sel.Peers) != 1 || sel.Peers[0].Subnet != known.Subnet || sel.Peers[0].Mode != ModeHostGW || len(sel.Rejected) != 0 {
-		t.Errorf("selection %+v, want only %s as host-gw", sel, known.Subnet)
+	if len(sel.Peers) != 2 || sel.Peers[0].Mode != ModeHostGW || sel.Peers[1].Mode != ModeVXLAN || len(sel.Rejected) != 0 {
+		t.Errorf("selection %+v, want %s host-gw and %s vxlan, none rejected", sel, direct.Subnet, routed.Subnet)
 	}
-	if len(sel.Modes) != 1 || sel.Modes[known.NodeIP] != ModeHostGW {
+	if len(sel.Modes) != 2 || sel.Modes[direct.NodeIP] != ModeHostGW {
 		t.Errorf("modes %v", sel.Modes)
+	}
+	if f.lookups != 3 {
+		t.Errorf("%d lookups, want 3", f.lookups)
+	}
+
+	// Another subnet of a known node IP: no lookup; the undecided peer is
+	// tried again, and taken once its mode is known.
+	second := peer(5, 2, 2)
+	f.modes[unknown.NodeIP] = ModeVXLAN
+	d, err := s.Update(Changes{Set: []Peer{second}})
+	if err != nil || f.lookups != 4 {
+		t.Errorf("Update: err %v, %d lookups; want none, 4", err, f.lookups)
+	}
+	if len(d.Subnets) != 2 || d.Subnets[0].New.Subnet != unknown.Subnet || d.Subnets[1].New.Mode != ModeHostGW {
+		t.Errorf("delta %+v, want %s added and %s as host-gw", d, unknown.Subnet, second.Subnet)
+	}
+
+	// The node IP's last peer leaves: its mode is forgotten, and looked up
+	// again when it comes back.
+	if _, err := s.Update(Changes{Removed: []PeerKey{direct.Key(), second.Key()}}); err != nil {
+		t.Fatal(err)
+	}
+	f.modes[direct.NodeIP] = ModeVXLAN
+	d, err = s.Update(Changes{Set: []Peer{direct}})
+	if err != nil || f.lookups != 5 || len(d.Subnets) != 1 || d.Subnets[0].New.Mode != ModeVXLAN {
+		t.Errorf("Update = %+v, %v after %d lookups; want %s as vxlan after 5", d, err, f.lookups, direct.Subnet)
 	}
 }
 
-// TestRejectionLog: a rejection is logged when it appears, not again while
-// it stays, and again after it went away and came back.
-func TestRejectionLog(t *testing.T) {
-	var buf strings.Builder
-	prev := slog.Default()
-	slog.SetDefault(slog.New(slog.NewTextHandler(&buf, nil)))
-	t.Cleanup(func() { slog.SetDefault(prev) })
-	a := Rejection{peer(2, 2, 2), "reason a"}
-	b := Rejection{peer(3, 3, 3), "reason b"}
-	var l RejectionLog
-	for _, rs := range [][]Rejection{{a}, {a, b}, {b}, {a, b}} {
-		l.Log(rs)
+// TestSelectorRejectsOnce: a rejection is reported when it appears, not
+// again while it stays (also across Reset), and again after it went away
+// and came back.
+func TestSelectorRejectsOnce(t *testing.T) {
+	winner, loser := peer(2, 2, 2), peer(2, 9, 9)
+	invalid := peer(1, 3, 3) // this node's subnet
+	s := NewSelector(vxNode, ownSubnet)
+	reset := func(peers ...Peer) func() []Rejection {
+		return func() []Rejection {
+			sel, err := s.Reset(peers)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return sel.Rejected
+		}
 	}
-	if n := strings.Count(buf.String(), "reason a"); n != 2 {
-		t.Errorf("reason a logged %d times, want 2:\n%s", n, buf.String())
+	update := func(chs ...Changes) func() []Rejection {
+		return func() []Rejection {
+			var rs []Rejection
+			for _, ch := range chs {
+				d, err := s.Update(ch)
+				if err != nil {
+					t.Fatal(err)
+				}
+				rs = append(rs, d.Rejected...)
+			}
+			return rs
+		}
 	}
-	if n := strings.Count(buf.String(), "reason b"); n != 1 {
-		t.Errorf("reason b logged %d times, want 1:\n%s", n, buf.String())
+	tunneled := winner
+	tunneled.TunnelIP = netip.MustParseAddr("192.168.1.2")
+	steps := []struct {
+		name string
+		do   func() []Rejection
+		want string
+	}{
+		{"reset", reset(winner, loser), "10.244.2.0/24@192.168.0.9: another peer has the same subnet"},
+		{"unrelated change", update(Changes{Set: []Peer{invalid}}), "10.244.1.0/24@192.168.0.3: subnet overlaps this node's subnet"},
+		{"same component changes", update(Changes{Set: []Peer{tunneled}}), ""},
+		{"reset with the same set", reset(winner, loser, invalid), ""},
+		{"winner leaves", update(Changes{Removed: []PeerKey{winner.Key()}}), ""},
+		{"winner back", update(Changes{Set: []Peer{winner}}), "10.244.2.0/24@192.168.0.9: another peer has the same subnet"},
+		{"invalid peer leaves and comes back", update(Changes{Removed: []PeerKey{invalid.Key()}}, Changes{Set: []Peer{invalid}}),
+			"10.244.1.0/24@192.168.0.3: subnet overlaps this node's subnet"},
+	}
+	for _, step := range steps {
+		if got := rejected(step.do()); got != step.want {
+			t.Errorf("%s: reported %q, want %q", step.name, got, step.want)
+		}
 	}
 }

@@ -2,25 +2,82 @@ package datapath
 
 import (
 	"bytes"
+	"errors"
+	"fmt"
 	"maps"
 	"net/netip"
 	"slices"
 )
 
-// Selector holds a peer set and what SelectPeers keeps of it, and updates
-// both by changes, so that a datapath learns which subnets' peers to write
-// without looking at the whole set.
+// Selector is the one peer validation of both datapaths. It holds a peer
+// set and which of its peers to program, and updates both by changes at a
+// cost that depends on the change, not on the size of the set.
 //
-// This first implementation recomputes the whole selection on each Update;
-// its results are the contract (the same as SelectPeers over the whole set).
+// The selection is what one greedy pass over the whole set gives. Peers are
+// taken in subnet order (netip.Prefix.Compare, then node IP). A peer with a
+// problem (see peerProblem) is rejected; so is one whose subnet an earlier
+// peer took, and in vxlan mode one whose VtepMAC an earlier peer of another
+// node IP took, so the same peer wins every time. The others are selected:
+// peers that share a node IP are all kept (with one VtepMAC, as a node that
+// leased twice has), so every subnet a node leases is routed to it, as
+// flannel's kernel datapath does.
+//
+// Whether a peer is selected depends only on the peers linked to it by a
+// chain of shared subnets and shared VtepMACs: its component. An Update
+// reruns the pass over the components its changes touch, found through the
+// peers indexed by subnet and by VtepMAC.
+//
+// Modes are decided once per node IP (a route lookup with DirectRouting)
+// and remembered while a peer has that node IP. A peer whose mode cannot be
+// decided is left out, neither selected nor rejected, and tried again on
+// every Update.
 type Selector struct {
-	node     Node
-	own      netip.Prefix
-	peers    map[PeerKey]Peer
-	order    []PeerKey // keys in the order first given, for duplicates in Reset
-	selected map[netip.Prefix]Peer
-	modes    map[netip.Addr]Mode
-	log      rejections
+	node Node
+	own  netip.Prefix
+	// subnets holds the peers by subnet, each subnet's in node IP order.
+	subnets map[netip.Prefix][]entry
+	// macs indexes the peers by VtepMAC (vxlan backend only): the subnets
+	// of the peers that have each, a subnet once per such peer.
+	macs map[[6]byte][]netip.Prefix
+	// lookup decides a node IP's mode; nil when every peer's mode is
+	// node.Backend.
+	lookup func(netip.Addr) (Mode, error)
+	// modes holds, with lookup, each node IP of the set: how many peers
+	// have it and its mode once decided.
+	modes map[netip.Addr]nodeMode
+	// undecided are the peers whose mode could not be decided.
+	undecided map[PeerKey]struct{}
+}
+
+// entry is one peer of a Selector's set.
+type entry struct {
+	Peer // Mode set once decided
+	// reason is why the peer is rejected (and was reported); "" if it is not.
+	reason   string
+	selected bool
+}
+
+// nodeMode is what a Selector knows of one node IP.
+type nodeMode struct {
+	peers int
+	mode  Mode // "" until decided
+}
+
+// Rejection is a peer a datapath does not program, and why.
+type Rejection struct {
+	Peer   Peer
+	Reason string
+}
+
+// Selection is the whole selection of a Selector, as Reset returns it.
+type Selection struct {
+	// Peers are the peers to program, Mode set, in subnet order
+	// (netip.Prefix.Compare, then node IP).
+	Peers []Peer
+	// Modes holds the mode of every node IP whose mode was decided.
+	Modes map[netip.Addr]Mode
+	// Rejected are the rejections not reported before.
+	Rejected []Rejection
 }
 
 // SubnetChange is a subnet whose selected peer changed: Old is the peer
@@ -42,7 +99,15 @@ type Delta struct {
 // NewSelector returns an empty selector for node, whose own subnet is own
 // (invalid while not known).
 func NewSelector(node Node, own netip.Prefix) *Selector {
-	return &Selector{node: node, own: own, peers: map[PeerKey]Peer{}, selected: map[netip.Prefix]Peer{}, modes: map[netip.Addr]Mode{}}
+	s := &Selector{
+		node: node, own: own,
+		subnets: map[netip.Prefix][]entry{}, macs: map[[6]byte][]netip.Prefix{},
+		modes: map[netip.Addr]nodeMode{}, undecided: map[PeerKey]struct{}{},
+	}
+	if node.Backend == ModeVXLAN && node.DirectRouting {
+		s.lookup = func(ip netip.Addr) (Mode, error) { return directMode(node.Uplink, ip) }
+	}
+	return s
 }
 
 // Reset replaces the peer set with peers, decides every peer's mode again
@@ -50,22 +115,43 @@ func NewSelector(node Node, own netip.Prefix) *Selector {
 // selection; its Rejected are the rejections not reported before. Of a key
 // given twice, the first counts and the second is rejected.
 func (s *Selector) Reset(peers []Peer) (Selection, error) {
-	s.peers = make(map[PeerKey]Peer, len(peers))
-	s.order = s.order[:0]
+	keep := make(map[PeerKey]struct{}, len(peers))
 	for _, p := range peers {
-		k := p.Key()
-		if _, dup := s.peers[k]; !dup {
-			s.order = append(s.order, k)
-			s.peers[k] = p
+		keep[p.Key()] = struct{}{}
+	}
+	var gone []PeerKey
+	for _, es := range s.subnets {
+		for _, e := range es {
+			if _, ok := keep[e.Key()]; !ok {
+				gone = append(gone, e.Key())
+			}
 		}
 	}
-	sel, err := SelectPeers(s.node, s.own, peers, nil)
-	s.modes = sel.Modes
-	s.selected = make(map[netip.Prefix]Peer, len(sel.Peers))
-	for _, p := range sel.Peers {
-		s.selected[p.Subnet] = p
+	for ip, m := range s.modes {
+		s.modes[ip] = nodeMode{peers: m.peers}
 	}
-	sel.Rejected = s.log.fresh(sel.Rejected)
+	t := newTouch()
+	for _, k := range gone {
+		s.remove(t, k)
+	}
+	var dups []Rejection
+	for _, p := range peers {
+		if _, first := keep[p.Key()]; !first {
+			dups = append(dups, Rejection{p, "another peer has the same subnet"})
+			continue
+		}
+		delete(keep, p.Key())
+		s.set(t, p)
+	}
+	d, err := s.reselect(t, true)
+	sel := Selection{Peers: s.Selected(), Modes: map[netip.Addr]Mode{}, Rejected: append(d.Rejected, dups...)}
+	for _, es := range s.subnets {
+		for _, e := range es {
+			if e.Mode != "" {
+				sel.Modes[e.NodeIP] = e.Mode
+			}
+		}
+	}
 	return sel, err
 }
 
@@ -74,49 +160,36 @@ func (s *Selector) Reset(peers []Peer) (Selection, error) {
 // those of peers whose mode could not be decided: they are left out until
 // a later Update or Reset decides it.
 func (s *Selector) Update(ch Changes) (Delta, error) {
+	t := newTouch()
 	for _, k := range ch.Removed {
-		delete(s.peers, k)
+		s.remove(t, k)
 	}
 	for _, p := range ch.Set {
-		if _, had := s.peers[p.Key()]; !had {
-			s.order = append(s.order, p.Key())
-		}
-		s.peers[p.Key()] = p
+		s.set(t, p)
 	}
-	s.order = slices.DeleteFunc(s.order, func(k PeerKey) bool { _, ok := s.peers[k]; return !ok })
-	all := make([]Peer, 0, len(s.order))
-	for _, k := range s.order {
-		all = append(all, s.peers[k])
-	}
-	sel, err := SelectPeers(s.node, s.own, all, s.modes)
-	s.modes = sel.Modes
-	next := make(map[netip.Prefix]Peer, len(sel.Peers))
-	for _, p := range sel.Peers {
-		next[p.Subnet] = p
-	}
-	var d Delta
-	for _, sub := range slices.SortedFunc(maps.Keys(mergeKeys(s.selected, next)), netip.Prefix.Compare) {
-		old, now := s.selected[sub], next[sub]
-		if !SamePeer(old, now) {
-			d.Subnets = append(d.Subnets, SubnetChange{Old: old, New: now})
-		}
-	}
-	s.selected = next
-	d.Rejected = s.log.fresh(sel.Rejected)
-	return d, err
+	return s.reselect(t, false)
 }
 
 // SetOwn changes this node's own subnet and selects again (a rare event:
-// the caller rewrites the whole selection afterwards).
+// the caller rewrites the whole selection afterwards). It logs the
+// rejections that appear.
 func (s *Selector) SetOwn(own netip.Prefix) error {
 	s.own = own
-	_, err := s.Update(Changes{})
+	d, err := s.reselect(newTouch(), true)
+	LogRejections(d.Rejected)
 	return err
 }
 
 // Selected returns the selected peers in subnet order.
 func (s *Selector) Selected() []Peer {
-	return slices.SortedFunc(maps.Values(s.selected), func(a, b Peer) int { return a.Subnet.Compare(b.Subnet) })
+	var out []Peer
+	for _, es := range s.subnets {
+		if p, ok := selectedOf(es); ok {
+			out = append(out, p)
+		}
+	}
+	slices.SortFunc(out, func(a, b Peer) int { return a.Subnet.Compare(b.Subnet) })
+	return out
 }
 
 // SamePeer reports whether a and b program the same state.
@@ -125,35 +198,262 @@ func SamePeer(a, b Peer) bool {
 		a.Mode == b.Mode && bytes.Equal(a.VtepMAC, b.VtepMAC)
 }
 
-func mergeKeys(a, b map[netip.Prefix]Peer) map[netip.Prefix]struct{} {
-	m := make(map[netip.Prefix]struct{}, max(len(a), len(b)))
-	for k := range a {
-		m[k] = struct{}{}
-	}
-	for k := range b {
-		m[k] = struct{}{}
-	}
-	return m
+// touch collects what changes to the peer set touched, to select again.
+type touch struct {
+	// before holds the selected peer (zero: none) of each subnet whose
+	// peers changed, from before the first change.
+	before map[netip.Prefix]Peer
+	// macs are the old and new VtepMACs of the changed peers.
+	macs map[[6]byte]struct{}
 }
 
-// rejections remembers which rejections were reported, so that each is
-// reported once while it lasts.
-type rejections struct {
-	reported map[PeerKey]string
+func newTouch() touch {
+	return touch{before: map[netip.Prefix]Peer{}, macs: map[[6]byte]struct{}{}}
 }
 
-// fresh records rs as the current rejections of the keys they name and
-// returns those not reported before with the same reason.
-func (r *rejections) fresh(rs []Rejection) []Rejection {
-	now := make(map[PeerKey]string, len(rs))
-	var out []Rejection
-	for _, x := range rs {
-		k := x.Peer.Key()
-		now[k] = x.Reason
-		if r.reported[k] != x.Reason {
-			out = append(out, x)
+// changing records in t that a peer of subnet sub with VtepMAC mac is about
+// to change.
+func (s *Selector) changing(t touch, sub netip.Prefix, mac []byte) {
+	if _, ok := t.before[sub]; !ok {
+		t.before[sub], _ = selectedOf(s.subnets[sub])
+	}
+	if m, ok := s.macKey(mac); ok {
+		t.macs[m] = struct{}{}
+	}
+}
+
+// find returns where the peer with key k is (or would be) in its subnet's
+// peers, and whether it is there.
+func (s *Selector) find(k PeerKey) (int, bool) {
+	return slices.BinarySearchFunc(s.subnets[k.Subnet], k.NodeIP, func(e entry, ip netip.Addr) int { return e.NodeIP.Compare(ip) })
+}
+
+// remove takes the peer with key k out of the set, if it is there.
+func (s *Selector) remove(t touch, k PeerKey) {
+	i, ok := s.find(k)
+	if !ok {
+		return
+	}
+	es := s.subnets[k.Subnet]
+	s.changing(t, k.Subnet, es[i].VtepMAC)
+	s.unindex(es[i].Peer)
+	delete(s.undecided, k)
+	if m, ok := s.modes[k.NodeIP]; ok {
+		if m.peers--; m.peers == 0 {
+			delete(s.modes, k.NodeIP)
+		} else {
+			s.modes[k.NodeIP] = m
 		}
 	}
-	r.reported = now
-	return out
+	if es = slices.Delete(es, i, i+1); len(es) == 0 {
+		delete(s.subnets, k.Subnet)
+	} else {
+		s.subnets[k.Subnet] = es
+	}
+}
+
+// set adds p to the set or replaces the peer of its key; a peer equal to
+// the one it replaces changes nothing.
+func (s *Selector) set(t touch, p Peer) {
+	k := p.Key()
+	i, ok := s.find(k)
+	es := s.subnets[k.Subnet]
+	if ok {
+		p.Mode = es[i].Mode // decided by node IP, which is part of the key
+		if SamePeer(es[i].Peer, p) {
+			return
+		}
+		s.changing(t, k.Subnet, es[i].VtepMAC)
+		s.unindex(es[i].Peer)
+		es[i].Peer = p
+	} else {
+		p.Mode = ""
+		s.changing(t, k.Subnet, nil) // before the insert: the subnet's old peer
+		s.subnets[k.Subnet] = slices.Insert(es, i, entry{Peer: p})
+		if s.lookup != nil {
+			m := s.modes[k.NodeIP]
+			m.peers++
+			s.modes[k.NodeIP] = m
+		}
+	}
+	s.changing(t, k.Subnet, p.VtepMAC)
+	if m, ok := s.macKey(p.VtepMAC); ok {
+		s.macs[m] = append(s.macs[m], k.Subnet)
+	}
+}
+
+// unindex takes p out of the VtepMAC index.
+func (s *Selector) unindex(p Peer) {
+	m, ok := s.macKey(p.VtepMAC)
+	if !ok {
+		return
+	}
+	subs := s.macs[m]
+	if i := slices.Index(subs, p.Subnet); i >= 0 {
+		subs = slices.Delete(subs, i, i+1)
+	}
+	if len(subs) == 0 {
+		delete(s.macs, m)
+	} else {
+		s.macs[m] = subs
+	}
+}
+
+// macKey returns mac as an index key; only a vxlan node indexes VtepMACs,
+// and only unicast ones (others are rejected).
+func (s *Selector) macKey(mac []byte) ([6]byte, bool) {
+	if s.node.Backend != ModeVXLAN || !UnicastMAC(mac) {
+		return [6]byte{}, false
+	}
+	return [6]byte(mac), true
+}
+
+// reselect runs the greedy pass over the whole set (all) or over the
+// components of the subnets and VtepMACs t touched and of the undecided
+// peers.
+func (s *Selector) reselect(t touch, all bool) (Delta, error) {
+	var subnets []netip.Prefix
+	if all {
+		subnets = slices.Collect(maps.Keys(s.subnets))
+		for sub := range t.before {
+			if _, ok := s.subnets[sub]; !ok {
+				subnets = append(subnets, sub)
+			}
+		}
+	} else {
+		subnets = s.components(t)
+	}
+	return s.pass(subnets, t.before)
+}
+
+// components returns the subnets linked, through peers that share a subnet
+// or a VtepMAC, to those t touched and those of undecided peers.
+func (s *Selector) components(t touch) []netip.Prefix {
+	seen := map[netip.Prefix]bool{}
+	seenMAC := map[[6]byte]bool{}
+	var queue []netip.Prefix
+	addSubnet := func(sub netip.Prefix) {
+		if !seen[sub] {
+			seen[sub] = true
+			queue = append(queue, sub)
+		}
+	}
+	addMAC := func(m [6]byte) {
+		if !seenMAC[m] {
+			seenMAC[m] = true
+			for _, sub := range s.macs[m] {
+				addSubnet(sub)
+			}
+		}
+	}
+	for sub := range t.before {
+		addSubnet(sub)
+	}
+	for k := range s.undecided {
+		addSubnet(k.Subnet)
+	}
+	for m := range t.macs {
+		addMAC(m)
+	}
+	for i := 0; i < len(queue); i++ {
+		for _, e := range s.subnets[queue[i]] {
+			if m, ok := s.macKey(e.VtepMAC); ok {
+				addMAC(m)
+			}
+		}
+	}
+	return queue
+}
+
+// pass is the greedy selection over subnets, which must be whole
+// components (or all subnets). A subnet's peer before is before[subnet]
+// when present, else the one selected now.
+func (s *Selector) pass(subnets []netip.Prefix, before map[netip.Prefix]Peer) (Delta, error) {
+	slices.SortFunc(subnets, netip.Prefix.Compare)
+	var (
+		d    Delta
+		errs []error
+	)
+	claims := map[[6]byte]netip.Addr{} // vxlan VtepMAC -> node IP
+	for _, sub := range subnets {
+		es := s.subnets[sub]
+		old, ok := before[sub]
+		if !ok {
+			old, _ = selectedOf(es)
+		}
+		var now Peer
+		for i := range es {
+			e := &es[i]
+			e.selected = false
+			reason := peerProblem(s.node, s.own, e.Peer)
+			if reason == "" {
+				mode, err := s.mode(e.NodeIP)
+				if err != nil {
+					errs = append(errs, fmt.Errorf("peer %s: %w", e.Subnet, err))
+					s.undecided[e.Key()] = struct{}{}
+					e.reason, e.Mode = "", ""
+					continue
+				}
+				delete(s.undecided, e.Key())
+				e.Mode = mode
+				reason = s.claim(e.Peer, now.Subnet.IsValid(), claims)
+			}
+			if reason != "" && reason != e.reason {
+				d.Rejected = append(d.Rejected, Rejection{e.Peer, reason})
+			}
+			e.reason = reason
+			if reason == "" {
+				e.selected, now = true, e.Peer
+			}
+		}
+		if !SamePeer(old, now) {
+			d.Subnets = append(d.Subnets, SubnetChange{Old: old, New: now})
+		}
+	}
+	return d, errors.Join(errs...)
+}
+
+// claim returns why valid peer p, Mode set, cannot be selected when its
+// subnet is taken or not, given the VtepMACs claimed so far; or "" after
+// claiming p's VtepMAC.
+func (s *Selector) claim(p Peer, taken bool, claims map[[6]byte]netip.Addr) string {
+	if taken {
+		return "another peer has the same subnet"
+	}
+	if p.Mode != ModeVXLAN {
+		return ""
+	}
+	m := [6]byte(p.VtepMAC)
+	if owner, ok := claims[m]; ok && owner != p.NodeIP {
+		return "another node IP has the same VtepMAC"
+	}
+	claims[m] = p.NodeIP
+	return ""
+}
+
+// mode returns the mode of node IP ip, deciding it if it is not known.
+func (s *Selector) mode(ip netip.Addr) (Mode, error) {
+	if s.lookup == nil {
+		return s.node.Backend, nil
+	}
+	m := s.modes[ip]
+	if m.mode == "" {
+		mode, err := s.lookup(ip)
+		if err != nil {
+			return "", err
+		}
+		m.mode = mode
+		s.modes[ip] = m
+	}
+	return m.mode, nil
+}
+
+// selectedOf returns the selected peer among es, if there is one.
+func selectedOf(es []entry) (Peer, bool) {
+	for _, e := range es {
+		if e.selected {
+			return e.Peer, true
+		}
+	}
+	return Peer{}, false
 }

@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,17 +9,12 @@ import (
 	"github.com/weftnet/weft/pkg/datapath"
 )
 
-// applied is what the last successful Sync or Apply programmed.
-type applied struct {
-	// vxlanIndex (0 for host-gw) and uplinkIndex are the devices it used.
-	vxlanIndex, uplinkIndex int
-	state                   desired
-}
-
-// Apply changes the peer set by changes and writes only what differs from
-// what the last Sync or Apply programmed, without reading the kernel state:
-// drift is left to the next Sync. When the previous write failed, or Setup
-// or a new subnet came since, it rewrites the whole selection.
+// Apply changes the peer set by changes and writes only the entries of the
+// subnets whose selected peer changed, and of those only the ones whose
+// value differs from what the last Sync or Apply programmed, without
+// reading the kernel state: drift is left to the next Sync. When the
+// previous write failed, or Setup or a new subnet came since, it rewrites
+// the whole selection as Sync does.
 func (d *Datapath) Apply(ctx context.Context, changes datapath.Changes) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -30,28 +26,33 @@ func (d *Datapath) Apply(ctx context.Context, changes datapath.Changes) error {
 	}
 	delta, err := d.sel.Update(changes)
 	datapath.LogRejections(delta.Rejected)
-	prev := d.last
-	if prev == nil {
+	state := d.last
+	if state == nil {
 		return errors.Join(err, d.program(d.sel.Selected()))
+	}
+	if len(delta.Subnets) == 0 {
+		return err
 	}
 	d.last = nil
 	h, herr := openHandle()
 	if herr != nil {
-		return fmt.Errorf("apply: %w", herr)
+		return errors.Join(err, fmt.Errorf("apply: %w", herr))
 	}
 	defer h.Close()
 
-	next := buildDesired(d.sel.Selected(), prev.vxlanIndex, prev.uplinkIndex)
-	diff := diffDesired(prev.state, next)
-	x := writesFor(diff, prev.state, next, prev.vxlanIndex)
+	e := newEdit()
+	for _, c := range delta.Subnets {
+		state.set(cmp.Or(c.New.Subnet, c.Old.Subnet), c.New, e)
+	}
+	x := e.writes(state)
 	w := newWriter(h)
 	w.fdb(x.fdbSet, x.fdbDel)
 	w.neighs(x.neighSet, x.neighDel)
 	w.routes(x.routeSet, x.routeDel)
-	w.summary("applied peer changes", append([]any{"changes", len(changes.Set) + len(changes.Removed)}, diff.counts()...)...)
-	if err := errors.Join(err, w.err()); err != nil {
-		return err
+	w.summary("applied peer changes", "changes", len(changes.Set)+len(changes.Removed), "subnets", len(delta.Subnets))
+	if werr := w.err(); werr != nil {
+		return errors.Join(err, werr)
 	}
-	d.last = &applied{vxlanIndex: prev.vxlanIndex, uplinkIndex: prev.uplinkIndex, state: next}
-	return nil
+	d.last = state
+	return err
 }

@@ -56,12 +56,29 @@ func TestApply(t *testing.T) {
 		n1.ping(t, n2.podIP)
 	})
 
-	t.Run("drift is left to Sync", func(t *testing.T) {
+	t.Run("a node's subnets share its fdb entry", func(t *testing.T) {
+		second := *fake
+		second.subnet = netip.MustParsePrefix("10.244.51.0/24")
+		n1.mustApply(t, peersOfNodes(n2, fake, &second))
+		checkVXLAN(t, n1, n2, fake, &second)
+		n1.mustApply(t, peersOfNodes(n2, &second))
+		checkVXLAN(t, n1, n2, &second)
+		n1.mustApply(t, peersOfNodes(n2))
+		checkVXLAN(t, n1, n2)
+	})
+
+	t.Run("Apply writes only the changed peer's entries", func(t *testing.T) {
+		// Drift on another peer's entries, and a stale route: Apply of n3
+		// leaves them, the next Sync repairs them.
 		n1.ns.MustRun(t, "ip", "route", "del", n2.subnet.String(), "dev", "flannel.1")
+		n1.ns.MustRun(t, "ip", "neigh", "del", n2.subnet.Addr().String(), "dev", "flannel.1")
+		n1.ns.MustRun(t, "bridge", "fdb", "del", n2.info.VtepMAC.String(), "dev", "flannel.1", "dst", n2.node.NodeIP.String())
+		n1.ns.MustRun(t, "ip", "route", "add", "10.244.99.0/24", "via", "10.244.99.0", "dev", "flannel.1", "onlink")
 		n1.mustApply(t, peersOfNodes(n2, n3))
-		want := []string{n3.subnet.String() + " via " + n3.subnet.Addr().String() + " onlink"}
-		if got := n1.vxlan(t).Routes; !slices.Equal(got, want) {
-			t.Fatalf("routes after Apply = %q, want the deleted route still missing: %q", got, want)
+		want := wantVXLAN(n1, []*testNode{n3})
+		want.Routes = append(want.Routes, "10.244.99.0/24 via 10.244.99.0 onlink")
+		if got := n1.vxlan(t); !slices.Equal(got.Routes, want.Routes) || !slices.Equal(got.Neighs, want.Neighs) || !slices.Equal(got.FDB, want.FDB) {
+			t.Fatalf("after Apply of %s: flannel.1 state\n got  %+v\n want %+v (n2's entries still missing, the stale route still there)", n3.subnet, got, want)
 		}
 		n1.mustSync(t, peersOfNodes(n2, n3))
 		checkVXLAN(t, n1, n2, n3)
@@ -72,8 +89,9 @@ func TestApply(t *testing.T) {
 		if err := n1.apply(peersOfNodes(n2, n3, fake)); err == nil {
 			t.Fatal("Apply without the device succeeded")
 		}
-		// The next Apply is a full Sync: it recreates the device (with the
-		// published MAC) and programs every peer, not only the change.
+		// The next Apply, even without a change, is a full Sync: it
+		// recreates the device (with the published MAC) and programs every
+		// peer, not only the change.
 		n1.mustApply(t, peersOfNodes(n2, n3, fake))
 		checkVXLAN(t, n1, n2, n3, fake)
 		if mac := n1.device(t, 1).Address; mac != n1.info.VtepMAC.String() {
@@ -82,19 +100,19 @@ func TestApply(t *testing.T) {
 		n1.ping(t, n2.podIP)
 	})
 
-	t.Run("first Apply and Apply after Setup are a Sync", func(t *testing.T) {
+	t.Run("Apply needs a Sync after Setup", func(t *testing.T) {
 		stale := []string{"route", "add", "10.244.99.0/24", "via", "10.244.99.0", "dev", "flannel.1", "onlink"}
-		n1.ns.MustRun(t, "ip", stale...)
 		restarted := *n1
 		restarted.dp = kernel.New()
-		restarted.setup(t)
-		restarted.mustApply(t, peersOfNodes(n2, n3))
-		checkVXLAN(t, &restarted, n2, n3)
-
-		n1.ns.MustRun(t, "ip", stale...)
-		restarted.setup(t)
-		restarted.mustApply(t, peersOfNodes(n2, n3))
-		checkVXLAN(t, &restarted, n2, n3)
+		for _, step := range []string{"a new process", "Setup again"} {
+			n1.ns.MustRun(t, "ip", stale...)
+			restarted.setup(t)
+			if err := restarted.apply(peersOfNodes(n2, n3)); err == nil {
+				t.Fatalf("%s: Apply before Sync succeeded", step)
+			}
+			restarted.mustSync(t, peersOfNodes(n2, n3))
+			checkVXLAN(t, &restarted, n2, n3)
+		}
 	})
 }
 

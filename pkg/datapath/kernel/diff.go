@@ -10,64 +10,63 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// keyDiff is how one kind of entry changed between two desired states: keys
-// only in the next state (added), in both with different values (changed)
-// and only in the previous one (removed), each sorted.
-type keyDiff[K comparable] struct {
-	added, changed, removed []K
+// edit records the entries of a desired state that subnet changes touch,
+// with their values from before the first change, so that only touched
+// entries whose value changed are written.
+type edit struct {
+	routes map[netip.Prefix]prior[route]
+	neighs map[netip.Addr]prior[net.HardwareAddr]
+	fdb    map[string]prior[fdbEntry]
 }
 
-// diffKeys compares prev with next by key, values with same.
-func diffKeys[K comparable, V any](prev, next map[K]V, same func(a, b V) bool, cmp func(a, b K) int) keyDiff[K] {
-	var d keyDiff[K]
-	for k, v := range next {
-		old, ok := prev[k]
+// prior is an entry's value before an edit; ok is false if there was none.
+type prior[V any] struct {
+	v  V
+	ok bool
+}
+
+func newEdit() *edit {
+	return &edit{
+		routes: map[netip.Prefix]prior[route]{},
+		neighs: map[netip.Addr]prior[net.HardwareAddr]{},
+		fdb:    map[string]prior[fdbEntry]{},
+	}
+}
+
+// remember records v (present or not) as k's value before the edit, unless
+// one is recorded.
+func remember[K comparable, V any](m map[K]prior[V], k K, v V, ok bool) {
+	if _, seen := m[k]; !seen {
+		m[k] = prior[V]{v, ok}
+	}
+}
+
+// changed returns, in cmp order, the keys of before whose entry now has a
+// value it did not have before (by same), and those whose entry is gone.
+func changed[K comparable, V any](before map[K]prior[V], now func(K) (V, bool), same func(a, b V) bool, cmp func(a, b K) int) (set, del []K) {
+	for k, b := range before {
+		v, ok := now(k)
 		switch {
-		case !ok:
-			d.added = append(d.added, k)
-		case !same(old, v):
-			d.changed = append(d.changed, k)
+		case ok && (!b.ok || !same(b.v, v)):
+			set = append(set, k)
+		case !ok && b.ok:
+			del = append(del, k)
 		}
 	}
-	for k := range prev {
-		if _, ok := next[k]; !ok {
-			d.removed = append(d.removed, k)
-		}
-	}
-	slices.SortFunc(d.added, cmp)
-	slices.SortFunc(d.changed, cmp)
-	slices.SortFunc(d.removed, cmp)
-	return d
+	slices.SortFunc(set, cmp)
+	slices.SortFunc(del, cmp)
+	return set, del
 }
 
-// stateDiff is how one desired state changed into the next.
-type stateDiff struct {
-	routes keyDiff[netip.Prefix]
-	neighs keyDiff[netip.Addr]
-	fdb    keyDiff[string]
-}
-
-// counts returns the numbers of entries added, changed and removed, as
-// log attributes.
-func (d stateDiff) counts() []any {
-	return []any{
-		"added", len(d.routes.added) + len(d.neighs.added) + len(d.fdb.added),
-		"changed", len(d.routes.changed) + len(d.neighs.changed) + len(d.fdb.changed),
-		"removed", len(d.routes.removed) + len(d.neighs.removed) + len(d.fdb.removed),
+// lookup is m's index operation as a function.
+func lookup[K comparable, V any](m map[K]V) func(K) (V, bool) {
+	return func(k K) (V, bool) {
+		v, ok := m[k]
+		return v, ok
 	}
 }
 
-// diffDesired compares two desired states entry by entry.
-func diffDesired(prev, next desired) stateDiff {
-	return stateDiff{
-		routes: diffKeys(prev.routes, next.routes, func(a, b route) bool { return a == b }, netip.Prefix.Compare),
-		neighs: diffKeys(prev.neighs, next.neighs, func(a, b net.HardwareAddr) bool { return bytes.Equal(a, b) }, netip.Addr.Compare),
-		// The key is the MAC: only the destination can differ.
-		fdb: diffKeys(prev.fdb, next.fdb, func(a, b fdbEntry) bool { return a.dst == b.dst }, strings.Compare),
-	}
-}
-
-// writes are the kernel changes that turn one desired state into the next.
+// writes are kernel changes: entries to set (add or replace) and delete.
 type writes struct {
 	fdbSet, fdbDel     []netlink.Neigh
 	neighSet, neighDel []netlink.Neigh
@@ -75,29 +74,34 @@ type writes struct {
 	routeDel           []netlink.Route
 }
 
-// writesFor returns the writes for d, the diff from prev to next, with
-// neighbour and fdb entries on the vxlan device at index. Added and changed
-// entries are set: the kernel replaces a route, neighbour or fdb
-// destination in place, so a changed peer never loses its entries.
-func writesFor(d stateDiff, prev, next desired, index int) writes {
+// writes returns the kernel changes that turn the entries e touched from
+// their values before the edit into those of s. Entries set replace what
+// the kernel has at their key in place (a route, neighbour or fdb
+// destination), so a changed peer never loses its entries; deleted ones
+// carry their old values.
+func (e *edit) writes(s *desired) writes {
 	var w writes
-	for _, mac := range slices.Concat(d.fdb.added, d.fdb.changed) {
-		w.fdbSet = append(w.fdbSet, next.fdb[mac].netlink(index))
+	set, del := changed(e.fdb, lookup(s.fdb), func(a, b fdbEntry) bool { return a.dst == b.dst }, strings.Compare)
+	for _, k := range set {
+		w.fdbSet = append(w.fdbSet, s.fdb[k].netlink(s.vxlanIndex))
 	}
-	for _, mac := range d.fdb.removed {
-		w.fdbDel = append(w.fdbDel, prev.fdb[mac].netlink(index))
+	for _, k := range del {
+		w.fdbDel = append(w.fdbDel, e.fdb[k].v.netlink(s.vxlanIndex))
 	}
-	for _, ip := range slices.Concat(d.neighs.added, d.neighs.changed) {
-		w.neighSet = append(w.neighSet, neighOf(ip, next.neighs[ip], index))
+	ips, gone := changed(e.neighs, s.neigh, func(a, b net.HardwareAddr) bool { return bytes.Equal(a, b) }, netip.Addr.Compare)
+	for _, ip := range ips {
+		mac, _ := s.neigh(ip)
+		w.neighSet = append(w.neighSet, neighOf(ip, mac, s.vxlanIndex))
 	}
-	for _, ip := range d.neighs.removed {
-		w.neighDel = append(w.neighDel, neighOf(ip, prev.neighs[ip], index))
+	for _, ip := range gone {
+		w.neighDel = append(w.neighDel, neighOf(ip, e.neighs[ip].v, s.vxlanIndex))
 	}
-	for _, dst := range slices.Concat(d.routes.added, d.routes.changed) {
-		w.routeSet = append(w.routeSet, next.routes[dst])
+	dsts, stale := changed(e.routes, lookup(s.routes), func(a, b route) bool { return a == b }, netip.Prefix.Compare)
+	for _, dst := range dsts {
+		w.routeSet = append(w.routeSet, s.routes[dst])
 	}
-	for _, dst := range d.routes.removed {
-		w.routeDel = append(w.routeDel, prev.routes[dst].netlink())
+	for _, dst := range stale {
+		w.routeDel = append(w.routeDel, e.routes[dst].v.netlink())
 	}
 	return w
 }

@@ -34,10 +34,10 @@ type Datapath struct {
 	// sel holds the peer set of the last Sync and the Applies since, and
 	// which of its peers are programmed; nil until a Sync after Setup.
 	sel *datapath.Selector
-	// last is what the last Sync or Apply programmed, if it succeeded and
-	// no Setup or subnet change came after it; nil makes Apply rewrite the
-	// whole selection.
-	last *applied
+	// last is what the last Sync or Apply programmed, if its writes
+	// succeeded and no Setup or subnet change came after it; Apply updates
+	// it in place. nil makes Apply rewrite the whole selection.
+	last *desired
 }
 
 var (

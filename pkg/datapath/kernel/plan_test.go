@@ -41,8 +41,8 @@ func TestBuildDesired(t *testing.T) {
 			t.Errorf("route %s = %+v, want %+v", k, d.routes[k], w)
 		}
 	}
-	if len(d.neighs) != 2 || d.neighs[ip("10.244.2.0")].String() != mac2.String() || d.neighs[ip("10.244.3.0")].String() != mac3.String() {
-		t.Errorf("neighs %v", d.neighs)
+	if neighs := d.neighs(); len(neighs) != 2 || neighs[ip("10.244.2.0")].String() != mac2.String() || neighs[ip("10.244.3.0")].String() != mac3.String() {
+		t.Errorf("neighs %v", neighs)
 	}
 	if len(d.fdb) != 2 || d.fdb[mac2.String()].dst != ip("192.168.0.2") || d.fdb[mac3.String()].dst != ip("192.168.0.3") {
 		t.Errorf("fdb %v", d.fdb)

@@ -14,10 +14,10 @@ import (
 )
 
 // Sync makes routes, neighbour and fdb entries equal to peers. It first
-// repairs the vxlan device and its address if they drifted, skips (and logs)
-// peers that must not be programmed, and returns the errors of all peers
-// joined, after trying every one. On success it records what it programmed
-// for Apply.
+// repairs the vxlan device and its address if they drifted, skips peers
+// that must not be programmed (logging each once while it lasts), and
+// returns the errors of all peers joined, after trying every one. When its
+// writes succeed it records what it programmed, for Apply to start from.
 func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -28,7 +28,9 @@ func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 	if !d.ok {
 		return errors.New("sync: Setup has not succeeded yet")
 	}
-	d.sel = datapath.NewSelector(d.node, d.subnet)
+	if d.sel == nil {
+		d.sel = datapath.NewSelector(d.node, d.subnet)
+	}
 	sel, err := d.sel.Reset(peers)
 	datapath.LogRejections(sel.Rejected)
 	return errors.Join(err, d.program(sel.Peers))
@@ -67,7 +69,7 @@ func (d *Datapath) program(selected []datapath.Peer) error {
 	w := newWriter(h)
 	if vxlanIndex != 0 {
 		errs = append(errs, syncFDB(w, vxlanIndex, want.fdb, d.node.Learning))
-		errs = append(errs, syncNeighs(w, vxlanIndex, want.neighs))
+		errs = append(errs, syncNeighs(w, vxlanIndex, want.neighs()))
 	}
 	errs = append(errs, d.syncRoutes(w, vxlanIndex, uplinkIndex, want.routes))
 	errs = append(errs, w.err())
@@ -75,7 +77,7 @@ func (d *Datapath) program(selected []datapath.Peer) error {
 	if err := errors.Join(errs...); err != nil {
 		return err
 	}
-	d.last = &applied{vxlanIndex: vxlanIndex, uplinkIndex: uplinkIndex, state: want}
+	d.last = want
 	return nil
 }
 
