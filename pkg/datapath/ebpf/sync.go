@@ -33,7 +33,9 @@ func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 			return errors.New("sync: Setup has not succeeded yet")
 		}
 		// The kernel slow path logs the peers both reject.
-		d.sel = datapath.NewSelector(d.node, d.subnet())
+		if d.sel == nil {
+			d.sel = datapath.NewSelector(d.node, d.subnet())
+		}
 		sel, err := d.sel.Reset(peers)
 		want := desired(sel.Peers)
 		errs := []error{err, want.reconcile(d.objs)}
