@@ -83,20 +83,19 @@ func dropPinned(t *testing.T, n *testNode, name string, key any) {
 func TestApply(t *testing.T) {
 	nodes, dp, base := applyNodes(t)
 	n, ctx := nodes[0], context.Background()
+	moved := fakePeer(2)
+	moved.NodeIP, moved.VtepMAC = netip.MustParseAddr("192.168.50.99"), net.HardwareAddr{0x02, 0xfe, 0, 0, 0, 99}
 	steps := []struct {
-		name  string
-		peers []datapath.Peer
+		name    string
+		changes datapath.Changes
+		peers   []datapath.Peer // the peer set after the change
 	}{
-		{"add", append(slices.Clone(base), fakePeer(1), fakePeer(2))},
-		{"change", append(slices.Clone(base), fakePeer(1), func() datapath.Peer {
-			p := fakePeer(2)
-			p.NodeIP, p.VtepMAC = netip.MustParseAddr("192.168.50.99"), net.HardwareAddr{0x02, 0xfe, 0, 0, 0, 99}
-			return p
-		}())},
-		{"remove", append(slices.Clone(base), fakePeer(2))},
+		{"add", datapath.Changes{Set: []datapath.Peer{fakePeer(1), fakePeer(2)}}, append(slices.Clone(base), fakePeer(1), fakePeer(2))},
+		{"change", datapath.Changes{Set: []datapath.Peer{moved}, Removed: []datapath.PeerKey{fakePeer(2).Key()}}, append(slices.Clone(base), fakePeer(1), moved)},
+		{"remove", datapath.Changes{Removed: []datapath.PeerKey{fakePeer(1).Key()}}, append(slices.Clone(base), moved)},
 	}
 	for _, s := range steps {
-		must(t, dp.Apply(ctx, s.peers))
+		must(t, dp.Apply(ctx, s.changes))
 		t.Run(s.name, func(t *testing.T) {
 			checkMaps(t, n, s.peers)
 			for _, p := range s.peers {
@@ -109,20 +108,20 @@ func TestApply(t *testing.T) {
 }
 
 // TestApplyAfterFailure: a failed Apply makes the next one a full Sync,
-// which repairs the maps and the slow path.
+// which repairs the maps and the slow path, not only what it changes.
 func TestApplyAfterFailure(t *testing.T) {
 	nodes, dp, base := applyNodes(t)
 	n, ctx := nodes[0], context.Background()
-	peers := append(slices.Clone(base), fakePeer(1))
 	// Without its device the slow path cannot add the new peer's route.
 	n.ns.MustRun(t, "ip", "link", "del", "flannel.1")
-	if err := dp.Apply(ctx, peers); err == nil {
+	if err := dp.Apply(ctx, datapath.Changes{Set: []datapath.Peer{fakePeer(1)}}); err == nil {
 		t.Fatal("Apply without the vxlan device succeeded")
 	}
 	// The maps come before the slow path and do not depend on it.
-	checkMaps(t, n, peers)
-	dropPinned(t, n, MapPeers, weftLpmKey{Prefixlen: uint32(base[0].Subnet.Bits()), Addr: be32(base[0].Subnet.Addr())})
-	must(t, dp.Apply(ctx, peers))
+	checkMaps(t, n, append(slices.Clone(base), fakePeer(1)))
+	dropPinned(t, n, MapPeers, lpmKey(base[0].Subnet))
+	must(t, dp.Apply(ctx, datapath.Changes{Set: []datapath.Peer{fakePeer(2)}}))
+	peers := append(slices.Clone(base), fakePeer(1), fakePeer(2))
 	checkMaps(t, n, peers)
 	for _, p := range peers {
 		checkRoute(t, n, p.Subnet, true)
@@ -131,24 +130,32 @@ func TestApplyAfterFailure(t *testing.T) {
 	checkFastPath(t, nodes, BackendVXLAN)
 }
 
-// TestApplyLeavesDrift: Apply trusts what it wrote last and does not see an
-// entry deleted behind its back; the next Sync restores it.
-func TestApplyLeavesDrift(t *testing.T) {
+// TestApplyWritesOnlyTheChange: Apply writes the entries of the peers it
+// is given and trusts what it wrote last for the others: an entry deleted
+// behind its back stays deleted until the next Sync restores it. Removing
+// one of two subnets a node IP leases keeps the node IP known, with one
+// lease.
+func TestApplyWritesOnlyTheChange(t *testing.T) {
 	nodes, dp, base := applyNodes(t)
 	n, ctx := nodes[0], context.Background()
 	other := base[0]
-	dropPinned(t, n, MapPeers, weftLpmKey{Prefixlen: uint32(other.Subnet.Bits()), Addr: be32(other.Subnet.Addr())})
+	dropPinned(t, n, MapPeers, lpmKey(other.Subnet))
 	dropPinned(t, n, MapNodes, be32(other.NodeIP))
 
-	peers := append(slices.Clone(base), fakePeer(1))
-	must(t, dp.Apply(ctx, peers))
-	checkMaps(t, n, peers[1:])
-	must(t, dp.Sync(ctx, peers))
-	checkMaps(t, n, peers)
+	// second is a second subnet leased by fakePeer(1)'s node.
+	second := fakePeer(2)
+	second.NodeIP, second.VtepMAC = fakePeer(1).NodeIP, fakePeer(1).VtepMAC
+	must(t, dp.Apply(ctx, datapath.Changes{Set: []datapath.Peer{fakePeer(1), second}}))
+	checkMaps(t, n, []datapath.Peer{fakePeer(1), second})
+	must(t, dp.Apply(ctx, datapath.Changes{Removed: []datapath.PeerKey{second.Key()}}))
+	checkMaps(t, n, []datapath.Peer{fakePeer(1)})
+
+	must(t, dp.Sync(ctx, []datapath.Peer{other, fakePeer(1)}))
+	checkMaps(t, n, []datapath.Peer{other, fakePeer(1)})
 	// The next Apply starts from what Sync wrote: removing the repaired
 	// entry deletes it.
-	must(t, dp.Apply(ctx, peers[1:]))
-	checkMaps(t, n, peers[1:])
+	must(t, dp.Apply(ctx, datapath.Changes{Removed: []datapath.PeerKey{other.Key()}}))
+	checkMaps(t, n, []datapath.Peer{fakePeer(1)})
 }
 
 // TestTwoLeasesOneNodeIP: a node IP that leases two subnets is known once,

@@ -80,26 +80,43 @@ func reconcile[K, V comparable](m *ebpf.Map, want map[K]V) error {
 }
 
 // update changes m, believed to hold have, to hold want: it deletes and
-// writes only the entries that differ. Deletes go first so a full map
-// makes room.
+// writes only the entries that differ.
 func update[K, V comparable](m *ebpf.Map, have, want map[K]V) error {
-	var (
-		putKeys []K
-		putVals []V
-		delKeys []K
-	)
+	var e edits[K, V]
 	for k, v := range want {
-		if cur, ok := have[k]; !ok || cur != v {
-			putKeys = append(putKeys, k)
-			putVals = append(putVals, v)
-		}
+		old, had := have[k]
+		e.add(k, old, had, v, true)
 	}
-	for k := range have {
+	for k, v := range have {
 		if _, ok := want[k]; !ok {
-			delKeys = append(delKeys, k)
+			e.add(k, v, true, v, false)
 		}
 	}
-	return errors.Join(deleteAll(m, delKeys), putAll(m, putKeys, putVals))
+	return e.write(m)
+}
+
+// edits are the deletes and writes that change a map entry by entry.
+type edits[K, V comparable] struct {
+	putKeys []K
+	putVals []V
+	delKeys []K
+}
+
+// add records what changes the entry of k from old (present if had) to v
+// (present if ok): nothing when they are equal.
+func (e *edits[K, V]) add(k K, old V, had bool, v V, ok bool) {
+	switch {
+	case ok && (!had || old != v):
+		e.putKeys = append(e.putKeys, k)
+		e.putVals = append(e.putVals, v)
+	case !ok && had:
+		e.delKeys = append(e.delKeys, k)
+	}
+}
+
+// write makes the edits to m. Deletes go first so a full map makes room.
+func (e *edits[K, V]) write(m *ebpf.Map) error {
+	return errors.Join(deleteAll(m, e.delKeys), putAll(m, e.putKeys, e.putVals))
 }
 
 // putAll writes keys[i] -> values[i] into m for every i, trying them all

@@ -84,7 +84,7 @@ func newProgEnv(t testing.TB) *progEnv {
 		{vxlanSubnet, vxlanNode, remoteVTEP, weftModeMODE_VXLAN},
 		{hostGWSubnet, hostGWNode, nil, weftModeMODE_HOST_GW},
 	} {
-		key := weftLpmKey{Prefixlen: uint32(p.subnet.Bits()), Addr: be32(p.subnet.Addr())}
+		key := lpmKey(p.subnet)
 		must(t, objs.WeftPeers.Put(key, weftPeer{NodeIp: be32(p.node), VtepMac: mac6(p.vtep), Mode: uint8(p.mode)}))
 		must(t, objs.WeftNodes.Put(be32(p.node), weftKnownNode{Leases: 1}))
 	}

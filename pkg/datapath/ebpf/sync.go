@@ -13,13 +13,6 @@ import (
 	"github.com/weftnet/weft/pkg/datapath"
 )
 
-// written is what the last successful Sync or Apply wrote to the remote
-// subnets and known nodes maps.
-type written struct {
-	peers map[weftLpmKey]weftPeer
-	nodes map[uint32]weftKnownNode
-}
-
 // Sync makes the remote subnets and known nodes maps equal to peers (as
 // datapath.Selector selects them), reading them back to repair drift, then
 // syncs the kernel slow path, forgets endpoints whose veth is gone and
@@ -40,12 +33,12 @@ func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 			return errors.New("sync: Setup has not succeeded yet")
 		}
 		// The kernel slow path logs the peers both reject.
-		d.sel = datapath.NewSelector(d.node, d.subnet())
+		if d.sel == nil {
+			d.sel = datapath.NewSelector(d.node, d.subnet())
+		}
 		sel, err := d.sel.Reset(peers)
-		want := d.desired(sel.Peers)
-		errs := []error{err,
-			reconcile(d.objs.WeftPeers, want.peers),
-			reconcile(d.objs.WeftNodes, want.nodes)}
+		want := desired(sel.Peers)
+		errs := []error{err, want.reconcile(d.objs)}
 		if err := d.slow.Sync(ctx, peers); err != nil {
 			errs = append(errs, fmt.Errorf("kernel slow path: %w", err))
 		}
@@ -59,10 +52,11 @@ func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 }
 
 // Apply changes the peer set by changes and writes only the map entries
-// that differ from what the last Sync or Apply wrote, without reading the
-// maps back (drift is left to the next Sync), then applies changes to the
-// kernel slow path. When the previous write failed, or Setup or a new
-// subnet came since, it rewrites the maps from the whole selection.
+// of the subnets whose selected peer changed, and of those only the ones
+// whose value changed, without reading the maps back (drift is left to the
+// next Sync); then it applies changes to the kernel slow path. When the
+// previous Sync or Apply failed, or Setup or a new subnet came since, it
+// rewrites the maps from the whole selection instead.
 func (d *Datapath) Apply(ctx context.Context, changes datapath.Changes) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -70,56 +64,36 @@ func (d *Datapath) Apply(ctx context.Context, changes datapath.Changes) error {
 	return d.inNS(func() error {
 		d.mu.Lock()
 		defer d.mu.Unlock()
-		if d.sel == nil {
+		if d.objs == nil || d.sel == nil {
 			return errors.New("apply: no Sync since Setup")
 		}
-		_, err := d.sel.Update(changes)
-		prev := d.last
-		d.last = nil
-		want := d.desired(d.sel.Selected())
-		errs := []error{err}
-		if prev == nil {
-			errs = append(errs, reconcile(d.objs.WeftPeers, want.peers), reconcile(d.objs.WeftNodes, want.nodes))
-		} else {
-			errs = append(errs, update(d.objs.WeftPeers, prev.peers, want.peers), update(d.objs.WeftNodes, prev.nodes, want.nodes))
-		}
+		errs := []error{d.applyMaps(changes)}
 		if err := d.slow.Apply(ctx, changes); err != nil {
+			d.last = nil
 			errs = append(errs, fmt.Errorf("kernel slow path: %w", err))
 		}
-		if err := errors.Join(errs...); err != nil {
-			return err
-		}
-		d.last = want
-		return nil
+		return errors.Join(errs...)
 	})
 }
 
-// desired turns the selected peers into the contents of the remote subnets
-// and known nodes maps. A node IP may lease several subnets: VXLAN from it
-// is accepted for each (the inner source check finds the subnet's peer), as
-// on the kernel datapath. Caller is in d.ns.
-func (d *Datapath) desired(selected []datapath.Peer) *written {
-	w := &written{
-		peers: make(map[weftLpmKey]weftPeer, len(selected)),
-		nodes: make(map[uint32]weftKnownNode, len(selected)),
+// applyMaps is Apply's part on the remote subnets and known nodes maps.
+// Caller holds d.mu, and d.sel is set.
+func (d *Datapath) applyMaps(changes datapath.Changes) error {
+	delta, err := d.sel.Update(changes)
+	last := d.last
+	d.last = nil
+	if last == nil {
+		last = desired(d.sel.Selected())
+		err = errors.Join(err, last.reconcile(d.objs))
+	} else {
+		w := last.change(delta)
+		err = errors.Join(err, w.to(d.objs))
 	}
-	for _, p := range selected {
-		key := weftLpmKey{Prefixlen: uint32(p.Subnet.Bits()), Addr: be32(p.Subnet.Addr())}
-		node := be32(p.NodeIP)
-		v := weftPeer{NodeIp: node, VtepMac: mac6(p.VtepMAC), Mode: uint8(weftModeMODE_VXLAN)}
-		if p.Mode == datapath.ModeHostGW {
-			v.Mode = uint8(weftModeMODE_HOST_GW)
-		}
-		// VXLAN from a node whose --public-ip is not its interface's comes
-		// from the address its lease names as TunnelIP.
-		if p.TunnelIP.Is4() && p.TunnelIP != p.NodeIP {
-			v.TunnelIp = be32(p.TunnelIP)
-			w.nodes[v.TunnelIp] = weftKnownNode{Leases: w.nodes[v.TunnelIp].Leases + 1}
-		}
-		w.peers[key] = v
-		w.nodes[node] = weftKnownNode{Leases: w.nodes[node].Leases + 1}
+	if err != nil {
+		return err
 	}
-	return w
+	d.last = last
+	return nil
 }
 
 // subnet is this node's pod subnet as the node config holds it (zero while
