@@ -227,22 +227,20 @@ func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 		return err
 	}
 	return d.inNS(func() error {
+		// d.mu first: the slow path changes the Selector it shares with
+		// Apply.
+		d.mu.Lock()
+		defer d.mu.Unlock()
 		if err := d.slow.SetSubnet(ctx, subnet); err != nil {
 			return fmt.Errorf("kernel slow path: %w", err)
 		}
-		d.mu.Lock()
-		defer d.mu.Unlock()
 		if d.objs == nil {
 			return fmt.Errorf("set subnet %s: Setup has not succeeded yet", subnet)
 		}
 		if subnet != d.subnet() {
 			// The own subnet decides which peers are acceptable.
+			// The slow path gave the shared Selector the new subnet.
 			d.last = nil
-			if d.sel != nil {
-				if err := d.sel.SetOwn(subnet); err != nil {
-					slog.Warn("select peers for the new subnet", "err", err)
-				}
-			}
 		}
 		d.cfg.Subnet = be32(subnet.Addr())
 		d.cfg.SubnetLen = uint32(subnet.Bits())

@@ -32,14 +32,15 @@ func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 		if d.objs == nil {
 			return errors.New("sync: Setup has not succeeded yet")
 		}
-		// The kernel slow path logs the peers both reject.
+		// One selection serves the maps and the kernel slow path.
 		if d.sel == nil {
 			d.sel = datapath.NewSelector(d.node, d.subnet())
 		}
 		sel, err := d.sel.Reset(peers)
+		datapath.LogRejections(sel.Rejected)
 		want := desired(sel.Peers)
 		errs := []error{err, want.reconcile(d.objs)}
-		if err := d.slow.Sync(ctx, peers); err != nil {
+		if err := d.slow.SyncSelection(ctx, d.sel); err != nil {
 			errs = append(errs, fmt.Errorf("kernel slow path: %w", err))
 		}
 		errs = append(errs, d.forgetGoneEndpoints(), d.refreshBridge(), d.attachAll())
@@ -67,8 +68,10 @@ func (d *Datapath) Apply(ctx context.Context, changes datapath.Changes) error {
 		if d.objs == nil || d.sel == nil {
 			return errors.New("apply: no Sync since Setup")
 		}
-		errs := []error{d.applyMaps(changes)}
-		if err := d.slow.Apply(ctx, changes); err != nil {
+		delta, err := d.sel.Update(changes)
+		datapath.LogRejections(delta.Rejected)
+		errs := []error{err, d.applyMaps(delta)}
+		if err := d.slow.ApplyDelta(ctx, delta); err != nil {
 			d.last = nil
 			errs = append(errs, fmt.Errorf("kernel slow path: %w", err))
 		}
@@ -76,10 +79,11 @@ func (d *Datapath) Apply(ctx context.Context, changes datapath.Changes) error {
 	})
 }
 
-// applyMaps is Apply's part on the remote subnets and known nodes maps.
-// Caller holds d.mu, and d.sel is set.
-func (d *Datapath) applyMaps(changes datapath.Changes) error {
-	delta, err := d.sel.Update(changes)
+// applyMaps is Apply's part on the remote subnets and known nodes maps:
+// the entries of the subnets in delta, or all when nothing valid is
+// recorded. Caller holds d.mu, and d.sel is set.
+func (d *Datapath) applyMaps(delta datapath.Delta) error {
+	var err error
 	last := d.last
 	d.last = nil
 	if last == nil {

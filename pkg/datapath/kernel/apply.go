@@ -26,17 +26,39 @@ func (d *Datapath) Apply(ctx context.Context, changes datapath.Changes) error {
 	}
 	delta, err := d.sel.Update(changes)
 	datapath.LogRejections(delta.Rejected)
-	state := d.last
-	if state == nil {
-		return errors.Join(err, d.program(d.sel.Selected()))
-	}
-	if len(delta.Subnets) == 0 {
+	return errors.Join(err, d.applyDelta(delta))
+}
+
+// ApplyDelta is Apply for a datapath that uses this one as its slow path
+// and selects the peers itself, with the Selector it gave SyncSelection:
+// delta is what that Selector's Update returned.
+func (d *Datapath) ApplyDelta(ctx context.Context, delta datapath.Delta) error {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.sel == nil {
+		return errors.New("apply: no Sync since Setup")
+	}
+	return d.applyDelta(delta)
+}
+
+// applyDelta writes the entries of the subnets in delta, or the whole
+// selection when nothing valid is recorded. Caller holds d.mu; d.sel is
+// set.
+func (d *Datapath) applyDelta(delta datapath.Delta) error {
+	state := d.last
+	if state == nil {
+		return d.program(d.sel.Selected())
+	}
+	if len(delta.Subnets) == 0 {
+		return nil
+	}
 	d.last = nil
-	h, herr := openHandle()
-	if herr != nil {
-		return errors.Join(err, fmt.Errorf("apply: %w", herr))
+	h, err := openHandle()
+	if err != nil {
+		return fmt.Errorf("apply: %w", err)
 	}
 	defer h.Close()
 
@@ -49,10 +71,10 @@ func (d *Datapath) Apply(ctx context.Context, changes datapath.Changes) error {
 	w.fdb(x.fdbSet, x.fdbDel)
 	w.neighs(x.neighSet, x.neighDel)
 	w.routes(x.routeSet, x.routeDel)
-	w.summary("applied peer changes", "changes", len(changes.Set)+len(changes.Removed), "subnets", len(delta.Subnets))
-	if werr := w.err(); werr != nil {
-		return errors.Join(err, werr)
+	w.summary("applied peer changes", "subnets", len(delta.Subnets))
+	if err := w.err(); err != nil {
+		return err
 	}
 	d.last = state
-	return err
+	return nil
 }

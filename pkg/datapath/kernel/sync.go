@@ -36,6 +36,24 @@ func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 	return errors.Join(err, d.program(sel.Peers))
 }
 
+// SyncSelection is Sync for a datapath that uses this one as its slow path
+// and selects the peers itself (one selection serves both): it programs
+// what sel selected, reading the kernel back as Sync does, and keeps sel
+// for ApplyDelta.
+func (d *Datapath) SyncSelection(ctx context.Context, sel *datapath.Selector) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.last = nil
+	if !d.ok {
+		return errors.New("sync: Setup has not succeeded yet")
+	}
+	d.sel = sel
+	return d.program(sel.Selected())
+}
+
 // program makes the kernel state equal to what the selected peers ask for,
 // reading it back to repair drift, and records it for Apply. Caller holds
 // d.mu.
