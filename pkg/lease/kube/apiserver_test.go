@@ -13,9 +13,13 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/kubernetes"
+	typedcorev1 "k8s.io/client-go/kubernetes/typed/core/v1"
 
 	"github.com/weftnet/weft/pkg/lease"
 	"github.com/weftnet/weft/test/kubetest"
@@ -40,6 +44,7 @@ func TestAPIServer(t *testing.T) {
 	t.Run("WatchAddChangeDelete", e.testWatch)
 	t.Run("PodCIDRMissing", e.testPodCIDRMissing)
 	t.Run("PodCIDROutsideNetwork", e.testPodCIDROutside)
+	t.Run("NodeClient", e.testNodeClient)
 }
 
 func vxlanAttrs(ip, mac string) lease.Attrs {
@@ -394,5 +399,80 @@ func (e *env) testPodCIDROutside(t *testing.T) {
 	}
 	if ann := e.getNode(t, "outside").Annotations; ann[prefix+"backend-type"] != "" {
 		t.Error("a lease outside Network was published")
+	}
+}
+
+// The clientset's Node client, and so its fake, fits nodeClient.
+var _ nodeClient = typedcorev1.NodeInterface(nil)
+
+// testNodeClient checks that restNodes encodes list, watch and patch
+// options, decodes Nodes, watch events and errors, as weftd's ServiceAccount.
+func (e *env) testNodeClient(t *testing.T) {
+	rc, err := restConfig(Config{Kubeconfig: e.kubeconfig})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := newRESTNodes(rc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.createNode(t, node("cli-a", "10.244.20.0/24", nil))
+	e.createNode(t, node("cli-b", "10.244.21.0/24", nil))
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	byName := metav1.ListOptions{FieldSelector: fields.OneTermEqualSelector("metadata.name", "cli-b").String()}
+	list, err := c.List(ctx, byName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(list.Items) != 1 || list.Items[0].Name != "cli-b" || list.Items[0].Spec.PodCIDR != "10.244.21.0/24" {
+		t.Fatalf("list by name cli-b: %+v", list.Items)
+	}
+	page, err := c.List(ctx, metav1.ListOptions{Limit: 1})
+	if err != nil || len(page.Items) != 1 || page.Continue == "" {
+		t.Fatalf("list with limit 1: %d items, continue %q, %v; want 1 and a continue token", len(page.Items), page.Continue, err)
+	}
+
+	byName.ResourceVersion = list.ResourceVersion
+	w, err := c.Watch(ctx, byName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	annotate := func(name, value string) *corev1.Node {
+		t.Helper()
+		patch := []byte(`{"metadata":{"annotations":{"example.com/client":"` + value + `"}}}`)
+		n, err := c.Patch(ctx, name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "weftd"}, "status")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	annotate("cli-a", "1") // not watched
+	n := annotate("cli-b", "2")
+	if n.Name != "cli-b" || n.Annotations["example.com/client"] != "2" {
+		t.Fatalf("patch returned %s with annotations %v", n.Name, n.Annotations)
+	}
+	if !slices.ContainsFunc(n.ManagedFields, func(f metav1.ManagedFieldsEntry) bool {
+		return f.Manager == "weftd" && f.Subresource == "status"
+	}) {
+		t.Errorf("patch not recorded for field manager weftd on subresource status: %+v", n.ManagedFields)
+	}
+	select {
+	case ev := <-w.ResultChan():
+		got, ok := ev.Object.(*corev1.Node)
+		if ev.Type != watch.Modified || !ok || got.Name != "cli-b" || got.Annotations["example.com/client"] != "2" {
+			t.Fatalf("watch event %s %+v, want cli-b modified", ev.Type, ev.Object)
+		}
+	case <-ctx.Done():
+		t.Fatal("no watch event for the patch of cli-b")
+	}
+
+	// Without a subresource the patch is on the Node, which the
+	// ServiceAccount may not change.
+	_, err = c.Patch(ctx, "cli-b", types.MergePatchType, []byte(`{"metadata":{"labels":{"a":"b"}}}`), metav1.PatchOptions{FieldManager: "weftd"})
+	if !apierrors.IsForbidden(err) || !strings.Contains(apiError("patch", err).Error(), rbacHint) {
+		t.Fatalf("patch of the Node itself = %v, want Forbidden with the RBAC hint", err)
 	}
 }

@@ -37,7 +37,7 @@ func (m *Manager) SetNetworkAvailable(ctx context.Context) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	_, err = m.client.CoreV1().Nodes().Patch(ctx, m.cfg.NodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: "weftd"}, "status")
+	_, err = m.client.Patch(ctx, m.cfg.NodeName, types.StrategicMergePatchType, patch, metav1.PatchOptions{FieldManager: "weftd"}, "status")
 	if err != nil {
 		return apiError(fmt.Sprintf("set NetworkUnavailable=False on node %q", m.cfg.NodeName), err)
 	}

@@ -11,7 +11,6 @@ import (
 	"os"
 	"sync"
 
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 
@@ -50,7 +49,7 @@ type Config struct {
 // Manager is the Kubernetes lease source. It implements lease.Manager.
 type Manager struct {
 	cfg    Config
-	client kubernetes.Interface
+	client nodeClient
 	keys   annotationKeys
 	log    *slog.Logger
 	nodes  *nodeCache
@@ -69,15 +68,15 @@ func New(ctx context.Context, cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, err
 	}
-	client, err := kubernetes.NewForConfig(rc)
+	client, err := newRESTNodes(rc)
 	if err != nil {
-		return nil, fmt.Errorf("kubernetes client for %s: %w", rc.Host, err)
+		return nil, err
 	}
 	return newManager(ctx, cfg, client, rc.Host)
 }
 
 // newManager fills cfg's defaults and starts the Node informer on client.
-func newManager(ctx context.Context, cfg Config, client kubernetes.Interface, host string) (*Manager, error) {
+func newManager(ctx context.Context, cfg Config, client nodeClient, host string) (*Manager, error) {
 	if cfg.NodeName == "" {
 		cfg.NodeName = os.Getenv("NODE_NAME")
 	}

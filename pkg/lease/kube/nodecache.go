@@ -14,8 +14,8 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	coreinformers "k8s.io/client-go/informers/core/v1"
-	"k8s.io/client-go/kubernetes"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/watch"
 	"k8s.io/client-go/tools/cache"
 
 	"github.com/weftnet/weft/pkg/backoff"
@@ -31,7 +31,7 @@ const rbacHint = "; bind the ServiceAccount to the ClusterRole in deploy/weft.ya
 // nodeCache is one Node informer shared by Acquire, Keep and Watch. It keeps
 // only the fields weft reads, and tells subscribers which Nodes changed.
 type nodeCache struct {
-	client kubernetes.Interface
+	client nodeClient
 	inf    cache.SharedIndexInformer
 	host   string
 	log    *slog.Logger
@@ -52,10 +52,18 @@ type subscription struct {
 	dirty map[string]struct{}
 }
 
-func newNodeCache(client kubernetes.Interface, host string, log *slog.Logger) *nodeCache {
+func newNodeCache(client nodeClient, host string, log *slog.Logger) *nodeCache {
+	lw := &cache.ListWatch{
+		ListWithContextFunc: func(ctx context.Context, opts metav1.ListOptions) (runtime.Object, error) {
+			return client.List(ctx, opts)
+		},
+		WatchFuncWithContext: func(ctx context.Context, opts metav1.ListOptions) (watch.Interface, error) {
+			return client.Watch(ctx, opts)
+		},
+	}
 	c := &nodeCache{
 		client: client,
-		inf:    coreinformers.NewNodeInformer(client, 0, cache.Indexers{}),
+		inf:    cache.NewSharedIndexInformer(lw, &corev1.Node{}, 0, cache.Indexers{}),
 		host:   host,
 		log:    log,
 		subs:   map[*subscription]struct{}{},
@@ -92,7 +100,7 @@ func (c *nodeCache) run(ctx context.Context) {
 	var bo backoff.Backoff
 	for backoff.Wait(probing, bo.Next(), nil) {
 		pctx, cancel := context.WithTimeout(ctx, apiTimeout)
-		_, err := c.client.CoreV1().Nodes().List(pctx, metav1.ListOptions{Limit: 1, ResourceVersion: "0"})
+		_, err := c.client.List(pctx, metav1.ListOptions{Limit: 1, ResourceVersion: "0"})
 		cancel()
 		if err != nil && ctx.Err() == nil {
 			c.report(err)

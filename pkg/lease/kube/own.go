@@ -144,7 +144,7 @@ func (m *Manager) publish(ctx context.Context, n *corev1.Node, a lease.Attrs) er
 	}
 	ctx, cancel := context.WithTimeout(ctx, apiTimeout)
 	defer cancel()
-	_, err = m.client.CoreV1().Nodes().Patch(ctx, n.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "weftd"}, "status")
+	_, err = m.client.Patch(ctx, n.Name, types.MergePatchType, patch, metav1.PatchOptions{FieldManager: "weftd"}, "status")
 	if err != nil {
 		return apiError(fmt.Sprintf("publish annotations on node %q", n.Name), err)
 	}
