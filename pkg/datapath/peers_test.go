@@ -183,9 +183,6 @@ func TestSelectorModes(t *testing.T) {
 	if len(sel.Peers) != 2 || sel.Peers[0].Mode != ModeHostGW || sel.Peers[1].Mode != ModeVXLAN || len(sel.Rejected) != 0 {
 		t.Errorf("selection %+v, want %s host-gw and %s vxlan, none rejected", sel, direct.Subnet, routed.Subnet)
 	}
-	if len(sel.Modes) != 2 || sel.Modes[direct.NodeIP] != ModeHostGW {
-		t.Errorf("modes %v", sel.Modes)
-	}
 	if f.lookups != 3 {
 		t.Errorf("%d lookups, want 3", f.lookups)
 	}

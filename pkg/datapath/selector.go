@@ -74,8 +74,6 @@ type Selection struct {
 	// Peers are the peers to program, Mode set, in subnet order
 	// (netip.Prefix.Compare, then node IP).
 	Peers []Peer
-	// Modes holds the mode of every node IP whose mode was decided.
-	Modes map[netip.Addr]Mode
 	// Rejected are the rejections not reported before.
 	Rejected []Rejection
 }
@@ -144,15 +142,7 @@ func (s *Selector) Reset(peers []Peer) (Selection, error) {
 		s.set(t, p)
 	}
 	d, err := s.reselect(t, true)
-	sel := Selection{Peers: s.Selected(), Modes: map[netip.Addr]Mode{}, Rejected: append(d.Rejected, dups...)}
-	for _, es := range s.subnets {
-		for _, e := range es {
-			if e.Mode != "" {
-				sel.Modes[e.NodeIP] = e.Mode
-			}
-		}
-	}
-	return sel, err
+	return Selection{Peers: s.Selected(), Rejected: append(d.Rejected, dups...)}, err
 }
 
 // Update applies ch to the peer set and returns the subnets whose selected
