@@ -1,6 +1,7 @@
 package kernel
 
 import (
+	"bytes"
 	"math/bits"
 	"net"
 	"net/netip"
@@ -26,10 +27,19 @@ type desired struct {
 	// macs holds each vxlan subnet's VTEP MAC, which the neighbour entry
 	// at the subnet's address points to (see neigh).
 	macs map[netip.Prefix]net.HardwareAddr
-	// fdb maps a VTEP MAC (as a string) to its entry, which all vxlan
-	// subnets with that MAC share (a node may lease several).
-	fdb map[string]fdbEntry
+	// fdb maps a VTEP MAC to its entry, which all vxlan subnets with that
+	// MAC share (a node may lease several).
+	fdb map[macKey]fdbEntry
 }
+
+// macKey is a VTEP MAC as a map key.
+type macKey [6]byte
+
+// keyOf returns mac's key (a MAC the Selector accepted has 6 bytes).
+func keyOf(mac net.HardwareAddr) macKey { return macKey(mac) }
+
+// compareMACs orders MAC keys bytewise.
+func compareMACs(a, b macKey) int { return bytes.Compare(a[:], b[:]) }
 
 // fdbEntry sends frames for a VTEP MAC to a node IP.
 type fdbEntry struct {
@@ -47,7 +57,7 @@ func buildDesired(peers []datapath.Peer, vxlanIndex, uplinkIndex int) *desired {
 		vxlanIndex: vxlanIndex, uplinkIndex: uplinkIndex,
 		routes: make(map[netip.Prefix]route, len(peers)),
 		macs:   make(map[netip.Prefix]net.HardwareAddr, len(peers)),
-		fdb:    make(map[string]fdbEntry, len(peers)),
+		fdb:    make(map[macKey]fdbEntry, len(peers)),
 	}
 	for _, p := range peers {
 		s.set(p.Subnet, p, nil)
@@ -84,7 +94,7 @@ func (s *desired) set(sub netip.Prefix, p datapath.Peer, e *edit) {
 // a subnet added (n > 0) sends to dst, and drops the entry when none needs
 // it; it notes the entry in e (when not nil) first.
 func (s *desired) countFDB(mac net.HardwareAddr, dst netip.Addr, n int, e *edit) {
-	key := mac.String()
+	key := keyOf(mac)
 	f, ok := s.fdb[key]
 	if e != nil {
 		remember(e.fdb, key, f, ok)

@@ -5,7 +5,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 )
@@ -16,7 +15,7 @@ import (
 type edit struct {
 	routes map[netip.Prefix]prior[route]
 	neighs map[netip.Addr]prior[net.HardwareAddr]
-	fdb    map[string]prior[fdbEntry]
+	fdb    map[macKey]prior[fdbEntry]
 }
 
 // prior is an entry's value before an edit; ok is false if there was none.
@@ -29,7 +28,7 @@ func newEdit() *edit {
 	return &edit{
 		routes: map[netip.Prefix]prior[route]{},
 		neighs: map[netip.Addr]prior[net.HardwareAddr]{},
-		fdb:    map[string]prior[fdbEntry]{},
+		fdb:    map[macKey]prior[fdbEntry]{},
 	}
 }
 
@@ -81,7 +80,7 @@ type writes struct {
 // carry their old values.
 func (e *edit) writes(s *desired) writes {
 	var w writes
-	set, del := changed(e.fdb, lookup(s.fdb), func(a, b fdbEntry) bool { return a.dst == b.dst }, strings.Compare)
+	set, del := changed(e.fdb, lookup(s.fdb), func(a, b fdbEntry) bool { return a.dst == b.dst }, compareMACs)
 	for _, k := range set {
 		w.fdbSet = append(w.fdbSet, s.fdb[k].netlink(s.vxlanIndex))
 	}

@@ -97,7 +97,7 @@ func TestEditSharedEntries(t *testing.T) {
 	b.Subnet = pfx("10.244.20.0/24")
 	s := buildDesired([]datapath.Peer{a, b}, 7, 2)
 	w := applyChanges(s, datapath.SubnetChange{Old: a})
-	if len(w.fdbSet)+len(w.fdbDel) != 0 || len(w.routeDel) != 1 || len(w.neighDel) != 1 || s.fdb[mac2.String()].subnets != 1 {
+	if len(w.fdbSet)+len(w.fdbDel) != 0 || len(w.routeDel) != 1 || len(w.neighDel) != 1 || s.fdb[keyOf(mac2)].subnets != 1 {
 		t.Errorf("removing one of two subnets of a node: writes %+v, fdb %+v", w, s.fdb)
 	}
 	w = applyChanges(s, datapath.SubnetChange{Old: b})

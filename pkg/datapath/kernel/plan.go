@@ -6,7 +6,6 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strings"
 
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -112,10 +111,11 @@ func neighOf(ip netip.Addr, mac net.HardwareAddr, index int) netlink.Neigh {
 // the vxlan device at index and the entries to delete: other destinations
 // of a wanted MAC and MACs no peer has. With learning on, learned entries
 // are left to age out.
-func planFDB(current []netlink.Neigh, want map[string]fdbEntry, index int, learning bool) (set, del []netlink.Neigh) {
-	ok := map[string]bool{}
+func planFDB(current []netlink.Neigh, want map[macKey]fdbEntry, index int, learning bool) (set, del []netlink.Neigh) {
+	ok := map[macKey]bool{}
 	for _, n := range current {
-		mac := n.HardwareAddr.String()
+		var mac macKey
+		copy(mac[:], n.HardwareAddr)
 		w, wanted := want[mac]
 		permanent := n.State&netlink.NUD_PERMANENT != 0
 		switch {
@@ -127,7 +127,7 @@ func planFDB(current []netlink.Neigh, want map[string]fdbEntry, index int, learn
 			del = append(del, n)
 		}
 	}
-	for _, mac := range sortedKeys(want, strings.Compare) {
+	for _, mac := range sortedKeys(want, compareMACs) {
 		if !ok[mac] {
 			set = append(set, want[mac].netlink(index))
 		}

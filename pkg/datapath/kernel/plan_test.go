@@ -44,7 +44,7 @@ func TestBuildDesired(t *testing.T) {
 	if neighs := d.neighs(); len(neighs) != 2 || neighs[ip("10.244.2.0")].String() != mac2.String() || neighs[ip("10.244.3.0")].String() != mac3.String() {
 		t.Errorf("neighs %v", neighs)
 	}
-	if len(d.fdb) != 2 || d.fdb[mac2.String()].dst != ip("192.168.0.2") || d.fdb[mac3.String()].dst != ip("192.168.0.3") {
+	if len(d.fdb) != 2 || d.fdb[keyOf(mac2)].dst != ip("192.168.0.2") || d.fdb[keyOf(mac3)].dst != ip("192.168.0.3") {
 		t.Errorf("fdb %v", d.fdb)
 	}
 }
@@ -101,9 +101,9 @@ func TestPlanNeighs(t *testing.T) {
 }
 
 func TestPlanFDB(t *testing.T) {
-	want := map[string]fdbEntry{
-		mac2.String(): {mac: mac2, dst: ip("192.168.0.2")},
-		mac3.String(): {mac: mac3, dst: ip("192.168.0.3")},
+	want := map[macKey]fdbEntry{
+		keyOf(mac2): {mac: mac2, dst: ip("192.168.0.2")},
+		keyOf(mac3): {mac: mac3, dst: ip("192.168.0.3")},
 	}
 	mac9 := net.HardwareAddr{2, 0, 0, 0, 0, 9}
 	learned := net.HardwareAddr{2, 0, 0, 0, 0, 8}

@@ -176,7 +176,7 @@ func syncNeighs(w *writer, index int, want map[netip.Addr]net.HardwareAddr) erro
 }
 
 // syncFDB makes the vxlan device's forwarding database equal to want.
-func syncFDB(w *writer, index int, want map[string]fdbEntry, learning bool) error {
+func syncFDB(w *writer, index int, want map[macKey]fdbEntry, learning bool) error {
 	current, err := listRetry(func() ([]netlink.Neigh, error) { return w.h.NeighList(index, unix.AF_BRIDGE) })
 	if err != nil {
 		return fmt.Errorf("list fdb on link %d: %w", index, err)
