@@ -4,6 +4,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"flag"
@@ -100,10 +101,12 @@ func run(ctx context.Context, o *options) error {
 		NoFullyRandom:  o.ipMasqFullyRandomDisable,
 		FirewallResync: time.Duration(o.iptablesResync) * time.Second,
 		SubnetFile:     o.subnetFile,
-		Datapath:       o.datapath,
-		Datapaths:      f,
-		ResyncInterval: o.resyncInterval,
-		Metrics:        m,
+		// flannel reads the wireguard key file's path from the environment.
+		WireGuardKeyFile: cmp.Or(os.Getenv("WIREGUARD_KEY_FILE"), "/run/flannel/wgkey"),
+		Datapath:         o.datapath,
+		Datapaths:        f,
+		ResyncInterval:   o.resyncInterval,
+		Metrics:          m,
 	}, leases)
 	if o.healthzPort != 0 {
 		addr := net.JoinHostPort(o.healthzIP, strconv.Itoa(o.healthzPort))

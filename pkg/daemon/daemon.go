@@ -38,6 +38,9 @@ type Config struct {
 	NoFullyRandom  bool
 	FirewallResync time.Duration
 	SubnetFile     string
+	// WireGuardKeyFile holds the wireguard private key across restarts
+	// (flannel's WIREGUARD_KEY_FILE, default /run/flannel/wgkey).
+	WireGuardKeyFile string
 	// Datapath overrides net-conf.json's Backend.Datapath when not empty.
 	Datapath       string
 	Datapaths      Factory
@@ -158,7 +161,8 @@ func (d *Daemon) Run(ctx context.Context) error {
 		NodeIP: sel.IP, Uplink: sel.Name, Network: nc.Network,
 		Backend: datapath.Mode(nc.Backend.Type), VNI: nc.Backend.VNI, Port: nc.Backend.Port,
 		DirectRouting: nc.Backend.DirectRouting, GBP: nc.Backend.GBP, Learning: nc.Backend.Learning,
-		MTU: nc.Backend.MTU,
+		MTU:       nc.Backend.MTU,
+		WireGuard: datapath.WireGuard{PSK: nc.Backend.PSK, Keepalive: nc.Backend.Keepalive, KeyFile: d.cfg.WireGuardKeyFile},
 	}
 	slog.Info("node", "iface", sel.Name, "ip", sel.IP, "public_ip", sel.PublicIP, "network", nc.Network,
 		"backend", nc.Backend.Type, "datapath", dp.Name())
@@ -306,20 +310,28 @@ func (d *Daemon) kernel(ctx context.Context) datapath.Datapath {
 
 // leaseAttrs is what this node publishes: flannel's lease JSON. VXLAN
 // leaves from the interface address ifaceIP; when --public-ip names
-// another, the lease says so (TunnelIP), so weft peers accept it.
+// another, the lease says so (TunnelIP), so weft peers accept it. udp and
+// host-gw leases carry no BackendData, wireguard ones the public key.
 func leaseAttrs(publicIP, ifaceIP netip.Addr, b netconf.Backend, info datapath.Info) (lease.Attrs, error) {
 	a := lease.Attrs{PublicIP: publicIP, BackendType: b.Type}
-	if b.Type == netconf.BackendVXLAN {
+	var data any
+	switch b.Type {
+	case netconf.BackendVXLAN:
 		d := lease.VXLANData{VNI: b.VNI, VtepMAC: info.VtepMAC.String()}
 		if ifaceIP != publicIP {
 			d.TunnelIP = ifaceIP.String()
 		}
-		data, err := json.Marshal(d)
-		if err != nil {
-			return a, fmt.Errorf("encode vxlan lease data: %w", err)
-		}
-		a.BackendData = data
+		data = d
+	case netconf.BackendWireGuard:
+		data = lease.WireGuardData{PublicKey: info.PublicKey}
+	default:
+		return a, nil
 	}
+	raw, err := json.Marshal(data)
+	if err != nil {
+		return a, fmt.Errorf("encode %s lease data: %w", b.Type, err)
+	}
+	a.BackendData = raw
 	return a, nil
 }
 

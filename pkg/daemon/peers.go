@@ -191,13 +191,16 @@ func (t *peerTable) peerOf(l lease.Lease) (datapath.Peer, bool) {
 		return datapath.Peer{}, false
 	}
 	p := datapath.Peer{Subnet: l.Subnet, NodeIP: l.Attrs.PublicIP}
-	if t.backend == string(datapath.ModeVXLAN) {
-		mac, tunnel, err := l.VXLAN()
-		if err != nil {
-			log().Warn("ignoring vxlan lease with bad BackendData", "err", err)
-			return datapath.Peer{}, false
-		}
-		p.VtepMAC, p.TunnelIP = mac, tunnel
+	var err error
+	switch datapath.Mode(t.backend) {
+	case datapath.ModeVXLAN:
+		p.VtepMAC, p.TunnelIP, err = l.VXLAN()
+	case datapath.ModeWireGuard:
+		p.PublicKey, err = l.WireGuardKey()
+	}
+	if err != nil {
+		log().Warn("ignoring lease with bad BackendData", "backend", t.backend, "err", err)
+		return datapath.Peer{}, false
 	}
 	return p, true
 }

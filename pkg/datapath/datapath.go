@@ -9,6 +9,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"time"
 )
 
 // Mode is how traffic to one peer's subnet is carried.
@@ -20,6 +21,11 @@ const (
 	ModeVXLAN Mode = "vxlan"
 	// ModeHostGW routes unchanged with the peer's node IP as next hop.
 	ModeHostGW Mode = "host-gw"
+	// ModeUDP carries the pod's IP packet as the payload of a UDP
+	// datagram to the peer's node IP (flannel's udp backend).
+	ModeUDP Mode = "udp"
+	// ModeWireGuard encrypts with WireGuard to the peer's node IP.
+	ModeWireGuard Mode = "wireguard"
 )
 
 // Node describes this node to a datapath.
@@ -30,24 +36,44 @@ type Node struct {
 	Uplink string
 	// Network is the cluster's pod network (e.g. 10.244.0.0/16).
 	Network netip.Prefix
-	// Backend is ModeVXLAN or ModeHostGW.
+	// Backend is ModeVXLAN, ModeHostGW, ModeUDP or ModeWireGuard.
 	Backend Mode
-	// VNI and Port are the VXLAN network identifier and UDP port.
+	// VNI is the VXLAN network identifier; Port the UDP port of vxlan,
+	// udp or wireguard (its ListenPort).
 	VNI, Port int
 	// DirectRouting carries traffic to peers on the uplink's L2 segment as
 	// host-gw even when Backend is ModeVXLAN.
 	DirectRouting bool
 	// GBP and Learning are the kernel vxlan device options of those names.
 	GBP, Learning bool
-	// MTU of the vxlan device; 0 means uplink MTU - 50.
+	// MTU of the vxlan or wireguard device; 0 means the uplink MTU minus
+	// the encapsulation.
 	MTU int
+	// WireGuard holds the wireguard backend's settings.
+	WireGuard WireGuard
+}
+
+// WireGuard is what the wireguard backend needs besides Node's Port and
+// MTU.
+type WireGuard struct {
+	// PSK is the pre-shared key (base64) used with every peer; "" for
+	// none.
+	PSK string
+	// Keepalive is the persistent keepalive interval; 0 turns it off.
+	Keepalive time.Duration
+	// KeyFile holds this node's private key across restarts (flannel's
+	// /run/flannel/wgkey); it is created when missing.
+	KeyFile string
 }
 
 // Info is what a datapath reports after Setup, to be published in the lease
 // and the subnet file.
 type Info struct {
-	// VtepMAC is this node's VXLAN tunnel endpoint MAC (nil for host-gw).
+	// VtepMAC is this node's VXLAN tunnel endpoint MAC (vxlan only).
 	VtepMAC net.HardwareAddr
+	// PublicKey is this node's WireGuard public key, base64 (wireguard
+	// only).
+	PublicKey string
 	// MTU is the MTU pods must use.
 	MTU int
 }
@@ -60,6 +86,9 @@ type Peer struct {
 	// TunnelIP is the address the peer's VXLAN comes from when its lease
 	// says it differs from NodeIP (its --public-ip); zero otherwise.
 	TunnelIP netip.Addr
+	// PublicKey is the peer's WireGuard public key, base64 (wireguard
+	// leases only).
+	PublicKey string
 	// Mode is decided by the datapath from Node.Backend and DirectRouting;
 	// callers leave it empty.
 	Mode Mode

@@ -26,6 +26,8 @@ func peerProblem(node Node, own netip.Prefix, p Peer) string {
 		return "node IP is this node's"
 	case node.Backend == ModeVXLAN && !UnicastMAC(p.VtepMAC):
 		return "vxlan peer without a valid unicast VtepMAC"
+	case node.Backend == ModeWireGuard && p.PublicKey == "":
+		return "wireguard peer without a public key"
 	}
 	return ""
 }

@@ -6,6 +6,7 @@ package lease
 import (
 	"cmp"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net"
@@ -51,6 +52,24 @@ type VXLANData struct {
 	// come from, published only when it differs from PublicIP (--public-ip
 	// names another address than the interface's). flannel ignores it.
 	TunnelIP string `json:"TunnelIP,omitempty"`
+}
+
+// WireGuardData is the BackendData of a wireguard lease.
+type WireGuardData struct {
+	PublicKey string `json:"PublicKey"`
+}
+
+// WireGuardKey decodes a wireguard lease's public key (base64 of 32
+// bytes).
+func (l Lease) WireGuardKey() (string, error) {
+	var d WireGuardData
+	if err := json.Unmarshal(l.Attrs.BackendData, &d); err != nil {
+		return "", fmt.Errorf("lease %s: decode wireguard BackendData: %w", l.Subnet, err)
+	}
+	if k, err := base64.StdEncoding.DecodeString(d.PublicKey); err != nil || len(k) != 32 {
+		return "", fmt.Errorf("lease %s: PublicKey %q is not a wireguard key (base64 of 32 bytes)", l.Subnet, d.PublicKey)
+	}
+	return d.PublicKey, nil
 }
 
 // VXLAN decodes a vxlan lease's VTEP MAC and tunnel source address (the

@@ -9,6 +9,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func vxlanDefaults() Backend {
@@ -122,6 +123,38 @@ func TestParseValid(t *testing.T) {
 			want: func(c *Config) { c.Backend = Backend{Type: BackendHostGW, Datapath: DatapathEBPF} },
 		},
 		{
+			name: "udp defaults to flannel's port",
+			json: `{"Network": "10.244.0.0/16", "Backend": {"Type": "udp"}}`,
+			base: v4("10.244.0.0/16", 24, "10.244.1.0", "10.244.255.0"),
+			want: func(c *Config) { c.Backend = Backend{Type: BackendUDP, Port: 8285, Datapath: DatapathAuto} },
+		},
+		{
+			name: "udp port",
+			json: `{"Network": "10.244.0.0/16", "Backend": {"Type": "udp", "Port": 9000, "VNI": 3}}`,
+			base: v4("10.244.0.0/16", 24, "10.244.1.0", "10.244.255.0"),
+			want: func(c *Config) {
+				c.Backend = Backend{Type: BackendUDP, Port: 9000, Datapath: DatapathAuto}
+				c.Ignored = []string{"Backend.VNI"}
+			},
+		},
+		{
+			name: "wireguard defaults",
+			json: `{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard"}}`,
+			base: v4("10.244.0.0/16", 24, "10.244.1.0", "10.244.255.0"),
+			want: func(c *Config) {
+				c.Backend = Backend{Type: BackendWireGuard, Port: 51820, ListenPortV6: 51821, WireGuardMode: "separate", Datapath: DatapathAuto}
+			},
+		},
+		{
+			name: "wireguard options",
+			json: `{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "PSK": "WeftWeftWeftWeftWeftWeftWeftWeftWeftWeft4Ac=", "ListenPort": 5000, "ListenPortV6": 5001, "MTU": 1380, "PersistentKeepaliveInterval": 25, "Mode": "auto"}}`,
+			base: v4("10.244.0.0/16", 24, "10.244.1.0", "10.244.255.0"),
+			want: func(c *Config) {
+				c.Backend = Backend{Type: BackendWireGuard, Port: 5000, ListenPortV6: 5001, MTU: 1380, PSK: "WeftWeftWeftWeftWeftWeftWeftWeftWeftWeft4Ac=",
+					Keepalive: 25 * time.Second, WireGuardMode: "auto", Datapath: DatapathAuto}
+			},
+		},
+		{
 			name: "unknown keys and other backends' options are ignored and listed",
 			json: `{"Network": "10.244.0.0/16", "Networks": ["10.0.0.0/8"], "Foo": 1, "Backend": {"Type": "host-gw", "VNI": 2, "Datapath": "auto"}}`,
 			base: v4("10.244.0.0/16", 24, "10.244.1.0", "10.244.255.0"),
@@ -195,11 +228,17 @@ func TestParseErrors(t *testing.T) {
 		{`{"EnableIPv4": false}`, `net-conf.json: EnableIPv4 is false but weft needs IPv4: set EnableIPv4 to true or remove it`},
 		// Backend.
 		{`{"Network": "10.244.0.0/16", "Backend": "vxlan"}`, `net-conf.json: Backend must be an object like {"Type": "vxlan"}`},
-		{`{"Network": "10.244.0.0/16", "Backend": {}}`, `net-conf.json: Backend.Type is missing: set it to "vxlan" or "host-gw"`},
+		{`{"Network": "10.244.0.0/16", "Backend": {}}`, `net-conf.json: Backend.Type is missing: set it to "vxlan", "host-gw", "udp" or "wireguard"`},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": 1}}`, `net-conf.json: Backend.Type must be a string, not 1`},
-		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "udp"}}`, `net-conf.json: Backend.Type "udp" is not supported by weft: use "vxlan" or "host-gw"`},
-		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "PSK": "x"}}`, `net-conf.json: Backend.Type "wireguard" is not supported by weft: use "vxlan" or "host-gw"`},
-		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "VXLAN"}}`, `net-conf.json: Backend.Type "VXLAN" is unknown: use "vxlan" or "host-gw"`},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "ipip"}}`, `net-conf.json: Backend.Type "ipip" is not supported by weft: use "vxlan", "host-gw", "udp" or "wireguard"`},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "aws-vpc"}}`, `net-conf.json: Backend.Type "aws-vpc" is not supported by weft: use "vxlan", "host-gw", "udp" or "wireguard"`},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "udp", "Port": 70000}}`, `net-conf.json: Backend.Port 70000 is out of range: use 1 to 65535, or 0 for 8285`},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "PSK": "x"}}`, "net-conf.json: Backend.PSK is not a wireguard key: use 32 bytes in base64 (`wg genpsk`), or remove it"},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "ListenPort": -1}}`, `net-conf.json: Backend.ListenPort -1 is out of range: use 1 to 65535, or 0 for 51820`},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "PersistentKeepaliveInterval": -5}}`, `net-conf.json: Backend.PersistentKeepaliveInterval -5 is out of range: use 0 (off) to 65535 seconds`},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "Mode": "ipv6"}}`, `net-conf.json: Backend.Mode "ipv6" carries pod traffic over IPv6, which weft does not support yet: use "separate", "auto" or "ipv4"`},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "Mode": "both"}}`, `net-conf.json: Backend.Mode "both" is unknown: use "separate", "auto" or "ipv4"`},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "VXLAN"}}`, `net-conf.json: Backend.Type "VXLAN" is unknown: use "vxlan", "host-gw", "udp" or "wireguard"`},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 16777216}}`, `net-conf.json: Backend.VNI 16777216 is out of range: use 0 to 16777215 (flannel's default is 1)`},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": "1"}}`, `net-conf.json: Backend.VNI must be a whole number, not "1"`},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "Port": 65536}}`, `net-conf.json: Backend.Port 65536 is out of range: use 1 to 65535, or 0 for 8472`},

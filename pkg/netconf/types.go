@@ -2,12 +2,17 @@
 // configuration, plus weft's own Backend.Datapath key.
 package netconf
 
-import "net/netip"
+import (
+	"net/netip"
+	"time"
+)
 
 // Backend types weft can run.
 const (
-	BackendVXLAN  = "vxlan"
-	BackendHostGW = "host-gw"
+	BackendVXLAN     = "vxlan"
+	BackendHostGW    = "host-gw"
+	BackendUDP       = "udp"
+	BackendWireGuard = "wireguard"
 )
 
 // Datapath choices for Backend.Datapath (a weft extension).
@@ -41,11 +46,13 @@ type Config struct {
 
 // Backend is the validated Backend object of net-conf.json.
 type Backend struct {
-	// Type is BackendVXLAN or BackendHostGW.
+	// Type is BackendVXLAN, BackendHostGW, BackendUDP or
+	// BackendWireGuard.
 	Type string
 	// VNI is the VXLAN network identifier (vxlan only, default 1).
 	VNI int
-	// Port is the VXLAN UDP port (vxlan only, default 8472).
+	// Port is the UDP port: vxlan's (default 8472), udp's (default 8285)
+	// or wireguard's ListenPort (default 51820).
 	Port int
 	// GBP enables VXLAN group based policy (vxlan only, kernel datapath).
 	GBP bool
@@ -54,8 +61,18 @@ type Backend struct {
 	DirectRouting bool
 	// Learning enables source address learning on the vxlan device.
 	Learning bool
-	// MTU overrides the vxlan device MTU; 0 means uplink MTU - 50.
+	// MTU overrides the vxlan or wireguard device MTU; 0 means the
+	// uplink MTU minus the encapsulation (50 for vxlan, 80 for wireguard).
 	MTU int
+	// PSK is wireguard's pre-shared key (base64), empty for none.
+	PSK string
+	// ListenPortV6 is wireguard's port for IPv6 (flannel's option; weft
+	// carries IPv4 only).
+	ListenPortV6 int
+	// Keepalive is wireguard's PersistentKeepaliveInterval (0: off).
+	Keepalive time.Duration
+	// WireGuardMode is wireguard's Mode: separate, auto, ipv4 or ipv6.
+	WireGuardMode string
 	// Datapath is DatapathAuto, DatapathEBPF or DatapathKernel.
 	Datapath string
 }
