@@ -132,6 +132,16 @@ func TestUDP(t *testing.T) {
 		n1.ping(t, n3.podIP)
 	})
 
+	t.Run("drift repair", func(t *testing.T) {
+		n1.ns.MustRun(t, "ip", "link", "del", "flannel0")
+		n1.mustSync(t, peersOf(n1, nodes))
+		if got := n1.ns.MustRun(t, "ip", "-4", "-o", "addr", "show", "dev", "flannel0"); !strings.Contains(got, " 10.244.1.0/16 ") {
+			t.Errorf("recreated flannel0 addresses %q, want 10.244.1.0/16", got)
+		}
+		n1.ping(t, n2.podIP)
+		n3.ping(t, n1.podIP)
+	})
+
 	t.Run("cleanup", func(t *testing.T) {
 		if err := n1.ns.Do(func() error { return n1.dp.Cleanup(t.Context()) }); err != nil {
 			t.Fatal(err)
