@@ -57,15 +57,15 @@ func (s *setup) snapshot(ctx context.Context) (counters, error) {
 	return out, nil
 }
 
-// linkCounters adds the packet counters of n's eth0 and flannel.1 (if it
-// exists) to out.
+// linkCounters adds the packet counters of n's eth0 and of the backends'
+// devices that exist (flannel.1, flannel0, flannel-wg) to out.
 func linkCounters(n *cluster.Node, out counters) error {
 	h, err := n.NS.Netlink()
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	for _, name := range []string{"eth0", "flannel.1"} {
+	for _, name := range []string{"eth0", "flannel.1", "flannel0", "flannel-wg"} {
 		l, err := h.LinkByName(name)
 		if _, missing := err.(netlink.LinkNotFoundError); missing {
 			continue
@@ -84,11 +84,22 @@ func linkCounters(n *cluster.Node, out counters) error {
 // carrier is the counter pair that proves a configuration carried the
 // traffic client -> server: tx on n1 and rx on n2.
 func (c config) carrier() string {
-	switch {
-	case c.datapath == "ebpf":
+	if c.datapath == "ebpf" {
 		return c.backend + "-ebpf"
-	case c.backend == "vxlan":
+	}
+	return c.device()
+}
+
+// device is the kernel device the configuration's kernel path sends pod
+// traffic to other nodes through.
+func (c config) device() string {
+	switch c.backend {
+	case "vxlan":
 		return "flannel.1"
+	case "udp":
+		return "flannel0"
+	case "wireguard":
+		return "flannel-wg"
 	default:
 		return "eth0"
 	}
@@ -128,7 +139,8 @@ func (s *setup) verify(before, after counters) error {
 
 // checkRoute requires n1's kernel route to the server pod to be the
 // configuration's (the ebpf datapath keeps the kernel's routes as its slow
-// path): via flannel.1 for vxlan, via n2's underlay address otherwise.
+// path): through the backend's device (flannel.1, flannel0, flannel-wg),
+// via n2's underlay address for host-gw and the baseline.
 func (s *setup) checkRoute() error {
 	h, err := s.c.Nodes[0].NS.Netlink()
 	if err != nil {
@@ -144,12 +156,9 @@ func (s *setup) checkRoute() error {
 		return fmt.Errorf("route from n1 to %s: %w", s.server.IP, err)
 	}
 	dev, gw := l.Attrs().Name, routes[0].Gw
-	want := "eth0 via " + s.c.Nodes[1].IP.String()
-	if s.cfg.backend == "vxlan" {
-		want = "flannel.1"
-	}
-	got := dev
-	if want != "flannel.1" {
+	want, got := s.cfg.device(), dev
+	if want == "eth0" {
+		want = "eth0 via " + s.c.Nodes[1].IP.String()
 		got = fmt.Sprintf("%s via %s", dev, gw)
 	}
 	if got != want {

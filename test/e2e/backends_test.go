@@ -21,6 +21,8 @@ var backendCases = []backendCase{
 	{name: "vxlan", backend: "vxlan"},
 	{name: "host-gw", backend: "host-gw"},
 	{name: "vxlan-directrouting", backend: "vxlan", directRouting: true, segments: []int{0, 0, 1}},
+	{name: "udp", backend: "udp"},
+	{name: "wireguard", backend: "wireguard"},
 }
 
 // datapathCases are the datapath and backend pairs a feature is checked on
@@ -62,8 +64,8 @@ func TestBackends(t *testing.T) {
 						}
 					}
 					for mode := range modes {
-						if dp == "ebpf" {
-							expectCarried(t, n, mode+"-ebpf")
+						if label := carrierOf(dp, mode); label != "" {
+							expectCarried(t, n, label)
 						}
 					}
 				}
@@ -107,6 +109,20 @@ func TestEBPFAttach(t *testing.T) {
 			}
 		})
 	}
+}
+
+// carrierOf is the backend label of the weft_datapath_packets_total
+// series that counts traffic of mode on datapath dp, "" when none does
+// (kernel host-gw has no device of its own). The ebpf datapath leaves
+// wireguard's encryption to the kernel path.
+func carrierOf(dp, mode string) string {
+	switch {
+	case dp == "ebpf" && mode != "wireguard":
+		return mode + "-ebpf"
+	case mode == "host-gw":
+		return ""
+	}
+	return mode + "-kernel"
 }
 
 // requireDatapaths requires that node i announces want[i] (the last one

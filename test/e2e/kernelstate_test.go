@@ -181,6 +181,9 @@ func checkVXLANPeerGone(n *cluster.Node, p peer) error {
 // checkRouteMode requires that node n routes p's subnet as mode does:
 // "vxlan" through flannel.1, "host-gw" via p's PublicIP on eth0.
 func checkRouteMode(h *netlink.Handle, p peer, mode string) error {
+	if dev, ok := tunnelDevs[mode]; ok {
+		return checkRouteDev(h, p, dev)
+	}
 	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: prefixNet(p.subnet)}, netlink.RT_FILTER_DST)
 	if err != nil {
 		return fmt.Errorf("routes to %s: %w", p.subnet, err)
@@ -199,6 +202,27 @@ func checkRouteMode(h *netlink.Handle, p peer, mode string) error {
 	}
 	if link.Attrs().Name != dev || !ipIs(r.Gw, gw) {
 		return fmt.Errorf("route %s via %s dev %s, want %s: via %s dev %s", p.subnet, r.Gw, link.Attrs().Name, mode, gw, dev)
+	}
+	return nil
+}
+
+// tunnelDevs are the devices of the backends that route the whole pod
+// network through one device, as flannel does: its address on the device
+// makes the route, and the device finds the peer.
+var tunnelDevs = map[string]string{"udp": "flannel0", "wireguard": "flannel-wg"}
+
+// checkRouteDev requires the kernel to route p's subnet out of dev.
+func checkRouteDev(h *netlink.Handle, p peer, dev string) error {
+	routes, err := h.RouteGet(p.subnet.Addr().Next().AsSlice())
+	if err != nil || len(routes) == 0 {
+		return fmt.Errorf("route to %s: %v", p.subnet, err)
+	}
+	link, err := h.LinkByIndex(routes[0].LinkIndex)
+	if err != nil {
+		return fmt.Errorf("route to %s: %w", p.subnet, err)
+	}
+	if link.Attrs().Name != dev {
+		return fmt.Errorf("%s is routed out of %s, want %s", p.subnet, link.Attrs().Name, dev)
 	}
 	return nil
 }
