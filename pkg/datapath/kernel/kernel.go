@@ -18,6 +18,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/pkg/datapath"
+	"github.com/weftnet/weft/pkg/wireguard"
 )
 
 // Datapath is the kernel datapath. The zero value is not usable; call New.
@@ -38,6 +39,8 @@ type Datapath struct {
 	// succeeded and no Setup or subnet change came after it; Apply updates
 	// it in place. nil makes Apply rewrite the whole selection.
 	last *desired
+	// wg is the wireguard backend's state.
+	wg wgState
 }
 
 var (
@@ -84,6 +87,9 @@ func (d *Datapath) Setup(ctx context.Context, node datapath.Node) (datapath.Info
 	if node.Backend == datapath.ModeHostGW {
 		return datapath.Info{MTU: uplink.Attrs().MTU}, nil
 	}
+	if node.Backend == datapath.ModeWireGuard {
+		return d.setupWireGuard(h, uplink)
+	}
 	dev, err := d.ensureDevice(h, uplink)
 	if err != nil {
 		return datapath.Info{}, err
@@ -96,8 +102,9 @@ func (d *Datapath) Setup(ctx context.Context, node datapath.Node) (datapath.Info
 	return datapath.Info{VtepMAC: d.mac, MTU: dev.Attrs().MTU}, nil
 }
 
-// SetSubnet records this node's pod subnet; for vxlan it puts the subnet's
-// network address as a /32 on the device, replacing any other address.
+// SetSubnet records this node's pod subnet; for vxlan and wireguard it puts
+// the subnet's network address as a /32 on the device, replacing any other
+// address (and for wireguard routes the cluster network through it).
 func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -128,6 +135,9 @@ func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 		return fmt.Errorf("set subnet %s: %w", subnet, err)
 	}
 	defer h.Close()
+	if d.node.Backend == datapath.ModeWireGuard {
+		return d.ensureWireGuardSubnet(h)
+	}
 	dev, err := h.LinkByName(DeviceName(d.node.VNI))
 	if err != nil {
 		return fmt.Errorf("set subnet %s: find %s: %w", subnet, DeviceName(d.node.VNI), err)
@@ -135,8 +145,9 @@ func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 	return ensureAddress(h, dev, subnet)
 }
 
-// Stats returns the vxlan device's packet, byte, drop and error counters;
-// host-gw has none.
+// Stats returns the vxlan or wireguard device's packet, byte, drop and
+// error counters (backend "vxlan-kernel", "wireguard-kernel"); host-gw has
+// none.
 func (d *Datapath) Stats() ([]datapath.Counter, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -148,15 +159,15 @@ func (d *Datapath) Stats() ([]datapath.Counter, error) {
 		return nil, fmt.Errorf("read stats: %w", err)
 	}
 	defer h.Close()
-	dev, err := h.LinkByName(DeviceName(d.node.VNI))
+	dev, err := h.LinkByName(d.deviceName())
 	if err != nil {
-		return nil, fmt.Errorf("read stats of %s: %w", DeviceName(d.node.VNI), err)
+		return nil, fmt.Errorf("read stats of %s: %w", d.deviceName(), err)
 	}
 	s := dev.Attrs().Statistics
 	if s == nil {
-		return nil, fmt.Errorf("read stats of %s: kernel reported none", DeviceName(d.node.VNI))
+		return nil, fmt.Errorf("read stats of %s: kernel reported none", d.deviceName())
 	}
-	const backend = "vxlan-kernel"
+	backend := string(d.node.Backend) + "-kernel"
 	return []datapath.Counter{
 		{Backend: backend, Direction: "rx", Packets: s.RxPackets, Bytes: s.RxBytes},
 		{Backend: backend, Direction: "tx", Packets: s.TxPackets, Bytes: s.TxBytes},
@@ -167,14 +178,21 @@ func (d *Datapath) Stats() ([]datapath.Counter, error) {
 	}, nil
 }
 
-// Close releases nothing: all state lives in the kernel and stays there so a
-// restarted process adopts it without interrupting traffic.
-func (d *Datapath) Close() error { return nil }
+// Close releases nothing but a userspace wireguard device (which cannot
+// outlive the process): all other state lives in the kernel and stays there
+// so a restarted process adopts it without interrupting traffic.
+func (d *Datapath) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.closeWireGuard()
+}
 
-// Cleanup deletes the flannel.<VNI> device (and with it every route on it)
-// and the host-gw routes this datapath owns on the uplink. Without a prior
+// Cleanup deletes the flannel.<VNI> or flannel-wg device (and with it every
+// route on it; for a userspace wireguard device also its UAPI socket) and
+// the host-gw routes this datapath owns on the uplink. Without a prior
 // Setup the node is unknown: it then deletes every vxlan device named
-// flannel.<N> and leaves host-gw routes alone (it cannot tell them apart).
+// flannel.<N> and flannel-wg, and leaves host-gw routes alone (it cannot
+// tell them apart).
 func (d *Datapath) Cleanup(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -187,10 +205,11 @@ func (d *Datapath) Cleanup(ctx context.Context) error {
 		return fmt.Errorf("cleanup: %w", err)
 	}
 	defer h.Close()
+	errs := []error{wireguard.Delete(h, d.wg.dev, wireguard.DeviceName)}
+	d.wg.dev = nil
 	if !d.ok {
-		return deleteAllDevices(h)
+		return errors.Join(append(errs, deleteAllDevices(h))...)
 	}
-	var errs []error
 	if d.node.Backend == datapath.ModeVXLAN {
 		errs = append(errs, deleteDevice(h, DeviceName(d.node.VNI)))
 	}
@@ -217,8 +236,8 @@ func (d *Datapath) cleanupUplinkRoutes(h *netlink.Handle, uplinkIndex int) error
 // normalize checks node and fills in defaults.
 func normalize(node datapath.Node) (datapath.Node, error) {
 	switch {
-	case node.Backend != datapath.ModeVXLAN && node.Backend != datapath.ModeHostGW:
-		return node, fmt.Errorf("backend %q is not supported by the kernel datapath: use vxlan or host-gw", node.Backend)
+	case node.Backend != datapath.ModeVXLAN && node.Backend != datapath.ModeHostGW && node.Backend != datapath.ModeWireGuard:
+		return node, fmt.Errorf("backend %q is not supported by the kernel datapath: use vxlan, host-gw or wireguard", node.Backend)
 	case !node.NodeIP.Is4():
 		return node, fmt.Errorf("node IP %s is not IPv4: set --public-ip or --iface to an IPv4 interface", node.NodeIP)
 	case node.Uplink == "":
@@ -230,11 +249,14 @@ func normalize(node datapath.Node) (datapath.Node, error) {
 	if node.Backend == datapath.ModeHostGW {
 		return node, nil
 	}
-	if node.VNI < 0 || node.VNI >= 1<<24 {
-		return node, fmt.Errorf("VNI %d out of range: set Backend.VNI in net-conf.json to 0..16777215", node.VNI)
-	}
 	if node.MTU < 0 {
 		return node, fmt.Errorf("MTU %d is negative: set Backend.MTU in net-conf.json to 0 (automatic) or a size", node.MTU)
+	}
+	if node.Backend == datapath.ModeWireGuard {
+		return normalizeWireGuard(node)
+	}
+	if node.VNI < 0 || node.VNI >= 1<<24 {
+		return node, fmt.Errorf("VNI %d out of range: set Backend.VNI in net-conf.json to 0..16777215", node.VNI)
 	}
 	if node.Port == 0 {
 		node.Port = DefaultPort

@@ -68,6 +68,9 @@ func (d *Datapath) program(selected []datapath.Peer) error {
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
+	if d.node.Backend == datapath.ModeWireGuard {
+		return d.programWireGuard(h, uplink, selected)
+	}
 	uplinkIndex, vxlanIndex := uplink.Attrs().Index, 0
 	if d.node.Backend == datapath.ModeVXLAN {
 		dev, err := d.ensureDevice(h, uplink)
