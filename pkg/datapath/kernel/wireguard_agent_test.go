@@ -45,7 +45,8 @@ func TestMain(m *testing.M) {
 // agentRequest is one call to an agent's datapath.
 type agentRequest struct {
 	// Op is setup (Setup and SetSubnet), sync, apply, peers (the device's
-	// peers as wgctrl reads them), stats or close (Close, then exit).
+	// peers as wgctrl reads them), stats, cleanup or close (Close, then
+	// exit).
 	Op      string
 	Node    datapath.Node
 	Subnet  netip.Prefix
@@ -100,6 +101,8 @@ func runAgent(in io.Reader, out io.Writer) error {
 			resp.Stats, err = dp.Stats()
 		case "close":
 			err = dp.Close()
+		case "cleanup":
+			err = dp.Cleanup(ctx)
 		default:
 			err = fmt.Errorf("unknown op %q", req.Op)
 		}

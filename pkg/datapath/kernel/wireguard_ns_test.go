@@ -227,6 +227,16 @@ func TestWireGuard(t *testing.T) {
 		n1.ping(t, n2.podIP)
 	})
 
+	t.Run("cleanup", func(t *testing.T) {
+		n2.agent.must(t, agentRequest{Op: "cleanup"})
+		if out, err := n2.ns.Run("ip", "link", "show", "flannel-wg"); err == nil {
+			t.Errorf("flannel-wg outlived Cleanup: %s", out)
+		}
+		if out := n2.ns.MustRun(t, "ip", "-4", "route"); strings.Contains(out, "10.244.0.0/16") {
+			t.Errorf("the network route outlived Cleanup: %s", out)
+		}
+	})
+
 	t.Run("close stops the userspace device", func(t *testing.T) {
 		n1.agent.must(t, agentRequest{Op: "close"})
 		n1.agent.stop(t)
