@@ -1,6 +1,7 @@
 package datapath
 
 import (
+	"encoding/base64"
 	"fmt"
 	"log/slog"
 	"net"
@@ -28,8 +29,26 @@ func peerProblem(node Node, own netip.Prefix, p Peer) string {
 		return "vxlan peer without a valid unicast VtepMAC"
 	case node.Backend == ModeWireGuard && p.PublicKey == "":
 		return "wireguard peer without a public key"
+	case node.Backend == ModeWireGuard && !validKey(p.PublicKey):
+		return "wireguard peer's public key is not 32 bytes in base64"
 	}
 	return ""
+}
+
+// decodeKey decodes a base64 WireGuard key.
+func decodeKey(s string) ([32]byte, bool) {
+	var key [32]byte
+	b, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(b) != len(key) {
+		return key, false
+	}
+	return [32]byte(b), true
+}
+
+// validKey reports whether s is a base64 WireGuard key.
+func validKey(s string) bool {
+	_, ok := decodeKey(s)
+	return ok
 }
 
 // UnicastMAC reports whether mac is a non-zero unicast Ethernet address.
@@ -42,6 +61,6 @@ func UnicastMAC(mac net.HardwareAddr) bool {
 func LogRejections(rs []Rejection) {
 	for _, r := range rs {
 		slog.Warn("not programming peer", "subnet", r.Peer.Subnet.String(), "node_ip", r.Peer.NodeIP.String(),
-			"vtep_mac", r.Peer.VtepMAC.String(), "reason", r.Reason)
+			"vtep_mac", r.Peer.VtepMAC.String(), "public_key", r.Peer.PublicKey, "reason", r.Reason)
 	}
 }

@@ -16,16 +16,17 @@ import (
 // The selection is what one greedy pass over the whole set gives. Peers are
 // taken in subnet order (netip.Prefix.Compare, then node IP). A peer with a
 // problem (see peerProblem) is rejected; so is one whose subnet an earlier
-// peer took, and in vxlan mode one whose VtepMAC an earlier peer of another
-// node IP took, so the same peer wins every time. The others are selected:
-// peers that share a node IP are all kept (with one VtepMAC, as a node that
-// leased twice has), so every subnet a node leases is routed to it, as
-// flannel's kernel datapath does.
+// peer took, and one whose tunnel identity (VtepMAC in vxlan mode, public
+// key in wireguard mode) an earlier peer of another node IP took, so the
+// same peer wins every time. The others are selected: peers that share a
+// node IP are all kept (with one identity, as a node that leased twice
+// has), so every subnet a node leases is routed to it, as flannel's kernel
+// datapath does.
 //
 // Whether a peer is selected depends only on the peers linked to it by a
-// chain of shared subnets and shared VtepMACs: its component. An Update
-// reruns the pass over the components its changes touch, found through the
-// peers indexed by subnet and by VtepMAC.
+// chain of shared subnets and shared tunnel identities: its component. An
+// Update reruns the pass over the components its changes touch, found
+// through the peers indexed by subnet and by identity.
 //
 // Modes are decided once per node IP (a route lookup with DirectRouting)
 // and remembered while a peer has that node IP. A peer whose mode cannot be
@@ -36,9 +37,9 @@ type Selector struct {
 	own  netip.Prefix
 	// subnets holds the peers by subnet, each subnet's in node IP order.
 	subnets map[netip.Prefix][]entry
-	// macs indexes the peers by VtepMAC (vxlan backend only): the subnets
-	// of the peers that have each, a subnet once per such peer.
-	macs map[[6]byte][]netip.Prefix
+	// ids indexes the peers by tunnel identity (see identity): the
+	// subnets of the peers that have each, a subnet once per such peer.
+	ids map[tunnelID][]netip.Prefix
 	// lookup decides a node IP's mode; nil when every peer's mode is
 	// node.Backend.
 	lookup func(netip.Addr) (Mode, error)
@@ -99,7 +100,7 @@ type Delta struct {
 func NewSelector(node Node, own netip.Prefix) *Selector {
 	s := &Selector{
 		node: node, own: own,
-		subnets: map[netip.Prefix][]entry{}, macs: map[[6]byte][]netip.Prefix{},
+		subnets: map[netip.Prefix][]entry{}, ids: map[tunnelID][]netip.Prefix{},
 		modes: map[netip.Addr]nodeMode{}, undecided: map[PeerKey]struct{}{},
 	}
 	if node.Backend == ModeVXLAN && node.DirectRouting {
@@ -185,7 +186,7 @@ func (s *Selector) Selected() []Peer {
 // SamePeer reports whether a and b program the same state.
 func SamePeer(a, b Peer) bool {
 	return a.Subnet == b.Subnet && a.NodeIP == b.NodeIP && a.TunnelIP == b.TunnelIP &&
-		a.Mode == b.Mode && bytes.Equal(a.VtepMAC, b.VtepMAC)
+		a.Mode == b.Mode && bytes.Equal(a.VtepMAC, b.VtepMAC) && a.PublicKey == b.PublicKey
 }
 
 // touch collects what changes to the peer set touched, to select again.
@@ -193,22 +194,22 @@ type touch struct {
 	// before holds the selected peer (zero: none) of each subnet whose
 	// peers changed, from before the first change.
 	before map[netip.Prefix]Peer
-	// macs are the old and new VtepMACs of the changed peers.
-	macs map[[6]byte]struct{}
+	// ids are the old and new tunnel identities of the changed peers.
+	ids map[tunnelID]struct{}
 }
 
 func newTouch() touch {
-	return touch{before: map[netip.Prefix]Peer{}, macs: map[[6]byte]struct{}{}}
+	return touch{before: map[netip.Prefix]Peer{}, ids: map[tunnelID]struct{}{}}
 }
 
-// changing records in t that a peer of subnet sub with VtepMAC mac is about
-// to change.
-func (s *Selector) changing(t touch, sub netip.Prefix, mac []byte) {
+// changing records in t that peer p of subnet sub (zero: none) is about to
+// change.
+func (s *Selector) changing(t touch, sub netip.Prefix, p Peer) {
 	if _, ok := t.before[sub]; !ok {
 		t.before[sub], _ = selectedOf(s.subnets[sub])
 	}
-	if m, ok := s.macKey(mac); ok {
-		t.macs[m] = struct{}{}
+	if id, ok := s.identity(p); ok {
+		t.ids[id] = struct{}{}
 	}
 }
 
@@ -225,7 +226,7 @@ func (s *Selector) remove(t touch, k PeerKey) {
 		return
 	}
 	es := s.subnets[k.Subnet]
-	s.changing(t, k.Subnet, es[i].VtepMAC)
+	s.changing(t, k.Subnet, es[i].Peer)
 	s.unindex(es[i].Peer)
 	delete(s.undecided, k)
 	if m, ok := s.modes[k.NodeIP]; ok {
@@ -253,12 +254,12 @@ func (s *Selector) set(t touch, p Peer) {
 		if SamePeer(es[i].Peer, p) {
 			return
 		}
-		s.changing(t, k.Subnet, es[i].VtepMAC)
+		s.changing(t, k.Subnet, es[i].Peer)
 		s.unindex(es[i].Peer)
 		es[i].Peer = p
 	} else {
 		p.Mode = ""
-		s.changing(t, k.Subnet, nil) // before the insert: the subnet's old peer
+		s.changing(t, k.Subnet, Peer{}) // before the insert: the subnet's old peer
 		s.subnets[k.Subnet] = slices.Insert(es, i, entry{Peer: p})
 		if s.lookup != nil {
 			m := s.modes[k.NodeIP]
@@ -266,40 +267,55 @@ func (s *Selector) set(t touch, p Peer) {
 			s.modes[k.NodeIP] = m
 		}
 	}
-	s.changing(t, k.Subnet, p.VtepMAC)
-	if m, ok := s.macKey(p.VtepMAC); ok {
-		s.macs[m] = append(s.macs[m], k.Subnet)
+	s.changing(t, k.Subnet, p)
+	if id, ok := s.identity(p); ok {
+		s.ids[id] = append(s.ids[id], k.Subnet)
 	}
 }
 
-// unindex takes p out of the VtepMAC index.
+// unindex takes p out of the identity index.
 func (s *Selector) unindex(p Peer) {
-	m, ok := s.macKey(p.VtepMAC)
+	m, ok := s.identity(p)
 	if !ok {
 		return
 	}
-	subs := s.macs[m]
+	subs := s.ids[m]
 	if i := slices.Index(subs, p.Subnet); i >= 0 {
 		subs = slices.Delete(subs, i, i+1)
 	}
 	if len(subs) == 0 {
-		delete(s.macs, m)
+		delete(s.ids, m)
 	} else {
-		s.macs[m] = subs
+		s.ids[m] = subs
 	}
 }
 
-// macKey returns mac as an index key; only a vxlan node indexes VtepMACs,
-// and only unicast ones (others are rejected).
-func (s *Selector) macKey(mac []byte) ([6]byte, bool) {
-	if s.node.Backend != ModeVXLAN || !UnicastMAC(mac) {
-		return [6]byte{}, false
+// tunnelID is what identifies a node's tunnel endpoint to its peers: a
+// vxlan VtepMAC or a wireguard public key. No two node IPs may share one.
+type tunnelID [32]byte
+
+// identity returns p's tunnel identity as an index key: the VtepMAC on a
+// vxlan node (unicast ones only), the decoded public key on a wireguard
+// node (valid ones only); others are rejected, and other backends have
+// none.
+func (s *Selector) identity(p Peer) (tunnelID, bool) {
+	var id tunnelID
+	switch s.node.Backend {
+	case ModeVXLAN:
+		if UnicastMAC(p.VtepMAC) {
+			copy(id[:], p.VtepMAC)
+			return id, true
+		}
+	case ModeWireGuard:
+		if key, ok := decodeKey(p.PublicKey); ok {
+			return tunnelID(key), true
+		}
 	}
-	return [6]byte(mac), true
+	return id, false
 }
 
 // reselect runs the greedy pass over the whole set (all) or over the
-// components of the subnets and VtepMACs t touched and of the undecided
+// components of the subnets and identities t touched and of the undecided
 // peers.
 func (s *Selector) reselect(t touch, all bool) (Delta, error) {
 	var subnets []netip.Prefix
@@ -317,10 +333,10 @@ func (s *Selector) reselect(t touch, all bool) (Delta, error) {
 }
 
 // components returns the subnets linked, through peers that share a subnet
-// or a VtepMAC, to those t touched and those of undecided peers.
+// or a tunnel identity, to those t touched and those of undecided peers.
 func (s *Selector) components(t touch) []netip.Prefix {
 	seen := map[netip.Prefix]bool{}
-	seenMAC := map[[6]byte]bool{}
+	seenID := map[tunnelID]bool{}
 	var queue []netip.Prefix
 	addSubnet := func(sub netip.Prefix) {
 		if !seen[sub] {
@@ -328,10 +344,10 @@ func (s *Selector) components(t touch) []netip.Prefix {
 			queue = append(queue, sub)
 		}
 	}
-	addMAC := func(m [6]byte) {
-		if !seenMAC[m] {
-			seenMAC[m] = true
-			for _, sub := range s.macs[m] {
+	addID := func(id tunnelID) {
+		if !seenID[id] {
+			seenID[id] = true
+			for _, sub := range s.ids[id] {
 				addSubnet(sub)
 			}
 		}
@@ -342,13 +358,13 @@ func (s *Selector) components(t touch) []netip.Prefix {
 	for k := range s.undecided {
 		addSubnet(k.Subnet)
 	}
-	for m := range t.macs {
-		addMAC(m)
+	for id := range t.ids {
+		addID(id)
 	}
 	for i := 0; i < len(queue); i++ {
 		for _, e := range s.subnets[queue[i]] {
-			if m, ok := s.macKey(e.VtepMAC); ok {
-				addMAC(m)
+			if id, ok := s.identity(e.Peer); ok {
+				addID(id)
 			}
 		}
 	}
@@ -364,7 +380,7 @@ func (s *Selector) pass(subnets []netip.Prefix, before map[netip.Prefix]Peer) (D
 		d    Delta
 		errs []error
 	)
-	claims := map[[6]byte]netip.Addr{} // vxlan VtepMAC -> node IP
+	claims := map[tunnelID]netip.Addr{} // tunnel identity -> node IP
 	for _, sub := range subnets {
 		es := s.subnets[sub]
 		old, ok := before[sub]
@@ -404,20 +420,24 @@ func (s *Selector) pass(subnets []netip.Prefix, before map[netip.Prefix]Peer) (D
 }
 
 // claim returns why valid peer p, Mode set, cannot be selected when its
-// subnet is taken or not, given the VtepMACs claimed so far; or "" after
-// claiming p's VtepMAC.
-func (s *Selector) claim(p Peer, taken bool, claims map[[6]byte]netip.Addr) string {
+// subnet is taken or not, given the tunnel identities claimed so far; or ""
+// after claiming p's identity. Only vxlan and wireguard peers claim one
+// (direct routing peers of a vxlan node do not).
+func (s *Selector) claim(p Peer, taken bool, claims map[tunnelID]netip.Addr) string {
 	if taken {
 		return "another peer has the same subnet"
 	}
-	if p.Mode != ModeVXLAN {
+	if p.Mode != ModeVXLAN && p.Mode != ModeWireGuard {
 		return ""
 	}
-	m := [6]byte(p.VtepMAC)
-	if owner, ok := claims[m]; ok && owner != p.NodeIP {
+	id, _ := s.identity(p)
+	if owner, ok := claims[id]; ok && owner != p.NodeIP {
+		if p.Mode == ModeWireGuard {
+			return "another node IP has the same public key"
+		}
 		return "another node IP has the same VtepMAC"
 	}
-	claims[m] = p.NodeIP
+	claims[id] = p.NodeIP
 	return ""
 }
 

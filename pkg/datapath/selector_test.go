@@ -31,7 +31,7 @@ func selectAll(node Node, own netip.Prefix, peers []Peer, mode func(netip.Addr) 
 	})
 	r := reference{rejected: map[PeerKey]string{}}
 	subnets := map[netip.Prefix]bool{}
-	macs := map[string]netip.Addr{}
+	ids := map[string]netip.Addr{} // tunnel identities
 	for _, p := range sorted {
 		if reason := peerProblem(node, own, p); reason != "" {
 			r.rejected[p.Key()] = reason
@@ -43,27 +43,34 @@ func selectAll(node Node, own netip.Prefix, peers []Peer, mode func(netip.Addr) 
 			continue
 		}
 		p.Mode = m
-		owner, claimed := macs[p.VtepMAC.String()]
+		id, what := p.VtepMAC.String(), "VtepMAC"
+		if p.Mode == ModeWireGuard {
+			id, what = p.PublicKey, "public key"
+		}
+		tunnel := p.Mode == ModeVXLAN || p.Mode == ModeWireGuard
+		owner, claimed := ids[id]
 		switch {
 		case subnets[p.Subnet]:
 			r.rejected[p.Key()] = "another peer has the same subnet"
 			continue
-		case p.Mode == ModeVXLAN && claimed && owner != p.NodeIP:
-			r.rejected[p.Key()] = "another node IP has the same VtepMAC"
+		case tunnel && claimed && owner != p.NodeIP:
+			r.rejected[p.Key()] = "another node IP has the same " + what
 			continue
 		}
 		subnets[p.Subnet] = true
-		if p.Mode == ModeVXLAN {
-			macs[p.VtepMAC.String()] = p.NodeIP
+		if tunnel {
+			ids[id] = p.NodeIP
 		}
 		r.selected = append(r.selected, p)
 	}
 	return r
 }
 
-// randomPeers draws peers from a key space small enough that subnets and
-// VtepMACs are shared, with invalid peers among them.
-type randomPeers struct{ rnd *rand.Rand }
+// randomPeers draws peers from a key space small enough that subnets,
+// VtepMACs and public keys are shared, with invalid peers among them.
+// Public keys come from their own source, so the other fields are the same
+// draws for every backend.
+type randomPeers struct{ rnd, keys *rand.Rand }
 
 func (g randomPeers) peer() Peer {
 	subnets := []string{"10.244.1.0/24", "10.244.2.0/24", "10.244.2.0/25", "10.244.3.0/24", "10.244.4.0/24", "10.244.5.0/24", "10.245.0.0/24", "10.244.6.1/24"}
@@ -72,6 +79,8 @@ func (g randomPeers) peer() Peer {
 		Subnet:  netip.MustParsePrefix(subnets[g.rnd.IntN(len(subnets))]),
 		NodeIP:  netip.AddrFrom4([4]byte{192, 168, 0, byte(1 + g.rnd.IntN(5))}),
 		VtepMAC: macs[g.rnd.IntN(len(macs))],
+		// Two valid keys, none, and one too short.
+		PublicKey: []string{"AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=", "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=", "", "AQEB"}[g.keys.IntN(4)],
 	}
 	if g.rnd.IntN(4) == 0 {
 		p.TunnelIP = netip.AddrFrom4([4]byte{192, 168, 1, byte(g.rnd.IntN(2))})
@@ -205,11 +214,13 @@ func TestSelectorMatchesWholeSet(t *testing.T) {
 	t.Cleanup(func() { slog.SetDefault(prev) })
 	direct := vxNode
 	direct.DirectRouting = true
-	nodes := map[string]Node{"vxlan": vxNode, "host-gw": hostGWNode, "direct routing": direct}
+	wg := vxNode
+	wg.Backend, wg.Port = ModeWireGuard, 51820
+	nodes := map[string]Node{"vxlan": vxNode, "host-gw": hostGWNode, "direct routing": direct, "wireguard": wg}
 	for name, node := range nodes {
 		for seed := range uint64(40) {
 			rnd := rand.New(rand.NewPCG(seed, 13))
-			g := randomPeers{rnd}
+			g := randomPeers{rnd, rand.New(rand.NewPCG(seed, 17))}
 			m := &selectorModel{
 				t: t, s: NewSelector(node, ownSubnet), set: map[PeerKey]Peer{},
 				decided: map[netip.Addr]Mode{}, broken: map[netip.Addr]bool{},

@@ -48,6 +48,9 @@ func (d *Datapath) ApplyDelta(ctx context.Context, delta datapath.Delta) error {
 // selection when nothing valid is recorded. Caller holds d.mu; d.sel is
 // set.
 func (d *Datapath) applyDelta(delta datapath.Delta) error {
+	if d.node.Backend == datapath.ModeWireGuard {
+		return d.applyWireGuard(delta)
+	}
 	state := d.last
 	if state == nil {
 		return d.program(d.sel.Selected())

@@ -20,6 +20,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/pkg/datapath"
+	"github.com/weftnet/weft/pkg/wireguard"
 )
 
 // Datapath is the kernel datapath. The zero value is not usable; call New.
@@ -45,6 +46,8 @@ type Datapath struct {
 	udp      *udpTunnel
 	peers    *peerTable
 	udpStats *udpCounters
+	// wg is the wireguard backend's state.
+	wg wgState
 }
 
 var (
@@ -107,6 +110,9 @@ func (d *Datapath) Setup(ctx context.Context, node datapath.Node) (datapath.Info
 		}
 		return datapath.Info{MTU: dev.Attrs().MTU}, nil
 	}
+	if node.Backend == datapath.ModeWireGuard {
+		return d.setupWireGuard(h, uplink)
+	}
 	dev, err := d.ensureDevice(h, uplink)
 	if err != nil {
 		return datapath.Info{}, err
@@ -119,8 +125,9 @@ func (d *Datapath) Setup(ctx context.Context, node datapath.Node) (datapath.Info
 	return datapath.Info{VtepMAC: d.mac, MTU: dev.Attrs().MTU}, nil
 }
 
-// SetSubnet records this node's pod subnet; for vxlan it puts the subnet's
-// network address as a /32 on the device, for udp with the Network's prefix
+// SetSubnet records this node's pod subnet; for vxlan and wireguard it puts
+// the subnet's network address as a /32 on the device (wireguard also
+// routes the cluster network through it), for udp with the Network's prefix
 // length on flannel0, replacing any other address.
 func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 	if err := ctx.Err(); err != nil {
@@ -153,6 +160,9 @@ func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 		return fmt.Errorf("set subnet %s: %w", subnet, err)
 	}
 	defer h.Close()
+	if d.node.Backend == datapath.ModeWireGuard {
+		return d.ensureWireGuardSubnet(h)
+	}
 	name, bits := DeviceName(d.node.VNI), 32
 	if d.node.Backend == datapath.ModeUDP {
 		name, bits = TUNName, d.node.Network.Bits()
@@ -167,8 +177,9 @@ func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 	return nil
 }
 
-// Stats returns the vxlan device's packet, byte, drop and error counters,
-// or the udp forwarding loop's (backend "udp-kernel"); host-gw has none.
+// Stats returns the vxlan or wireguard device's packet, byte, drop and
+// error counters (backend "vxlan-kernel", "wireguard-kernel"), or the udp
+// forwarding loop's ("udp-kernel"); host-gw has none.
 func (d *Datapath) Stats() ([]datapath.Counter, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -183,15 +194,15 @@ func (d *Datapath) Stats() ([]datapath.Counter, error) {
 		return nil, fmt.Errorf("read stats: %w", err)
 	}
 	defer h.Close()
-	dev, err := h.LinkByName(DeviceName(d.node.VNI))
+	dev, err := h.LinkByName(d.deviceName())
 	if err != nil {
-		return nil, fmt.Errorf("read stats of %s: %w", DeviceName(d.node.VNI), err)
+		return nil, fmt.Errorf("read stats of %s: %w", d.deviceName(), err)
 	}
 	s := dev.Attrs().Statistics
 	if s == nil {
-		return nil, fmt.Errorf("read stats of %s: kernel reported none", DeviceName(d.node.VNI))
+		return nil, fmt.Errorf("read stats of %s: kernel reported none", d.deviceName())
 	}
-	const backend = "vxlan-kernel"
+	backend := string(d.node.Backend) + "-kernel"
 	return []datapath.Counter{
 		{Backend: backend, Direction: "rx", Packets: s.RxPackets, Bytes: s.RxBytes},
 		{Backend: backend, Direction: "tx", Packets: s.TxPackets, Bytes: s.TxBytes},
@@ -205,18 +216,21 @@ func (d *Datapath) Stats() ([]datapath.Counter, error) {
 // Close releases nothing for vxlan and host-gw: all state lives in the
 // kernel and stays there so a restarted process adopts it without
 // interrupting traffic. For udp it stops the forwarding loop and closes its
-// fds; flannel0 goes with them (the process is the forwarder).
+// fds (flannel0 goes with them: the process is the forwarder), and it stops
+// a userspace wireguard device, which cannot outlive the process.
 func (d *Datapath) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	return d.closeUDP()
+	return errors.Join(d.closeUDP(), d.closeWireGuard())
 }
 
-// Cleanup deletes the flannel.<VNI> device (and with it every route on it),
-// stops the udp forwarder and deletes flannel0, and deletes the host-gw
+// Cleanup deletes the flannel.<VNI>, flannel0 or flannel-wg device (and
+// with it every route on it; it stops the udp forwarder, and for a
+// userspace wireguard device removes its UAPI socket) and the host-gw
 // routes this datapath owns on the uplink. Without a prior Setup the node
-// is unknown: it then deletes every vxlan device named flannel.<N> and
-// flannel0, and leaves host-gw routes alone (it cannot tell them apart).
+// is unknown: it then deletes every vxlan device named flannel.<N>,
+// flannel0 and flannel-wg, and leaves host-gw routes alone (it cannot tell
+// them apart).
 func (d *Datapath) Cleanup(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -229,7 +243,8 @@ func (d *Datapath) Cleanup(ctx context.Context) error {
 		return fmt.Errorf("cleanup: %w", err)
 	}
 	defer h.Close()
-	errs := []error{d.closeUDP()}
+	errs := []error{d.closeUDP(), wireguard.Delete(h, d.wg.dev, wireguard.DeviceName)}
+	d.wg.dev = nil
 	if !d.ok {
 		return errors.Join(append(errs, deleteAllDevices(h))...)
 	}
@@ -262,8 +277,9 @@ func (d *Datapath) cleanupUplinkRoutes(h *netlink.Handle, uplinkIndex int) error
 // normalize checks node and fills in defaults.
 func normalize(node datapath.Node) (datapath.Node, error) {
 	switch {
-	case node.Backend != datapath.ModeVXLAN && node.Backend != datapath.ModeHostGW && node.Backend != datapath.ModeUDP:
-		return node, fmt.Errorf("backend %q is not supported by the kernel datapath: use vxlan, host-gw or udp", node.Backend)
+	case node.Backend != datapath.ModeVXLAN && node.Backend != datapath.ModeHostGW &&
+		node.Backend != datapath.ModeUDP && node.Backend != datapath.ModeWireGuard:
+		return node, fmt.Errorf("backend %q is not supported by the kernel datapath: use vxlan, host-gw, udp or wireguard", node.Backend)
 	case !node.NodeIP.Is4():
 		return node, fmt.Errorf("node IP %s is not IPv4: set --public-ip or --iface to an IPv4 interface", node.NodeIP)
 	case node.Uplink == "":
@@ -275,11 +291,14 @@ func normalize(node datapath.Node) (datapath.Node, error) {
 	if node.Backend == datapath.ModeHostGW {
 		return node, nil
 	}
-	if node.VNI < 0 || node.VNI >= 1<<24 {
-		return node, fmt.Errorf("VNI %d out of range: set Backend.VNI in net-conf.json to 0..16777215", node.VNI)
-	}
 	if node.MTU < 0 {
 		return node, fmt.Errorf("MTU %d is negative: set Backend.MTU in net-conf.json to 0 (automatic) or a size", node.MTU)
+	}
+	if node.Backend == datapath.ModeWireGuard {
+		return normalizeWireGuard(node)
+	}
+	if node.VNI < 0 || node.VNI >= 1<<24 {
+		return node, fmt.Errorf("VNI %d out of range: set Backend.VNI in net-conf.json to 0..16777215", node.VNI)
 	}
 	if node.Port == 0 {
 		node.Port = DefaultPort

@@ -69,6 +69,9 @@ func (d *Datapath) program(selected []datapath.Peer) error {
 	if err != nil {
 		return fmt.Errorf("sync: %w", err)
 	}
+	if d.node.Backend == datapath.ModeWireGuard {
+		return d.programWireGuard(h, uplink, selected)
+	}
 	uplinkIndex, vxlanIndex := uplink.Attrs().Index, 0
 	switch d.node.Backend {
 	case datapath.ModeUDP:
