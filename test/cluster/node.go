@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -133,6 +134,21 @@ func (n *Node) weftdArgs() []string {
 	return append(args, n.Args...)
 }
 
+// weftdCommand is weftd with args in the node's namespace, with the
+// node's environment. Each node keeps its wireguard key in its own
+// directory. The userspace wireguard device's control socket has a fixed
+// path (/run/wireguard/flannel-wg.sock, where wgctrl looks), so every weftd
+// gets a private mount of that directory: nodes on one host must not
+// share it. weftd stays the process started (sh execs it), so its PID is
+// the command's.
+func (n *Node) weftdCommand(ctx context.Context, args ...string) *exec.Cmd {
+	script := `mkdir -p /run/wireguard && mount -t tmpfs -o mode=0700 weft-wg /run/wireguard && exec "$@"`
+	cmd := n.NS.Command(ctx, "unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "weftd", n.c.opts.Binaries.Weftd}, args...)...)
+	cmd.Env = append(append(os.Environ(), n.leaseEnv()...), "WIREGUARD_KEY_FILE="+filepath.Join(n.Dir, "wgkey"))
+	cmd.Env = append(cmd.Env, n.Env...)
+	return cmd
+}
+
 // LogPath is weftd's log file (all runs, each after a "### harness" line).
 func (n *Node) LogPath() string { return filepath.Join(n.Dir, "weftd.log") }
 
@@ -154,8 +170,7 @@ func (n *Node) StartWeftd(ctx context.Context) error {
 	}
 	var p *process
 	return n.c.add(func() error {
-		cmd := n.NS.Command(context.Background(), n.c.opts.Binaries.Weftd, n.weftdArgs()...)
-		cmd.Env = append(append(os.Environ(), n.leaseEnv()...), n.Env...)
+		cmd := n.weftdCommand(context.Background(), n.weftdArgs()...)
 		var err error
 		if p, err = startProcess(cmd, n.LogPath()); err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
@@ -174,8 +189,7 @@ func (n *Node) StartWeftd(ctx context.Context) error {
 // RunWeftd runs weftd to completion in the node's namespace with the
 // node's usual flags plus extra (e.g. --cleanup) and returns its output.
 func (n *Node) RunWeftd(ctx context.Context, extra ...string) (string, error) {
-	cmd := n.NS.Command(ctx, n.c.opts.Binaries.Weftd, append(n.weftdArgs(), extra...)...)
-	cmd.Env = append(append(os.Environ(), n.leaseEnv()...), n.Env...)
+	cmd := n.weftdCommand(ctx, append(n.weftdArgs(), extra...)...)
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return string(out), fmt.Errorf("weftd %s on %s: %w", strings.Join(extra, " "), n.Name, err)
