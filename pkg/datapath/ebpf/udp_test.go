@@ -3,6 +3,7 @@ package ebpf
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -190,4 +191,25 @@ func TestUDPConfigDecoded(t *testing.T) {
 	if udpTraffic != 2 {
 		t.Errorf("%d udp-ebpf traffic counters, want tx and rx", udpTraffic)
 	}
+}
+
+// TestTrafficUDPFastPath: two ebpf nodes carry their pods' established
+// flows (TCP with GSO, pings) in flannel's udp format. Until the kernel
+// datapath has udp, the kernel vxlan datapath stands in as the slow path:
+// the nodes start as vxlan nodes, then their maps are switched to udp (the
+// node config's mode and port, the peer's mode), so flows still start over
+// flannel.1 and the fast path carries them on in udp.
+func TestTrafficUDPFastPath(t *testing.T) {
+	nodes := runningNodes(t, datapath.ModeVXLAN, AttachAuto)
+	for i, n := range nodes {
+		o := nodes[1-i]
+		dp := n.dp.(*Datapath)
+		dp.mu.Lock()
+		dp.cfg.Mode, dp.cfg.Port = uint8(weftModeMODE_UDP), udpPort
+		err := errors.Join(dp.putNodeConfig(), dp.objs.WeftPeers.Put(lpmKey(o.subnet),
+			peerValue(datapath.Peer{Subnet: o.subnet, NodeIP: o.node.NodeIP, Mode: datapath.ModeUDP})))
+		dp.mu.Unlock()
+		must(t, err)
+	}
+	checkFastPath(t, nodes, BackendUDP)
 }
