@@ -9,8 +9,8 @@ import (
 	"github.com/weftnet/weft/pkg/datapath"
 )
 
-// Apply changes the peer set by changes and writes only the entries of the
-// subnets whose selected peer changed, and of those only the ones whose
+// Apply changes the peer set by changes and writes only the entries (for
+// udp, the peer table entries) of the subnets whose selected peer changed, and of those only the ones whose
 // value differs from what the last Sync or Apply programmed, without
 // reading the kernel state: drift is left to the next Sync. When the
 // previous write failed, or Setup or a new subnet came since, it rewrites
@@ -53,6 +53,10 @@ func (d *Datapath) applyDelta(delta datapath.Delta) error {
 		return d.program(d.sel.Selected())
 	}
 	if len(delta.Subnets) == 0 {
+		return nil
+	}
+	if d.node.Backend == datapath.ModeUDP {
+		d.peers.apply(delta.Subnets)
 		return nil
 	}
 	d.last = nil

@@ -29,18 +29,30 @@ func DeviceName(vni int) string { return fmt.Sprintf("flannel.%d", vni) }
 
 // enableForwarding turns on IPv4 forwarding, which pod traffic needs.
 func enableForwarding() error {
-	cur, err := os.ReadFile(forwardingPath)
+	changed, err := sysctlOn(forwardingPath)
 	if err != nil {
-		return fmt.Errorf("read %s: %w", forwardingPath, err)
-	}
-	if string(bytes.TrimSpace(cur)) == "1" {
-		return nil
-	}
-	if err := os.WriteFile(forwardingPath, []byte("1"), 0o644); err != nil {
 		return fmt.Errorf("enable IPv4 forwarding: %w", err)
 	}
-	slog.Info("enabled IPv4 forwarding")
+	if changed {
+		slog.Info("enabled IPv4 forwarding")
+	}
 	return nil
+}
+
+// sysctlOn sets the sysctl file at path to 1 unless it is, and reports
+// whether it changed it.
+func sysctlOn(path string) (bool, error) {
+	cur, err := os.ReadFile(path)
+	if err != nil {
+		return false, fmt.Errorf("read %s: %w", path, err)
+	}
+	if string(bytes.TrimSpace(cur)) == "1" {
+		return false, nil
+	}
+	if err := os.WriteFile(path, []byte("1"), 0o644); err != nil {
+		return false, fmt.Errorf("write %s: %w", path, err)
+	}
+	return true, nil
 }
 
 // findUplink looks up the uplink by name.
@@ -163,13 +175,14 @@ func deleteDevice(h *netlink.Handle, name string) error {
 	return nil
 }
 
-// deleteAllDevices deletes every vxlan device named flannel.<N>.
+// deleteAllDevices deletes every vxlan device named flannel.<N> and the
+// udp backend's TUN device.
 func deleteAllDevices(h *netlink.Handle) error {
 	links, err := listRetry(h.LinkList)
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
 	}
-	var errs []error
+	errs := []error{deleteDevice(h, TUNName)}
 	for _, l := range links {
 		var vni int
 		name := l.Attrs().Name
@@ -184,10 +197,10 @@ func deleteAllDevices(h *netlink.Handle) error {
 	return errors.Join(errs...)
 }
 
-// ensureAddress leaves exactly <subnet network address>/32 as the IPv4
+// ensureAddress leaves exactly <subnet network address>/<bits> as the IPv4
 // address of dev.
-func ensureAddress(h *netlink.Handle, dev netlink.Link, subnet netip.Prefix) error {
-	want := netip.PrefixFrom(subnet.Addr(), 32)
+func ensureAddress(h *netlink.Handle, dev netlink.Link, subnet netip.Prefix, bits int) error {
+	want := netip.PrefixFrom(subnet.Addr(), bits)
 	addrs, err := listRetry(func() ([]netlink.Addr, error) { return h.AddrList(dev, netlink.FAMILY_V4) })
 	if err != nil {
 		return fmt.Errorf("list addresses of %s: %w", dev.Attrs().Name, err)

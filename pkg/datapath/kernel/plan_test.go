@@ -160,8 +160,13 @@ func TestNormalize(t *testing.T) {
 	if n.Port != DefaultPort || n.Network != network {
 		t.Errorf("normalize filled port %d network %s", n.Port, n.Network)
 	}
+	n, err = normalize(datapath.Node{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Network: network, Backend: datapath.ModeUDP})
+	if err != nil || n.Port != DefaultUDPPort {
+		t.Errorf("normalize udp: port %d, %v; want %d", n.Port, err, DefaultUDPPort)
+	}
 	bad := []datapath.Node{
-		{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Network: network, Backend: "udp"},
+		{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Network: network, Backend: datapath.ModeWireGuard},
+		{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Network: network, Backend: datapath.ModeUDP, Port: -1},
 		{NodeIP: ip("fd00::1"), Uplink: "eth0", Network: network, Backend: datapath.ModeVXLAN},
 		{NodeIP: ip("192.168.0.1"), Network: network, Backend: datapath.ModeVXLAN},
 		{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Backend: datapath.ModeVXLAN},

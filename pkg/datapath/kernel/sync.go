@@ -13,8 +13,9 @@ import (
 	"github.com/weftnet/weft/pkg/datapath"
 )
 
-// Sync makes routes, neighbour and fdb entries equal to peers. It first
-// repairs the vxlan device and its address if they drifted, skips peers
+// Sync makes routes, neighbour and fdb entries (for udp, the forwarding
+// loop's peer table) equal to peers. It first repairs the vxlan device (or
+// the udp forwarder and flannel0) and its address if they drifted, skips peers
 // that must not be programmed (logging each once while it lasts), and
 // returns the errors of all peers joined, after trying every one. When its
 // writes succeed it records what it programmed, for Apply to start from.
@@ -69,13 +70,22 @@ func (d *Datapath) program(selected []datapath.Peer) error {
 		return fmt.Errorf("sync: %w", err)
 	}
 	uplinkIndex, vxlanIndex := uplink.Attrs().Index, 0
-	if d.node.Backend == datapath.ModeVXLAN {
+	switch d.node.Backend {
+	case datapath.ModeUDP:
+		if _, err := d.ensureUDP(h, uplink); err != nil {
+			return fmt.Errorf("sync: %w", err)
+		}
+		d.peers.reset(selected)
+		// The forwarding loop carries the peers: the kernel needs no
+		// entry for them (stale host-gw routes still go below).
+		selected = nil
+	case datapath.ModeVXLAN:
 		dev, err := d.ensureDevice(h, uplink)
 		if err != nil {
 			return fmt.Errorf("sync: %w", err)
 		}
 		if d.subnet.IsValid() {
-			if err := ensureAddress(h, dev, d.subnet); err != nil {
+			if err := ensureAddress(h, dev, d.subnet, 32); err != nil {
 				return fmt.Errorf("sync: %w", err)
 			}
 		}
