@@ -3,7 +3,6 @@ package ebpf
 import (
 	"bytes"
 	"encoding/binary"
-	"errors"
 	"net"
 	"net/netip"
 	"testing"
@@ -193,23 +192,22 @@ func TestUDPConfigDecoded(t *testing.T) {
 	}
 }
 
-// TestTrafficUDPFastPath: two ebpf nodes carry their pods' established
-// flows (TCP with GSO, pings) in flannel's udp format. Until the kernel
-// datapath has udp, the kernel vxlan datapath stands in as the slow path:
-// the nodes start as vxlan nodes, then their maps are switched to udp (the
-// node config's mode and port, the peer's mode), so flows still start over
-// flannel.1 and the fast path carries them on in udp.
-func TestTrafficUDPFastPath(t *testing.T) {
-	nodes := runningNodes(t, datapath.ModeVXLAN, AttachAuto)
-	for i, n := range nodes {
-		o := nodes[1-i]
-		dp := n.dp.(*Datapath)
-		dp.mu.Lock()
-		dp.cfg.Mode, dp.cfg.Port = uint8(weftModeMODE_UDP), udpPort
-		err := errors.Join(dp.putNodeConfig(), dp.objs.WeftPeers.Put(lpmKey(o.subnet),
-			peerValue(datapath.Peer{Subnet: o.subnet, NodeIP: o.node.NodeIP, Mode: datapath.ModeUDP})))
-		dp.mu.Unlock()
-		must(t, err)
+// TestTrafficUDP: two ebpf udp nodes (the kernel udp datapath, flannel0
+// and weftd's forwarding loop, as their slow path) carry established flows
+// (TCP with GSO, pings) in flannel's udp format on the fast path.
+func TestTrafficUDP(t *testing.T) {
+	nodes := newTestNodes(t, datapath.ModeUDP)
+	for _, n := range nodes {
+		n.startEBPF(t, AttachAuto)
+		n.addPod(t, n.info.MTU)
 	}
+	if nodes[0].info.MTU != 1472 {
+		t.Errorf("pod MTU %d, want 1472 (uplink 1500 - 28)", nodes[0].info.MTU)
+	}
+	syncAll(t, nodes)
+	for _, n := range nodes {
+		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
+	}
+	waitPing(t, nodes[0].pod, nodes[1].podIP)
 	checkFastPath(t, nodes, BackendUDP)
 }
