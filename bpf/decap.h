@@ -1,8 +1,9 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Receiving from a remote node: validate VXLAN (known node, inner source in
- * one of that node's subnets), then decapsulate and deliver established
- * flows straight into the pod; host-gw the same without the tunnel.
+ * Receiving from a remote node: validate VXLAN or flannel's udp (known
+ * node, inner source in one of that node's subnets), then decapsulate and
+ * deliver established flows straight into the pod; host-gw the same
+ * without the tunnel.
  */
 #ifndef WEFT_DECAP_H
 #define WEFT_DECAP_H
@@ -65,8 +66,9 @@ static __always_inline int deliver(struct __sk_buff *skb, const struct node_conf
 	return bpf_redirect_peer(ep->host_ifindex, 0);
 }
 
-/* sent_by reports whether the node whose VXLAN comes from outer_src may
- * send with inner source src: src is in one of its subnets, or its own. */
+/* sent_by reports whether the node whose tunnel traffic comes from
+ * outer_src may send with inner source src: src is in one of its subnets,
+ * or its own. */
 static __always_inline int sent_by(__be32 src, __be32 outer_src)
 {
 	struct lpm_key key = { .prefixlen = 32, .addr = src };
@@ -78,10 +80,13 @@ static __always_inline int sent_by(__be32 src, __be32 outer_src)
 	return peer && (peer->node_ip == outer_src || peer->tunnel_ip == outer_src);
 }
 
-/* rx_vxlan handles VXLAN to this node's port on a local address. */
-static __always_inline int rx_vxlan(struct __sk_buff *skb, const struct node_config *cfg)
+/* rx_tunnel handles VXLAN (vxlan set) or flannel's udp to this node's
+ * port on a local address. */
+static __always_inline int rx_tunnel(struct __sk_buff *skb, const struct node_config *cfg,
+				     const int vxlan)
 {
-	const __u32 inner_off = sizeof(struct vxlan_encap);
+	const __u32 encap_len = vxlan ? VXLAN_ENCAP_LEN : UDP_ENCAP_LEN;
+	const __u32 inner_off = ETH_HLEN + encap_len;
 	struct vxlan_encap *h;
 	struct xlat x = {};
 	struct endpoint ep;
@@ -93,24 +98,25 @@ static __always_inline int rx_vxlan(struct __sk_buff *skb, const struct node_con
 	if (ensure(skb, inner_off + IPV4_HLEN))
 		return drop(skb, DROP_MALFORMED);
 	h = (void *)(long)skb->data;
-	inner = (void *)(h + 1);
+	inner = (void *)h + inner_off;
 	if ((void *)(inner + 1) > (void *)(long)skb->data_end)
 		return drop(skb, DROP_MALFORMED);
 	if (h->ip.ver_ihl != 0x45)
 		return drop(skb, DROP_MALFORMED);
 	outer_len = bpf_ntohs(h->ip.tot_len);
 	fragment = h->ip.frag_off & bpf_htons(IPV4_MF);
-	if (outer_len < VXLAN_ENCAP_LEN + IPV4_HLEN)
+	if (outer_len < encap_len + IPV4_HLEN)
 		return drop(skb, DROP_MALFORMED);
 	/* Trailing bytes past tot_len are Ethernet padding, not an error. */
 	if (!fragment && (bpf_ntohs(h->udp.len) != outer_len - IPV4_HLEN ||
 			  (skb->gso_size == 0 && outer_len + ETH_HLEN > skb->len)))
 		return drop(skb, DROP_MALFORMED);
-	if (!(h->vxlan.flags & VXLAN_FLAG_VNI) || h->vxlan.vni != bpf_htonl(cfg->vni << 8))
+	if (vxlan && (!(h->vxlan.flags & VXLAN_FLAG_VNI) || h->vxlan.vni != bpf_htonl(cfg->vni << 8)))
 		return drop(skb, DROP_BAD_VNI);
 	if (!bpf_map_lookup_elem(&weft_nodes, &h->ip.saddr))
 		return drop(skb, DROP_UNKNOWN_NODE);
-	if (h->inner_eth.proto != bpf_htons(ETH_P_IP))
+	/* udp has no header naming the payload: its version nibble does. */
+	if (vxlan ? h->inner_eth.proto != bpf_htons(ETH_P_IP) : (inner->ver_ihl & 0xf0) != 0x40)
 		return drop(skb, DROP_INNER_NOT_IPV4);
 	if (!ipv4_hlen(inner))
 		return drop(skb, DROP_MALFORMED);
@@ -120,20 +126,21 @@ static __always_inline int rx_vxlan(struct __sk_buff *skb, const struct node_con
 		return TC_ACT_OK; /* validated first fragment: the kernel reassembles */
 	inner_len = bpf_ntohs(inner->tot_len);
 	/* The inner frame may be padded (short frames), never truncated. */
-	if (skb->gso_size == 0 && (inner_len < IPV4_HLEN || inner_len > outer_len - VXLAN_ENCAP_LEN))
+	if (skb->gso_size == 0 && (inner_len < IPV4_HLEN || inner_len > outer_len - encap_len))
 		return drop(skb, DROP_MALFORMED);
 
 	/* Options, fragments, pods we do not know, flows netfilter has not
-	 * established: flannel.<VNI> decapsulates, the stack decides. */
+	 * established: flannel.<VNI> or flannel0 (weftd's udp socket)
+	 * decapsulates, the stack decides. */
 	if (inner->ver_ihl != 0x45 || is_fragment(inner))
 		return TC_ACT_OK;
 	proto = inner->protocol;
 	if (!to_local_pod(skb, inner, inner_off + IPV4_HLEN, cfg, &x, &ep))
 		return TC_ACT_OK;
-	if (bpf_skb_adjust_room(skb, -(__s32)VXLAN_ENCAP_LEN, BPF_ADJ_ROOM_MAC,
+	if (bpf_skb_adjust_room(skb, -(__s32)encap_len, BPF_ADJ_ROOM_MAC,
 				WEFT_ADJ_ROOM_DECAP_L3_IPV4 | BPF_F_ADJ_ROOM_FIXED_GSO))
-		return TC_ACT_OK; /* unchanged: flannel.<VNI> decapsulates */
-	return deliver(skb, cfg, &ep, &x, proto, COUNTER_VXLAN_RX);
+		return TC_ACT_OK; /* unchanged: the kernel path decapsulates */
+	return deliver(skb, cfg, &ep, &x, proto, vxlan ? COUNTER_VXLAN_RX : COUNTER_UDP_RX);
 }
 
 /* rx_host_gw delivers established flows from host-gw peers' pods. */

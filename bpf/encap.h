@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
-/* Sending a pod's packet to a remote node: VXLAN encapsulation or host-gw. */
+/* Sending a pod's packet to a remote node: VXLAN or udp encapsulation, or host-gw. */
 #ifndef WEFT_ENCAP_H
 #define WEFT_ENCAP_H
 
@@ -41,33 +41,37 @@ static __always_inline void decrement_ttl(struct ipv4 *ip)
 }
 
 /*
- * encap_vxlan wraps the pod's frame in flannel's VXLAN and sends it to the
- * peer. Outer DF stays clear, as flannel's kernel vxlan device leaves it, so
- * an underlay hop with a smaller MTU fragments instead of black-holing.
- * Until the headers are added the packet is untouched: a packet the kernel
- * will not grow, or that would not fit the uplink, takes the kernel path
- * (which routes it and decrements its TTL once).
+ * encap wraps the pod's frame in flannel's VXLAN (vxlan set) or flannel's
+ * udp format (the IPv4 packet as the payload of UDP between the node's
+ * udp ports) and sends it to the peer. Outer DF: clear for VXLAN, as
+ * flannel's kernel vxlan device leaves it, so an underlay hop with a
+ * smaller MTU fragments instead of black-holing; set for udp, as flanneld's
+ * socket sends it. Until the headers are added the packet is untouched: a
+ * packet the kernel will not grow, or that would not fit the uplink, takes
+ * the kernel path (which routes it and decrements its TTL once).
  */
-static __always_inline int encap_vxlan(struct __sk_buff *skb, const struct node_config *cfg,
-				       const struct peer *peer, __u32 frame_len)
+static __always_inline int encap(struct __sk_buff *skb, const struct node_config *cfg,
+				 const struct peer *peer, __u32 frame_len, const int vxlan)
 {
+	const __u32 encap_len = vxlan ? VXLAN_ENCAP_LEN : UDP_ENCAP_LEN;
+	const __u32 hdr_len = ETH_HLEN + encap_len; /* what is written of h */
 	const __u64 flags = BPF_F_ADJ_ROOM_ENCAP_L3_IPV4 | BPF_F_ADJ_ROOM_ENCAP_L4_UDP |
-			    BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN) |
-			    BPF_F_ADJ_ROOM_FIXED_GSO;
+			    BPF_F_ADJ_ROOM_FIXED_GSO |
+			    (vxlan ? BPF_F_ADJ_ROOM_ENCAP_L2_ETH | BPF_F_ADJ_ROOM_ENCAP_L2(ETH_HLEN) : 0);
 	__u32 inner_len = skb->len - ETH_HLEN;
-	__u32 hash = bpf_get_hash_recalc(skb);
 	__u32 mtu_len = 0;
 	struct vxlan_encap h = {};
 	struct ipv4 ip = {}, *inner;
 
-	if (inner_len + VXLAN_ENCAP_LEN > 0xffff)
+	if (inner_len + encap_len > 0xffff)
 		return TC_ACT_OK; /* outer length would overflow */
-	if (bpf_check_mtu(skb, cfg->uplink_ifindex, &mtu_len, VXLAN_ENCAP_LEN, 0))
+	if (bpf_check_mtu(skb, cfg->uplink_ifindex, &mtu_len, encap_len, 0))
 		return TC_ACT_OK; /* too big for the uplink: the kernel fragments or says so */
 
 	ip.ver_ihl = 0x45;
-	ip.tot_len = bpf_htons(inner_len + VXLAN_ENCAP_LEN);
+	ip.tot_len = bpf_htons(inner_len + encap_len);
 	ip.id = (__be16)bpf_get_prandom_u32();
+	ip.frag_off = vxlan ? 0 : bpf_htons(IPV4_DF);
 	ip.ttl = 64;
 	ip.protocol = IPPROTO_UDP;
 	ip.saddr = cfg->node_ip;
@@ -77,25 +81,32 @@ static __always_inline int encap_vxlan(struct __sk_buff *skb, const struct node_
 
 	/* Outer MACs stay zero: bpf_redirect_neigh fills them in. */
 	h.outer_eth.proto = bpf_htons(ETH_P_IP);
-	/* Source port from the flow hash (ECMP/RSS entropy); checksum 0 (RFC 7348). */
-	h.udp.source = bpf_htons((__u16)((((__u64)hash * (SPORT_MAX - SPORT_MIN)) >> 32) + SPORT_MIN));
+	/* Checksum 0 (RFC 7348; flannel's udp receivers take it). */
 	h.udp.dest = bpf_htons(cfg->port);
-	h.udp.len = bpf_htons(inner_len + VXLAN_ENCAP_LEN - IPV4_HLEN);
-	h.vxlan.flags = VXLAN_FLAG_VNI;
-	h.vxlan.vni = bpf_htonl(cfg->vni << 8);
-	__builtin_memcpy(h.inner_eth.dst, peer->vtep_mac, ETH_ALEN);
-	__builtin_memcpy(h.inner_eth.src, cfg->vtep_mac, ETH_ALEN);
-	h.inner_eth.proto = bpf_htons(ETH_P_IP);
+	h.udp.len = bpf_htons(inner_len + encap_len - IPV4_HLEN);
+	if (vxlan) {
+		__u32 hash = bpf_get_hash_recalc(skb);
 
-	if (bpf_skb_adjust_room(skb, VXLAN_ENCAP_LEN, BPF_ADJ_ROOM_MAC, flags))
+		/* Source port from the flow hash (ECMP/RSS entropy). */
+		h.udp.source = bpf_htons((__u16)((((__u64)hash * (SPORT_MAX - SPORT_MIN)) >> 32) + SPORT_MIN));
+		h.vxlan.flags = VXLAN_FLAG_VNI;
+		h.vxlan.vni = bpf_htonl(cfg->vni << 8);
+		__builtin_memcpy(h.inner_eth.dst, peer->vtep_mac, ETH_ALEN);
+		__builtin_memcpy(h.inner_eth.src, cfg->vtep_mac, ETH_ALEN);
+		h.inner_eth.proto = bpf_htons(ETH_P_IP);
+	} else {
+		h.udp.source = h.udp.dest; /* flanneld's socket is bound to its port */
+	}
+
+	if (bpf_skb_adjust_room(skb, encap_len, BPF_ADJ_ROOM_MAC, flags))
 		return TC_ACT_OK; /* unchanged: the kernel path carries it */
-	if (bpf_skb_store_bytes(skb, 0, &h, sizeof(h), 0) || ensure(skb, sizeof(h) + IPV4_HLEN))
+	if (bpf_skb_store_bytes(skb, 0, &h, hdr_len, 0) || ensure(skb, hdr_len + IPV4_HLEN))
 		return drop(skb, DROP_HEADER_REWRITE);
-	inner = ipv4_at(skb, sizeof(h));
+	inner = ipv4_at(skb, hdr_len);
 	if (!inner)
 		return drop(skb, DROP_HEADER_REWRITE);
 	decrement_ttl(inner);
-	count(&weft_traffic, COUNTER_VXLAN_TX, frame_len);
+	count(&weft_traffic, vxlan ? COUNTER_VXLAN_TX : COUNTER_UDP_TX, frame_len);
 	/* NULL next hop: a FIB lookup on the outer header, so routed underlays work. */
 	return bpf_redirect_neigh(cfg->uplink_ifindex, NULL, 0, 0);
 }
@@ -113,7 +124,9 @@ static __always_inline int transmit(struct __sk_buff *skb, const struct node_con
 		count(&weft_traffic, COUNTER_HOST_GW_TX, len);
 		return bpf_redirect_neigh(cfg->uplink_ifindex, &nh, sizeof(nh), 0);
 	}
-	return encap_vxlan(skb, cfg, peer, len);
+	if (peer->mode == MODE_UDP)
+		return encap(skb, cfg, peer, len, 0);
+	return encap(skb, cfg, peer, len, 1);
 }
 
 #endif /* WEFT_ENCAP_H */

@@ -23,6 +23,8 @@
 
 /* Bytes VXLAN adds in front of the pod's IPv4 packet (Ethernet stays). */
 #define VXLAN_ENCAP_LEN (IPV4_HLEN + UDP_HLEN + VXLAN_HLEN + ETH_HLEN)
+/* Bytes flannel's udp backend adds: outer IPv4 and UDP, no header of its own. */
+#define UDP_ENCAP_LEN (IPV4_HLEN + UDP_HLEN)
 
 struct eth {
 	__u8 dst[ETH_ALEN];
@@ -56,7 +58,8 @@ struct vxlan {
 	__be32 vni; /* VNI << 8 */
 };
 
-/* What VXLAN puts in front of the pod's IPv4 header, outer Ethernet first. */
+/* What VXLAN puts in front of the pod's IPv4 header, outer Ethernet first.
+ * flannel's udp puts the same up to udp (ETH_HLEN + UDP_ENCAP_LEN bytes). */
 struct vxlan_encap {
 	struct eth outer_eth;
 	struct ipv4 ip;

@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
  * What a pod may send: frames with its own MAC, IPv4 and ARP with its own
- * address, and nothing to a node's VXLAN port (a pod must not inject
+ * address, and nothing to a node's tunnel port (a pod must not inject
  * tunnel traffic, which masquerade would give its node's address).
  */
 #ifndef WEFT_POD_H
@@ -58,7 +58,7 @@ static __always_inline int pod_source_ok(struct __sk_buff *skb)
 	return 1; /* other protocols: the MAC is the pod's */
 }
 
-/* to_tunnel reports whether the pod's IPv4 packet ip goes to the VXLAN
+/* to_tunnel reports whether the pod's IPv4 packet ip goes to the tunnel
  * port of a node address (this node's or a known node's). */
 static __always_inline int to_tunnel(struct __sk_buff *skb, const struct node_config *cfg,
 				     const struct ipv4 *ip)

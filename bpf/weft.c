@@ -4,7 +4,7 @@
  * anything netfilter has not accepted take the kernel path (flannel.<VNI>
  * and routes, exactly as flannel programs them); a flow whose conntrack
  * entry is established and confirmed is carried in flannel's wire format
- * (VXLAN or host-gw) without the host stack, NATed as its entry says
+ * (VXLAN, udp or host-gw) without the host stack, NATed as its entry says
  * (conntrack.h, nat.h). See docs/datapath.md.
  *
  *   weft_veth_ingress   ingress of each pod's host veth: drops what the pod
@@ -13,10 +13,10 @@
  *   weft_pod_ingress    bridge (cni0) ingress: the same fast path for pods
  *                       whose veth has no program yet.
  *   weft_uplink_ingress every other interface's ingress (uplink, lo, ...):
- *                       VXLAN to a local address is validated wherever it
- *                       arrives; established flows (VXLAN, and host-gw on
- *                       the uplink) are handed to the pod's veth peer
- *                       (decap.h).
+ *                       VXLAN or udp to a local address is validated
+ *                       wherever it arrives; established flows (VXLAN or
+ *                       udp, and host-gw on the uplink) are handed to the
+ *                       pod's veth peer (decap.h).
  */
 #include <linux/bpf.h>
 #include <linux/pkt_cls.h>
@@ -144,9 +144,9 @@ int weft_uplink_ingress(struct __sk_buff *skb)
 	if (!ip || !ipv4_hlen(ip))
 		return TC_ACT_OK; /* not IPv4: the kernel drops it */
 	if (cfg->port && udp_dport(skb, ETH_HLEN, ip) == bpf_htons(cfg->port) && local(skb, cfg, ip))
-		return rx_vxlan(skb, cfg);
+		return cfg->mode == MODE_UDP ? rx_tunnel(skb, cfg, 0) : rx_tunnel(skb, cfg, 1);
 	/* host-gw peers are on the uplink's segment: elsewhere (lo, other
-	 * NICs) the program only validates VXLAN. */
+	 * NICs) the program only validates the tunnel. */
 	if (skb->ifindex != cfg->uplink_ifindex)
 		return TC_ACT_OK;
 	return rx_host_gw(skb, cfg, ip);

@@ -14,6 +14,7 @@
 enum mode {
 	MODE_VXLAN = 1,
 	MODE_HOST_GW = 2,
+	MODE_UDP = 3, /* flannel's udp: the pod's IPv4 packet is the UDP payload */
 };
 
 /* Index into the traffic counters map: backend x direction. */
@@ -22,20 +23,22 @@ enum counter {
 	COUNTER_VXLAN_RX,
 	COUNTER_HOST_GW_TX,
 	COUNTER_HOST_GW_RX,
+	COUNTER_UDP_TX,
+	COUNTER_UDP_RX,
 	COUNTER_MAX,
 };
 
 /* Index into the drop counters map. New reasons go at the end: the index of
  * a reason never changes, so counters survive an upgrade. */
 enum drop_reason {
-	DROP_UNKNOWN_NODE,    /* VXLAN from a source that is no known node */
+	DROP_UNKNOWN_NODE,    /* VXLAN or udp from a source that is no known node */
 	DROP_SPOOFED_SOURCE,  /* inner source outside the sending node's subnets */
 	DROP_BAD_VNI,         /* VXLAN with another VNI, or without the I flag */
 	DROP_MALFORMED,       /* truncated, inconsistent lengths, IP options */
 	DROP_INNER_NOT_IPV4,  /* VXLAN carrying something other than IPv4 */
 	DROP_HEADER_REWRITE,  /* the kernel refused to add, remove or write headers */
 	DROP_POD_SOURCE,      /* a pod sent with a source IP or MAC not its own */
-	DROP_POD_TO_TUNNEL,   /* a pod sent UDP to a node's VXLAN port */
+	DROP_POD_TO_TUNNEL,   /* a pod sent UDP to a node's tunnel port */
 	DROP_MAX,
 };
 
@@ -62,10 +65,11 @@ struct node_config {
 	__u32 network_len;
 	__be32 node_ip;
 	__u32 vni;
-	__u16 port; /* VXLAN UDP port, host byte order */
+	__u16 port; /* tunnel UDP port (VXLAN's or udp's), host byte order */
 	__u8 vtep_mac[6];
 	__u8 bridge_mac[6];
-	__u16 pad;
+	__u8 mode; /* MODE_UDP: port is flannel's udp port; else VXLAN's */
+	__u8 pad;
 	__u32 uplink_ifindex;
 	__u32 bridge_ifindex;
 	/* A flow whose conntrack entry expires within this many jiffies

@@ -10,12 +10,14 @@ import (
 
 	"github.com/weftnet/weft/pkg/datapath"
 	"github.com/weftnet/weft/pkg/datapath/kernel"
+	"github.com/weftnet/weft/pkg/netconf"
 )
 
 // configKey is the node config array's only index.
 const configKey = uint32(0)
 
-// writeNodeConfig fills the node config from d.node, the slow path's VTEP MAC,
+// writeNodeConfig fills the node config from d.node (its backend's mode and
+// port), the slow path's VTEP MAC,
 // the uplink and the bridge, and stores it. The caller holds d.mu and runs
 // in d.ns.
 func (d *Datapath) writeNodeConfig(vtep net.HardwareAddr) error {
@@ -29,17 +31,27 @@ func (d *Datapath) writeNodeConfig(vtep net.HardwareAddr) error {
 	c.NodeIp = be32(d.node.NodeIP)
 	c.UplinkIfindex = uint32(uplink.Attrs().Index)
 	c.CtRefreshJiffies = ctRefreshJiffies()
-	c.Vni, c.Port, c.VtepMac = 0, 0, [6]uint8{}
-	if d.node.Backend == datapath.ModeVXLAN {
+	c.Vni, c.Port, c.VtepMac, c.Mode = 0, 0, [6]uint8{}, 0
+	switch d.node.Backend {
+	case datapath.ModeVXLAN:
 		c.Vni = uint32(d.node.VNI)
-		c.Port = uint16(d.node.Port)
-		if c.Port == 0 {
-			c.Port = kernel.DefaultPort
-		}
+		c.Port = portOr(d.node.Port, kernel.DefaultPort)
 		c.VtepMac = mac6(vtep)
+		c.Mode = uint8(weftModeMODE_VXLAN)
+	case datapath.ModeUDP:
+		c.Port = portOr(d.node.Port, netconf.DefaultUDPPort)
+		c.Mode = uint8(weftModeMODE_UDP)
 	}
 	d.cfg = c
 	return d.refreshBridge()
+}
+
+// portOr is port, or def when port is 0 (unset).
+func portOr(port, def int) uint16 {
+	if port == 0 {
+		return uint16(def)
+	}
+	return uint16(port)
 }
 
 // refreshBridge puts the bridge's current ifindex and MAC (zero while it does

@@ -20,7 +20,8 @@ type NodeConfig struct {
 	Network netip.Prefix
 	// NodeIP is this node's address; zero means the programs are not ready.
 	NodeIP netip.Addr
-	// VNI and Port are the VXLAN settings; Port is 0 on a host-gw node.
+	// VNI and Port are the VXLAN settings, Port the udp port on a udp
+	// node; Port is 0 on a host-gw node.
 	VNI, Port int
 	// VtepMAC is this node's VTEP MAC, nil on a host-gw node.
 	VtepMAC net.HardwareAddr
@@ -29,11 +30,17 @@ type NodeConfig struct {
 	// UplinkIfindex and BridgeIfindex are interface indexes in the node's
 	// network namespace; BridgeIfindex is 0 while the bridge does not exist.
 	UplinkIfindex, BridgeIfindex int
+	// udp is set when Port is flannel's udp port rather than VXLAN's.
+	udp bool
 }
 
-// Backend is the node's backend: host-gw when the config has no VXLAN port.
+// Backend is the node's backend: udp when the config says so, host-gw when
+// it has no tunnel port, vxlan otherwise.
 func (c NodeConfig) Backend() datapath.Mode {
-	if c.Port == 0 {
+	switch {
+	case c.udp:
+		return datapath.ModeUDP
+	case c.Port == 0:
 		return datapath.ModeHostGW
 	}
 	return datapath.ModeVXLAN
@@ -64,6 +71,7 @@ func decodeConfig(c weftNodeConfig) NodeConfig {
 		BridgeMAC:     optionalMAC(c.BridgeMac),
 		UplinkIfindex: int(c.UplinkIfindex),
 		BridgeIfindex: int(c.BridgeIfindex),
+		udp:           weftMode(c.Mode) == weftModeMODE_UDP,
 	}
 }
 
@@ -73,7 +81,8 @@ type PeerEntry struct {
 	NodeIP netip.Addr
 	// VtepMAC is nil when the entry holds none (host-gw).
 	VtepMAC net.HardwareAddr
-	// Mode is ModeVXLAN or ModeHostGW ("mode(<n>)" for a value weft never writes).
+	// Mode is ModeVXLAN, ModeHostGW or ModeUDP ("mode(<n>)" for a value
+	// weft never writes).
 	Mode datapath.Mode
 }
 
@@ -98,13 +107,15 @@ func decodePeer(k weftLpmKey, v weftPeer) PeerEntry {
 		p.Mode = datapath.ModeVXLAN
 	case weftModeMODE_HOST_GW:
 		p.Mode = datapath.ModeHostGW
+	case weftModeMODE_UDP:
+		p.Mode = datapath.ModeUDP
 	default:
 		p.Mode = datapath.Mode(fmt.Sprintf("mode(%d)", v.Mode))
 	}
 	return p
 }
 
-// KnownNode is one entry of the known nodes map: VXLAN from NodeIP is
+// KnownNode is one entry of the known nodes map: VXLAN or udp from NodeIP is
 // accepted (for inner sources in the subnets the peers map gives it).
 type KnownNode struct {
 	NodeIP netip.Addr

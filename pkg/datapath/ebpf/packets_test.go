@@ -121,17 +121,26 @@ func ethernet(dst, src net.HardwareAddr, etherType uint16, payload []byte) []byt
 // vxlanPacket wraps the Ethernet frame inner in outer IPv4/UDP/VXLAN headers
 // as flannel's kernel vxlan device sends them (without the outer Ethernet).
 func vxlanPacket(src, dst netip.Addr, port uint16, vni uint32, inner []byte) []byte {
-	udp := make([]byte, 16, 16+len(inner))
-	binary.BigEndian.PutUint16(udp[0:], 40000)
-	binary.BigEndian.PutUint16(udp[2:], port)
-	binary.BigEndian.PutUint16(udp[4:], uint16(16+len(inner)))
-	udp[8] = 0x08
-	binary.BigEndian.PutUint32(udp[12:], vni<<8)
+	vxlan := make([]byte, 8, 8+len(inner))
+	vxlan[0] = 0x08
+	binary.BigEndian.PutUint32(vxlan[4:], vni<<8)
+	return udpPacket(src, dst, 40000, port, 0, append(vxlan, inner...))
+}
+
+// udpPacket is payload in outer IPv4 (flags and fragment offset frag) and
+// UDP headers from src:sport to dst:dport, UDP checksum 0, as tunnels send
+// it (without the outer Ethernet).
+func udpPacket(src, dst netip.Addr, sport, dport, frag uint16, payload []byte) []byte {
+	udp := make([]byte, 8, 8+len(payload))
+	binary.BigEndian.PutUint16(udp[0:], sport)
+	binary.BigEndian.PutUint16(udp[2:], dport)
+	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload)))
 	outer := ipv4Packet{src: src, dst: dst, proto: protoUDP}.bytes()[:20]
-	binary.BigEndian.PutUint16(outer[2:], uint16(20+len(udp)+len(inner)))
+	binary.BigEndian.PutUint16(outer[2:], uint16(20+len(udp)+len(payload)))
+	binary.BigEndian.PutUint16(outer[6:], frag)
 	binary.BigEndian.PutUint16(outer[10:], 0)
 	binary.BigEndian.PutUint16(outer[10:], ipChecksum(outer))
-	return append(append(outer, udp...), inner...)
+	return append(append(outer, udp...), payload...)
 }
 
 // arpRequest is a broadcast ARP request for tpa from the Ethernet source

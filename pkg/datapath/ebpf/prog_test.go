@@ -239,6 +239,13 @@ func TestHostGWTransmit(t *testing.T) {
 // is encapsulated.
 func TestEncapFallback(t *testing.T) {
 	e := newProgEnv(t)
+	e.checkEncapFallback(t, vxlanOverhead, weftCounterCOUNTER_VXLAN_TX)
+}
+
+// checkEncapFallback is TestEncapFallback for the vxlan peer's flow, with
+// the encapsulation's overhead and its transmit counter tx.
+func (e *progEnv) checkEncapFallback(t *testing.T, overhead int, tx weftCounter) {
+	t.Helper()
 	const mtu = 1000
 	small := e.addDevice(t, "small", mtu)
 	e.setConfig(t, func(c *weftNodeConfig) { c.UplinkIfindex = uint32(small) })
@@ -248,16 +255,16 @@ func TestEncapFallback(t *testing.T) {
 		p.payload = make([]byte, ipLen-40)
 		return podFrame(p)
 	}
-	fits, tooBig := sized(mtu-vxlanOverhead), sized(mtu-vxlanOverhead+1)
+	fits, tooBig := sized(mtu-overhead), sized(mtu-overhead+1)
 	for _, p := range e.podSide() {
 		verdict, out, err := e.runOn(p.prog, p.ifindex, fits)
-		if err != nil || verdict != tcActRedirect || len(out) != len(fits)+vxlanOverhead {
+		if err != nil || verdict != tcActRedirect || len(out) != len(fits)+overhead {
 			t.Errorf("%s: %d bytes: verdict %d (%v), %d bytes out; want encapsulated", p.name, len(fits), verdict, err, len(out))
 		}
 		e.checkPass(t, fmt.Sprintf("%s: %d bytes", p.name, len(tooBig)), p.prog, p.ifindex, tooBig)
 	}
-	if n, _ := counts(t, e.WeftTraffic, uint32(weftCounterCOUNTER_VXLAN_TX)); n != 2 {
-		t.Errorf("vxlan tx counter = %d, want 2 (the packets that fit)", n)
+	if n, _ := counts(t, e.WeftTraffic, uint32(tx)); n != 2 {
+		t.Errorf("tx counter %d = %d, want 2 (the packets that fit)", tx, n)
 	}
 }
 
@@ -413,11 +420,7 @@ func TestUplinkDrops(t *testing.T) {
 	binary.BigEndian.PutUint16(innerBeyond[64+2:], uint16(len(innerBeyond)-64+1))
 	innerShort := valid()
 	binary.BigEndian.PutUint16(innerShort[64+2:], 19)
-	for _, c := range []struct {
-		name   string
-		in     []byte
-		reason weftDropReason
-	}{
+	e.checkUplinkDrops(t, weftCounterCOUNTER_VXLAN_RX, []uplinkDrop{
 		{"unknown node", vxlanFrame(netip.MustParseAddr("192.168.10.9"), testVNI, tcpPacket(vxlanPod, localPod, 1, 2)), weftDropReasonDROP_UNKNOWN_NODE},
 		{"inner source of another node", vxlanFrame(vxlanNode, testVNI, tcpPacket(hostGWPod, localPod, 1, 2)), weftDropReasonDROP_SPOOFED_SOURCE},
 		{"inner source outside the network", vxlanFrame(vxlanNode, testVNI, tcpPacket(netip.MustParseAddr("198.51.100.1"), localPod, 1, 2)), weftDropReasonDROP_SPOOFED_SOURCE},
@@ -430,11 +433,25 @@ func TestUplinkDrops(t *testing.T) {
 		{"UDP length mismatch", badUDPLen, weftDropReasonDROP_MALFORMED},
 		{"inner length beyond the frame", innerBeyond, weftDropReasonDROP_MALFORMED},
 		{"inner length below its header", innerShort, weftDropReasonDROP_MALFORMED},
-	} {
+	})
+}
+
+// uplinkDrop is a frame the uplink program must drop, and why.
+type uplinkDrop struct {
+	name   string
+	in     []byte
+	reason weftDropReason
+}
+
+// checkUplinkDrops checks that the uplink program drops each frame for its
+// reason and that the receive counter rx counts none of them.
+func (e *progEnv) checkUplinkDrops(t *testing.T, rx weftCounter, drops []uplinkDrop) {
+	t.Helper()
+	for _, c := range drops {
 		checkDrop(t, e.ns, e.weftObjects, c.name, e.WeftUplinkIngress, e.uplink, c.in, c.reason)
 	}
-	if p, _ := counts(t, e.WeftTraffic, uint32(weftCounterCOUNTER_VXLAN_RX)); p != 0 {
-		t.Errorf("vxlan rx counter = %d, want 0: a dropped packet was forwarded", p)
+	if p, _ := counts(t, e.WeftTraffic, uint32(rx)); p != 0 {
+		t.Errorf("rx counter %d = %d, want 0: a dropped packet was forwarded", rx, p)
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 const (
 	BackendVXLAN  = "vxlan-ebpf"
 	BackendHostGW = "host-gw-ebpf"
+	BackendUDP    = "udp-ebpf"
 )
 
 // trafficCounters names the traffic map's indexes.
@@ -22,6 +23,8 @@ var trafficCounters = []struct {
 	{weftCounterCOUNTER_VXLAN_RX, BackendVXLAN, "rx"},
 	{weftCounterCOUNTER_HOST_GW_TX, BackendHostGW, "tx"},
 	{weftCounterCOUNTER_HOST_GW_RX, BackendHostGW, "rx"},
+	{weftCounterCOUNTER_UDP_TX, BackendUDP, "tx"},
+	{weftCounterCOUNTER_UDP_RX, BackendUDP, "rx"},
 }
 
 // dropReasons names the drops map's indexes (metric label values).
@@ -78,8 +81,11 @@ func labelCounters(backend datapath.Mode, traffic, drops map[uint32][]weftTraffi
 			datapath.Counter{Backend: c.backend, Direction: c.direction}))
 	}
 	dropBackend := BackendVXLAN
-	if backend == datapath.ModeHostGW {
+	switch backend {
+	case datapath.ModeHostGW:
 		dropBackend = BackendHostGW
+	case datapath.ModeUDP:
+		dropBackend = BackendUDP
 	}
 	for r := weftDropReason(0); r < weftDropReasonDROP_MAX; r++ {
 		out = append(out, slot(MapDrops, int(r), drops,

@@ -20,7 +20,9 @@ const (
 	weftCounterCOUNTER_VXLAN_RX   weftCounter = 1
 	weftCounterCOUNTER_HOST_GW_TX weftCounter = 2
 	weftCounterCOUNTER_HOST_GW_RX weftCounter = 3
-	weftCounterCOUNTER_MAX        weftCounter = 4
+	weftCounterCOUNTER_UDP_TX     weftCounter = 4
+	weftCounterCOUNTER_UDP_RX     weftCounter = 5
+	weftCounterCOUNTER_MAX        weftCounter = 6
 )
 
 type weftDropReason uint32
@@ -70,6 +72,7 @@ type weftMode uint32
 const (
 	weftModeMODE_VXLAN   weftMode = 1
 	weftModeMODE_HOST_GW weftMode = 2
+	weftModeMODE_UDP     weftMode = 3
 )
 
 type weftNodeConfig struct {
@@ -83,7 +86,8 @@ type weftNodeConfig struct {
 	Port             uint16
 	VtepMac          [6]uint8
 	BridgeMac        [6]uint8
-	Pad              uint16
+	Mode             uint8
+	Pad              uint8
 	UplinkIfindex    uint32
 	BridgeIfindex    uint32
 	CtRefreshJiffies uint32

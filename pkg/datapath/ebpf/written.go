@@ -97,8 +97,11 @@ func lpmKey(sub netip.Prefix) weftLpmKey {
 // as TunnelIP: that address goes in TunnelIp.
 func peerValue(p datapath.Peer) weftPeer {
 	v := weftPeer{NodeIp: be32(p.NodeIP), VtepMac: mac6(p.VtepMAC), Mode: uint8(weftModeMODE_VXLAN)}
-	if p.Mode == datapath.ModeHostGW {
+	switch p.Mode {
+	case datapath.ModeHostGW:
 		v.Mode = uint8(weftModeMODE_HOST_GW)
+	case datapath.ModeUDP:
+		v.Mode = uint8(weftModeMODE_UDP)
 	}
 	if p.TunnelIP.Is4() && p.TunnelIP != p.NodeIP {
 		v.TunnelIp = be32(p.TunnelIP)
