@@ -12,6 +12,9 @@ const (
 	BackendVXLAN  = "vxlan-ebpf"
 	BackendHostGW = "host-gw-ebpf"
 	BackendUDP    = "udp-ebpf"
+	// BackendWireGuard labels the drops of the programs on a wireguard
+	// node (its traffic to other nodes is the kernel path's).
+	BackendWireGuard = "wireguard-ebpf"
 )
 
 // trafficCounters names the traffic map's indexes.
@@ -50,7 +53,7 @@ func (d *Datapath) Stats() ([]datapath.Counter, error) {
 	}
 	traffic, terr := dump[uint32, []weftTraffic](d.objs.WeftTraffic)
 	drops, derr := dump[uint32, []weftTraffic](d.objs.WeftDrops)
-	backend := decodeConfig(d.cfg).Backend()
+	backend := d.node.Backend
 	d.mu.Unlock()
 	if err := errors.Join(terr, derr); err != nil {
 		return nil, err
@@ -86,6 +89,8 @@ func labelCounters(backend datapath.Mode, traffic, drops map[uint32][]weftTraffi
 		dropBackend = BackendHostGW
 	case datapath.ModeUDP:
 		dropBackend = BackendUDP
+	case datapath.ModeWireGuard:
+		dropBackend = BackendWireGuard
 	}
 	for r := weftDropReason(0); r < weftDropReasonDROP_MAX; r++ {
 		out = append(out, slot(MapDrops, int(r), drops,

@@ -55,9 +55,14 @@ func (w *written) change(delta datapath.Delta) writes {
 }
 
 // add records p's remote subnet, replacing the one there, and its lease of
-// its node IP and tunnel IP.
+// its node IP and tunnel IP. A wireguard peer gets no entry: its traffic
+// must be encrypted, so the programs leave it to the kernel path and its
+// wireguard device.
 func (w *written) add(p datapath.Peer) {
 	w.remove(p.Subnet)
+	if p.Mode == datapath.ModeWireGuard {
+		return
+	}
 	v := peerValue(p)
 	w.peers.set(lpmKey(p.Subnet), v)
 	w.lease(v, 1)
