@@ -34,7 +34,7 @@ func expectCarried(t *testing.T, n *cluster.Node, backend string) {
 }
 
 // trafficBackends are the backend label values of weft_datapath_bytes_total.
-var trafficBackends = []string{"vxlan-ebpf", "host-gw-ebpf", "vxlan-kernel"}
+var trafficBackends = []string{"vxlan-ebpf", "host-gw-ebpf", "udp-ebpf", "vxlan-kernel", "udp-kernel", "wireguard-kernel"}
 
 // byteCounts are weft_datapath_bytes_total values by "<node> <backend>
 // <direction>", e.g. "n1 vxlan-ebpf tx".
