@@ -82,11 +82,14 @@ const (
 // never takes the fast path) and a TCP stream between them (on the ebpf
 // datapath the fast path, once established): no ping may be lost, the
 // stream must go on intact, on the fast path, and each node must keep its
-// subnet.
+// subnet. With udp the kernel path is weftd's own forwarding loop, which
+// stops while weftd restarts: pings may be lost then, but the stream on the
+// eBPF fast path must not notice.
 func TestHitlessRestart(t *testing.T) {
-	for _, dp := range []string{"kernel", "ebpf"} {
-		t.Run(dp, func(t *testing.T) {
-			c := start(t, cluster.Options{NetConf: cluster.NetConf("vxlan", dp, false)})
+	for _, tc := range []struct{ datapath, backend string }{{"kernel", "vxlan"}, {"ebpf", "vxlan"}, {"ebpf", "udp"}} {
+		dp := tc.datapath
+		t.Run(dp+"/"+tc.backend, func(t *testing.T) {
+			c := start(t, cluster.Options{NetConf: cluster.NetConf(tc.backend, dp, false)})
 			ctx := t.Context()
 			pods := addPods(t, c, 1)
 			requireDatapaths(t, c, dp)
@@ -131,15 +134,16 @@ func TestHitlessRestart(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if res.Lost() != 0 || res.Sent != floodCount {
+				if (res.Lost() != 0 && tc.backend != "udp") || res.Sent != floodCount {
 					t.Errorf("ping flood across restarts: lost %d of %d", res.Lost(), res.Sent)
 				}
+				t.Logf("ping flood across restarts: lost %d of %d", res.Lost(), res.Sent)
 				if err := <-stream; err != nil {
 					t.Errorf("TCP stream across restarts: %v", err)
 				}
 			})
 			if dp == "ebpf" {
-				requireFastPath(t, d, c.Nodes[0], c.Nodes[1], "vxlan", sent)
+				requireFastPath(t, d, c.Nodes[0], c.Nodes[1], tc.backend, sent)
 			}
 			checkMesh(t, c, pods)
 		})
