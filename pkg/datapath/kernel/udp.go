@@ -16,6 +16,10 @@ import (
 // on it with the Network's prefix length, so the kernel routes the whole
 // Network into the device. Caller holds d.mu.
 func (d *Datapath) ensureUDP(h *netlink.Handle, uplink netlink.Link) (netlink.Link, error) {
+	mtu := d.node.MTU
+	if mtu == 0 {
+		mtu = uplink.Attrs().MTU - udpOverhead
+	}
 	link, err := h.LinkByName(TUNName)
 	var notFound netlink.LinkNotFoundError
 	if err != nil && !errors.As(err, &notFound) {
@@ -38,7 +42,7 @@ func (d *Datapath) ensureUDP(h *netlink.Handle, uplink netlink.Link) (netlink.Li
 				return nil, err
 			}
 		}
-		if d.udp, err = openUDPTunnel(d.node, d.peers, d.udpStats); err != nil {
+		if d.udp, err = openUDPTunnel(d.node, mtu, d.peers, d.udpStats); err != nil {
 			return nil, err
 		}
 		if link, err = h.LinkByName(TUNName); err != nil {
@@ -46,10 +50,7 @@ func (d *Datapath) ensureUDP(h *netlink.Handle, uplink netlink.Link) (netlink.Li
 		}
 		slog.Info("udp backend forwarding", "device", TUNName, "listen", fmt.Sprintf("%s:%d", d.node.NodeIP, d.node.Port))
 	}
-	mtu := d.node.MTU
-	if mtu == 0 {
-		mtu = uplink.Attrs().MTU - udpOverhead
-	}
+	d.udp.mtu.Store(int32(mtu))
 	if link.Attrs().MTU != mtu {
 		if err := h.LinkSetMTU(link, mtu); err != nil {
 			return nil, fmt.Errorf("set MTU %d on %s: %w", mtu, TUNName, err)

@@ -124,6 +124,53 @@ func TestUDP(t *testing.T) {
 		waitCounter(t, n1, "unknown_node", before)
 	})
 
+	t.Run("GSO super-packet", func(t *testing.T) {
+		// Node 2 sends what a peer's eBPF datapath does when nothing
+		// segments its GSO packets: datagrams with inner TCP packets longer
+		// than flannel0's MTU. The client is a fake 10.244.2.200, so pod 1's
+		// answers die unanswered in node 2.
+		client := netip.AddrPortFrom(netip.MustParseAddr("10.244.2.200"), 40000)
+		server := netip.AddrPortFrom(n1.podIP, 5002)
+		var ln net.Listener
+		if err := n1.pod.Do(func() (err error) {
+			ln, err = net.Listen("tcp4", server.String())
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		defer ln.Close()
+		synAck := capture(t, n2, n1.node.NodeIP, func() {
+			sendDatagram(t, n2, n1.node.NodeIP, tcpPacket(client, server, 1000, 0, 0x02, nil, true))
+		})
+		if len(synAck) < 40 || synAck[9] != unix.IPPROTO_TCP || synAck[33] != 0x12 {
+			t.Fatalf("answer to the SYN % x is no SYN-ACK", synAck)
+		}
+		isn := binary.BigEndian.Uint32(synAck[24:])
+		data := make([]byte, 3*1400+100)
+		_, _ = rand.Read(data)
+		before := counters(t, n1)
+		// ACK, data, PSH and FIN in one super-packet.
+		sendDatagram(t, n2, n1.node.NodeIP, tcpPacket(client, server, 1001, isn+1, 0x19, data, false))
+		c, err := acceptWithin(ln, 5*time.Second)
+		if err != nil {
+			t.Fatalf("accept: %v", err)
+		}
+		defer c.Close()
+		_ = c.SetDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(c)
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("pod received %d bytes (%v), want the %d sent up to FIN", len(got), err, len(data))
+		}
+		after := counters(t, n1)
+		if rx := after["rx"] - before["rx"]; rx != 4 {
+			t.Errorf("super-packet of %d bytes written as %d packets into flannel0, want 4", 52+len(data), rx)
+		}
+
+		before = after
+		sendDatagram(t, n2, n1.node.NodeIP, udpPacket(client, server, data))
+		waitCounter(t, n1, "oversize", before["oversize"])
+	})
+
 	t.Run("peer removed by Apply", func(t *testing.T) {
 		n1.mustApply(t, peersOfNodes(n2))
 		expectNetUnreachable(t, n1, n3.podIP)
@@ -329,4 +376,86 @@ func echoRequest(src, dst netip.Addr) []byte {
 	pkt[20] = 8
 	binary.BigEndian.PutUint16(pkt[22:], ipChecksum(pkt[20:]))
 	return pkt
+}
+
+// sendDatagram sends payload from n's node IP, port 8285, to port 8285 of
+// dst through a raw socket (n's datapath holds the port), letting the
+// kernel fragment it as an underlay would carry a GSO datagram.
+func sendDatagram(t *testing.T, n *testNode, dst netip.Addr, payload []byte) {
+	t.Helper()
+	err := n.ns.Do(func() error {
+		fd, err := unix.Socket(unix.AF_INET, unix.SOCK_RAW, unix.IPPROTO_UDP)
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		if err := unix.SetsockoptInt(fd, unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT); err != nil {
+			return err
+		}
+		if err := unix.Bind(fd, &unix.SockaddrInet4{Addr: n.node.NodeIP.As4()}); err != nil {
+			return err
+		}
+		return unix.Sendto(fd, udpDatagram(8285, 8285, payload), 0, &unix.SockaddrInet4{Addr: dst.As4()})
+	})
+	if err != nil {
+		t.Fatalf("%s: send a %d-byte datagram to %s: %v", n.ns.Name, len(payload), dst, err)
+	}
+}
+
+// ipv4Packet returns an IPv4 packet src -> dst of protocol proto with TTL
+// 64, DF set, and payload l4.
+func ipv4Packet(src, dst netip.Addr, proto byte, l4 []byte) []byte {
+	pkt := make([]byte, 20, 20+len(l4))
+	pkt[0], pkt[6], pkt[8], pkt[9] = 0x45, 0x40, 64, proto
+	binary.BigEndian.PutUint16(pkt[2:], uint16(20+len(l4)))
+	s, d := src.As4(), dst.As4()
+	copy(pkt[12:], s[:])
+	copy(pkt[16:], d[:])
+	binary.BigEndian.PutUint16(pkt[10:], ipChecksum(pkt))
+	return append(pkt, l4...)
+}
+
+// tcpPacket returns a TCP packet src -> dst with seq, ack, flags and
+// payload; its checksum is complete, or with partial only the
+// pseudo-header sum as GSO leaves it for the segmenting device.
+func tcpPacket(src, dst netip.AddrPort, seq, ack uint32, flags byte, payload []byte, complete bool) []byte {
+	tcp := make([]byte, 20, 20+len(payload))
+	binary.BigEndian.PutUint16(tcp[0:], src.Port())
+	binary.BigEndian.PutUint16(tcp[2:], dst.Port())
+	binary.BigEndian.PutUint32(tcp[4:], seq)
+	binary.BigEndian.PutUint32(tcp[8:], ack)
+	tcp[12], tcp[13] = 5<<4, flags
+	binary.BigEndian.PutUint16(tcp[14:], 65535)
+	tcp = append(tcp, payload...)
+	s, d := src.Addr().As4(), dst.Addr().As4()
+	pseudo := append(append(s[:], d[:]...), 0, unix.IPPROTO_TCP, byte(len(tcp)>>8), byte(len(tcp)))
+	sum := ^ipChecksum(pseudo)
+	if complete {
+		sum = ipChecksum(append(pseudo, tcp...))
+	}
+	binary.BigEndian.PutUint16(tcp[16:], sum)
+	return ipv4Packet(src.Addr(), dst.Addr(), unix.IPPROTO_TCP, tcp)
+}
+
+// udpPacket returns a UDP packet src -> dst with payload and no checksum.
+func udpPacket(src, dst netip.AddrPort, payload []byte) []byte {
+	return ipv4Packet(src.Addr(), dst.Addr(), unix.IPPROTO_UDP, udpDatagram(src.Port(), dst.Port(), payload))
+}
+
+// udpDatagram returns a UDP header sport -> dport without checksum and
+// payload.
+func udpDatagram(sport, dport uint16, payload []byte) []byte {
+	udp := make([]byte, 8, 8+len(payload))
+	binary.BigEndian.PutUint16(udp[0:], sport)
+	binary.BigEndian.PutUint16(udp[2:], dport)
+	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload)))
+	return append(udp, payload...)
+}
+
+// acceptWithin accepts one connection on ln, failing after timeout.
+func acceptWithin(ln net.Listener, timeout time.Duration) (net.Conn, error) {
+	if err := ln.(*net.TCPListener).SetDeadline(time.Now().Add(timeout)); err != nil {
+		return nil, err
+	}
+	return ln.Accept()
 }

@@ -49,15 +49,18 @@ func decTTL(pkt []byte) bool {
 }
 
 // checksum is the Internet checksum (RFC 1071) of b.
-func checksum(b []byte) uint16 {
-	var sum uint32
+func checksum(b []byte) uint16 { return ^fold(sum16(b, 0)) }
+
+// sum16 adds the 16-bit words of b (a last odd byte padded with zero) to
+// sum, unfolded: b of up to 64 KiB cannot overflow it.
+func sum16(b []byte, sum uint32) uint32 {
 	for ; len(b) >= 2; b = b[2:] {
 		sum += uint32(binary.BigEndian.Uint16(b))
 	}
 	if len(b) == 1 {
 		sum += uint32(b[0]) << 8
 	}
-	return ^fold(sum)
+	return sum
 }
 
 // fold adds the carries of a one's complement sum back into 16 bits.

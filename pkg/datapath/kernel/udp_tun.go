@@ -40,6 +40,7 @@ const (
 	dropTTLExceeded
 	dropSendError
 	dropTUNWriteError
+	dropOversize
 	numDropReasons
 )
 
@@ -52,6 +53,7 @@ var dropNames = [numDropReasons]string{
 	dropTTLExceeded:   "ttl_exceeded",
 	dropSendError:     "send_error",
 	dropTUNWriteError: "tun_write_error",
+	dropOversize:      "oversize",
 }
 
 // udpBackend is the counters' Backend label.
@@ -88,13 +90,16 @@ type udpTunnel struct {
 	conn   *net.UDPConn
 	table  *peerTable
 	stats  *udpCounters
-	wg     sync.WaitGroup
+	// mtu is the TUN device's MTU: longer received packets are segmented
+	// (TCP) or dropped.
+	mtu atomic.Int32
+	wg  sync.WaitGroup
 }
 
 // openUDPTunnel creates (or attaches to) the TUN device and binds the UDP
 // socket to node's IP and port, in the calling thread's network namespace,
-// and starts forwarding between them.
-func openUDPTunnel(node datapath.Node, table *peerTable, stats *udpCounters) (*udpTunnel, error) {
+// and starts forwarding between them; mtu is the device's MTU.
+func openUDPTunnel(node datapath.Node, mtu int, table *peerTable, stats *udpCounters) (*udpTunnel, error) {
 	tun, err := openTUN(TUNName)
 	if err != nil {
 		return nil, err
@@ -117,6 +122,7 @@ func openUDPTunnel(node datapath.Node, table *peerTable, stats *udpCounters) (*u
 		nodeIP: node.NodeIP, port: uint16(node.Port),
 		tun: tun, conn: pc.(*net.UDPConn), table: table, stats: stats,
 	}
+	u.mtu.Store(int32(mtu))
 	u.wg.Add(2)
 	go u.fromTUN()
 	go u.fromUDP()
@@ -162,7 +168,8 @@ func (u *udpTunnel) close() error {
 	return nil
 }
 
-// maxPacket is the largest IPv4 packet.
+// maxPacket is the largest IPv4 packet, and so the largest datagram
+// payload the loops read: a super-packet must not be truncated.
 const maxPacket = 65535
 
 // fromTUN sends each packet the kernel routes into the TUN device to the
@@ -207,10 +214,20 @@ func (u *udpTunnel) fromTUN() {
 
 // fromUDP writes into the TUN device each datagram's packet that a known
 // peer sent from its port with a source inside its subnet, until the
-// socket is closed.
+// socket is closed. It segments TCP packets longer than the device's MTU
+// (the GSO super-packets of a peer's eBPF datapath) and drops other
+// oversize ones.
 func (u *udpTunnel) fromUDP() {
 	defer u.wg.Done()
 	buf := make([]byte, maxPacket)
+	writeTUN := func(pkt []byte) {
+		if _, err := u.tun.Write(pkt); err != nil {
+			u.stats.drop(dropTUNWriteError)
+			return
+		}
+		u.stats.rxPackets.Add(1)
+		u.stats.rxBytes.Add(uint64(len(pkt)))
+	}
 	for {
 		n, from, err := u.conn.ReadFromUDPAddrPort(buf)
 		if err != nil {
@@ -222,7 +239,8 @@ func (u *udpTunnel) fromUDP() {
 			u.stats.drop(dropUnknownNode)
 			continue
 		}
-		if ipv4Header(pkt) == 0 {
+		hl := ipv4Header(pkt)
+		if hl == 0 {
 			u.stats.drop(dropMalformed)
 			continue
 		}
@@ -234,12 +252,15 @@ func (u *udpTunnel) fromUDP() {
 			u.stats.drop(dropTTLExceeded)
 			continue
 		}
-		if _, err := u.tun.Write(pkt); err != nil {
-			u.stats.drop(dropTUNWriteError)
+		if mtu := int(u.mtu.Load()); n > mtu {
+			if !segmentTCP(pkt, hl, mtu, writeTUN) {
+				u.stats.drop(dropOversize)
+			} else if slog.Default().Enabled(context.Background(), slog.LevelDebug) {
+				slog.Debug("udp backend: segmented a TCP super-packet", "from", from.Addr().String(), "bytes", n, "mtu", mtu)
+			}
 			continue
 		}
-		u.stats.rxPackets.Add(1)
-		u.stats.rxBytes.Add(uint64(n))
+		writeTUN(pkt)
 	}
 }
 
