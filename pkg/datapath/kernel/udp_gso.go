@@ -73,3 +73,43 @@ func segmentTCP(pkt []byte, hl, mtu int, write func(seg []byte)) bool {
 	}
 	return true
 }
+
+// protoUDP is the IPv4 protocol number of UDP; udpChecksum the offset of
+// its checksum.
+const (
+	protoUDP    = 17
+	udpChecksum = 6
+	udpHeader   = 8
+)
+
+// completeChecksum fills in the TCP or UDP checksum of IPv4 packet pkt
+// (header length hl) when the field holds only the pseudo-header sum: a
+// packet another node's eBPF datapath encapsulated before its checksum was
+// computed (CHECKSUM_PARTIAL), which a NIC would complete on the way out but
+// a veth underlay passes on as it is. A checksum that is wrong in any other
+// way is left for the receiver to reject.
+func completeChecksum(pkt []byte, hl int) {
+	off, min := tcpChecksum, tcpMinHeader
+	switch pkt[ipv4Proto] {
+	case protoTCP:
+	case protoUDP:
+		off, min = udpChecksum, udpHeader
+	default:
+		return
+	}
+	if binary.BigEndian.Uint16(pkt[6:8])&0x3fff != 0 || len(pkt) < hl+min {
+		return // a fragment carries no whole checksum
+	}
+	l4 := pkt[hl:]
+	pseudo := sum16(pkt[12:20], uint32(pkt[ipv4Proto])+uint32(len(l4)))
+	field := binary.BigEndian.Uint16(l4[off:])
+	if field != fold(pseudo) || fold(sum16(l4, pseudo)) == 0xffff {
+		return // a full checksum (valid or not), or a valid one that looks partial
+	}
+	binary.BigEndian.PutUint16(l4[off:], 0)
+	sum := ^fold(sum16(l4, pseudo))
+	if sum == 0 && pkt[ipv4Proto] == protoUDP {
+		sum = 0xffff // 0 means "no checksum" in UDP
+	}
+	binary.BigEndian.PutUint16(l4[off:], sum)
+}

@@ -148,3 +148,34 @@ func TestSegmentTCPRefuses(t *testing.T) {
 		t.Error("MTU 52 (no payload room): segmentTCP = true")
 	}
 }
+
+// TestCompleteChecksum: a TCP packet whose checksum is only the
+// pseudo-header sum gets its full checksum; one with a valid or a corrupt
+// full checksum is left as it is, and so is a fragment.
+func TestCompleteChecksum(t *testing.T) {
+	partial := superPacket(tcpPSH|0x10, 1000, bytes.Repeat([]byte("weft"), 100))
+	full := bytes.Clone(partial)
+	completeChecksum(full, 20)
+	if !verifies(pseudoSum(full[12:20], len(full)-20), full[20:]) {
+		t.Fatal("the completed TCP checksum does not verify")
+	}
+	again := bytes.Clone(full)
+	completeChecksum(again, 20)
+	if !bytes.Equal(again, full) {
+		t.Error("a valid checksum was changed")
+	}
+	corrupt := bytes.Clone(full)
+	corrupt[len(corrupt)-1] ^= 0xff
+	before := bytes.Clone(corrupt)
+	completeChecksum(corrupt, 20)
+	if !bytes.Equal(corrupt, before) {
+		t.Error("a corrupt full checksum was replaced: the receiver must reject the packet")
+	}
+	frag := bytes.Clone(partial)
+	binary.BigEndian.PutUint16(frag[6:8], 0x2000) // more fragments
+	before = bytes.Clone(frag)
+	completeChecksum(frag, 20)
+	if !bytes.Equal(frag, before) {
+		t.Error("a fragment's checksum was touched")
+	}
+}

@@ -216,7 +216,8 @@ func (u *udpTunnel) fromTUN() {
 // peer sent from its port with a source inside its subnet, until the
 // socket is closed. It segments TCP packets longer than the device's MTU
 // (the GSO super-packets of a peer's eBPF datapath) and drops other
-// oversize ones.
+// oversize ones, and completes TCP and UDP checksums such a peer left
+// partial.
 func (u *udpTunnel) fromUDP() {
 	defer u.wg.Done()
 	buf := make([]byte, maxPacket)
@@ -260,6 +261,7 @@ func (u *udpTunnel) fromUDP() {
 			}
 			continue
 		}
+		completeChecksum(pkt, hl)
 		writeTUN(pkt)
 	}
 }
