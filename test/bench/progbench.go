@@ -23,7 +23,7 @@ type progResult struct {
 
 // progBenchArgs is the go test command line (also shown in the report).
 func progBenchArgs(benchtime string) []string {
-	return []string{"test", "-run", "^$", "-bench", ".", "-benchtime=" + benchtime, progPackage}
+	return []string{"test", "-run", "^$", "-bench", "^BenchmarkProgram$", "-benchtime=" + benchtime, progPackage}
 }
 
 // runProgBench runs the program benchmark in the module at repo.

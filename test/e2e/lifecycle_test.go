@@ -70,6 +70,48 @@ func TestNodeLeave(t *testing.T) {
 	}
 }
 
+// TestUDPNodeLeave deletes a udp node's lease after stopping its weftd:
+// the other nodes forget it. Their pods' pings to its pods get "net
+// unreachable" from weftd's own loop (while the peer was known they went
+// unanswered to the stopped node), and the eBPF peers map drops its subnet.
+func TestUDPNodeLeave(t *testing.T) {
+	for _, dp := range []string{"kernel", "ebpf"} {
+		t.Run(dp, func(t *testing.T) {
+			c := start(t, cluster.Options{Nodes: 3, NetConf: cluster.NetConf("udp", dp, false)})
+			ctx := t.Context()
+			pods := addPods(t, c, 1)
+			n1, n3 := c.Nodes[0], c.Nodes[2]
+			requirePing(t, pods[0].NS, "n1 pod -> n3 pod before n3 leaves", pods[2].IP)
+			subnet, err := n3.Subnet()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := n3.StopWeftd(syscall.SIGTERM); err != nil {
+				t.Fatal(err)
+			}
+			if err := c.Etcd.Delete(ctx, cluster.SubnetKey(subnet)); err != nil {
+				t.Fatal(err)
+			}
+			err = cluster.Eventually(ctx, convergeTimeout, n1.Name+" forgets "+n3.Name, func() error {
+				if dp == "ebpf" {
+					if err := checkBPFPeer(n1, subnet, false); err != nil {
+						return err
+					}
+				}
+				r, _ := pods[0].NS.Ping(ctx, pods[2].IP, 1, 100*time.Millisecond)
+				if !strings.Contains(r.Output, "Net Unreachable") {
+					return fmt.Errorf("ping %s from n1's pod says no \"Net Unreachable\":\n%s", pods[2].IP, r.Output)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			requirePing(t, pods[0].NS, "n1 pod -> n2 pod after n3 left", pods[1].IP)
+		})
+	}
+}
+
 // floodCount and floodInterval size the ping flood across daemon restarts:
 // long enough to outlast four restarts on a busy machine.
 const (
