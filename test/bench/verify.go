@@ -92,18 +92,7 @@ func (c config) carrier() string {
 
 // device is the kernel device the configuration's kernel path sends pod
 // traffic to other nodes through.
-func (c config) device() string {
-	switch c.backend {
-	case "vxlan":
-		return "flannel.1"
-	case "udp":
-		return "flannel0"
-	case "wireguard":
-		return "flannel-wg"
-	default:
-		return "eth0"
-	}
-}
+func (c config) device() string { return cluster.BackendDevice(c.backend) }
 
 // verify checks that the setup runs what its config claims: the datapath
 // in the subnet file, the kernel route from n1 to the server pod, and that

@@ -181,8 +181,8 @@ func checkVXLANPeerGone(n *cluster.Node, p peer) error {
 // checkRouteMode requires that node n routes p's subnet as mode does:
 // "vxlan" through flannel.1, "host-gw" via p's PublicIP on eth0.
 func checkRouteMode(h *netlink.Handle, p peer, mode string) error {
-	if dev, ok := tunnelDevs[mode]; ok {
-		return checkRouteDev(h, p, dev)
+	if mode == "udp" || mode == "wireguard" {
+		return checkRouteDev(h, p, cluster.BackendDevice(mode))
 	}
 	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: prefixNet(p.subnet)}, netlink.RT_FILTER_DST)
 	if err != nil {
@@ -206,12 +206,10 @@ func checkRouteMode(h *netlink.Handle, p peer, mode string) error {
 	return nil
 }
 
-// tunnelDevs are the devices of the backends that route the whole pod
-// network through one device, as flannel does: its address on the device
-// makes the route, and the device finds the peer.
-var tunnelDevs = map[string]string{"udp": "flannel0", "wireguard": "flannel-wg"}
-
-// checkRouteDev requires the kernel to route p's subnet out of dev.
+// checkRouteDev requires the kernel to route p's subnet out of dev: udp and
+// wireguard route the whole pod network through one device, as flannel
+// does (its address on the device makes the route; the device finds the
+// peer).
 func checkRouteDev(h *netlink.Handle, p peer, dev string) error {
 	routes, err := h.RouteGet(p.subnet.Addr().Next().AsSlice())
 	if err != nil || len(routes) == 0 {

@@ -10,8 +10,9 @@ import (
 )
 
 // Apply changes the peer set by changes and writes only the entries (for
-// udp, the peer table entries) of the subnets whose selected peer changed, and of those only the ones whose
-// value differs from what the last Sync or Apply programmed, without
+// udp, the peer table entries) of the subnets whose selected peer changed,
+// and of those only the ones whose value differs from what the last Sync
+// or Apply programmed, without
 // reading the kernel state: drift is left to the next Sync. When the
 // previous write failed, or Setup or a new subnet came since, it rewrites
 // the whole selection as Sync does.
