@@ -30,12 +30,20 @@ const (
 
 // Node describes this node to a datapath.
 type Node struct {
-	// NodeIP is the address peers send to (flannel's PublicIP).
+	// NodeIP is the IPv4 address peers send IPv4 pod traffic to (the
+	// interface's address behind flannel's PublicIP); invalid when IPv4 is
+	// off (an IPv6-only cluster).
 	NodeIP netip.Addr
-	// Uplink is the name of the interface that carries NodeIP's traffic.
+	// NodeIPv6 is the IPv6 address peers send IPv6 pod traffic to
+	// (flannel's PublicIPv6); invalid when IPv6 is off.
+	NodeIPv6 netip.Addr
+	// Uplink is the name of the interface that carries the node IPs'
+	// traffic (both families: flannel uses one interface).
 	Uplink string
-	// Network is the cluster's pod network (e.g. 10.244.0.0/16).
-	Network netip.Prefix
+	// Network is the cluster's IPv4 pod network (e.g. 10.244.0.0/16);
+	// IPv6Network its IPv6 one. A family's Network is valid exactly when
+	// its node IP is.
+	Network, IPv6Network netip.Prefix
 	// Backend is ModeVXLAN, ModeHostGW, ModeUDP or ModeWireGuard.
 	Backend Mode
 	// VNI is the VXLAN network identifier; Port the UDP port of vxlan,
@@ -51,6 +59,37 @@ type Node struct {
 	MTU int
 	// WireGuard holds the wireguard backend's settings.
 	WireGuard WireGuard
+}
+
+// Family is one address family's half of a Node.
+type Family struct {
+	// NodeIP is the node's address of the family; Network the pod network.
+	NodeIP  netip.Addr
+	Network netip.Prefix
+}
+
+// V6 reports whether f is the IPv6 family.
+func (f Family) V6() bool { return f.Network.Addr().Is6() }
+
+// Families returns the node's enabled address families, IPv4 first.
+func (n Node) Families() []Family {
+	var fs []Family
+	for _, f := range []Family{{n.NodeIP, n.Network}, {n.NodeIPv6, n.IPv6Network}} {
+		if f.NodeIP.IsValid() && f.Network.IsValid() {
+			fs = append(fs, f)
+		}
+	}
+	return fs
+}
+
+// Family returns the node's family of addr's kind (IPv4 or IPv6) and
+// whether it is enabled.
+func (n Node) Family(addr netip.Addr) (Family, bool) {
+	f := Family{n.NodeIP, n.Network}
+	if addr.Is6() && !addr.Is4In6() {
+		f = Family{n.NodeIPv6, n.IPv6Network}
+	}
+	return f, f.NodeIP.IsValid() && f.Network.IsValid()
 }
 
 // WireGuard is what the wireguard backend needs besides Node's Port and
@@ -69,20 +108,26 @@ type WireGuard struct {
 // Info is what a datapath reports after Setup, to be published in the lease
 // and the subnet file.
 type Info struct {
-	// VtepMAC is this node's VXLAN tunnel endpoint MAC (vxlan only).
-	VtepMAC net.HardwareAddr
+	// VtepMAC is this node's VXLAN tunnel endpoint MAC (vxlan with IPv4:
+	// flannel.<VNI>'s); VtepMACv6 the IPv6 one (vxlan with IPv6:
+	// flannel-v6.<VNI>'s, flannel's BackendV6Data).
+	VtepMAC, VtepMACv6 net.HardwareAddr
 	// PublicKey is this node's WireGuard public key, base64 (wireguard
 	// only).
 	PublicKey string
-	// MTU is the MTU pods must use.
+	// MTU is the MTU pods must use: the smallest of the enabled
+	// families' (an IPv6 underlay costs 20 bytes more).
 	MTU int
 }
 
-// Peer is another node's subnet as the datapath must reach it.
+// Peer is another node's subnet of one address family as the datapath must
+// reach it. A dual-stack lease is two peers: its IPv4 subnet with PublicIP
+// and BackendData's VtepMAC, and its IPv6 subnet with PublicIPv6 and
+// BackendV6Data's VtepMAC. Subnet and NodeIP are of one family.
 type Peer struct {
 	Subnet  netip.Prefix
 	NodeIP  netip.Addr
-	VtepMAC net.HardwareAddr // vxlan leases only
+	VtepMAC net.HardwareAddr // vxlan leases only: the family's VTEP
 	// TunnelIP is the address the peer's VXLAN comes from when its lease
 	// says it differs from NodeIP (its --public-ip); zero otherwise.
 	TunnelIP netip.Addr
@@ -114,7 +159,8 @@ type Datapath interface {
 	// node. It is idempotent and keeps state left by an earlier process, so
 	// a restart does not interrupt traffic.
 	Setup(ctx context.Context, node Node) (Info, error)
-	// SetSubnet configures this node's own pod subnet. Idempotent.
+	// SetSubnet configures this node's own pod subnet of subnet's address
+	// family; a dual-stack node calls it once per family. Idempotent.
 	SetSubnet(ctx context.Context, subnet netip.Prefix) error
 	// Sync makes the forwarding state equal to peers: it adds what is
 	// missing, repairs what differs and removes what no peer backs. It is

@@ -9,21 +9,24 @@ import (
 	"slices"
 )
 
-// peerProblem returns why p must not be programmed on node with own subnet
-// own (which may be unknown), or "" when it is fine.
-func peerProblem(node Node, own netip.Prefix, p Peer) string {
+// peerProblem returns why p must not be programmed on node with own subnets
+// own (one per family, invalid while unknown), or "" when it is fine.
+func peerProblem(node Node, own [2]netip.Prefix, p Peer) string {
+	fam, enabled := node.Family(p.Subnet.Addr())
 	switch {
-	case !p.Subnet.IsValid() || !p.Subnet.Addr().Is4():
-		return "subnet is not IPv4"
+	case !p.Subnet.IsValid() || p.Subnet.Addr().Is4In6():
+		return "subnet is not valid"
+	case !enabled:
+		return fmt.Sprintf("subnet is %s, which this node does not run", familyName(p.Subnet.Addr()))
 	case p.Subnet != p.Subnet.Masked():
 		return "subnet is not masked"
-	case p.Subnet.Bits() < node.Network.Bits() || !node.Network.Contains(p.Subnet.Addr()):
-		return fmt.Sprintf("subnet is outside network %s", node.Network)
-	case own.IsValid() && own.Overlaps(p.Subnet):
+	case p.Subnet.Bits() < fam.Network.Bits() || !fam.Network.Contains(p.Subnet.Addr()):
+		return fmt.Sprintf("subnet is outside network %s", fam.Network)
+	case own[familyIndex(p.Subnet.Addr())].IsValid() && own[familyIndex(p.Subnet.Addr())].Overlaps(p.Subnet):
 		return "subnet overlaps this node's subnet"
-	case !p.NodeIP.Is4() || p.NodeIP.IsUnspecified() || p.NodeIP.IsMulticast():
-		return "node IP is not a unicast IPv4 address"
-	case p.NodeIP == node.NodeIP:
+	case p.NodeIP.Is4() != p.Subnet.Addr().Is4() || p.NodeIP.Is4In6() || p.NodeIP.IsUnspecified() || p.NodeIP.IsMulticast():
+		return fmt.Sprintf("node IP is not a unicast %s address", familyName(p.Subnet.Addr()))
+	case p.NodeIP == fam.NodeIP:
 		return "node IP is this node's"
 	case node.Backend == ModeVXLAN && !UnicastMAC(p.VtepMAC):
 		return "vxlan peer without a valid unicast VtepMAC"
@@ -33,6 +36,23 @@ func peerProblem(node Node, own netip.Prefix, p Peer) string {
 		return "wireguard peer's public key is not 32 bytes in base64"
 	}
 	return ""
+}
+
+// familyIndex is 0 for IPv4 addresses and 1 for IPv6 ones: the index of
+// per-family arrays.
+func familyIndex(a netip.Addr) int {
+	if a.Is6() {
+		return 1
+	}
+	return 0
+}
+
+// familyName is "IPv4" or "IPv6".
+func familyName(a netip.Addr) string {
+	if a.Is6() {
+		return "IPv6"
+	}
+	return "IPv4"
 }
 
 // decodeKey decodes a base64 WireGuard key.

@@ -16,7 +16,21 @@ var (
 		Network: netip.MustParsePrefix("10.244.0.0/16"), Backend: ModeVXLAN, VNI: 1, Port: 8472,
 	}
 	hostGWNode = Node{NodeIP: vxNode.NodeIP, Uplink: "eth0", Network: vxNode.Network, Backend: ModeHostGW}
+	// dualNode runs IPv4 and IPv6; v6Node IPv6 only.
+	dualNode = Node{
+		NodeIP: vxNode.NodeIP, NodeIPv6: netip.MustParseAddr("fd00:100::1"), Uplink: "eth0",
+		Network: vxNode.Network, IPv6Network: netip.MustParsePrefix("fd10:244::/56"), Backend: ModeVXLAN, VNI: 1, Port: 8472,
+	}
+	v6Node = Node{NodeIPv6: dualNode.NodeIPv6, Uplink: "eth0", IPv6Network: dualNode.IPv6Network, Backend: ModeVXLAN, VNI: 1, Port: 8472}
 )
+
+// v6Peer makes p the IPv6 peer fd10:244:0:<n>::/64 at fd00:100::<ip>.
+func v6Peer(n, ip byte) func(p *Peer) {
+	return func(p *Peer) {
+		p.Subnet = netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0x10, 2: 0x02, 3: 0x44, 7: n}), 64)
+		p.NodeIP = netip.AddrFrom16([16]byte{0xfd, 0, 1, 0, 15: ip})
+	}
+}
 
 // peer is a vxlan peer with subnet 10.244.<n>.0/24, node IP 192.168.0.<ip>
 // and VTEP MAC 02:00:00:00:00:<mac>.
@@ -69,6 +83,15 @@ func TestSelectorChecks(t *testing.T) {
 		{"no node IP", vxNode, ownSubnet, func(p *Peer) { p.NodeIP = netip.Addr{} }, false},
 		{"multicast node IP", vxNode, ownSubnet, func(p *Peer) { p.NodeIP = netip.MustParseAddr("224.0.0.1") }, false},
 		{"own node IP", vxNode, ownSubnet, func(p *Peer) { p.NodeIP = vxNode.NodeIP }, false},
+		{"dual stack: IPv4", dualNode, ownSubnet, func(*Peer) {}, true},
+		{"dual stack: IPv6", dualNode, ownSubnet, v6Peer(2, 2), true},
+		{"IPv6 only: IPv6", v6Node, netip.Prefix{}, v6Peer(2, 2), true},
+		{"IPv6 only: IPv4", v6Node, netip.Prefix{}, func(*Peer) {}, false},
+		{"IPv6 subnet, IPv4 node IP", dualNode, ownSubnet, func(p *Peer) { v6Peer(2, 2)(p); p.NodeIP = vxNode.NodeIP }, false},
+		{"IPv4 subnet, IPv6 node IP", dualNode, ownSubnet, func(p *Peer) { p.NodeIP = dualNode.NodeIPv6 }, false},
+		{"IPv6 outside network", dualNode, ownSubnet, func(p *Peer) { v6Peer(2, 2)(p); p.Subnet = pfx("fd11::/64") }, false},
+		{"own IPv6 node IP", dualNode, ownSubnet, func(p *Peer) { v6Peer(2, 2)(p); p.NodeIP = dualNode.NodeIPv6 }, false},
+		{"own IPv6 subnet", dualNode, pfx("fd10:244:0:2::/64"), v6Peer(2, 2), false},
 	}
 	for _, c := range cases {
 		p := peer(2, 2, 2)

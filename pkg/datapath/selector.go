@@ -34,7 +34,9 @@ import (
 // every Update.
 type Selector struct {
 	node Node
-	own  netip.Prefix
+	// own are this node's subnets by family (familyIndex); invalid while
+	// not known or the family is off.
+	own [2]netip.Prefix
 	// subnets holds the peers by subnet, each subnet's in node IP order.
 	subnets map[netip.Prefix][]entry
 	// ids indexes the peers by tunnel identity (see identity): the
@@ -95,16 +97,21 @@ type Delta struct {
 	Rejected []Rejection
 }
 
-// NewSelector returns an empty selector for node, whose own subnet is own
-// (invalid while not known).
-func NewSelector(node Node, own netip.Prefix) *Selector {
+// NewSelector returns an empty selector for node, whose own subnets (one
+// per family, IPv4 or IPv6) are own; none while they are not known.
+func NewSelector(node Node, own ...netip.Prefix) *Selector {
 	s := &Selector{
-		node: node, own: own,
+		node: node,
 		subnets: map[netip.Prefix][]entry{}, ids: map[tunnelID][]netip.Prefix{},
 		modes: map[netip.Addr]nodeMode{}, undecided: map[PeerKey]struct{}{},
 	}
 	if node.Backend == ModeVXLAN && node.DirectRouting {
 		s.lookup = func(ip netip.Addr) (Mode, error) { return directMode(node.Uplink, ip) }
+	}
+	for _, o := range own {
+		if o.IsValid() {
+			s.own[familyIndex(o.Addr())] = o
+		}
 	}
 	return s
 }
@@ -161,11 +168,11 @@ func (s *Selector) Update(ch Changes) (Delta, error) {
 	return s.reselect(t, false)
 }
 
-// SetOwn changes this node's own subnet and selects again (a rare event:
-// the caller rewrites the whole selection afterwards). It logs the
-// rejections that appear.
+// SetOwn changes this node's own subnet of own's family and selects again
+// (a rare event: the caller rewrites the whole selection afterwards). It
+// logs the rejections that appear.
 func (s *Selector) SetOwn(own netip.Prefix) error {
-	s.own = own
+	s.own[familyIndex(own.Addr())] = own
 	d, err := s.reselect(newTouch(), true)
 	LogRejections(d.Rejected)
 	return err
@@ -292,6 +299,8 @@ func (s *Selector) unindex(p Peer) {
 
 // tunnelID is what identifies a node's tunnel endpoint to its peers: a
 // vxlan VtepMAC or a wireguard public key. No two node IPs may share one.
+// A vxlan MAC is per family (flannel.<VNI> and flannel-v6.<VNI> are two
+// devices): the last byte holds the family.
 type tunnelID [32]byte
 
 // identity returns p's tunnel identity as an index key: the VtepMAC on a
@@ -304,6 +313,7 @@ func (s *Selector) identity(p Peer) (tunnelID, bool) {
 	case ModeVXLAN:
 		if UnicastMAC(p.VtepMAC) {
 			copy(id[:], p.VtepMAC)
+			id[len(id)-1] = byte(familyIndex(p.Subnet.Addr()))
 			return id, true
 		}
 	case ModeWireGuard:

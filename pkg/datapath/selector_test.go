@@ -25,7 +25,7 @@ type reference struct {
 
 // selectAll is the greedy pass over the whole of peers, written as plainly
 // as the Selector's contract says, with modes from mode.
-func selectAll(node Node, own netip.Prefix, peers []Peer, mode func(netip.Addr) (Mode, error)) reference {
+func selectAll(node Node, own [2]netip.Prefix, peers []Peer, mode func(netip.Addr) (Mode, error)) reference {
 	sorted := slices.SortedFunc(slices.Values(peers), func(a, b Peer) int {
 		return cmp.Or(a.Subnet.Compare(b.Subnet), a.NodeIP.Compare(b.NodeIP))
 	})
@@ -43,7 +43,8 @@ func selectAll(node Node, own netip.Prefix, peers []Peer, mode func(netip.Addr) 
 			continue
 		}
 		p.Mode = m
-		id, what := p.VtepMAC.String(), "VtepMAC"
+		// A VtepMAC identifies a tunnel of one family.
+		id, what := familyName(p.Subnet.Addr())+p.VtepMAC.String(), "VtepMAC"
 		if p.Mode == ModeWireGuard {
 			id, what = p.PublicKey, "public key"
 		}
