@@ -101,7 +101,7 @@ type Delta struct {
 // per family, IPv4 or IPv6) are own; none while they are not known.
 func NewSelector(node Node, own ...netip.Prefix) *Selector {
 	s := &Selector{
-		node: node,
+		node:    node,
 		subnets: map[netip.Prefix][]entry{}, ids: map[tunnelID][]netip.Prefix{},
 		modes: map[netip.Addr]nodeMode{}, undecided: map[PeerKey]struct{}{},
 	}
