@@ -32,8 +32,12 @@ import (
 
 // Config is what the rules depend on.
 type Config struct {
-	// Network is the cluster's pod CIDR, Subnet this node's pod subnet.
+	// Network is the cluster's IPv4 pod CIDR, Subnet this node's IPv4 pod
+	// subnet; both invalid when IPv4 is off.
 	Network, Subnet netip.Prefix
+	// IPv6Network and IPv6Subnet are the IPv6 pair; both invalid when IPv6
+	// is off.
+	IPv6Network, IPv6Subnet netip.Prefix
 	// Masquerade installs the masquerade rules (--ip-masq).
 	Masquerade bool
 	// Forward installs the FORWARD accepts (--iptables-forward-rules).
