@@ -13,12 +13,12 @@ import (
 )
 
 // tuple is p's direction as conntrack keys it.
-func (p ipv4Packet) tuple() conntrack.Tuple {
+func (p ipPacket) tuple() conntrack.Tuple {
 	return conntrack.Tuple{Src: netip.AddrPortFrom(p.src, p.sport), Dst: netip.AddrPortFrom(p.dst, p.dport), Proto: p.proto}
 }
 
 // withFlags is p with the TCP flags flags.
-func withFlags(p ipv4Packet, flags uint8) ipv4Packet {
+func withFlags(p ipPacket, flags uint8) ipPacket {
 	p.flags = flags
 	return p
 }
@@ -65,7 +65,7 @@ func TestConntrackGate(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		// tx is what the local pod sends, rx what it receives.
-		tx, rx  ipv4Packet
+		tx, rx  ipPacket
 		fast    bool
 		request bool // asks for a liberal entry
 	}{
@@ -86,7 +86,7 @@ func TestConntrackGate(t *testing.T) {
 			for _, r := range []struct {
 				name string
 				prog *ebpf.Program
-				p    ipv4Packet
+				p    ipPacket
 				in   []byte
 			}{
 				{weftProgWeftVethIngress, e.WeftVethIngress, c.tx, podFrame(c.tx)},
@@ -110,7 +110,7 @@ func TestConntrackGate(t *testing.T) {
 			}
 		})
 	}
-	if d := dropCounts(t, e.weftObjects); d != [weftDropReasonDROP_MAX]uint64{} {
+	if d := dropCounts(t, e.weftObjects); d != (allDrops{}) {
 		t.Errorf("drops %v: nothing here is to be dropped", d)
 	}
 }
