@@ -61,6 +61,12 @@ static __always_inline int addr_zero(const union addr *a)
 	return (a->w[0] | a->w[1] | a->w[2] | a->w[3]) == 0;
 }
 
+/* mapped reports whether a is an IPv4 address mapped into IPv6. */
+static __always_inline int mapped(const union addr *a)
+{
+	return (a->w[0] | a->w[1]) == 0 && a->w[2] == bpf_htonl(0xffff);
+}
+
 /* IPv6 link-local unicast (fe80::/10). */
 static __always_inline int link_local(const union addr *a)
 {
@@ -123,7 +129,10 @@ static __always_inline void ipv6_ext(struct __sk_buff *skb, __u32 off, __u8 next
 }
 
 /* parse_l3 reads the IP header of family v6 at off into l3; -1 when there
- * is none of that family (or it is cut short). */
+ * is none of that family (or it is cut short), PARSE_MAPPED for an IPv6
+ * header with an IPv4-mapped address, which never appears on the wire
+ * (RFC 4291 2.5.5.2) and would match IPv4 entries of the maps. */
+#define PARSE_MAPPED -2
 static __always_inline int parse_l3(struct __sk_buff *skb, __u32 off, const int v6, struct l3 *l3)
 {
 	__builtin_memset(l3, 0, sizeof(*l3));
@@ -132,6 +141,8 @@ static __always_inline int parse_l3(struct __sk_buff *skb, __u32 off, const int 
 
 		if (bpf_skb_load_bytes(skb, off, &ip, sizeof(ip)) || (ip.ver_tc_flow & bpf_htonl(0xf0000000)) != bpf_htonl(0x60000000))
 			return -1;
+		if (mapped(&ip.saddr) || mapped(&ip.daddr))
+			return PARSE_MAPPED;
 		l3->saddr = ip.saddr;
 		l3->daddr = ip.daddr;
 		l3->len = IPV6_HLEN + bpf_ntohs(ip.payload_len);

@@ -167,9 +167,15 @@ static __always_inline int uplink(struct __sk_buff *skb, const struct node_confi
 	/* flannel's udp has no IPv6: over IPv6 only VXLAN is a tunnel. */
 	const int tunnel = cfg->port && !(v6 && cfg->mode == MODE_UDP);
 	struct l3 l3;
+	int ret;
 
-	if (!fam || parse_l3(skb, ETH_HLEN, v6, &l3))
+	if (!fam)
 		return TC_ACT_OK; /* not of an enabled family: the kernel decides */
+	ret = parse_l3(skb, ETH_HLEN, v6, &l3);
+	if (ret == PARSE_MAPPED)
+		return drop(skb, v6, DROP_MALFORMED);
+	if (ret)
+		return TC_ACT_OK;
 	if (tunnel && !l3.l4off && !l3.fragment && local(skb, fam, &l3, v6))
 		return drop(skb, v6, DROP_MALFORMED); /* opaque: could hide a tunnel */
 	if (tunnel && udp_dport(skb, &l3) == bpf_htons(cfg->port) && local(skb, fam, &l3, v6))
