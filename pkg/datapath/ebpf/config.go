@@ -16,27 +16,35 @@ import (
 // configKey is the node config array's only index.
 const configKey = uint32(0)
 
-// writeNodeConfig fills the node config from d.node (its backend's mode and
-// port), the slow path's VTEP MAC,
-// the uplink and the bridge, and stores it. The caller holds d.mu and runs
-// in d.ns.
-func (d *Datapath) writeNodeConfig(vtep net.HardwareAddr) error {
+// writeNodeConfig fills the node config from d.node (its families, its
+// backend's mode and port), the slow path's VTEP MACs (info), the uplink
+// and the bridge, and stores it. A family the node does not have is zeroed
+// (off). The caller holds d.mu and runs in d.ns.
+func (d *Datapath) writeNodeConfig(info datapath.Info) error {
 	uplink, err := netlink.LinkByName(d.node.Uplink)
 	if err != nil {
 		return fmt.Errorf("find uplink %q: %w (set --iface to an existing interface)", d.node.Uplink, err)
 	}
 	c := d.cfg
-	c.Network = be32(d.node.Network.Masked().Addr())
-	c.NetworkLen = uint32(d.node.Network.Bits())
-	c.NodeIp = be32(d.node.NodeIP)
+	vteps := [weftFamilyFAMILY_MAX]net.HardwareAddr{info.VtepMAC, info.VtepMACv6}
+	var fams [weftFamilyFAMILY_MAX]weftFamilyConfig
+	for _, f := range d.node.Families() {
+		i := familyOf(f.NodeIP)
+		var vtep net.HardwareAddr
+		if d.node.Backend == datapath.ModeVXLAN {
+			vtep = vteps[i]
+		}
+		// An earlier process's subnet stays until SetSubnet.
+		fams[i] = familyConfig(f.NodeIP, prefixOf(c.Family[i].Subnet, c.Family[i].SubnetLen), f.Network, vtep)
+	}
+	c.Family = fams
 	c.UplinkIfindex = uint32(uplink.Attrs().Index)
 	c.CtRefreshJiffies = ctRefreshJiffies()
-	c.Vni, c.Port, c.VtepMac, c.Mode = 0, 0, [6]uint8{}, 0
+	c.Vni, c.Port, c.Mode = 0, 0, 0
 	switch d.node.Backend {
 	case datapath.ModeVXLAN:
 		c.Vni = uint32(d.node.VNI)
 		c.Port = portOr(d.node.Port, kernel.DefaultPort)
-		c.VtepMac = mac6(vtep)
 		c.Mode = uint8(weftModeMODE_VXLAN)
 	case datapath.ModeUDP:
 		c.Port = portOr(d.node.Port, netconf.DefaultUDPPort)
