@@ -130,9 +130,8 @@ static __always_inline __sum16 udp6_csum(const union addr *saddr, const union ad
  * ECT(0)), flow label 0, hop limit 64 and a UDP checksum, as the kernel's
  * vxlan device sends them (IPv6 receivers drop a zero checksum). Until the
  * headers are added the packet is untouched: a packet the kernel will not
- * grow, that would not fit the uplink, or (IPv6) a GSO packet, whose
- * segments' outer checksums BPF cannot have the kernel compute, takes the
- * kernel path (which routes it and decrements its TTL once).
+ * grow or that would not fit the uplink takes the kernel path (which routes
+ * it and decrements its TTL once). IPv6 GSO packets go to vxlan_device.
  */
 static __always_inline int encap(struct __sk_buff *skb, const struct node_config *cfg,
 				 const struct family_config *fam, const struct peer *peer,
@@ -150,8 +149,6 @@ static __always_inline int encap(struct __sk_buff *skb, const struct node_config
 
 	if (inner_len + encap_len > 0xffff)
 		return TC_ACT_OK; /* outer length would overflow */
-	if (v6 && skb->gso_size)
-		return TC_ACT_OK;
 	if (bpf_check_mtu(skb, cfg->uplink_ifindex, &mtu_len, encap_len, 0))
 		return TC_ACT_OK; /* too big for the uplink: the kernel fragments or says so */
 
@@ -212,6 +209,34 @@ static __always_inline int encap(struct __sk_buff *skb, const struct node_config
 	return bpf_redirect_neigh(cfg->uplink_ifindex, NULL, 0, 0);
 }
 
+/*
+ * vxlan_device hands an IPv6 GSO packet (a pod's TSO burst) for a VXLAN
+ * peer to flannel-v6.<VNI>, addressed as the kernel path would (inner
+ * Ethernet from the node's v6 VTEP MAC to the peer's, hop limit
+ * decremented), skipping the bridge, routing and netfilter of the pod
+ * packet. BPF cannot have the kernel checksum each segment's outer UDP
+ * header (bpf_skb_adjust_room marks SKB_GSO_UDP_TUNNEL, never _CSUM, and
+ * IPv6 receivers drop a zero checksum); the device's own encapsulation
+ * does (SKB_GSO_UDP_TUNNEL_CSUM), to the peer's fdb entry, which the slow
+ * path programs. Segments too big for the device, or no device: the kernel
+ * path.
+ */
+static __always_inline int vxlan_device(struct __sk_buff *skb, const struct family_config *fam,
+					const struct peer *peer, __u32 frame_len)
+{
+	struct eth eth = { .proto = bpf_htons(ETH_P_IPV6) };
+	__u32 mtu_len = 0;
+
+	if (!fam->vxlan_ifindex || bpf_check_mtu(skb, fam->vxlan_ifindex, &mtu_len, 0, 0))
+		return TC_ACT_OK;
+	__builtin_memcpy(eth.dst, peer->vtep_mac, ETH_ALEN);
+	__builtin_memcpy(eth.src, fam->vtep_mac, ETH_ALEN);
+	if (bpf_skb_store_bytes(skb, 0, &eth, sizeof(eth), 0) || decrement_hops(skb, ETH_HLEN, 1))
+		return drop(skb, 1, DROP_HEADER_REWRITE);
+	count_traffic(1, COUNTER_VXLAN_TX, frame_len);
+	return bpf_redirect(fam->vxlan_ifindex, 0);
+}
+
 /* transmit sends the pod's frame (family v6) to peer's node. */
 static __always_inline int transmit(struct __sk_buff *skb, const struct node_config *cfg,
 				    const struct family_config *fam, const struct peer *peer, const int v6)
@@ -231,6 +256,8 @@ static __always_inline int transmit(struct __sk_buff *skb, const struct node_con
 	}
 	if (peer->mode == MODE_UDP)
 		return v6 ? TC_ACT_OK : encap(skb, cfg, fam, peer, len, 0, v6);
+	if (v6 && skb->gso_size)
+		return vxlan_device(skb, fam, peer, len);
 	return encap(skb, cfg, fam, peer, len, 1, v6);
 }
 

@@ -82,6 +82,9 @@ struct family_config {
 	union addr network; /* the cluster's pod network */
 	__u32 subnet_len;   /* prefix lengths of the family (24, not 120) */
 	__u32 network_len;
+	/* The family's kernel vxlan device, flannel.<VNI> or flannel-v6.<VNI>
+	 * (vxlan; 0: none): IPv6 GSO packets are encapsulated by it. */
+	__u32 vxlan_ifindex;
 	__u8 vtep_mac[6]; /* flannel.<VNI>'s or flannel-v6.<VNI>'s (vxlan) */
 	__u16 pad;
 };

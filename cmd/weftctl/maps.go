@@ -21,7 +21,8 @@ var mapsCommand = command{
   dump: {"map": NAME, "entries": [...]}, entries by map:
     weft_config:     {"subnet", "network", "node_ip", "vtep_mac", "ipv6_subnet", "ipv6_network",
                       "node_ipv6", "vtep_mac_v6", "backend", "vni", "port", "bridge_mac",
-                      "uplink_ifindex", "bridge_ifindex"} (a family that is off: "")
+                      "uplink_ifindex", "bridge_ifindex", "vxlan_ifindex", "vxlan_ifindex_v6"}
+                     (a family that is off: ""; no vxlan device: ifindex 0)
     weft_peers:      {"subnet", "node_ip", "vtep_mac", "mode"}
     weft_nodes:      {"node_ip", "leases"}
     weft_endpoints:  {"ip", "host_ifindex", "mac"}
@@ -106,25 +107,29 @@ type configJSON struct {
 	BridgeMAC     string `json:"bridge_mac"`
 	UplinkIfindex int    `json:"uplink_ifindex"`
 	BridgeIfindex int    `json:"bridge_ifindex"`
+	// VXLANIfindex and VXLANIfindexV6: flannel.<VNI> and flannel-v6.<VNI>.
+	VXLANIfindex   int `json:"vxlan_ifindex"`
+	VXLANIfindexV6 int `json:"vxlan_ifindex_v6"`
 }
 
 func configRow(c ebpf.NodeConfig) configJSON {
 	return configJSON{Subnet: str(c.Subnet), Network: str(c.Network), NodeIP: str(c.NodeIP), VtepMAC: macStr(c.VtepMAC),
 		IPv6Subnet: str(c.IPv6Subnet), IPv6Network: str(c.IPv6Network), NodeIPv6: str(c.NodeIPv6), VtepMACv6: macStr(c.VtepMACv6),
 		Backend: string(c.Backend()), VNI: c.VNI, Port: c.Port, BridgeMAC: macStr(c.BridgeMAC),
-		UplinkIfindex: c.UplinkIfindex, BridgeIfindex: c.BridgeIfindex}
+		UplinkIfindex: c.UplinkIfindex, BridgeIfindex: c.BridgeIfindex,
+		VXLANIfindex: c.VXLANIfindex, VXLANIfindexV6: c.VXLANIfindexV6}
 }
 
 // families are j's per-family columns (subnet, network, node IP, VTEP
-// MAC): IPv4's, then IPv6's if it is on; IPv4's alone (dashes) when
-// neither is.
-func (j configJSON) families() [][4]string {
-	var out [][4]string
+// MAC, vxlan device): IPv4's, then IPv6's if it is on; IPv4's alone
+// (dashes) when neither is.
+func (j configJSON) families() [][5]string {
+	var out [][5]string
 	if j.NodeIP != "" || j.NodeIPv6 == "" {
-		out = append(out, [4]string{j.Subnet, j.Network, j.NodeIP, j.VtepMAC})
+		out = append(out, [5]string{j.Subnet, j.Network, j.NodeIP, j.VtepMAC, ifaceStr(j.VXLANIfindex)})
 	}
 	if j.NodeIPv6 != "" {
-		out = append(out, [4]string{j.IPv6Subnet, j.IPv6Network, j.NodeIPv6, j.VtepMACv6})
+		out = append(out, [5]string{j.IPv6Subnet, j.IPv6Network, j.NodeIPv6, j.VtepMACv6, ifaceStr(j.VXLANIfindexV6)})
 	}
 	return out
 }
@@ -191,10 +196,10 @@ func dumpMap(bpfDir, name string) (dumpReport, error) {
 		}
 		j := configRow(c)
 		d.Entries = []configJSON{j}
-		d.header = []string{"SUBNET", "NETWORK", "NODE IP", "BACKEND", "VNI", "PORT", "VTEP MAC", "UPLINK", "BRIDGE", "BRIDGE MAC"}
+		d.header = []string{"SUBNET", "NETWORK", "NODE IP", "BACKEND", "VNI", "PORT", "VTEP MAC", "VXLAN DEVICE", "UPLINK", "BRIDGE", "BRIDGE MAC"}
 		for _, f := range j.families() { // one row per family
 			d.rows = append(d.rows, []string{dash(f[0]), dash(f[1]), dash(f[2]), j.Backend, strconv.Itoa(j.VNI), strconv.Itoa(j.Port),
-				dash(f[3]), ifaceStr(j.UplinkIfindex), ifaceStr(j.BridgeIfindex), dash(j.BridgeMAC)})
+				dash(f[3]), f[4], ifaceStr(j.UplinkIfindex), ifaceStr(j.BridgeIfindex), dash(j.BridgeMAC)})
 		}
 	case ebpf.MapPeers:
 		ps, err := ebpf.ReadPeers(bpfDir)

@@ -247,7 +247,9 @@ func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 			// The slow path gave the shared Selector the new subnet.
 			d.last = nil
 		}
+		ifindex := fc.VxlanIfindex
 		*fc = familyConfig(addrOf(fc.NodeIp), subnet, prefixOf(fc.Network, fc.NetworkLen), optionalMAC(fc.VtepMac))
+		fc.VxlanIfindex = ifindex
 		return d.putNodeConfig()
 	})
 }

@@ -34,6 +34,10 @@ type NodeConfig struct {
 	// UplinkIfindex and BridgeIfindex are interface indexes in the node's
 	// network namespace; BridgeIfindex is 0 while the bridge does not exist.
 	UplinkIfindex, BridgeIfindex int
+	// VXLANIfindex and VXLANIfindexV6 are flannel.<VNI>'s and
+	// flannel-v6.<VNI>'s interface indexes (IPv6 GSO packets are sent
+	// through the latter); 0 when there is none.
+	VXLANIfindex, VXLANIfindexV6 int
 	// udp is set when Port is flannel's udp port rather than VXLAN's.
 	udp bool
 }
@@ -67,20 +71,22 @@ func ReadConfig(bpfDir string) (NodeConfig, error) {
 func decodeConfig(c weftNodeConfig) NodeConfig {
 	v4, v6 := c.Family[weftFamilyFAMILY_IPV4], c.Family[weftFamilyFAMILY_IPV6]
 	return NodeConfig{
-		Subnet:        prefixOf(v4.Subnet, v4.SubnetLen),
-		IPv6Subnet:    prefixOf(v6.Subnet, v6.SubnetLen),
-		Network:       prefixOf(v4.Network, v4.NetworkLen),
-		IPv6Network:   prefixOf(v6.Network, v6.NetworkLen),
-		NodeIP:        optionalAddr(v4.NodeIp),
-		NodeIPv6:      optionalAddr(v6.NodeIp),
-		VNI:           int(c.Vni),
-		Port:          int(c.Port),
-		VtepMAC:       optionalMAC(v4.VtepMac),
-		VtepMACv6:     optionalMAC(v6.VtepMac),
-		BridgeMAC:     optionalMAC(c.BridgeMac),
-		UplinkIfindex: int(c.UplinkIfindex),
-		BridgeIfindex: int(c.BridgeIfindex),
-		udp:           weftMode(c.Mode) == weftModeMODE_UDP,
+		Subnet:         prefixOf(v4.Subnet, v4.SubnetLen),
+		IPv6Subnet:     prefixOf(v6.Subnet, v6.SubnetLen),
+		Network:        prefixOf(v4.Network, v4.NetworkLen),
+		IPv6Network:    prefixOf(v6.Network, v6.NetworkLen),
+		NodeIP:         optionalAddr(v4.NodeIp),
+		NodeIPv6:       optionalAddr(v6.NodeIp),
+		VNI:            int(c.Vni),
+		Port:           int(c.Port),
+		VtepMAC:        optionalMAC(v4.VtepMac),
+		VtepMACv6:      optionalMAC(v6.VtepMac),
+		BridgeMAC:      optionalMAC(c.BridgeMac),
+		UplinkIfindex:  int(c.UplinkIfindex),
+		BridgeIfindex:  int(c.BridgeIfindex),
+		VXLANIfindex:   int(v4.VxlanIfindex),
+		VXLANIfindexV6: int(v6.VxlanIfindex),
+		udp:            weftMode(c.Mode) == weftModeMODE_UDP,
 	}
 }
 

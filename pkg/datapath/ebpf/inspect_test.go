@@ -109,12 +109,13 @@ func TestInspectTCX(t *testing.T) {
 
 	cfg, err := ReadConfig(n.bpfDir)
 	must(t, err)
-	uplink, bridge := ifindex(t, n.ns, "eth0"), ifindex(t, n.ns, "cni0")
+	uplink, bridge, vxlan := ifindex(t, n.ns, "eth0"), ifindex(t, n.ns, "cni0"), ifindex(t, n.ns, "flannel.1")
 	if cfg.Subnet != n.subnet || cfg.Network != n.node.Network || cfg.NodeIP != n.node.NodeIP ||
 		cfg.VNI != 1 || cfg.Port != 8472 || cfg.VtepMAC.String() != n.info.VtepMAC.String() ||
-		cfg.UplinkIfindex != uplink || cfg.BridgeIfindex != bridge || cfg.BridgeMAC == nil {
-		t.Errorf("config %+v; want subnet %s, node %s, VTEP %s, uplink %d, bridge %d",
-			cfg, n.subnet, n.node.NodeIP, n.info.VtepMAC, uplink, bridge)
+		cfg.UplinkIfindex != uplink || cfg.BridgeIfindex != bridge || cfg.BridgeMAC == nil ||
+		cfg.VXLANIfindex != vxlan || cfg.VXLANIfindexV6 != 0 {
+		t.Errorf("config %+v; want subnet %s, node %s, VTEP %s, uplink %d, bridge %d, vxlan device %d, none for IPv6",
+			cfg, n.subnet, n.node.NodeIP, n.info.VtepMAC, uplink, bridge, vxlan)
 	}
 	peers, err := ReadPeers(n.bpfDir)
 	must(t, err)

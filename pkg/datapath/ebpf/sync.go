@@ -18,8 +18,10 @@ import (
 // syncs the kernel slow path, forgets endpoints whose veth is gone and
 // re-attaches what drifted. The maps come first: the fast path needs nothing
 // from the slow path (encap and host-gw redirects resolve only the peer's
-// node IP on the uplink), so pods reach a new peer as early as possible,
-// while host-originated traffic waits for its route. Errors are joined after
+// node IP on the uplink; IPv6 GSO packets use flannel-v6.<VNI>'s fdb entry,
+// but only of established flows, whose handshake needed it already), so
+// pods reach a new peer as early as possible, while host-originated traffic
+// waits for its route. Errors are joined after
 // trying everything; on success Apply starts from what was written.
 func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 	if err := ctx.Err(); err != nil {
@@ -43,7 +45,7 @@ func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 		if err := d.slow.SyncSelection(ctx, d.sel); err != nil {
 			errs = append(errs, fmt.Errorf("kernel slow path: %w", err))
 		}
-		errs = append(errs, d.forgetGoneEndpoints(), d.refreshBridge(), d.attachAll())
+		errs = append(errs, d.forgetGoneEndpoints(), d.refreshLinks(), d.attachAll())
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}

@@ -60,14 +60,15 @@ const (
 )
 
 type weftFamilyConfig struct {
-	_          structs.HostLayout
-	NodeIp     weftAddr
-	Subnet     weftAddr
-	Network    weftAddr
-	SubnetLen  uint32
-	NetworkLen uint32
-	VtepMac    [6]uint8
-	Pad        uint16
+	_            structs.HostLayout
+	NodeIp       weftAddr
+	Subnet       weftAddr
+	Network      weftAddr
+	SubnetLen    uint32
+	NetworkLen   uint32
+	VxlanIfindex uint32
+	VtepMac      [6]uint8
+	Pad          uint16
 }
 
 type weftFlow struct {
