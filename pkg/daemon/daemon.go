@@ -180,7 +180,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	var own lease.Lease
 	if err := backoff.Retry(ctx, backoff.Options{What: "acquire lease"}, func() (err error) {
-		own, err = d.leases.Acquire(ctx, attrs, d.previousSubnet(nc.Network))
+		own, err = d.leases.Acquire(ctx, attrs, lease.Lease{Subnet: d.previousSubnet(nc.Network)})
 		return err
 	}); err != nil {
 		return err

@@ -99,7 +99,7 @@ func (e *env) testAcquire(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	attrs := vxlanAttrs("192.168.50.1", "c6:d2:8e:00:00:01")
-	l, err := m.Acquire(ctx, attrs, netip.Prefix{})
+	l, err := m.Acquire(ctx, attrs, lease.Lease{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +137,7 @@ func (e *env) testOverwrite(t *testing.T) {
 	m := e.manager(t, "ovw", &logs)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := m.Acquire(ctx, vxlanAttrs("192.168.50.2", "c6:d2:8e:00:00:02"), netip.Prefix{})
+	l, err := m.Acquire(ctx, vxlanAttrs("192.168.50.2", "c6:d2:8e:00:00:02"), lease.Lease{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,7 +155,7 @@ func (e *env) testKeep(t *testing.T) {
 	m := e.manager(t, "keep", &logs)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	l, err := m.Acquire(ctx, vxlanAttrs("192.168.50.3", "c6:d2:8e:00:00:03"), netip.Prefix{})
+	l, err := m.Acquire(ctx, vxlanAttrs("192.168.50.3", "c6:d2:8e:00:00:03"), lease.Lease{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -354,7 +354,7 @@ func (e *env) testPodCIDRMissing(t *testing.T) {
 	}
 	res := make(chan result, 1)
 	go func() {
-		l, err := m.Acquire(ctx, vxlanAttrs("192.168.50.5", "c6:d2:8e:00:00:05"), netip.Prefix{})
+		l, err := m.Acquire(ctx, vxlanAttrs("192.168.50.5", "c6:d2:8e:00:00:05"), lease.Lease{})
 		res <- result{l, err}
 	}()
 	line := []string{`node \"nocidr\" has no IPv4 podCIDR assigned`, "--allocate-node-cidrs=true --cluster-cidr=10.244.0.0/16", "--pod-network-cidr=10.244.0.0/16"}
@@ -385,7 +385,7 @@ func (e *env) testPodCIDROutside(t *testing.T) {
 	defer cancel()
 	res := make(chan error, 1)
 	go func() {
-		_, err := m.Acquire(ctx, vxlanAttrs("192.168.50.6", "c6:d2:8e:00:00:06"), netip.Prefix{})
+		_, err := m.Acquire(ctx, vxlanAttrs("192.168.50.6", "c6:d2:8e:00:00:06"), lease.Lease{})
 		res <- err
 	}()
 	line := []string{`node \"outside\" podCIDR 10.99.1.0/24 is outside net-conf.json Network 10.244.0.0/16`, "--cluster-cidr"}

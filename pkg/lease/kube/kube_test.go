@@ -261,7 +261,7 @@ current-context: c
 	}
 	actx, acancel := context.WithTimeout(ctx, 4*time.Second)
 	defer acancel()
-	_, err = m.Acquire(actx, lease.Attrs{PublicIP: netip.MustParseAddr("10.0.0.1"), BackendType: "vxlan"}, netip.Prefix{})
+	_, err = m.Acquire(actx, lease.Attrs{PublicIP: netip.MustParseAddr("10.0.0.1"), BackendType: "vxlan"}, lease.Lease{})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Acquire = %v, want the context's deadline", err)
 	}

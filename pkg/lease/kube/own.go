@@ -26,7 +26,7 @@ const apiTimeout = 30 * time.Second
 // assigns the subnet, so hint is ignored. While the podCIDR is missing or
 // outside the Network, or the API server is unreachable, Acquire logs why
 // (once a minute at most) and waits until ctx ends.
-func (m *Manager) Acquire(ctx context.Context, attrs lease.Attrs, _ netip.Prefix) (lease.Lease, error) {
+func (m *Manager) Acquire(ctx context.Context, attrs lease.Attrs, _ lease.Lease) (lease.Lease, error) {
 	nc, err := m.NetworkConfig(ctx)
 	if err != nil {
 		return lease.Lease{}, fmt.Errorf("acquire lease for node %s: %w", m.cfg.NodeName, err)
