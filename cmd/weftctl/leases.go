@@ -193,12 +193,18 @@ func leaseRow(l leaseEntry) leaseRowJSON {
 	return r
 }
 
-// leaseMAC is a vxlan lease's VTEP MAC; "" for other leases.
+// leaseMAC is a vxlan lease's (IPv4) VTEP MAC; "" for other leases.
 func leaseMAC(l lease.Lease) string {
-	if l.Attrs.BackendType != "vxlan" {
+	return halfMAC(l.Attrs.BackendType, lease.Half{Subnet: l.Subnet, BackendData: l.Attrs.BackendData})
+}
+
+// halfMAC is the VTEP MAC of a lease half of backend vxlan; "" for other
+// backends or without one.
+func halfMAC(backend string, h lease.Half) string {
+	if backend != "vxlan" {
 		return ""
 	}
-	mac, err := l.VtepMAC()
+	mac, _, err := h.VXLAN()
 	if err != nil {
 		return ""
 	}

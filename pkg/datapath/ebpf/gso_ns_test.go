@@ -16,9 +16,6 @@ import (
 	"github.com/weftnet/weft/pkg/datapath"
 )
 
-// bulkTransfer is the size of TestIPv6BulkTCP's streams.
-const bulkTransfer = 32 << 20
-
 // TestIPv6BulkTCP: bulk TCP over IPv6 between dual-stack pods, whose TSO
 // bursts are GSO packets, from an ebpf node to an ebpf node and to a
 // kernel (flannel-like) node, and back. An ebpf sender carries them on its
@@ -62,7 +59,7 @@ func TestIPv6BulkTCP(t *testing.T) {
 	}
 }
 
-// checkBulkIPv6 streams bulkTransfer bytes over IPv6 from each node's pod
+// checkBulkIPv6 streams fastPathTransfer bytes over IPv6 from each node's pod
 // to the other's and checks that ebpf nodes carried at least half of each
 // stream on the fast path, sending in GSO packets and, with aggregates,
 // receiving in packets larger than a frame too, and dropped nothing.
@@ -78,7 +75,7 @@ func checkBulkIPv6(t *testing.T, nodes [2]*testNode, aggregates bool) {
 				before[n] = [3]datapath.Counter{find(t, n, tx), find(t, n, rx), drops(t, n)}
 			}
 		}
-		tcpTransferVia(t, sender, receiver, netip.AddrPortFrom(receiver.podIP6, 5201).String(), bulkTransfer)
+		tcpTransferVia(t, sender, receiver, netip.AddrPortFrom(receiver.podIP6, 5201).String(), fastPathTransfer)
 		for n, b := range before {
 			idx, want, dir, large := 0, tx, "sent", true
 			if n == receiver {
@@ -86,9 +83,9 @@ func checkBulkIPv6(t *testing.T, nodes [2]*testNode, aggregates bool) {
 			}
 			got := grown(find(t, n, want), b[idx])
 			t.Logf("%s %s %d bytes in %d packets on the fast path", n.node.NodeIPv6, dir, got.Bytes, got.Packets)
-			if got.Bytes < bulkTransfer/2 {
+			if got.Bytes < fastPathTransfer/2 {
 				t.Errorf("%s %s %d bytes of a %d-byte IPv6 stream on the fast path, want >= half",
-					n.node.NodeIPv6, dir, got.Bytes, bulkTransfer)
+					n.node.NodeIPv6, dir, got.Bytes, fastPathTransfer)
 			} else if avg := got.Bytes / got.Packets; large && avg <= 2*uint64(n.info.MTU) {
 				t.Errorf("%s %s %d-byte packets on average: not GSO packets or aggregates", n.node.NodeIPv6, dir, avg)
 			}
