@@ -262,3 +262,25 @@ func TestExpiry(t *testing.T) {
 		}
 	}
 }
+
+// TestLeaseRows: a dual-stack lease is two rows, each with its half's
+// public IP and VTEP MAC; an IPv6-only lease one.
+func TestLeaseRows(t *testing.T) {
+	dual := dualLease("10.244.2.0/24", "10.0.0.2", "02:00:00:00:00:02", "fd10:244:0:2::/64", "fd00::2", "02:00:00:00:06:02")
+	v6only := dualLease("10.244.3.0/24", "10.0.0.3", "02:00:00:00:00:03", "fd10:244:0:3::/64", "fd00::3", "02:00:00:00:06:03")
+	v6only.Subnet, v6only.Attrs.PublicIP, v6only.Attrs.BackendData = netip.Prefix{}, netip.Addr{}, nil
+	var got []string
+	for _, l := range []leaseEntry{dual, v6only} {
+		for _, r := range leaseRows(l) {
+			got = append(got, r.Subnet+" "+r.PublicIP+" "+r.VtepMAC)
+		}
+	}
+	want := []string{
+		"10.244.2.0/24 10.0.0.2 02:00:00:00:00:02",
+		"fd10:244:0:2::/64 fd00::2 02:00:00:00:06:02",
+		"fd10:244:0:3::/64 fd00::3 02:00:00:00:06:03",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("rows\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
