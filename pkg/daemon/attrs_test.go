@@ -16,8 +16,9 @@ import (
 func TestLeaseAttrs(t *testing.T) {
 	mac, _ := net.ParseMAC("3a:6b:5b:22:85:f1")
 	mac6, _ := net.ParseMAC("3e:1a:a9:fe:f1:0a")
-	info := datapath.Info{VtepMAC: mac, VtepMACv6: mac6}
+	info := datapath.Info{VtepMAC: mac, VtepMACv6: mac6, PublicKey: "fC6+C1BPhtGmxMFm6D1Ig3OzmSc8pUQaO8d0JpK1VVc="}
 	vxlan := netconf.Backend{Type: netconf.BackendVXLAN, VNI: 1}
+	wg := netconf.Backend{Type: netconf.BackendWireGuard, Port: 51820, ListenPortV6: 51821}
 	a4, a6 := netip.MustParseAddr("192.168.100.11"), netip.MustParseAddr("fd00:100::11")
 	for _, tc := range []struct {
 		name string
@@ -33,6 +34,11 @@ func TestLeaseAttrs(t *testing.T) {
 			`{"PublicIP":"0.0.0.0","PublicIPv6":"fd00:100::11","BackendType":"vxlan","BackendV6Data":{"VNI":1,"VtepMAC":"3e:1a:a9:fe:f1:0a"}}`},
 		{"IPv6 only host-gw", iface.Selected{IPv6: a6, PublicIPv6: a6}, netconf.Backend{Type: netconf.BackendHostGW},
 			`{"PublicIP":"0.0.0.0","PublicIPv6":"fd00:100::11","BackendType":"host-gw"}`},
+		// flanneld's wireguard lease: one key, each family's port.
+		{"dual stack wireguard", iface.Selected{IP: a4, PublicIP: a4, IPv6: a6, PublicIPv6: a6}, wg,
+			`{"PublicIP":"192.168.100.11","PublicIPv6":"fd00:100::11","BackendType":"wireguard","BackendData":{"PublicKey":"fC6+C1BPhtGmxMFm6D1Ig3OzmSc8pUQaO8d0JpK1VVc=","Port":51820},"BackendV6Data":{"PublicKey":"fC6+C1BPhtGmxMFm6D1Ig3OzmSc8pUQaO8d0JpK1VVc=","Port":51821}}`},
+		{"IPv6 only wireguard", iface.Selected{IPv6: a6, PublicIPv6: a6}, wg,
+			`{"PublicIP":"0.0.0.0","PublicIPv6":"fd00:100::11","BackendType":"wireguard","BackendV6Data":{"PublicKey":"fC6+C1BPhtGmxMFm6D1Ig3OzmSc8pUQaO8d0JpK1VVc=","Port":51821}}`},
 		{"IPv4 only", iface.Selected{IP: a4, PublicIP: a4}, vxlan,
 			`{"PublicIP":"192.168.100.11","PublicIPv6":null,"BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"3a:6b:5b:22:85:f1"}}`},
 	} {

@@ -164,8 +164,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		NodeIP: sel.IP, NodeIPv6: sel.IPv6, Uplink: sel.Name, Network: nc.Network, IPv6Network: nc.IPv6Network,
 		Backend: datapath.Mode(nc.Backend.Type), VNI: nc.Backend.VNI, Port: nc.Backend.Port,
 		DirectRouting: nc.Backend.DirectRouting, GBP: nc.Backend.GBP, Learning: nc.Backend.Learning,
-		MTU:       nc.Backend.MTU,
-		WireGuard: datapath.WireGuard{PSK: nc.Backend.PSK, Keepalive: nc.Backend.Keepalive, KeyFile: d.cfg.WireGuardKeyFile},
+		MTU: nc.Backend.MTU,
+		WireGuard: datapath.WireGuard{PSK: nc.Backend.PSK, Keepalive: nc.Backend.Keepalive, KeyFile: d.cfg.WireGuardKeyFile,
+			PortV6: nc.Backend.ListenPortV6},
 	}
 	slog.Info("node", "iface", sel.Name, "ip", sel.IP, "public_ip", sel.PublicIP, "network", nc.Network,
 		"ipv6", sel.IPv6, "public_ipv6", sel.PublicIPv6, "ipv6_network", nc.IPv6Network,
@@ -316,8 +317,9 @@ func (d *Daemon) kernel(ctx context.Context) datapath.Datapath {
 // IP and backend data for each family sel has an address of. VXLAN leaves
 // from the interface's address; when --public-ip (--public-ipv6) names
 // another, the family's data says so (TunnelIP), so weft peers accept it.
-// udp and host-gw leases carry no backend data, wireguard ones (IPv4 only)
-// the public key.
+// udp and host-gw leases carry no backend data, wireguard ones the public
+// key (one for both families) and the family's device port (ListenPort,
+// ListenPortV6), as flanneld's.
 func leaseAttrs(sel iface.Selected, b netconf.Backend, info datapath.Info) (lease.Attrs, error) {
 	a := lease.Attrs{PublicIP: sel.PublicIP, BackendType: b.Type}
 	if sel.PublicIPv6.IsValid() {
@@ -328,8 +330,12 @@ func leaseAttrs(sel iface.Selected, b netconf.Backend, info datapath.Info) (leas
 		on              bool
 		ifaceIP, public netip.Addr
 		mac             net.HardwareAddr
+		wgPort          int
 		dst             *json.RawMessage
-	}{{sel.IP.IsValid(), sel.IP, sel.PublicIP, info.VtepMAC, &a.BackendData}, {sel.IPv6.IsValid(), sel.IPv6, sel.PublicIPv6, info.VtepMACv6, &a.BackendV6Data}} {
+	}{
+		{sel.IP.IsValid(), sel.IP, sel.PublicIP, info.VtepMAC, b.Port, &a.BackendData},
+		{sel.IPv6.IsValid(), sel.IPv6, sel.PublicIPv6, info.VtepMACv6, b.ListenPortV6, &a.BackendV6Data},
+	} {
 		var data any
 		switch {
 		case !f.on:
@@ -341,7 +347,7 @@ func leaseAttrs(sel iface.Selected, b netconf.Backend, info datapath.Info) (leas
 			}
 			data = d
 		case b.Type == netconf.BackendWireGuard:
-			data = lease.WireGuardData{PublicKey: info.PublicKey}
+			data = lease.WireGuardData{PublicKey: info.PublicKey, Port: f.wgPort}
 		default:
 			continue
 		}

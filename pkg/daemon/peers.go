@@ -219,7 +219,7 @@ func (t *peerTable) peerOf(l lease.Lease, h lease.Half) (datapath.Peer, bool) {
 	case datapath.ModeVXLAN:
 		p.VtepMAC, p.TunnelIP, err = h.VXLAN()
 	case datapath.ModeWireGuard:
-		p.PublicKey, err = l.WireGuardKey()
+		p.PublicKey, err = h.WireGuardKey()
 	}
 	if err != nil {
 		log().Warn("ignoring lease with bad backend data", "backend", t.backend, "err", err)

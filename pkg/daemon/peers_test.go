@@ -202,6 +202,32 @@ func TestPeerTableDualStack(t *testing.T) {
 	}
 }
 
+// TestPeerTableWireGuardHalves: each half of a wireguard lease takes its
+// public key from its own backend data (BackendData, BackendV6Data), as
+// flanneld writes them; a half with a bad key is left out alone.
+func TestPeerTableWireGuardHalves(t *testing.T) {
+	const k4, k6 = "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE=", "AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI="
+	wgLease := func(subnet, ip, subnet6, ip6, key, key6 string) lease.Lease {
+		l := dual(subnet, ip, subnet6, ip6, `{"PublicKey":"`+key6+`","Port":51821}`)
+		l.Attrs.BackendType, l.Attrs.BackendData = "wireguard", json.RawMessage(`{"PublicKey":"`+key+`","Port":51820}`)
+		return l
+	}
+	tab := newPeerTable("wireguard", network, network6, lease.Lease{Subnet: ownNet, IPv6Subnet: ownNet6})
+	keys := tab.update(lease.Update{Full: true, Changes: []lease.Change{
+		put("a", wgLease("10.244.2.0/24", "192.0.2.2", "fd10:244:0:2::/64", "fd00::2", k4, k6)),
+		put("bad-v6-key", wgLease("10.244.3.0/24", "192.0.2.3", "fd10:244:0:3::/64", "fd00::3", k4, "AQEB")),
+	}})
+	if got, want := describe(tab, keys), "+10.244.2.0/24=192.0.2.2 +10.244.3.0/24=192.0.2.3 +fd10:244:0:2::/64=fd00::2"; got != want {
+		t.Fatalf("changes\n got %q\nwant %q", got, want)
+	}
+	for _, c := range []struct{ subnet, ip, key string }{{"10.244.2.0/24", "192.0.2.2", k4}, {"fd10:244:0:2::/64", "fd00::2", k6}} {
+		p, _ := tab.Peer(datapath.PeerKey{Subnet: netip.MustParsePrefix(c.subnet), NodeIP: netip.MustParseAddr(c.ip)})
+		if p.PublicKey != c.key {
+			t.Errorf("peer %s has key %q, want its half's %q", c.subnet, p.PublicKey, c.key)
+		}
+	}
+}
+
 // TestPeerTableOwnMovesPerFamily: when the own IPv6 subnet moves, only the
 // IPv6 halves that hold the old or new one change.
 func TestPeerTableOwnMovesPerFamily(t *testing.T) {

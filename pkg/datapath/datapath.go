@@ -47,7 +47,8 @@ type Node struct {
 	// Backend is ModeVXLAN, ModeHostGW, ModeUDP or ModeWireGuard.
 	Backend Mode
 	// VNI is the VXLAN network identifier; Port the UDP port of vxlan,
-	// udp or wireguard (its ListenPort).
+	// udp or wireguard (its ListenPort, of the IPv4 device; the IPv6 one's
+	// is WireGuard.PortV6).
 	VNI, Port int
 	// DirectRouting carries traffic to peers on the uplink's L2 segment as
 	// host-gw even when Backend is ModeVXLAN.
@@ -93,8 +94,13 @@ func (n Node) Family(addr netip.Addr) (Family, bool) {
 }
 
 // WireGuard is what the wireguard backend needs besides Node's Port and
-// MTU.
+// MTU. As flannel's default Mode "separate", each enabled family has its
+// own device (flannel-wg over IPv4, flannel-wg-v6 over IPv6), both with the
+// one private key of KeyFile.
 type WireGuard struct {
+	// PortV6 is the IPv6 device's ListenPort (flannel's ListenPortV6); 0
+	// means 51821.
+	PortV6 int
 	// PSK is the pre-shared key (base64) used with every peer; "" for
 	// none.
 	PSK string
@@ -113,7 +119,7 @@ type Info struct {
 	// flannel-v6.<VNI>'s, flannel's BackendV6Data).
 	VtepMAC, VtepMACv6 net.HardwareAddr
 	// PublicKey is this node's WireGuard public key, base64 (wireguard
-	// only).
+	// only): the one key of both families' devices, as flannel's.
 	PublicKey string
 	// MTU is the MTU pods must use: the smallest of the enabled
 	// families' (an IPv6 underlay costs 20 bytes more).

@@ -162,6 +162,40 @@ func TestSelectorDuplicates(t *testing.T) {
 	}
 }
 
+// TestSelectorWireGuardFamilies: a dual-stack wireguard node publishes one
+// public key for both halves, with node IPs of each family (flannel-wg and
+// flannel-wg-v6 are two devices); within a family the key is still one
+// node IP's.
+func TestSelectorWireGuardFamilies(t *testing.T) {
+	node := dualNode
+	node.Backend = ModeWireGuard
+	key := "AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+	half := func(p Peer, v6 func(*Peer)) Peer {
+		p.VtepMAC, p.PublicKey = nil, key
+		if v6 != nil {
+			v6(&p)
+		}
+		return p
+	}
+	v4, v6 := half(peer(2, 2, 0), nil), half(peer(2, 2, 0), v6Peer(2, 2))
+	thief4, thief6 := half(peer(3, 3, 0), nil), half(peer(3, 3, 0), v6Peer(3, 3))
+	sel, err := NewSelector(node, ownSubnet).Reset([]Peer{v6, thief6, v4, thief4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var kept []string
+	for _, p := range sel.Peers {
+		kept = append(kept, p.Subnet.String()+"@"+p.NodeIP.String())
+	}
+	if got, want := strings.Join(kept, ";"), "10.244.2.0/24@192.168.0.2;fd10:244:0:2::/64@fd00:100::2"; got != want {
+		t.Errorf("kept %s, want both halves of the node: %s", got, want)
+	}
+	want := "10.244.3.0/24@192.168.0.3: another node IP has the same public key;fd10:244:0:3::/64@fd00:100::3: another node IP has the same public key"
+	if got := rejected(sel.Rejected); got != want {
+		t.Errorf("rejected %q, want %q", got, want)
+	}
+}
+
 // TestSelectorHostGWMAC: host-gw peers carry no VtepMAC that could clash.
 func TestSelectorHostGWMAC(t *testing.T) {
 	a, b := peer(2, 2, 0), peer(3, 3, 0)

@@ -298,27 +298,34 @@ func (s *Selector) unindex(p Peer) {
 }
 
 // tunnelID is what identifies a node's tunnel endpoint to its peers: a
-// vxlan VtepMAC or a wireguard public key. No two node IPs may share one.
-// A vxlan MAC is per family (flannel.<VNI> and flannel-v6.<VNI> are two
-// devices): the last byte holds the family.
-type tunnelID [32]byte
+// vxlan VtepMAC or a wireguard public key, of one family. No two node IPs
+// may share one. Endpoints are per family: flannel.<VNI> and
+// flannel-v6.<VNI> are two devices with a MAC each, and flannel-wg and
+// flannel-wg-v6 two devices with one key (a dual-stack node's two halves
+// publish the same key with node IPs of each family).
+type tunnelID struct {
+	// id holds the MAC (first 6 bytes) or the key.
+	id [32]byte
+	// family is familyIndex of the peer's subnet.
+	family int
+}
 
 // identity returns p's tunnel identity as an index key: the VtepMAC on a
 // vxlan node (unicast ones only), the decoded public key on a wireguard
 // node (valid ones only); others are rejected, and other backends have
 // none.
 func (s *Selector) identity(p Peer) (tunnelID, bool) {
-	var id tunnelID
+	id := tunnelID{family: familyIndex(p.Subnet.Addr())}
 	switch s.node.Backend {
 	case ModeVXLAN:
 		if UnicastMAC(p.VtepMAC) {
-			copy(id[:], p.VtepMAC)
-			id[len(id)-1] = byte(familyIndex(p.Subnet.Addr()))
+			copy(id.id[:], p.VtepMAC)
 			return id, true
 		}
 	case ModeWireGuard:
 		if key, ok := decodeKey(p.PublicKey); ok {
-			return tunnelID(key), true
+			id.id = key
+			return id, true
 		}
 	}
 	return id, false

@@ -43,10 +43,10 @@ func selectAll(node Node, own [2]netip.Prefix, peers []Peer, mode func(netip.Add
 			continue
 		}
 		p.Mode = m
-		// A VtepMAC identifies a tunnel of one family.
+		// A VtepMAC or a public key identifies a tunnel of one family.
 		id, what := familyName(p.Subnet.Addr())+p.VtepMAC.String(), "VtepMAC"
 		if p.Mode == ModeWireGuard {
-			id, what = p.PublicKey, "public key"
+			id, what = familyName(p.Subnet.Addr())+p.PublicKey, "public key"
 		}
 		tunnel := p.Mode == ModeVXLAN || p.Mode == ModeWireGuard
 		owner, claimed := ids[id]

@@ -135,20 +135,23 @@ type VXLANData struct {
 	TunnelIP string `json:"TunnelIP,omitempty"`
 }
 
-// WireGuardData is the BackendData of a wireguard lease.
+// WireGuardData is the BackendData (or BackendV6Data) of a wireguard
+// lease, as flanneld writes it: the node's public key (one key for both
+// families) and the ListenPort (ListenPortV6) of the family's device.
 type WireGuardData struct {
 	PublicKey string `json:"PublicKey"`
+	Port      int    `json:"Port"`
 }
 
-// WireGuardKey decodes a wireguard lease's public key (base64 of 32
-// bytes).
-func (l Lease) WireGuardKey() (string, error) {
+// WireGuardKey decodes the public key (base64 of 32 bytes) of a wireguard
+// lease's half.
+func (h Half) WireGuardKey() (string, error) {
 	var d WireGuardData
-	if err := json.Unmarshal(l.Attrs.BackendData, &d); err != nil {
-		return "", fmt.Errorf("lease %s: decode wireguard BackendData: %w", l.Subnet, err)
+	if err := json.Unmarshal(h.BackendData, &d); err != nil {
+		return "", fmt.Errorf("lease %s: decode wireguard backend data: %w", h.Subnet, err)
 	}
 	if k, err := base64.StdEncoding.DecodeString(d.PublicKey); err != nil || len(k) != 32 {
-		return "", fmt.Errorf("lease %s: PublicKey %q is not a wireguard key (base64 of 32 bytes)", l.Subnet, d.PublicKey)
+		return "", fmt.Errorf("lease %s: PublicKey %q is not a wireguard key (base64 of 32 bytes)", h.Subnet, d.PublicKey)
 	}
 	return d.PublicKey, nil
 }

@@ -175,11 +175,29 @@ func parseWireGuard(o *object, b *Backend) error {
 	switch b.WireGuardMode {
 	case "":
 		b.WireGuardMode = DefaultWireGuardMode
-	case "separate", "auto", "ipv4":
-	case "ipv6":
-		return errors.New(`Backend.Mode "ipv6" carries pod traffic over IPv6, which weft's wireguard backend does not support: use "separate", "auto" or "ipv4"`)
+	case "separate", "auto", "ipv4", "ipv6":
 	default:
-		return fmt.Errorf(`Backend.Mode %q is unknown: use "separate", "auto" or "ipv4"`, b.WireGuardMode)
+		return fmt.Errorf(`Backend.Mode %q is unknown: use "separate", "auto", "ipv4" or "ipv6"`, b.WireGuardMode)
+	}
+	return nil
+}
+
+// checkWireGuardFamilies checks wireguard backend b against the enabled
+// families. weft runs flannel's Mode "separate": a device per family
+// (flannel-wg over IPv4 on ListenPort, flannel-wg-v6 over IPv6 on
+// ListenPortV6). With IPv4 only, "auto" and "ipv4" are the same one
+// device; flannel's one device carrying both families ("auto", "ipv4" or
+// "ipv6" with IPv6) is refused.
+func checkWireGuardFamilies(b Backend, enableIPv4, enableIPv6 bool) error {
+	switch {
+	case b.Type != BackendWireGuard:
+		return nil
+	case b.WireGuardMode == "ipv6" && !enableIPv6:
+		return errors.New(`Backend.Mode "ipv6" sends pod traffic over IPv6 but EnableIPv6 is false: use "separate" (flannel's default)`)
+	case b.WireGuardMode != "separate" && enableIPv6:
+		return fmt.Errorf(`Backend.Mode %q puts both families on one wireguard device, which weft does not support: use "separate" (flannel's default: flannel-wg for IPv4, flannel-wg-v6 for IPv6)`, b.WireGuardMode)
+	case enableIPv4 && enableIPv6 && b.Port == b.ListenPortV6:
+		return fmt.Errorf("Backend.ListenPort and Backend.ListenPortV6 are both %d: the IPv4 and IPv6 wireguard devices need a port each", b.Port)
 	}
 	return nil
 }

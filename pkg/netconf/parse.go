@@ -32,7 +32,7 @@ func ParseFile(path string) (*Config, error) {
 }
 
 // ipv6Backends are the backend types that carry IPv6 pod traffic.
-var ipv6Backends = map[string]bool{BackendVXLAN: true, BackendHostGW: true}
+var ipv6Backends = map[string]bool{BackendVXLAN: true, BackendHostGW: true, BackendWireGuard: true}
 
 func parse(data []byte) (*Config, error) {
 	o, err := decodeObject("", data)
@@ -78,7 +78,10 @@ func parse(data []byte) (*Config, error) {
 		return nil, err
 	}
 	if c.EnableIPv6 && !ipv6Backends[backend.Type] {
-		return nil, fmt.Errorf("EnableIPv6 is true but Backend.Type is %q: weft supports IPv6 with \"vxlan\" and \"host-gw\"", backend.Type)
+		return nil, fmt.Errorf("EnableIPv6 is true but Backend.Type is %q: weft supports IPv6 with \"vxlan\", \"host-gw\" and \"wireguard\"", backend.Type)
+	}
+	if err := checkWireGuardFamilies(backend, c.EnableIPv4, c.EnableIPv6); err != nil {
+		return nil, err
 	}
 	c.Backend, c.DefaultedBackend = backend, defaulted
 	c.Ignored = append(o.ignored(), ignored...)

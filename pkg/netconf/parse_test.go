@@ -203,6 +203,23 @@ func TestParseValid(t *testing.T) {
 			},
 		},
 		{
+			name: "dual stack wireguard (separate: a device and port per family)",
+			json: `{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd10:244::/56","Backend":{"Type":"wireguard","ListenPortV6":5001}}`,
+			base: v4("10.244.0.0/16", 24, "10.244.1.0", "10.244.255.0"),
+			want: func(c *Config) {
+				setV6(c, "fd10:244::/56", 64, "fd10:244:0:1::", "fd10:244:0:ff::")
+				c.Backend = Backend{Type: BackendWireGuard, Port: 51820, ListenPortV6: 5001, WireGuardMode: "separate", Datapath: DatapathAuto}
+			},
+		},
+		{
+			name: "IPv6 only wireguard",
+			json: `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10:244::/56","Backend":{"Type":"wireguard","ListenPort":51821,"Mode":"separate"}}`,
+			want: func(c *Config) {
+				setV6(c, "fd10:244::/56", 64, "fd10:244:0:1::", "fd10:244:0:ff::")
+				c.Backend = Backend{Type: BackendWireGuard, Port: 51821, ListenPortV6: 51821, WireGuardMode: "separate", Datapath: DatapathAuto}
+			},
+		},
+		{
 			name: "IPv6 only: IPv4 keys are read but not used",
 			json: `{"EnableIPv4":false,"Network":"10.244.0.0/16","SubnetLen":99,"EnableIPv6":true,"IPv6Network":"fd10:244::/56"}`,
 			want: func(c *Config) {
@@ -270,9 +287,10 @@ func TestParseErrors(t *testing.T) {
 		{`{"EnableIPv6": true, "IPv6Network": "fd00::/56"}`, `net-conf.json: Network is missing: set it to the cluster's pod CIDR, e.g. "10.244.0.0/16"`},
 		{`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00::/56", "IPv6SubnetMin": "fd00:0:0:1::1"}`, `net-conf.json: IPv6SubnetMin fd00:0:0:1::1 is not the start of a /64 subnet: use fd00:0:0:1::`},
 		{`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00::/56", "IPv6SubnetMax": "fd01::"}`, `net-conf.json: IPv6SubnetMax fd01:: is outside IPv6Network fd00::/56: use an address inside it or remove IPv6SubnetMax`},
-		{`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00::/56", "Backend": {"Type": "udp"}}`, `net-conf.json: EnableIPv6 is true but Backend.Type is "udp": weft supports IPv6 with "vxlan" and "host-gw"`},
-		{`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00::/56", "Backend": {"Type": "wireguard"}}`, `net-conf.json: EnableIPv6 is true but Backend.Type is "wireguard": weft supports IPv6 with "vxlan" and "host-gw"`},
-		{`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00::/56", "Backend": {"Type": "wireguard", "Mode": "ipv6"}}`, `net-conf.json: Backend.Mode "ipv6" carries pod traffic over IPv6, which weft's wireguard backend does not support: use "separate", "auto" or "ipv4"`},
+		{`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00::/56", "Backend": {"Type": "udp"}}`, `net-conf.json: EnableIPv6 is true but Backend.Type is "udp": weft supports IPv6 with "vxlan", "host-gw" and "wireguard"`},
+		{`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00::/56", "Backend": {"Type": "wireguard", "Mode": "ipv6"}}`, `net-conf.json: Backend.Mode "ipv6" puts both families on one wireguard device, which weft does not support: use "separate" (flannel's default: flannel-wg for IPv4, flannel-wg-v6 for IPv6)`},
+		{`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00::/56", "Backend": {"Type": "wireguard", "Mode": "auto"}}`, `net-conf.json: Backend.Mode "auto" puts both families on one wireguard device, which weft does not support: use "separate" (flannel's default: flannel-wg for IPv4, flannel-wg-v6 for IPv6)`},
+		{`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00::/56", "Backend": {"Type": "wireguard", "ListenPort": 6000, "ListenPortV6": 6000}}`, `net-conf.json: Backend.ListenPort and Backend.ListenPortV6 are both 6000: the IPv4 and IPv6 wireguard devices need a port each`},
 		// Backend.
 		{`{"Network": "10.244.0.0/16", "Backend": "vxlan"}`, `net-conf.json: Backend must be an object like {"Type": "vxlan"}`},
 		{`{"Network": "10.244.0.0/16", "Backend": {}}`, `net-conf.json: Backend.Type is missing: set it to "vxlan", "host-gw", "udp" or "wireguard"`},
@@ -283,8 +301,8 @@ func TestParseErrors(t *testing.T) {
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "PSK": "x"}}`, "net-conf.json: Backend.PSK is not a wireguard key: use 32 bytes in base64 (`wg genpsk`), or remove it"},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "ListenPort": -1}}`, `net-conf.json: Backend.ListenPort -1 is out of range: use 1 to 65535, or 0 for 51820`},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "PersistentKeepaliveInterval": -5}}`, `net-conf.json: Backend.PersistentKeepaliveInterval -5 is out of range: use 0 (off) to 65535 seconds`},
-		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "Mode": "ipv6"}}`, `net-conf.json: Backend.Mode "ipv6" carries pod traffic over IPv6, which weft's wireguard backend does not support: use "separate", "auto" or "ipv4"`},
-		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "Mode": "both"}}`, `net-conf.json: Backend.Mode "both" is unknown: use "separate", "auto" or "ipv4"`},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "Mode": "ipv6"}}`, `net-conf.json: Backend.Mode "ipv6" sends pod traffic over IPv6 but EnableIPv6 is false: use "separate" (flannel's default)`},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "Mode": "both"}}`, `net-conf.json: Backend.Mode "both" is unknown: use "separate", "auto", "ipv4" or "ipv6"`},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "VXLAN"}}`, `net-conf.json: Backend.Type "VXLAN" is unknown: use "vxlan", "host-gw", "udp" or "wireguard"`},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 16777216}}`, `net-conf.json: Backend.VNI 16777216 is out of range: use 0 to 16777215 (flannel's default is 1)`},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": "1"}}`, `net-conf.json: Backend.VNI must be a whole number, not "1"`},

@@ -72,12 +72,13 @@ type Backend struct {
 	MTU int
 	// PSK is wireguard's pre-shared key (base64), empty for none.
 	PSK string
-	// ListenPortV6 is wireguard's port for IPv6 (flannel's option; weft's
-	// wireguard backend carries IPv4 only).
+	// ListenPortV6 is wireguard's port for IPv6: the port of the IPv6
+	// device flannel-wg-v6 (default 51821).
 	ListenPortV6 int
 	// Keepalive is wireguard's PersistentKeepaliveInterval (0: off).
 	Keepalive time.Duration
-	// WireGuardMode is wireguard's Mode: separate, auto, ipv4 or ipv6.
+	// WireGuardMode is wireguard's Mode: separate (default), or with IPv4
+	// only auto or ipv4 (the same one device); the others are refused.
 	WireGuardMode string
 	// Datapath is DatapathAuto, DatapathEBPF or DatapathKernel.
 	Datapath string

@@ -13,8 +13,12 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 )
 
-// DeviceName is the wireguard device's name, as flannel names it.
-const DeviceName = "flannel-wg"
+// DeviceName is the IPv4 wireguard device's name and DeviceNameV6 the IPv6
+// one's, as flannel names them (its Mode "separate").
+const (
+	DeviceName   = "flannel-wg"
+	DeviceNameV6 = "flannel-wg-v6"
+)
 
 // SocketDir is where userspace WireGuard implementations (and wgctrl, and
 // `wg`) keep their UAPI sockets.

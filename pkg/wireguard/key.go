@@ -1,7 +1,8 @@
-// Package wireguard manages the WireGuard device of weft's wireguard
-// backend (flannel's flannel-wg): the node's private key kept in a file, the
-// device itself (the kernel's when it has WireGuard, else the userspace
-// implementation embedded in weftd) and its configuration through wgctrl.
+// Package wireguard manages the WireGuard devices of weft's wireguard
+// backend (flannel's flannel-wg and flannel-wg-v6): the node's private key
+// kept in a file, the devices themselves (the kernel's when it has
+// WireGuard, else the userspace implementation embedded in weftd) and their
+// configuration through wgctrl.
 package wireguard
 
 import (
@@ -17,7 +18,7 @@ import (
 )
 
 // LoadOrCreateKey returns the private key stored base64 in path (flannel's
-// /run/flannel/wgkey), creating the file (mode 0400, its directory 0755)
+// /run/flannel/wgkey, the key of both devices), creating the file (mode 0400, its directory 0755)
 // with a new key when it does not exist, so the public key survives
 // restarts.
 func LoadOrCreateKey(path string) (wgtypes.Key, error) {

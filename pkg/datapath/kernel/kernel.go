@@ -1,9 +1,10 @@
 // Package kernel is weft's kernel datapath: a vxlan device flannel.<VNI>
 // (and flannel-v6.<VNI> over an IPv6 underlay), routes, neighbour and fdb
 // entries programmed exactly as flannel's vxlan and host-gw backends do, for
-// IPv4 and IPv6 alike, and for the udp backend (IPv4 only) a TUN device
-// flannel0 with a forwarding loop in the process, as flanneld's, so weft and
-// flannel nodes interoperate.
+// IPv4 and IPv6 alike, WireGuard devices flannel-wg and flannel-wg-v6 as
+// flannel's wireguard backend, and for the udp backend (IPv4 only) a TUN
+// device flannel0 with a forwarding loop in the process, as flanneld's, so
+// weft and flannel nodes interoperate.
 //
 // Every method works in the network namespace of the calling OS thread: each
 // call opens one netlink socket there and uses it for all its requests.
@@ -21,7 +22,6 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/pkg/datapath"
-	"github.com/weftnet/weft/pkg/wireguard"
 )
 
 // Datapath is the kernel datapath. The zero value is not usable; call New.
@@ -130,8 +130,8 @@ func (d *Datapath) Setup(ctx context.Context, node datapath.Node) (datapath.Info
 
 // SetSubnet records this node's pod subnet of subnet's family; for vxlan
 // it puts the subnet's network address as a /32 (IPv4) or /128 (IPv6) on
-// the family's device, for wireguard as a /32 on the device (which also
-// routes the cluster network through it), for udp with the Network's
+// the family's device, for wireguard likewise on the family's device
+// (which also routes the family's cluster network through it), for udp with the Network's
 // prefix length on flannel0, replacing any other address of the family.
 func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 	if err := ctx.Err(); err != nil {
@@ -168,7 +168,7 @@ func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 	}
 	defer h.Close()
 	if d.node.Backend == datapath.ModeWireGuard {
-		return d.ensureWireGuardSubnet(h)
+		return d.ensureWireGuardSubnet(h, f)
 	}
 	name, bits := f.deviceName(d.node.VNI), f.hostBits()
 	if d.node.Backend == datapath.ModeUDP {
@@ -237,7 +237,7 @@ func (d *Datapath) Stats() ([]datapath.Counter, error) {
 // kernel and stays there so a restarted process adopts it without
 // interrupting traffic. For udp it stops the forwarding loop and closes its
 // fds (flannel0 goes with them: the process is the forwarder), and it stops
-// a userspace wireguard device, which cannot outlive the process.
+// the userspace wireguard devices, which cannot outlive the process.
 func (d *Datapath) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -245,11 +245,13 @@ func (d *Datapath) Close() error {
 }
 
 // Cleanup deletes the flannel.<VNI> and flannel-v6.<VNI>, flannel0 or
-// flannel-wg device (and with it every route on it; it stops the udp
-// forwarder, and for a userspace wireguard device removes its UAPI socket)
+// flannel-wg and flannel-wg-v6 devices (and with them every route on them;
+// it stops the udp forwarder, and for a userspace wireguard device removes
+// its UAPI socket)
 // and the host-gw routes this datapath owns on the uplink. Without a prior
 // Setup the node is unknown: it then deletes every vxlan device named
-// flannel.<N> or flannel-v6.<N>, flannel0 and flannel-wg, and leaves
+// flannel.<N> or flannel-v6.<N>, flannel0, flannel-wg and flannel-wg-v6,
+// and leaves
 // host-gw routes alone (it cannot tell them apart).
 func (d *Datapath) Cleanup(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
@@ -263,8 +265,7 @@ func (d *Datapath) Cleanup(ctx context.Context) error {
 		return fmt.Errorf("cleanup: %w", err)
 	}
 	defer h.Close()
-	errs := []error{d.closeUDP(), wireguard.Delete(h, d.wg.dev, wireguard.DeviceName)}
-	d.wg.dev = nil
+	errs := []error{d.closeUDP(), d.deleteWireGuard(h, ipv4), d.deleteWireGuard(h, ipv6)}
 	if !d.ok {
 		return errors.Join(append(errs, deleteAllDevices(h))...)
 	}
@@ -313,10 +314,10 @@ func normalize(node datapath.Node) (datapath.Node, error) {
 	switch {
 	case len(node.Families()) == 0:
 		return node, errors.New("no address family enabled: set EnableIPv4 or EnableIPv6 in net-conf.json")
-	case (node.Backend == datapath.ModeUDP || node.Backend == datapath.ModeWireGuard) && !ipv4.on(node):
-		return node, fmt.Errorf("the %s backend needs IPv4: set EnableIPv4 in net-conf.json or use vxlan or host-gw", node.Backend)
-	case (node.Backend == datapath.ModeUDP || node.Backend == datapath.ModeWireGuard) && ipv6.on(node):
-		return node, fmt.Errorf("the %s backend carries IPv4 only: set EnableIPv6 to false in net-conf.json or use vxlan or host-gw", node.Backend)
+	case node.Backend == datapath.ModeUDP && !ipv4.on(node):
+		return node, errors.New("the udp backend needs IPv4: set EnableIPv4 in net-conf.json or use vxlan, host-gw or wireguard")
+	case node.Backend == datapath.ModeUDP && ipv6.on(node):
+		return node, errors.New("the udp backend carries IPv4 only: set EnableIPv6 to false in net-conf.json or use vxlan, host-gw or wireguard")
 	}
 	node.Network, node.IPv6Network = node.Network.Masked(), node.IPv6Network.Masked()
 	if node.Backend == datapath.ModeHostGW {

@@ -216,7 +216,6 @@ func TestNormalize(t *testing.T) {
 		{NodeIPv6: ip("fd00::1"), Uplink: "eth0", Backend: datapath.ModeVXLAN},
 		{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Network: network, IPv6Network: network6, Backend: datapath.ModeVXLAN},
 		{NodeIP: ip("192.168.0.1"), NodeIPv6: ip("fd00::1"), Uplink: "eth0", Network: network, IPv6Network: network6, Backend: datapath.ModeUDP},
-		{NodeIPv6: ip("fd00::1"), Uplink: "eth0", IPv6Network: network6, Backend: datapath.ModeWireGuard, WireGuard: datapath.WireGuard{KeyFile: "k"}},
 		{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Network: network, Backend: datapath.ModeWireGuard},
 		{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Network: network, Backend: datapath.ModeUDP, Port: -1},
 		{NodeIP: ip("fd00::1"), Uplink: "eth0", Network: network, Backend: datapath.ModeVXLAN},
