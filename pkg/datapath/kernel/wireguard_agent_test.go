@@ -44,14 +44,15 @@ func TestMain(m *testing.M) {
 
 // agentRequest is one call to an agent's datapath.
 type agentRequest struct {
-	// Op is setup (Setup and SetSubnet), sync, apply, peers (the device's
-	// peers as wgctrl reads them), stats, cleanup or close (Close, then
-	// exit).
+	// Op is setup (Setup and SetSubnet of each of Subnets), sync, apply,
+	// peers (Device's peers as wgctrl reads them), stats, cleanup or close
+	// (Close, then exit).
 	Op      string
 	Node    datapath.Node
-	Subnet  netip.Prefix
+	Subnets []netip.Prefix
 	Peers   []datapath.Peer
 	Changes datapath.Changes
+	Device  string
 }
 
 // agentPeer is a device peer as wgctrl reads it.
@@ -85,8 +86,11 @@ func runAgent(in io.Reader, out io.Writer) error {
 		)
 		switch req.Op {
 		case "setup":
-			if resp.Info, err = dp.Setup(ctx, req.Node); err == nil {
-				err = dp.SetSubnet(ctx, req.Subnet)
+			resp.Info, err = dp.Setup(ctx, req.Node)
+			for _, s := range req.Subnets {
+				if err == nil {
+					err = dp.SetSubnet(ctx, s)
+				}
 			}
 		case "sync":
 			err = dp.Sync(ctx, req.Peers)
@@ -94,7 +98,7 @@ func runAgent(in io.Reader, out io.Writer) error {
 			err = dp.Apply(ctx, req.Changes)
 		case "peers":
 			var peers []wgtypes.Peer
-			if peers, err = wireguard.Peers(wireguard.DeviceName); err == nil {
+			if peers, err = wireguard.Peers(req.Device); err == nil {
 				resp.Peers = agentPeers(peers)
 			}
 		case "stats":

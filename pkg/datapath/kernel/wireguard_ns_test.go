@@ -19,6 +19,7 @@ import (
 	"golang.zx2c4.com/wireguard/wgctrl/wgtypes"
 
 	"github.com/weftnet/weft/pkg/datapath"
+	"github.com/weftnet/weft/pkg/wireguard"
 	"github.com/weftnet/weft/test/testns"
 )
 
@@ -30,11 +31,15 @@ type wgNode struct {
 	cluster *testing.T
 }
 
-// start starts n's agent and sets its datapath up.
+// start starts n's agent and sets its datapath up with its subnets.
 func (n *wgNode) start(t *testing.T) {
 	t.Helper()
 	n.agent = startAgent(t, n.cluster, n.ns.Name)
-	n.info = n.agent.must(t, agentRequest{Op: "setup", Node: n.node, Subnet: n.subnet}).Info
+	var subnets []netip.Prefix
+	for _, p := range n.wgPeers() {
+		subnets = append(subnets, p.Subnet)
+	}
+	n.info = n.agent.must(t, agentRequest{Op: "setup", Node: n.node, Subnets: subnets}).Info
 }
 
 // restart closes n's datapath, ends its agent and starts a new one.
@@ -45,19 +50,61 @@ func (n *wgNode) restart(t *testing.T) {
 	n.start(t)
 }
 
-// wgPeer is n as its lease describes it to others.
-func (n *wgNode) wgPeer() datapath.Peer {
-	return datapath.Peer{Subnet: n.subnet, NodeIP: n.node.NodeIP, PublicKey: n.info.PublicKey}
+// wgPeers is n as its lease describes it to others: a peer per family,
+// both with the node's one public key.
+func (n *wgNode) wgPeers() []datapath.Peer {
+	peers := n.testNode.peers()
+	for i := range peers {
+		peers[i].VtepMAC, peers[i].PublicKey = nil, n.info.PublicKey
+	}
+	return peers
 }
 
-// peers reads n's device peers with wgctrl.
+// wgPeer is n's IPv4 half as its lease describes it to others.
+func (n *wgNode) wgPeer() datapath.Peer { return n.wgPeers()[0] }
+
+// traffic reads n's counters, failing t unless all are the wireguard
+// devices', and returns the rx and tx ones.
+func (n *wgNode) traffic(t *testing.T) (rx, tx datapath.Counter) {
+	t.Helper()
+	for _, c := range n.agent.must(t, agentRequest{Op: "stats"}).Stats {
+		if c.Backend != "wireguard-kernel" {
+			t.Errorf("counter backend %q, want wireguard-kernel", c.Backend)
+		}
+		switch c.Direction {
+		case "rx":
+			rx = c
+		case "tx":
+			tx = c
+		}
+	}
+	return rx, tx
+}
+
+// peers reads the peers of n's device flannel-wg with wgctrl.
 func (n *wgNode) peers(t *testing.T) []agentPeer {
 	t.Helper()
-	return n.agent.must(t, agentRequest{Op: "peers"}).Peers
+	return n.devicePeers(t, wireguard.DeviceName)
+}
+
+// devicePeers reads the peers of n's wireguard device dev with wgctrl,
+// sorted by endpoint.
+func (n *wgNode) devicePeers(t *testing.T, dev string) []agentPeer {
+	t.Helper()
+	peers := n.agent.must(t, agentRequest{Op: "peers", Device: dev}).Peers
+	slices.SortFunc(peers, func(a, b agentPeer) int { return strings.Compare(a.Endpoint, b.Endpoint) })
+	return peers
 }
 
 // wgCluster is newCluster for wireguard with a key file per node and a PSK.
 func wgCluster(t *testing.T) []*wgNode {
+	t.Helper()
+	return wgStackCluster(t, ipv4Only)
+}
+
+// wgStackCluster is newStackCluster for wireguard with a key file per node
+// and a PSK.
+func wgStackCluster(t *testing.T, st stack) []*wgNode {
 	t.Helper()
 	psk, err := wgtypes.GenerateKey()
 	if err != nil {
@@ -65,7 +112,7 @@ func wgCluster(t *testing.T) []*wgNode {
 	}
 	dir := t.TempDir()
 	var nodes []*wgNode
-	for i, n := range newCluster(t, datapath.ModeWireGuard, false) {
+	for i, n := range newStackCluster(t, datapath.ModeWireGuard, false, st) {
 		n.node.WireGuard = datapath.WireGuard{PSK: psk.String(), KeyFile: filepath.Join(dir, fmt.Sprint(i+1), "wgkey")}
 		nodes = append(nodes, &wgNode{testNode: n, cluster: t})
 	}
@@ -79,7 +126,7 @@ func syncAll(t *testing.T, nodes []*wgNode) {
 		var peers []datapath.Peer
 		for _, o := range nodes {
 			if o != n {
-				peers = append(peers, o.wgPeer())
+				peers = append(peers, o.wgPeers()...)
 			}
 		}
 		n.given = peers
@@ -127,7 +174,6 @@ func TestWireGuard(t *testing.T) {
 
 	t.Run("device", func(t *testing.T) {
 		got := n1.peers(t)
-		slices.SortFunc(got, func(a, b agentPeer) int { return strings.Compare(a.Endpoint, b.Endpoint) })
 		want := []agentPeer{
 			{PublicKey: n2.info.PublicKey, Endpoint: "192.168.10.2:51820", AllowedIPs: []string{"10.244.2.0/24"}},
 			{PublicKey: n3.info.PublicKey, Endpoint: "192.168.20.3:51820", AllowedIPs: []string{"10.244.3.0/24"}},
@@ -169,16 +215,7 @@ func TestWireGuard(t *testing.T) {
 	})
 
 	t.Run("stats", func(t *testing.T) {
-		var tx uint64
-		for _, c := range n1.agent.must(t, agentRequest{Op: "stats"}).Stats {
-			if c.Backend != "wireguard-kernel" {
-				t.Errorf("counter backend %q, want wireguard-kernel", c.Backend)
-			}
-			if c.Direction == "tx" {
-				tx = c.Packets
-			}
-		}
-		if tx == 0 {
+		if _, tx := n1.traffic(t); tx.Packets == 0 {
 			t.Error("no tx packets counted on flannel-wg")
 		}
 	})
