@@ -133,7 +133,7 @@ func connRate(ctx context.Context, s *setup, d time.Duration, sc sched) ([]float
 
 // latency is sockperf's UDP ping-pong round trip: p50, average, p99.
 func latency(ctx context.Context, s *setup, d time.Duration, sc sched) ([]float64, error) {
-	out, err := client(ctx, s.client, sc, "sockperf", "ping-pong", "-i", s.server.IP.String(),
+	out, err := client(ctx, s.client, sc, "sockperf", "ping-pong", "-i", s.server.IPOf(s.cfg.family).String(),
 		"-p", strconv.Itoa(sockperfPort), "-m", "64", "-t", seconds(d), "--full-rtt")
 	if err != nil {
 		return nil, err

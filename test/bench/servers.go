@@ -36,15 +36,15 @@ type servers struct {
 	crrPID int
 }
 
-// startServers starts iperf3 (TCP and UDP tests, one at a time), sockperf
-// (UDP ping-pong) and self's crr-server (connection rate) in pod and waits
-// until all listen.
-func startServers(ctx context.Context, pod *cluster.Pod, sc sched, self string) (*servers, error) {
+// startServers starts iperf3 (TCP and UDP tests, one at a time, on both
+// families), sockperf (UDP ping-pong) and self's crr-server (connection
+// rate) on the pod's address addr in pod and waits until all listen.
+func startServers(ctx context.Context, pod *cluster.Pod, addr netip.Addr, sc sched, self string) (*servers, error) {
 	s := &servers{}
 	for _, args := range [][]string{
 		{"iperf3", "-s", "-p", strconv.Itoa(iperfPort)},
-		{"sockperf", "server", "-i", pod.IP.String(), "-p", strconv.Itoa(sockperfPort)},
-		{self, "crr-server", "-listen", netip.AddrPortFrom(pod.IP, crrPort).String()},
+		{"sockperf", "server", "-i", addr.String(), "-p", strconv.Itoa(sockperfPort)},
+		{self, "crr-server", "-listen", netip.AddrPortFrom(addr, crrPort).String()},
 	} {
 		name, argv := sc.wrap(serverCPU, args[0], args[1:])
 		cmd := pod.NS.Command(context.Background(), name, argv...)

@@ -6,15 +6,18 @@ import (
 )
 
 // BackendDevice is the device the kernel path of backend sends pod traffic
-// to other nodes through: flannel.1 (vxlan, VNI 1 as NetConf writes it),
+// of family f to other nodes through: flannel.1 and for IPv6 flannel-v6.1
+// (vxlan, VNI 1 as NetConf writes it; FLANNEL-COMPAT.md "Dual stack"),
 // flannel0 (udp), flannel-wg (wireguard), the uplink eth0 otherwise.
-func BackendDevice(backend string) string {
-	switch backend {
-	case "vxlan":
+func BackendDevice(backend string, f Family) string {
+	switch {
+	case backend == "vxlan" && f == IPv6:
+		return "flannel-v6.1"
+	case backend == "vxlan":
 		return kernel.DeviceName(1)
-	case "udp":
+	case backend == "udp":
 		return kernel.TUNName
-	case "wireguard":
+	case backend == "wireguard":
 		return wireguard.DeviceName
 	}
 	return "eth0"
