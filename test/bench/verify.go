@@ -101,7 +101,7 @@ func linkCounters(n *cluster.Node, out counters) error {
 // traffic client -> server: tx on n1 and rx on n2.
 func (c config) carrier() string {
 	if c.datapath == "ebpf" {
-		return c.backend + "-ebpf"
+		return cluster.EBPFCarrier(c.backend, c.family)
 	}
 	return c.device()
 }

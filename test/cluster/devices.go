@@ -22,3 +22,13 @@ func BackendDevice(backend string, f Family) string {
 	}
 	return "eth0"
 }
+
+// EBPFCarrier is the backend label of weft_datapath_packets_total that
+// counts the eBPF datapath's fast path for mode ("vxlan", "host-gw",
+// "udp") and family f: "vxlan-ebpf", and for IPv6 "vxlan-ebpf-ipv6".
+func EBPFCarrier(mode string, f Family) string {
+	if f == IPv6 {
+		return mode + "-ebpf-ipv6"
+	}
+	return mode + "-ebpf"
+}

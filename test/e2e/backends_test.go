@@ -94,8 +94,10 @@ func TestBackends(t *testing.T) {
 							}
 						}
 						for mode := range modes {
-							if label := carrierOf(dp, mode); label != "" {
-								expectCarried(t, n, label)
+							for _, f := range stack.Families() {
+								if label := carrierOf(dp, mode, f); label != "" {
+									expectCarried(t, n, label)
+								}
 							}
 						}
 					}
@@ -145,13 +147,15 @@ func TestEBPFAttach(t *testing.T) {
 }
 
 // carrierOf is the backend label of the weft_datapath_packets_total
-// series that counts traffic of mode on datapath dp, "" when none does
-// (kernel host-gw has no device of its own). The ebpf datapath leaves
-// wireguard's encryption to the kernel path.
-func carrierOf(dp, mode string) string {
+// series that counts traffic of family f of mode on datapath dp, "" when
+// none does (kernel host-gw has no device of its own). The ebpf datapath
+// leaves wireguard's encryption to the kernel path and counts IPv6 apart;
+// the kernel path's vxlan-kernel counts flannel.1 and flannel-v6.1
+// together.
+func carrierOf(dp, mode string, f cluster.Family) string {
 	switch {
 	case dp == "ebpf" && mode != "wireguard":
-		return mode + "-ebpf"
+		return cluster.EBPFCarrier(mode, f)
 	case mode == "host-gw":
 		return ""
 	}
