@@ -2,17 +2,20 @@
 // masquerade (--ip-masq) and the FORWARD accepts (--iptables-forward-rules)
 // that keep pod traffic flowing under a FORWARD policy of DROP (Docker's).
 //
-// Without net-conf.json's EnableNFTables the rules live in iptables, in the
-// chains FLANNEL-POSTRTG (nat, jumped to from POSTROUTING) and FLANNEL-FWD
-// (filter, jumped to from FORWARD); with it in the nftables table
-// "ip flannel-ipv4" (chains postrtg and forward). Names, order, comments
-// and jump positions are flannel's, on purpose: what flannel left on a node
-// is adopted (replaced by weft's exact content), so a node migrated from
-// flannel has one set of rules. The backend not in use and weft's own table
-// of earlier versions ("ip weft") are removed.
+// Each address family the node runs has its own rules, with its network
+// and subnet, as flannel's: without net-conf.json's EnableNFTables they
+// live in iptables (IPv4) and ip6tables (IPv6), in the chains
+// FLANNEL-POSTRTG (nat, jumped to from POSTROUTING) and FLANNEL-FWD (filter,
+// jumped to from FORWARD); with it in the nftables tables "ip
+// flannel-ipv4" and "ip6 flannel-ipv6" (chains postrtg and forward). Names,
+// order, comments and jump positions are flannel's, on purpose: what
+// flannel left on a node is adopted (replaced by weft's exact content), so a
+// node migrated from flannel has one set of rules. The rules of a family
+// the node does not run, the backend not in use and weft's own table of
+// earlier versions ("ip weft") are removed.
 //
 // Both backends are driven by their command line tools, as flannel's are
-// (iptables-save and iptables-restore; nft, since nftables' Go library
+// (iptables-save and iptables-restore, their ip6tables twins; nft, since nftables' Go library
 // cannot write the table and chain comments flannel's tables carry). Every
 // call works in the calling thread's network namespace.
 package firewall
@@ -51,26 +54,43 @@ type Config struct {
 	NFTables bool
 }
 
+// of returns c's network and subnet of family f (invalid when f is off).
+func (c Config) of(f *family) (network, subnet netip.Prefix) {
+	if f == ipv6 {
+		return c.IPv6Network, c.IPv6Subnet
+	}
+	return c.Network, c.Subnet
+}
+
 func (c Config) validate() error {
-	if !c.Network.Addr().Is4() {
-		return fmt.Errorf("firewall rules need an IPv4 network, got %v", c.Network)
+	if !c.Network.IsValid() && !c.IPv6Network.IsValid() {
+		return errors.New("firewall rules need an IPv4 or IPv6 network, got neither")
 	}
-	if !c.Masquerade {
-		return nil
-	}
-	if !c.Subnet.Addr().Is4() || c.Subnet.Bits() < c.Network.Bits() || !c.Network.Contains(c.Subnet.Addr()) {
-		return fmt.Errorf("masquerade: subnet %v is not an IPv4 subnet inside network %v", c.Subnet, c.Network)
+	for _, f := range families {
+		n, s := c.of(f)
+		switch {
+		case !n.IsValid():
+		case !f.is(n.Addr()):
+			return fmt.Errorf("firewall rules: %s network %v is not an %s prefix", f.name, n, f.name)
+		case c.Masquerade && (!s.IsValid() || !f.is(s.Addr()) || s.Bits() < n.Bits() || !n.Contains(s.Addr())):
+			return fmt.Errorf("masquerade: subnet %v is not an %s subnet inside network %v", s, f.name, n)
+		}
 	}
 	return nil
 }
 
-// rules returns the masquerade and forward rules c asks for (nil for each
-// it does not), spelled for nftables when nft is set. fullyRandom says
-// whether the tools can masquerade with fully random ports.
-func (c Config) rules(nft, fullyRandom bool) (masq, fwd []rule) {
-	n := c.Network.Masked()
+// rules returns the masquerade and forward rules c asks for family f (nil
+// for each it does not, and for a family that is off), spelled for
+// nftables when nft is set. fullyRandom says whether the tools can
+// masquerade with fully random ports.
+func (c Config) rules(f *family, nft, fullyRandom bool) (masq, fwd []rule) {
+	n, s := c.of(f)
+	if !n.IsValid() {
+		return nil, nil
+	}
+	n = n.Masked()
 	if c.Masquerade {
-		masq = masqRules(n, c.Subnet.Masked(), nft, fullyRandom && !c.NoFullyRandom)
+		masq = masqRules(f, n, s.Masked(), nft, fullyRandom && !c.NoFullyRandom)
 	}
 	if c.Forward {
 		fwd = forwardRules(n)
@@ -109,7 +129,7 @@ func (f *Firewall) Ensure(ctx context.Context, c Config) error {
 	if c.NFTables {
 		other = f.removeIptables(ctx)
 	} else {
-		other = f.removeTables(ctx, nftTable)
+		other = f.removeTables(ctx, nftTables()...)
 	}
 	if err := errors.Join(other, f.removeTables(ctx, staleTables...)); err != nil {
 		return fmt.Errorf("remove rules of the backend not in use: %w", err)
@@ -152,10 +172,11 @@ func (f *Firewall) backend(ctx context.Context, c Config) (backend, error) {
 func (f *Firewall) Remove(ctx context.Context) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return errors.Join(f.removeIptables(ctx), f.removeTables(ctx, append([]string{nftTable}, staleTables...)...))
+	return errors.Join(f.removeIptables(ctx), f.removeTables(ctx, append(nftTables(), staleTables...)...))
 }
 
-// removeIptables deletes flannel's chains and jumps from iptables.
+// removeIptables deletes flannel's chains and jumps from iptables and
+// ip6tables.
 func (f *Firewall) removeIptables(ctx context.Context) error {
 	ipt, err := f.iptables(ctx)
 	if err != nil {

@@ -159,39 +159,56 @@ func parseSave(out string) map[string]savedTable {
 
 // iptables is the node's iptables flavour.
 type iptables struct {
-	save, restore string
+	// flavour is the IPv4 tool ("iptables", "iptables-nft" or
+	// "iptables-legacy"); the IPv6 tools are its ip6tables twins.
+	flavour string
 	// fullyRandom: MASQUERADE --random-fully is supported (iptables >= 1.6.2).
 	fullyRandom bool
 }
 
-// ensure makes both tables hold exactly c's chains (each rewritten in one
-// iptables-restore transaction when it differs).
+// tool is the name of the flavour's tool for family f with suffix, e.g.
+// "ip6tables-nft-restore".
+func (ipt *iptables) tool(f *family, suffix string) string {
+	return f.tool + strings.TrimPrefix(ipt.flavour, "iptables") + suffix
+}
+
+// ensure makes the nat and filter tables of each family hold exactly c's
+// chains (each family's rewritten in one iptables-restore transaction when
+// it differs).
 func (ipt *iptables) ensure(ctx context.Context, c Config) error {
 	changes, err := ipt.plan(ctx, c)
 	if err != nil {
 		return err
 	}
-	var script strings.Builder
+	scripts := map[*family]*strings.Builder{}
 	for _, tc := range changes {
 		if len(tc.decls)+len(tc.cmds) == 0 {
 			continue
 		}
-		fmt.Fprintf(&script, "*%s\n", tc.table)
+		script := scripts[tc.family]
+		if script == nil {
+			script = &strings.Builder{}
+			scripts[tc.family] = script
+		}
+		fmt.Fprintf(script, "*%s\n", tc.table)
 		for _, l := range slices.Concat(tc.decls, tc.cmds) {
 			script.WriteString(l + "\n")
 		}
 		script.WriteString("COMMIT\n")
 	}
-	if script.Len() == 0 {
-		return nil
-	}
-	if _, err := run(ctx, script.String(), ipt.restore, "--noflush", "-w", "5"); err != nil {
-		return fmt.Errorf("install iptables rules: %w", err)
+	for _, f := range families {
+		script := scripts[f]
+		if script == nil {
+			continue
+		}
+		if _, err := run(ctx, script.String(), ipt.tool(f, "-restore"), "--noflush", "-w", "5"); err != nil {
+			return fmt.Errorf("install %s rules: %w", f.tool, err)
+		}
 	}
 	return nil
 }
 
-// check returns nil when both tables hold exactly c's chains.
+// check returns nil when the tables of each family hold exactly c's chains.
 func (ipt *iptables) check(ctx context.Context, c Config) error {
 	changes, err := ipt.plan(ctx, c)
 	if err != nil {
@@ -200,7 +217,7 @@ func (ipt *iptables) check(ctx context.Context, c Config) error {
 	var drift []string
 	for _, tc := range changes {
 		for _, d := range tc.drift {
-			drift = append(drift, "iptables "+tc.table+": "+d)
+			drift = append(drift, tc.family.tool+" "+tc.table+": "+d)
 		}
 	}
 	if len(drift) > 0 {
@@ -209,28 +226,38 @@ func (ipt *iptables) check(ctx context.Context, c Config) error {
 	return nil
 }
 
-// tableChange is a change to one table.
+// tableChange is a change to one table of one family.
 type tableChange struct {
-	table string
+	family *family
+	table  string
 	change
 }
 
-// plan reads the nat and filter tables and returns the changes that make
-// them hold c's chains.
+// plan reads the nat and filter tables of each family and returns the
+// changes that make them hold c's chains. A family c does not run whose
+// tables cannot be read (no ip6tables, a kernel without IPv6) holds
+// nothing to remove: it is skipped.
 func (ipt *iptables) plan(ctx context.Context, c Config) ([]tableChange, error) {
-	masq, fwd := c.rules(false, ipt.fullyRandom)
 	var changes []tableChange
-	for _, w := range []struct {
-		chain ipChain
-		rules []rule
-	}{{masqChain, masq}, {fwdChain, fwd}} {
-		out, err := run(ctx, "", ipt.save, "-t", w.chain.table)
-		if err != nil {
-			return nil, fmt.Errorf("read iptables %s table: %w", w.chain.table, err)
+	for _, f := range families {
+		masq, fwd := c.rules(f, false, ipt.fullyRandom)
+		network, _ := c.of(f)
+		for _, w := range []struct {
+			chain ipChain
+			rules []rule
+		}{{masqChain, masq}, {fwdChain, fwd}} {
+			out, err := run(ctx, "", ipt.tool(f, "-save"), "-t", w.chain.table)
+			if err != nil && !network.IsValid() {
+				slog.Debug("no rules to remove", "family", f.name, "table", w.chain.table, "reason", err)
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("read %s %s table: %w", f.tool, w.chain.table, err)
+			}
+			tc := tableChange{family: f, table: w.chain.table}
+			w.chain.plan(parseSave(out)[w.chain.table], w.chain.spell(w.rules), &tc.change)
+			changes = append(changes, tc)
 		}
-		tc := tableChange{table: w.chain.table}
-		w.chain.plan(parseSave(out)[w.chain.table], w.chain.spell(w.rules), &tc.change)
-		changes = append(changes, tc)
 	}
 	return changes, nil
 }
@@ -255,8 +282,8 @@ func findIptables(ctx context.Context) (*iptables, error) {
 	if err != nil {
 		return nil, fmt.Errorf("iptables mode (EnableNFTables is false) needs the iptables tools: %w", err)
 	}
-	ipt := &iptables{save: flavour + "-save", restore: flavour + "-restore", fullyRandom: atLeast(ver, 1, 6, 2)}
-	slog.Info("iptables tools", "save", ipt.save, "restore", ipt.restore, "random_fully", ipt.fullyRandom)
+	ipt := &iptables{flavour: flavour, fullyRandom: atLeast(ver, 1, 6, 2)}
+	slog.Info("iptables tools", "save", ipt.tool(ipv4, "-save"), "restore", ipt.tool(ipv4, "-restore"), "random_fully", ipt.fullyRandom)
 	return ipt, nil
 }
 

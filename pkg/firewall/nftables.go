@@ -9,15 +9,21 @@ import (
 	"strings"
 )
 
-// nftTable is flannel's nftables table (family and name).
-const nftTable = "ip flannel-ipv4"
+// nftTables are flannel's nftables tables (family and name), one per
+// address family.
+func nftTables() []string {
+	var tables []string
+	for _, f := range families {
+		tables = append(tables, f.table)
+	}
+	return tables
+}
 
 // staleTables are nftables tables weft removes wherever it runs: its own of
-// versions before it used flannel's names, and flannel's IPv6 table (weft
-// has no IPv6; flannel creates the table even when empty).
-var staleTables = []string{"ip weft", "ip6 flannel-ipv6"}
+// versions before it used flannel's names.
+var staleTables = []string{"ip weft"}
 
-// nftChain is one of flannel's base chains in nftTable.
+// nftChain is one of flannel's base chains in a family's table.
 type nftChain struct {
 	name, comment, hook string
 }
@@ -29,11 +35,12 @@ var (
 		hook: "type filter hook forward priority filter; policy accept;"}
 )
 
-// nftText is nftTable holding c's chains as `nft list table` prints it
-// (flannel creates postrtg before forward), or "" when c wants neither.
-// The text is also the nft script that creates it.
-func nftText(c Config, fullyRandom bool) string {
-	masq, fwd := c.rules(true, fullyRandom)
+// nftText is family f's table holding c's chains as `nft list table`
+// prints it (flannel creates postrtg before forward), or "" when c wants
+// neither (flannel leaves an empty table; weft removes it). The text is
+// also the nft script that creates it.
+func nftText(c Config, f *family, fullyRandom bool) string {
+	masq, fwd := c.rules(f, true, fullyRandom)
 	var chains []string
 	for _, w := range []struct {
 		chain nftChain
@@ -53,8 +60,8 @@ func nftText(c Config, fullyRandom bool) string {
 	if len(chains) == 0 {
 		return ""
 	}
-	name := strings.Fields(nftTable)[1]
-	return fmt.Sprintf("table %s {\n\tcomment %q\n%s}\n", nftTable, "rules for "+name, strings.Join(chains, "\n"))
+	name := strings.Fields(f.table)[1]
+	return fmt.Sprintf("table %s {\n\tcomment %q\n%s}\n", f.table, "rules for "+name, strings.Join(chains, "\n"))
 }
 
 // nftables is the node's nft tool.
@@ -111,66 +118,88 @@ func (nft *nftables) tables(ctx context.Context) ([]string, error) {
 	return tables, nil
 }
 
-// current returns nftTable as nft lists it, "" when it does not exist.
-func (nft *nftables) current(ctx context.Context) (string, error) {
+// current returns table as nft lists it, "" when it does not exist.
+func (nft *nftables) current(ctx context.Context, table string) (string, error) {
 	tables, err := nft.tables(ctx)
-	if err != nil || !slices.Contains(tables, nftTable) {
+	if err != nil || !slices.Contains(tables, table) {
 		return "", err
 	}
-	out, err := run(ctx, "", "nft", append([]string{"list", "table"}, strings.Fields(nftTable)...)...)
+	out, err := run(ctx, "", "nft", append([]string{"list", "table"}, strings.Fields(table)...)...)
 	if err != nil {
-		return "", fmt.Errorf("list nftables table %s: %w", nftTable, err)
+		return "", fmt.Errorf("list nftables table %s: %w", table, err)
 	}
 	return out, nil
 }
 
-// diff reads nftTable as nft lists it (got) and spells c's table (want);
-// d says how they differ, "" when the table holds c's chains.
-func (nft *nftables) diff(ctx context.Context, c Config) (got, want, d string, err error) {
-	got, err = nft.current(ctx)
+// diff reads family f's table as nft lists it (got) and spells c's table
+// (want); d says how they differ, "" when the table holds c's chains.
+func (nft *nftables) diff(ctx context.Context, c Config, f *family) (got, want, d string, err error) {
+	got, err = nft.current(ctx, f.table)
 	if err != nil {
 		return "", "", "", err
 	}
-	want = nftText(c, nft.fullyRandom)
+	want = nftText(c, f, nft.fullyRandom)
 	if got != want && got != nft.listing(want) {
-		d = firstDiff("nftables table "+nftTable, lines(got), lines(nft.listing(want)))
+		d = firstDiff("nftables table "+f.table, lines(got), lines(nft.listing(want)))
 	}
 	return got, want, d, nil
 }
 
-// ensure makes nftTable hold exactly c's chains: when it differs it is
-// deleted and created again in one nft transaction.
+// ensure makes each family's table hold exactly c's chains: a table that
+// differs is deleted and created again in one nft transaction.
 func (nft *nftables) ensure(ctx context.Context, c Config) error {
-	got, want, d, err := nft.diff(ctx, c)
+	for _, f := range families {
+		if err := nft.ensureTable(ctx, c, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureTable is ensure for family f's table.
+func (nft *nftables) ensureTable(ctx context.Context, c Config, f *family) error {
+	got, want, d, err := nft.diff(ctx, c, f)
 	if err != nil || d == "" {
 		return err
 	}
 	script := want
 	if got != "" {
-		script = "delete table " + nftTable + "\n" + want
+		script = "delete table " + f.table + "\n" + want
 	}
 	if _, err := run(ctx, script, "nft", "-f", "-"); err != nil {
-		return fmt.Errorf("install nftables table %s: %w", nftTable, err)
+		return fmt.Errorf("install nftables table %s: %w", f.table, err)
 	}
-	after, err := nft.current(ctx)
+	after, err := nft.current(ctx, f.table)
 	if err != nil {
 		return err
 	}
 	if after != want {
 		slog.Warn("nft lists the installed table differently from weft's spelling; later checks compare with this listing",
-			"difference", firstDiff("nftables table "+nftTable, lines(after), lines(want)))
-		nft.listed = map[string]string{want: after}
+			"table", f.table, "difference", firstDiff("nftables table "+f.table, lines(after), lines(want)))
+		if nft.listed == nil {
+			nft.listed = map[string]string{}
+		}
+		nft.listed[want] = after
 	}
 	return nil
 }
 
-// check returns nil when nftTable holds exactly c's chains.
+// check returns nil when each family's table holds exactly c's chains.
 func (nft *nftables) check(ctx context.Context, c Config) error {
-	_, _, d, err := nft.diff(ctx, c)
-	if err != nil || d == "" {
-		return err
+	var drift []string
+	for _, f := range families {
+		_, _, d, err := nft.diff(ctx, c, f)
+		if err != nil {
+			return err
+		}
+		if d != "" {
+			drift = append(drift, d)
+		}
 	}
-	return errors.New(d)
+	if len(drift) > 0 {
+		return errors.New(strings.Join(drift, "; "))
+	}
+	return nil
 }
 
 func lines(s string) []string {

@@ -6,6 +6,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 
@@ -46,17 +47,18 @@ func (n *node) expectDrift(t *testing.T, c Config, what, want string) {
 	n.ensure(t, c)
 }
 
-// iptablesView is what flannel's e2e suite reads for chain c: the rules of
-// c.from that mention FLANNEL, then `iptables -S c` ("" when c is absent).
-func (n *node) iptablesView(t *testing.T, c ipChain) string {
+// iptablesView is what flannel's e2e suite reads for chain c of family f:
+// the rules of c.from that mention FLANNEL, then `iptables -S c`
+// (ip6tables for IPv6; "" when c is absent).
+func (n *node) iptablesView(t *testing.T, f *family, c ipChain) string {
 	t.Helper()
 	var lines []string
-	for l := range strings.Lines(n.MustRun(t, "iptables", "-t", c.table, "-S", c.from)) {
+	for l := range strings.Lines(n.MustRun(t, f.tool, "-t", c.table, "-S", c.from)) {
 		if strings.Contains(l, "FLANNEL") {
 			lines = append(lines, strings.TrimSpace(l))
 		}
 	}
-	if own, err := n.Run("iptables", "-t", c.table, "-S", c.name); err == nil {
+	if own, err := n.Run(f.tool, "-t", c.table, "-S", c.name); err == nil {
 		lines = append(lines, strings.Split(strings.TrimSpace(own), "\n")...)
 	}
 	return strings.Join(lines, "\n")
@@ -64,11 +66,17 @@ func (n *node) iptablesView(t *testing.T, c ipChain) string {
 
 func (n *node) requireIptables(t *testing.T, wantPostrtg, wantFwd string) {
 	t.Helper()
-	if got := n.iptablesView(t, masqChain); got != wantPostrtg {
-		t.Errorf("nat FLANNEL-POSTRTG:\n%s\nwant:\n%s", got, wantPostrtg)
+	n.requireFamilyIptables(t, ipv4, wantPostrtg, wantFwd)
+}
+
+// requireFamilyIptables requires family f's chains to be as given.
+func (n *node) requireFamilyIptables(t *testing.T, f *family, wantPostrtg, wantFwd string) {
+	t.Helper()
+	if got := n.iptablesView(t, f, masqChain); got != wantPostrtg {
+		t.Errorf("%s nat FLANNEL-POSTRTG:\n%s\nwant:\n%s", f.tool, got, wantPostrtg)
 	}
-	if got := n.iptablesView(t, fwdChain); got != wantFwd {
-		t.Errorf("filter FLANNEL-FWD:\n%s\nwant:\n%s", got, wantFwd)
+	if got := n.iptablesView(t, f, fwdChain); got != wantFwd {
+		t.Errorf("%s filter FLANNEL-FWD:\n%s\nwant:\n%s", f.tool, got, wantFwd)
 	}
 }
 
@@ -81,9 +89,10 @@ func (n *node) requireNoIptables(t *testing.T, save string) {
 	}
 }
 
-// nftChainView is `nft list chain ip flannel-ipv4 name`, "" when absent.
-func (n *node) nftChainView(name string) string {
-	out, err := n.Run("nft", "list", "chain", "ip", "flannel-ipv4", name)
+// nftChainView is `nft list chain ip flannel-ipv4 name` (family f's
+// table), "" when absent.
+func (n *node) nftChainView(f *family, name string) string {
+	out, err := n.Run("nft", append(append([]string{"list", "chain"}, strings.Fields(f.table)...), name)...)
 	if err != nil {
 		return ""
 	}
@@ -92,11 +101,17 @@ func (n *node) nftChainView(name string) string {
 
 func (n *node) requireNFT(t *testing.T, wantPostrtg, wantForward string) {
 	t.Helper()
-	if got := n.nftChainView("postrtg"); got != wantPostrtg {
-		t.Errorf("nft postrtg:\n%s\nwant:\n%s", got, wantPostrtg)
+	n.requireFamilyNFT(t, ipv4, wantPostrtg, wantForward)
+}
+
+// requireFamilyNFT requires family f's table's chains to be as given.
+func (n *node) requireFamilyNFT(t *testing.T, f *family, wantPostrtg, wantForward string) {
+	t.Helper()
+	if got := n.nftChainView(f, "postrtg"); got != wantPostrtg {
+		t.Errorf("%s postrtg:\n%s\nwant:\n%s", f.table, got, wantPostrtg)
 	}
-	if got := n.nftChainView("forward"); got != wantForward {
-		t.Errorf("nft forward:\n%s\nwant:\n%s", got, wantForward)
+	if got := n.nftChainView(f, "forward"); got != wantForward {
+		t.Errorf("%s forward:\n%s\nwant:\n%s", f.table, got, wantForward)
 	}
 }
 
@@ -104,7 +119,7 @@ func (n *node) requireNFT(t *testing.T, wantPostrtg, wantForward string) {
 func (n *node) tables(t *testing.T) string {
 	var own []string
 	for l := range strings.Lines(n.MustRun(t, "nft", "list", "tables")) {
-		if l = strings.TrimSpace(l); l != "table ip nat" && l != "table ip filter" {
+		if l = strings.TrimSpace(l); !slices.Contains([]string{"table ip nat", "table ip filter", "table ip6 nat", "table ip6 filter"}, l) {
 			own = append(own, l)
 		}
 	}
@@ -114,6 +129,17 @@ func (n *node) tables(t *testing.T) string {
 // handles is the whole ruleset with rule handles, which change when a rule
 // is rewritten.
 func (n *node) handles(t *testing.T) string { return n.MustRun(t, "nft", "-a", "list", "ruleset") }
+
+// requireStable requires that Ensure of c, which the node holds, rewrites
+// nothing.
+func (n *node) requireStable(t *testing.T, c Config) {
+	t.Helper()
+	before := n.handles(t)
+	n.ensure(t, c)
+	if after := n.handles(t); after != before {
+		t.Errorf("Ensure on correct rules rewrote them:\n%s\nthen:\n%s", before, after)
+	}
+}
 
 func TestIptablesMode(t *testing.T) {
 	n := newNode(t)
@@ -126,11 +152,7 @@ func TestIptablesMode(t *testing.T) {
 		t.Errorf("iptables mode created nftables tables:\n%s", got)
 	}
 
-	before := n.handles(t)
-	n.ensure(t, cfg)
-	if after := n.handles(t); after != before {
-		t.Errorf("Ensure on correct rules rewrote them:\n%s\nthen:\n%s", before, after)
-	}
+	n.requireStable(t, cfg)
 
 	// Drift of every kind is found and repaired.
 	n.MustRun(t, "iptables", "-t", "nat", "-F", "FLANNEL-POSTRTG")
@@ -181,11 +203,7 @@ func TestNFTablesMode(t *testing.T) {
 	n.requireNFT(t, flannelNftPostrtg, flannelNftForward)
 	n.requireNoIptables(t, "iptables-save")
 
-	before := n.handles(t)
-	n.ensure(t, c)
-	if after := n.handles(t); after != before {
-		t.Errorf("Ensure on correct rules rewrote them:\n%s\nthen:\n%s", before, after)
-	}
+	n.requireStable(t, c)
 
 	n.MustRun(t, "nft", "delete", "rule", "ip", "flannel-ipv4", "postrtg", "handle",
 		ruleHandle(t, n, "postrtg", "ip saddr 10.244.0.0/16 ip daddr 10.244.1.0/24 return"))
@@ -250,7 +268,7 @@ const oldWeftTable = `table ip weft {
 func leaveFlannelState(t *testing.T, n *node) {
 	t.Helper()
 	other := Config{Network: network, Subnet: netip.MustParsePrefix("10.244.9.0/24"), Masquerade: true, Forward: true}
-	masq, fwd := other.rules(false, true)
+	masq, fwd := other.rules(ipv4, false, true)
 	script := "*nat\n:FLANNEL-POSTRTG - [0:0]\n" +
 		// flannel before its own chains wrote into POSTROUTING.
 		`-A POSTROUTING -s 10.244.0.0/16 -d 10.244.0.0/16 -m comment --comment "flanneld masq" -j RETURN` + "\n" +
@@ -260,7 +278,7 @@ func leaveFlannelState(t *testing.T, n *node) {
 		if _, err := run(t.Context(), script, "iptables-restore", "--noflush"); err != nil {
 			return err
 		}
-		nftState := oldWeftTable + nftText(other, true) + "table ip6 flannel-ipv6 {\n\tcomment \"rules for flannel-ipv6\"\n}\n"
+		nftState := oldWeftTable + nftText(other, ipv4, true) + "table ip6 flannel-ipv6 {\n\tcomment \"rules for flannel-ipv6\"\n}\n"
 		_, err := run(t.Context(), nftState, "nft", "-f", "-")
 		return err
 	})

@@ -10,7 +10,29 @@ import (
 // itself; flannel leaves those alone to avoid double NAT.
 const kubeProxyMark = 0x4000
 
-var multicast = netip.MustParsePrefix("224.0.0.0/4")
+// family is one address family's share of the rules: its own iptables
+// tools (iptables, ip6tables) and nftables table, as flannel keeps them.
+type family struct {
+	// name is "IPv4" or "IPv6".
+	name string
+	// tool is the iptables tool's name; the IPv6 one replaces "iptables"
+	// in every flavour's names ("ip6tables-nft-save").
+	tool string
+	// table is flannel's nftables table (family and name).
+	table string
+	// multicast is the family's multicast range, which is not masqueraded.
+	multicast netip.Prefix
+}
+
+var (
+	ipv4 = &family{name: "IPv4", tool: "iptables", table: "ip flannel-ipv4", multicast: netip.MustParsePrefix("224.0.0.0/4")}
+	ipv6 = &family{name: "IPv6", tool: "ip6tables", table: "ip6 flannel-ipv6", multicast: netip.MustParsePrefix("ff00::/8")}
+	// families are both, in the order weft installs their rules.
+	families = []*family{ipv4, ipv6}
+)
+
+// is reports whether a is of family f.
+func (f *family) is(a netip.Addr) bool { return (f == ipv6) == (a.Is6() && !a.Is4In6()) }
 
 // verdict is what a rule does with a packet it matches.
 type verdict int
@@ -42,13 +64,13 @@ type rule struct {
 }
 
 // masqRules are flannel's --ip-masq rules for cluster network n and this
-// node's subnet s, in order:
+// node's subnet s (both of family f), in order:
 //
 //	kube-proxy's mark  return      kube-proxy masquerades these itself
 //	s -> n             return      pod to pod keeps the pod's address
 //	n -> s             return
 //	!n -> s            return      outside to own pods keeps its address
-//	n -> !224.0.0.0/4  masquerade  pods leaving the cluster
+//	n -> !multicast    masquerade  pods leaving the cluster (224.0.0.0/4, ff00::/8)
 //	!n -> n            masquerade  the host to remote pods
 //
 // flannel's nftables backend (nft true) differs in the fourth rule, which
@@ -57,7 +79,7 @@ type rule struct {
 // compares whole (the iptables rule tests the bit). weft installs each
 // backend's rules exactly as flannel does, so that a node looks the same
 // to flannel's tools and checks whichever of the two runs it.
-func masqRules(n, s netip.Prefix, nft, fullyRandom bool) []rule {
+func masqRules(f *family, n, s netip.Prefix, nft, fullyRandom bool) []rule {
 	fourth := rule{src: notIn(n), dst: in(s)}
 	if nft {
 		fourth = rule{src: notIn(s), dst: in(n)}
@@ -67,7 +89,7 @@ func masqRules(n, s netip.Prefix, nft, fullyRandom bool) []rule {
 		{src: in(s), dst: in(n)},
 		{src: in(n), dst: in(s)},
 		fourth,
-		{src: in(n), dst: notIn(multicast), verdict: verdictMasquerade, fullyRandom: fullyRandom},
+		{src: in(n), dst: notIn(f.multicast), verdict: verdictMasquerade, fullyRandom: fullyRandom},
 		{src: notIn(n), dst: in(n), verdict: verdictMasquerade, fullyRandom: fullyRandom},
 	}
 }
@@ -128,7 +150,7 @@ func (m match) iptables(w []string, flag string) []string {
 }
 
 // nft spells r as nft(8) lists it, e.g. "ip saddr != 10.244.1.0/24 ip daddr
-// 10.244.0.0/16 return".
+// 10.244.0.0/16 return" ("ip6 saddr ..." for IPv6 prefixes).
 func (r rule) nft() string {
 	var w []string
 	if r.mark {
@@ -143,7 +165,11 @@ func (m match) nft(w []string, field string) []string {
 	if !m.prefix.IsValid() {
 		return w
 	}
-	w = append(w, "ip", field)
+	proto := "ip"
+	if ipv6.is(m.prefix.Addr()) {
+		proto = "ip6"
+	}
+	w = append(w, proto, field)
 	if m.not {
 		w = append(w, "!=")
 	}

@@ -9,11 +9,25 @@ import (
 )
 
 var (
-	network = netip.MustParsePrefix("10.244.0.0/16")
-	subnet  = netip.MustParsePrefix("10.244.1.0/24")
+	network  = netip.MustParsePrefix("10.244.0.0/16")
+	subnet   = netip.MustParsePrefix("10.244.1.0/24")
+	network6 = netip.MustParsePrefix("fd10:244::/56")
+	subnet6  = netip.MustParsePrefix("fd10:244:0:1::/64")
 	// cfg is weftd's default: masquerade and forward rules in iptables.
 	cfg = Config{Network: network, Subnet: subnet, Masquerade: true, Forward: true}
+	// dual is cfg on a dual-stack node, only6 on an IPv6-only one.
+	dual  = Config{Network: network, Subnet: subnet, IPv6Network: network6, IPv6Subnet: subnet6, Masquerade: true, Forward: true}
+	only6 = Config{IPv6Network: network6, IPv6Subnet: subnet6, Masquerade: true, Forward: true}
 )
+
+// v6 turns a golden text of IPv4 rules into flannel's IPv6 rules: the same
+// with the IPv6 network and subnet, multicast ff00::/8, and in nftables
+// ip6 matches in the table ip6 flannel-ipv6 (FLANNEL-COMPAT.md, "Dual
+// stack"; flannel's trafficmngr builds both families from one rule list).
+func v6(golden string) string {
+	return strings.NewReplacer("10.244.1.0/24", "fd10:244:0:1::/64", "10.244.0.0/16", "fd10:244::/56", "224.0.0.0/4", "ff00::/8",
+		"ip saddr", "ip6 saddr", "ip daddr", "ip6 daddr", "table ip flannel-ipv4", "table ip6 flannel-ipv6").Replace(golden)
+}
 
 // The golden texts are what flannel's e2e suite expects on its nodes
 // (`iptables -t nat -S FLANNEL-POSTRTG` behind POSTROUTING's jump,
@@ -61,7 +75,7 @@ func iptablesS(c ipChain, lines []string) string {
 }
 
 func TestIptablesRulesAreFlannels(t *testing.T) {
-	masq, fwd := cfg.rules(false, true)
+	masq, fwd := cfg.rules(ipv4, false, true)
 	if got := iptablesS(masqChain, masqChain.spell(masq)); got != flannelPostrtg {
 		t.Errorf("FLANNEL-POSTRTG:\n%s\nwant:\n%s", got, flannelPostrtg)
 	}
@@ -76,7 +90,7 @@ func TestIptablesRulesAreFlannels(t *testing.T) {
 		cfg         Config
 		fullyRandom bool
 	}{{noRandom, true}, {cfg, false}} {
-		masq, _ := c.cfg.rules(false, c.fullyRandom)
+		masq, _ := c.cfg.rules(ipv4, false, c.fullyRandom)
 		want := strings.ReplaceAll(flannelPostrtg, " --random-fully", "")
 		if got := iptablesS(masqChain, masqChain.spell(masq)); got != want {
 			t.Errorf("NoFullyRandom %v, tools support it %v:\n%s\nwant:\n%s", c.cfg.NoFullyRandom, c.fullyRandom, got, want)
@@ -84,8 +98,55 @@ func TestIptablesRulesAreFlannels(t *testing.T) {
 	}
 }
 
+func TestIPv6RulesAreFlannels(t *testing.T) {
+	masq, fwd := dual.rules(ipv6, false, true)
+	if got, want := iptablesS(masqChain, masqChain.spell(masq)), v6(flannelPostrtg); got != want {
+		t.Errorf("ip6tables FLANNEL-POSTRTG:\n%s\nwant:\n%s", got, want)
+	}
+	if got, want := iptablesS(fwdChain, fwdChain.spell(fwd)), v6(flannelFwd); got != want {
+		t.Errorf("ip6tables FLANNEL-FWD:\n%s\nwant:\n%s", got, want)
+	}
+	if !strings.Contains(v6(flannelPostrtg), `! -d ff00::/8 -m comment --comment "flanneld masq" -j MASQUERADE --random-fully`) {
+		t.Error("golden IPv6 rules lack the multicast exclusion")
+	}
+	// Each family's rules are its own: the IPv4 ones of a dual-stack node
+	// are those of an IPv4-only one, an IPv6-only node has none.
+	m4, f4 := dual.rules(ipv4, false, true)
+	c4, cf4 := cfg.rules(ipv4, false, true)
+	if !slices.Equal(masqChain.spell(m4), masqChain.spell(c4)) || !slices.Equal(fwdChain.spell(f4), fwdChain.spell(cf4)) {
+		t.Error("dual stack changes the IPv4 rules")
+	}
+	if m, f := only6.rules(ipv4, false, true); m != nil || f != nil {
+		t.Errorf("IPv6-only node has IPv4 rules %v %v", m, f)
+	}
+	if m, f := cfg.rules(ipv6, false, true); m != nil || f != nil {
+		t.Errorf("IPv4-only node has IPv6 rules %v %v", m, f)
+	}
+	noRandom := dual
+	noRandom.NoFullyRandom = true
+	masq, _ = noRandom.rules(ipv6, false, true)
+	if got, want := iptablesS(masqChain, masqChain.spell(masq)), strings.ReplaceAll(v6(flannelPostrtg), " --random-fully", ""); got != want {
+		t.Errorf("NoFullyRandom:\n%s\nwant:\n%s", got, want)
+	}
+
+	text := nftText(dual, ipv6, true)
+	for _, want := range []string{v6(flannelNftPostrtg), v6(flannelNftForward)} {
+		for _, l := range strings.Split(want, "\n")[1:] {
+			if !strings.Contains(text, l+"\n") {
+				t.Errorf("table ip6 flannel-ipv6 lacks %q:\n%s", l, text)
+			}
+		}
+	}
+	if !strings.HasPrefix(text, "table ip6 flannel-ipv6 {\n\tcomment \"rules for flannel-ipv6\"\n") {
+		t.Errorf("table header:\n%s", text)
+	}
+	if got := nftText(only6, ipv4, true); got != "" {
+		t.Errorf("IPv6-only node has an IPv4 table:\n%s", got)
+	}
+}
+
 func TestNFTablesRulesAreFlannels(t *testing.T) {
-	text := nftText(cfg, true)
+	text := nftText(cfg, ipv4, true)
 	// nft list chain shows the table without its comment and other chains.
 	postrtg, forward, ok := strings.Cut(text, "\n\n")
 	if !ok {
@@ -105,14 +166,14 @@ func TestNFTablesRulesAreFlannels(t *testing.T) {
 
 	onlyForward := cfg
 	onlyForward.Masquerade = false
-	if got, want := nftText(onlyForward, true), "table ip flannel-ipv4 {\n\tcomment \"rules for flannel-ipv4\"\n"+
+	if got, want := nftText(onlyForward, ipv4, true), "table ip flannel-ipv4 {\n\tcomment \"rules for flannel-ipv4\"\n"+
 		strings.TrimPrefix(flannelNftForward, "table ip flannel-ipv4 {\n")+"\n"; got != want {
 		t.Errorf("forward only:\n%s\nwant:\n%s", got, want)
 	}
-	if got := nftText(Config{Network: network}, true); got != "" {
+	if got := nftText(Config{Network: network}, ipv4, true); got != "" {
 		t.Errorf("no rules wanted, got a table:\n%s", got)
 	}
-	if got := nftText(cfg, false); strings.Contains(got, "fully-random") || !strings.Contains(got, "masquerade\n") {
+	if got := nftText(cfg, ipv4, false); strings.Contains(got, "fully-random") || !strings.Contains(got, "masquerade\n") {
 		t.Errorf("without kernel support the masquerade is not fully random:\n%s", got)
 	}
 }
@@ -124,14 +185,21 @@ func TestConfigErrors(t *testing.T) {
 		{Network: network, Subnet: netip.MustParsePrefix("10.245.1.0/24"), Masquerade: true},
 		{Network: network, Subnet: netip.MustParsePrefix("10.0.0.0/8"), Masquerade: true},
 		{Network: network, Masquerade: true},
+		{IPv6Network: network, Forward: true},
+		{Network: network6, IPv6Network: network6, Forward: true},
+		{IPv6Network: network6, IPv6Subnet: subnet, Masquerade: true},
+		{IPv6Network: network6, IPv6Subnet: netip.MustParsePrefix("fd10:245::/64"), Masquerade: true},
+		{Network: network, Subnet: subnet, IPv6Network: network6, Masquerade: true},
 	} {
 		if err := c.validate(); err == nil {
 			t.Errorf("%+v accepted", c)
 		}
 	}
 	// Forward rules alone need no subnet.
-	if err := (Config{Network: network, Forward: true}).validate(); err != nil {
-		t.Error(err)
+	for _, c := range []Config{{Network: network, Forward: true}, {IPv6Network: network6, Forward: true}, dual, only6} {
+		if err := c.validate(); err != nil {
+			t.Errorf("%+v: %v", c, err)
+		}
 	}
 }
 
@@ -171,7 +239,7 @@ func TestParseSave(t *testing.T) {
 }
 
 func TestPlan(t *testing.T) {
-	masq, _ := cfg.rules(false, true)
+	masq, _ := cfg.rules(ipv4, false, true)
 	want := masqChain.spell(masq)
 	builtin := map[string]string{"POSTROUTING": "ACCEPT"}
 	withChain := map[string]string{"POSTROUTING": "ACCEPT", "FLANNEL-POSTRTG": "-"}

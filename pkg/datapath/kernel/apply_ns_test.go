@@ -75,7 +75,7 @@ func TestApply(t *testing.T) {
 		n1.ns.MustRun(t, "bridge", "fdb", "del", n2.info.VtepMAC.String(), "dev", "flannel.1", "dst", n2.node.NodeIP.String())
 		n1.ns.MustRun(t, "ip", "route", "add", "10.244.99.0/24", "via", "10.244.99.0", "dev", "flannel.1", "onlink")
 		n1.mustApply(t, peersOfNodes(n2, n3))
-		want := wantVXLAN(n1, []*testNode{n3})
+		want := wantVXLAN(n1, fam4, []*testNode{n3})
 		want.Routes = append(want.Routes, "10.244.99.0/24 via 10.244.99.0 onlink")
 		if got := n1.vxlan(t); !slices.Equal(got.Routes, want.Routes) || !slices.Equal(got.Neighs, want.Neighs) || !slices.Equal(got.FDB, want.FDB) {
 			t.Fatalf("after Apply of %s: flannel.1 state\n got  %+v\n want %+v (n2's entries still missing, the stale route still there)", n3.subnet, got, want)

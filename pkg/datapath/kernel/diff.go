@@ -82,18 +82,18 @@ func (e *edit) writes(s *desired) writes {
 	var w writes
 	set, del := changed(e.fdb, lookup(s.fdb), func(a, b fdbEntry) bool { return a.dst == b.dst }, compareMACs)
 	for _, k := range set {
-		w.fdbSet = append(w.fdbSet, s.fdb[k].netlink(s.vxlanIndex))
+		w.fdbSet = append(w.fdbSet, s.fdb[k].netlink(s.vxlanIndex[k.family().index]))
 	}
 	for _, k := range del {
-		w.fdbDel = append(w.fdbDel, e.fdb[k].v.netlink(s.vxlanIndex))
+		w.fdbDel = append(w.fdbDel, e.fdb[k].v.netlink(s.vxlanIndex[k.family().index]))
 	}
 	ips, gone := changed(e.neighs, s.neigh, func(a, b net.HardwareAddr) bool { return bytes.Equal(a, b) }, netip.Addr.Compare)
 	for _, ip := range ips {
 		mac, _ := s.neigh(ip)
-		w.neighSet = append(w.neighSet, neighOf(ip, mac, s.vxlanIndex))
+		w.neighSet = append(w.neighSet, neighOf(ip, mac, s.vxlanOf(ip)))
 	}
 	for _, ip := range gone {
-		w.neighDel = append(w.neighDel, neighOf(ip, e.neighs[ip].v, s.vxlanIndex))
+		w.neighDel = append(w.neighDel, neighOf(ip, e.neighs[ip].v, s.vxlanOf(ip)))
 	}
 	dsts, stale := changed(e.routes, lookup(s.routes), func(a, b route) bool { return a == b }, netip.Prefix.Compare)
 	for _, dst := range dsts {

@@ -42,7 +42,7 @@ func TestEditWrites(t *testing.T) {
 	hostGW := vxPeer(4, nil)
 	hostGW.Mode = datapath.ModeHostGW
 	prev := []datapath.Peer{vxPeer(2, mac2), vxPeer(3, mac3), vxPeer(4, mac4), vxPeer(5, mac5)}
-	s := buildDesired(prev, 7, 2)
+	s := buildDesired(prev, [2]int{7, 8}, 2)
 	w := applyChanges(s,
 		datapath.SubnetChange{Old: prev[1], New: movedNode},                       // NodeIP changed: only its fdb destination differs
 		datapath.SubnetChange{Old: prev[2], New: hostGW},                          // became host-gw: route changed, neighbour and fdb removed
@@ -95,9 +95,9 @@ func TestEditWrites(t *testing.T) {
 func TestEditSharedEntries(t *testing.T) {
 	a, b := vxPeer(2, mac2), vxPeer(2, mac2)
 	b.Subnet = pfx("10.244.20.0/24")
-	s := buildDesired([]datapath.Peer{a, b}, 7, 2)
+	s := buildDesired([]datapath.Peer{a, b}, [2]int{7, 8}, 2)
 	w := applyChanges(s, datapath.SubnetChange{Old: a})
-	if len(w.fdbSet)+len(w.fdbDel) != 0 || len(w.routeDel) != 1 || len(w.neighDel) != 1 || s.fdb[keyOf(mac2)].subnets != 1 {
+	if len(w.fdbSet)+len(w.fdbDel) != 0 || len(w.routeDel) != 1 || len(w.neighDel) != 1 || s.fdb[keyOf(mac2, ipv4)].subnets != 1 {
 		t.Errorf("removing one of two subnets of a node: writes %+v, fdb %+v", w, s.fdb)
 	}
 	w = applyChanges(s, datapath.SubnetChange{Old: b})
@@ -119,7 +119,7 @@ func TestEditSharedEntries(t *testing.T) {
 	if len(w.neighSet) != 1 || w.neighSet[0].HardwareAddr.String() != mac3.String() || len(w.neighDel) != 0 {
 		t.Errorf("longer subnet gone: neighbour writes %+v", w)
 	}
-	if got := s.neighs(); len(got) != 1 || got[ip("10.244.3.0")].String() != mac3.String() {
+	if got := s.neighs(ipv4); len(got) != 1 || got[ip("10.244.3.0")].String() != mac3.String() {
 		t.Errorf("neighs() = %v", got)
 	}
 }
@@ -128,23 +128,28 @@ func TestEditSharedEntries(t *testing.T) {
 type kernelModel struct {
 	routes map[netip.Prefix]route
 	neighs map[netip.Addr]string
-	fdb    map[string]netip.Addr
+	fdb    map[string]netip.Addr // by device index and MAC
 }
+
+// fdbKey is an fdb entry's key in a kernelModel: its device and MAC.
+func fdbKey(index int, mac net.HardwareAddr) string { return fmt.Sprintf("%d %s", index, mac) }
 
 // write applies w to k, failing t on a write that changes nothing.
 func (k *kernelModel) write(t *testing.T, step string, w writes) {
 	t.Helper()
 	for _, f := range w.fdbSet {
-		if dst, ok := k.fdb[f.HardwareAddr.String()]; ok && dst == addrOf(f.IP) {
-			t.Fatalf("%s: fdb %s rewritten unchanged", step, f.HardwareAddr)
+		key := fdbKey(f.LinkIndex, f.HardwareAddr)
+		if dst, ok := k.fdb[key]; ok && dst == addrOf(f.IP) {
+			t.Fatalf("%s: fdb %s rewritten unchanged", step, key)
 		}
-		k.fdb[f.HardwareAddr.String()] = addrOf(f.IP)
+		k.fdb[key] = addrOf(f.IP)
 	}
 	for _, f := range w.fdbDel {
-		if _, ok := k.fdb[f.HardwareAddr.String()]; !ok {
-			t.Fatalf("%s: fdb %s deleted but absent", step, f.HardwareAddr)
+		key := fdbKey(f.LinkIndex, f.HardwareAddr)
+		if _, ok := k.fdb[key]; !ok {
+			t.Fatalf("%s: fdb %s deleted but absent", step, key)
 		}
-		delete(k.fdb, f.HardwareAddr.String())
+		delete(k.fdb, key)
 	}
 	for _, n := range w.neighSet {
 		if mac, ok := k.neighs[addrOf(n.IP)]; ok && mac == n.HardwareAddr.String() {
@@ -175,7 +180,8 @@ func (k *kernelModel) write(t *testing.T, step string, w writes) {
 // modelOf is the kernel state selected peers ask for, as
 // FLANNEL-COMPAT.md describes it: a route per subnet; for vxlan a neighbour
 // entry at the subnet's address (the longest subnet's when several share
-// it) and an fdb entry per VTEP MAC.
+// it) and an fdb entry per VTEP MAC, on the device of the subnet's family
+// (index 7 IPv4, 8 IPv6).
 func modelOf(selected map[netip.Prefix]datapath.Peer) kernelModel {
 	k := kernelModel{routes: map[netip.Prefix]route{}, neighs: map[netip.Addr]string{}, fdb: map[string]netip.Addr{}}
 	bits := map[netip.Addr]int{}
@@ -184,28 +190,33 @@ func modelOf(selected map[netip.Prefix]datapath.Peer) kernelModel {
 			k.routes[sub] = route{dst: sub, gw: p.NodeIP, link: 2}
 			continue
 		}
-		k.routes[sub] = route{dst: sub, gw: sub.Addr(), link: 7, onlink: true}
+		dev := 7
+		if sub.Addr().Is6() {
+			dev = 8
+		}
+		k.routes[sub] = route{dst: sub, gw: sub.Addr(), link: dev, onlink: true}
 		if b, ok := bits[sub.Addr()]; !ok || sub.Bits() > b {
 			bits[sub.Addr()] = sub.Bits()
 			k.neighs[sub.Addr()] = p.VtepMAC.String()
 		}
-		k.fdb[p.VtepMAC.String()] = p.NodeIP
+		k.fdb[fdbKey(dev, p.VtepMAC)] = p.NodeIP
 	}
 	return k
 }
 
 // TestEditMatchesRebuild makes random subnet changes (subnets that share an
 // address, nodes with several subnets, VtepMACs that move between nodes,
-// peers that turn host-gw) and checks that the writes turn the kernel
+// peers that turn host-gw, both families with the same MACs) and checks that the writes turn the kernel
 // state into what building the state anew asks for, touching nothing
 // unchanged.
 func TestEditMatchesRebuild(t *testing.T) {
-	subnets := []netip.Prefix{pfx("10.244.2.0/24"), pfx("10.244.2.0/25"), pfx("10.244.2.0/23"), pfx("10.244.3.0/24"), pfx("10.244.4.0/24"), pfx("10.244.5.0/24")}
+	subnets := []netip.Prefix{pfx("10.244.2.0/24"), pfx("10.244.2.0/25"), pfx("10.244.2.0/23"), pfx("10.244.3.0/24"), pfx("10.244.4.0/24"), pfx("10.244.5.0/24"),
+		pfx("fd10:244:0:2::/64"), pfx("fd10:244:0:2::/65"), pfx("fd10:244:0:3::/64")}
 	macs := []net.HardwareAddr{mac2, mac3, {2, 0, 0, 0, 0, 4}}
 	for seed := range uint64(50) {
 		rnd := rand.New(rand.NewPCG(seed, 13))
 		selected := map[netip.Prefix]datapath.Peer{}
-		s := buildDesired(nil, 7, 2)
+		s := buildDesired(nil, [2]int{7, 8}, 2)
 		k := modelOf(selected)
 		for i := range 200 {
 			step := fmt.Sprintf("seed %d, step %d", seed, i)
@@ -215,8 +226,12 @@ func TestEditMatchesRebuild(t *testing.T) {
 			}
 			for range 1 + rnd.IntN(3) {
 				sub := subnets[rnd.IntN(len(subnets))]
-				p := datapath.Peer{Subnet: sub, NodeIP: netip.AddrFrom4([4]byte{192, 168, 0, byte(1 + rnd.IntN(3))}),
-					VtepMAC: macs[rnd.IntN(len(macs))], Mode: datapath.ModeVXLAN}
+				node := byte(1 + rnd.IntN(3))
+				nodeIP := netip.AddrFrom4([4]byte{192, 168, 0, node})
+				if sub.Addr().Is6() {
+					nodeIP = netip.AddrFrom16([16]byte{0xfd, 15: node})
+				}
+				p := datapath.Peer{Subnet: sub, NodeIP: nodeIP, VtepMAC: macs[rnd.IntN(len(macs))], Mode: datapath.ModeVXLAN}
 				switch rnd.IntN(4) {
 				case 0:
 					delete(next, sub)
@@ -241,7 +256,7 @@ func TestEditMatchesRebuild(t *testing.T) {
 				t.Fatalf("%s: kernel after the writes\n%s\nwant\n%s", step, got, want)
 			}
 			// Apply leaves the state Sync would build.
-			want := buildDesired(slices.Collect(maps.Values(selected)), 7, 2)
+			want := buildDesired(slices.Collect(maps.Values(selected)), [2]int{7, 8}, 2)
 			if got, want := fmt.Sprint(*s), fmt.Sprint(*want); got != want {
 				t.Fatalf("%s: state\n%s\nwant\n%s", step, got, want)
 			}
@@ -249,18 +264,19 @@ func TestEditMatchesRebuild(t *testing.T) {
 	}
 }
 
-// oneNodePerMAC reports whether every vxlan VtepMAC in peers is one node
-// IP's, as in a selection.
+// oneNodePerMAC reports whether every vxlan VtepMAC of a family in peers is
+// one node IP's, as in a selection.
 func oneNodePerMAC(peers map[netip.Prefix]datapath.Peer) bool {
 	owner := map[string]netip.Addr{}
 	for _, p := range peers {
 		if p.Mode != datapath.ModeVXLAN {
 			continue
 		}
-		if o, ok := owner[p.VtepMAC.String()]; ok && o != p.NodeIP {
+		key := fmt.Sprint(p.NodeIP.Is6(), p.VtepMAC)
+		if o, ok := owner[key]; ok && o != p.NodeIP {
 			return false
 		}
-		owner[p.VtepMAC.String()] = p.NodeIP
+		owner[key] = p.NodeIP
 	}
 	return true
 }

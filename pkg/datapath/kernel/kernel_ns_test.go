@@ -39,28 +39,8 @@ func TestVXLAN(t *testing.T) {
 	}
 	checkVXLAN(t, n1, n2, n3)
 	checkVXLAN(t, n3, n1, n2)
-	for _, a := range nodes {
-		for _, b := range nodes {
-			if a != b {
-				a.ping(t, b.podIP)
-			}
-		}
-	}
-	var rx, tx uint64
-	for _, c := range n1.stats(t) {
-		if c.Backend != "vxlan-kernel" {
-			t.Errorf("counter %+v has backend %q", c, c.Backend)
-		}
-		switch c.Direction {
-		case "rx":
-			rx = c.Packets
-		case "tx":
-			tx = c.Packets
-		}
-	}
-	if rx == 0 || tx == 0 {
-		t.Errorf("flannel.1 counters rx=%d tx=%d after pings", rx, tx)
-	}
+	pingAll(t, nodes, fam4)
+	checkTraffic(t, n1, "flannel.1")
 
 	t.Run("drift repair", func(t *testing.T) {
 		n1.ns.MustRun(t, "ip", "route", "del", n2.subnet.String(), "dev", "flannel.1")
@@ -203,12 +183,18 @@ func TestHostGW(t *testing.T) {
 	}
 }
 
-// podRoutes lists n's routes into the test network.
+// podRoutes lists n's IPv4 routes into the test network.
 func podRoutes(t *testing.T, n *testNode) []string {
 	t.Helper()
+	return podRoutesOf(t, n, fam4)
+}
+
+// podRoutesOf lists n's routes of family f into the test network.
+func podRoutesOf(t *testing.T, n *testNode, f testFamily) []string {
+	t.Helper()
 	var out []string
-	for _, r := range n.routes(t) {
-		if strings.HasPrefix(r, "10.244.") {
+	for _, r := range n.familyRoutes(t, f) {
+		if pfx, err := netip.ParsePrefix(strings.Fields(r)[0]); err == nil && f.network.Overlaps(pfx) {
 			out = append(out, r)
 		}
 	}

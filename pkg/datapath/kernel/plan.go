@@ -45,16 +45,17 @@ func (r route) netlink() netlink.Route {
 }
 
 // planRoutes returns the wanted routes to replace (missing or different)
-// and the owned routes to delete. A route at the same kernel key (dst,
-// metric 0, tos 0) as a wanted one is replaced in place, not deleted, so a
-// changed peer never loses its route; it is deleted only when it uses a
-// different device or gateway, which cannot match the replacement.
+// and the owned routes to delete. A route at the same kernel key (dst, the
+// family's default metric, tos 0) as a wanted one is replaced in place, not
+// deleted, so a changed peer never loses its route; it is deleted only when
+// it uses a different device or gateway, which cannot match the
+// replacement.
 func planRoutes(current []netlink.Route, want map[netip.Prefix]route) (replace []route, del []netlink.Route) {
 	satisfied := map[netip.Prefix]bool{}
 	for _, r := range current {
 		got := routeOf(r)
 		w, wanted := want[got.dst]
-		sameKey := wanted && r.Priority == 0 && r.Tos == 0
+		sameKey := wanted && r.Priority == familyOf(got.dst.Addr()).metric && r.Tos == 0
 		switch {
 		case sameKey && got == w:
 			satisfied[got.dst] = true
@@ -100,7 +101,7 @@ func planNeighs(current []netlink.Neigh, want map[netip.Addr]net.HardwareAddr, i
 func neighOf(ip netip.Addr, mac net.HardwareAddr, index int) netlink.Neigh {
 	return netlink.Neigh{
 		LinkIndex:    index,
-		Family:       netlink.FAMILY_V4,
+		Family:       familyOf(ip).netlink,
 		State:        netlink.NUD_PERMANENT,
 		IP:           ip.AsSlice(),
 		HardwareAddr: mac,
@@ -108,14 +109,13 @@ func neighOf(ip netip.Addr, mac net.HardwareAddr, index int) netlink.Neigh {
 }
 
 // planFDB returns the permanent fdb entries (VTEP MAC -> node IP) to set on
-// the vxlan device at index and the entries to delete: other destinations
-// of a wanted MAC and MACs no peer has. With learning on, learned entries
-// are left to age out.
-func planFDB(current []netlink.Neigh, want map[macKey]fdbEntry, index int, learning bool) (set, del []netlink.Neigh) {
+// family f's vxlan device at index and the entries to delete: other
+// destinations of a wanted MAC and MACs no peer has. With learning on,
+// learned entries are left to age out.
+func planFDB(current []netlink.Neigh, want map[macKey]fdbEntry, index int, f *family, learning bool) (set, del []netlink.Neigh) {
 	ok := map[macKey]bool{}
 	for _, n := range current {
-		var mac macKey
-		copy(mac[:], n.HardwareAddr)
+		mac := keyOf(n.HardwareAddr, f)
 		w, wanted := want[mac]
 		permanent := n.State&netlink.NUD_PERMANENT != 0
 		switch {

@@ -26,12 +26,18 @@ func TestBuildDesired(t *testing.T) {
 		{Subnet: pfx("10.244.3.0/24"), NodeIP: ip("192.168.0.3"), VtepMAC: mac3, Mode: datapath.ModeVXLAN},
 		{Subnet: pfx("10.244.2.0/24"), NodeIP: ip("192.168.0.2"), VtepMAC: mac2, Mode: datapath.ModeVXLAN},
 		{Subnet: pfx("10.244.4.0/24"), NodeIP: ip("192.168.0.4"), Mode: datapath.ModeHostGW},
+		// The node of 10.244.2.0/24 with the same MAC on its IPv6 device:
+		// the two devices' entries are apart.
+		{Subnet: pfx("fd10:244:0:2::/64"), NodeIP: ip("fd00::2"), VtepMAC: mac2, Mode: datapath.ModeVXLAN},
+		{Subnet: pfx("fd10:244:0:4::/64"), NodeIP: ip("fd00::4"), Mode: datapath.ModeHostGW},
 	}
-	d := buildDesired(peers, 7, 2)
+	d := buildDesired(peers, [2]int{7, 8}, 2)
 	wantRoutes := map[netip.Prefix]route{
-		pfx("10.244.2.0/24"): {dst: pfx("10.244.2.0/24"), gw: ip("10.244.2.0"), link: 7, onlink: true},
-		pfx("10.244.3.0/24"): {dst: pfx("10.244.3.0/24"), gw: ip("10.244.3.0"), link: 7, onlink: true},
-		pfx("10.244.4.0/24"): {dst: pfx("10.244.4.0/24"), gw: ip("192.168.0.4"), link: 2},
+		pfx("10.244.2.0/24"):     {dst: pfx("10.244.2.0/24"), gw: ip("10.244.2.0"), link: 7, onlink: true},
+		pfx("10.244.3.0/24"):     {dst: pfx("10.244.3.0/24"), gw: ip("10.244.3.0"), link: 7, onlink: true},
+		pfx("10.244.4.0/24"):     {dst: pfx("10.244.4.0/24"), gw: ip("192.168.0.4"), link: 2},
+		pfx("fd10:244:0:2::/64"): {dst: pfx("fd10:244:0:2::/64"), gw: ip("fd10:244:0:2::"), link: 8, onlink: true},
+		pfx("fd10:244:0:4::/64"): {dst: pfx("fd10:244:0:4::/64"), gw: ip("fd00::4"), link: 2},
 	}
 	if len(d.routes) != len(wantRoutes) {
 		t.Fatalf("routes %v, want %v", d.routes, wantRoutes)
@@ -41,11 +47,17 @@ func TestBuildDesired(t *testing.T) {
 			t.Errorf("route %s = %+v, want %+v", k, d.routes[k], w)
 		}
 	}
-	if neighs := d.neighs(); len(neighs) != 2 || neighs[ip("10.244.2.0")].String() != mac2.String() || neighs[ip("10.244.3.0")].String() != mac3.String() {
-		t.Errorf("neighs %v", neighs)
+	if neighs := d.neighs(ipv4); len(neighs) != 2 || neighs[ip("10.244.2.0")].String() != mac2.String() || neighs[ip("10.244.3.0")].String() != mac3.String() {
+		t.Errorf("IPv4 neighs %v", neighs)
 	}
-	if len(d.fdb) != 2 || d.fdb[keyOf(mac2)].dst != ip("192.168.0.2") || d.fdb[keyOf(mac3)].dst != ip("192.168.0.3") {
-		t.Errorf("fdb %v", d.fdb)
+	if neighs := d.neighs(ipv6); len(neighs) != 1 || neighs[ip("fd10:244:0:2::")].String() != mac2.String() {
+		t.Errorf("IPv6 neighs %v", neighs)
+	}
+	if fdb := d.fdbOf(ipv4); len(fdb) != 2 || fdb[keyOf(mac2, ipv4)].dst != ip("192.168.0.2") || fdb[keyOf(mac3, ipv4)].dst != ip("192.168.0.3") {
+		t.Errorf("IPv4 fdb %v", fdb)
+	}
+	if fdb := d.fdbOf(ipv6); len(fdb) != 1 || fdb[keyOf(mac2, ipv6)].dst != ip("fd00::2") {
+		t.Errorf("IPv6 fdb %v", fdb)
 	}
 }
 
@@ -63,10 +75,18 @@ func TestPlanRoutes(t *testing.T) {
 	metric := kernelRoute(vx)
 	metric.Priority = 100
 	stale := kernelRoute(route{dst: pfx("10.244.9.0/24"), gw: ip("10.244.9.0"), link: 7, onlink: true})
-	current := []netlink.Route{kernelRoute(vx), wasVXLAN, noOnlink, metric, stale}
+	// The kernel lists an IPv6 route added without a metric with 1024:
+	// that is the wanted route, kept; one with metric 0 differs.
+	vx6 := route{dst: pfx("fd10:244:0:2::/64"), gw: ip("fd10:244:0:2::"), link: 8, onlink: true}
+	missing6 := route{dst: pfx("fd10:244:0:5::/64"), gw: ip("fd10:244:0:5::"), link: 8, onlink: true}
+	want[vx6.dst], want[missing6.dst] = vx6, missing6
+	listed6 := kernelRoute(vx6)
+	listed6.Priority = 1024
+	metric0v6 := kernelRoute(missing6)
+	current := []netlink.Route{kernelRoute(vx), wasVXLAN, noOnlink, metric, stale, listed6, metric0v6}
 
 	replace, del := planRoutes(current, want)
-	wantReplace := []route{moved, flagsOnly, missing}
+	wantReplace := []route{moved, flagsOnly, missing, missing6}
 	if len(replace) != len(wantReplace) {
 		t.Fatalf("replace %+v, want %+v", replace, wantReplace)
 	}
@@ -77,7 +97,8 @@ func TestPlanRoutes(t *testing.T) {
 	}
 	// The old vxlan route of the moved peer, the extra metric and the stale
 	// one go; the flags-only difference is replaced in place.
-	if len(del) != 3 || routeOf(del[0]) != routeOf(wasVXLAN) || del[1].Priority != 100 || routeOf(del[2]) != routeOf(stale) {
+	if len(del) != 4 || routeOf(del[0]) != routeOf(wasVXLAN) || del[1].Priority != 100 || routeOf(del[2]) != routeOf(stale) ||
+		routeOf(del[3]) != missing6 || del[3].Priority != 0 {
 		t.Errorf("del %v", del)
 	}
 }
@@ -102,8 +123,8 @@ func TestPlanNeighs(t *testing.T) {
 
 func TestPlanFDB(t *testing.T) {
 	want := map[macKey]fdbEntry{
-		keyOf(mac2): {mac: mac2, dst: ip("192.168.0.2")},
-		keyOf(mac3): {mac: mac3, dst: ip("192.168.0.3")},
+		keyOf(mac2, ipv4): {mac: mac2, dst: ip("192.168.0.2")},
+		keyOf(mac3, ipv4): {mac: mac3, dst: ip("192.168.0.3")},
 	}
 	mac9 := net.HardwareAddr{2, 0, 0, 0, 0, 9}
 	learned := net.HardwareAddr{2, 0, 0, 0, 0, 8}
@@ -117,7 +138,7 @@ func TestPlanFDB(t *testing.T) {
 		fdb(learned, "192.168.0.8", netlink.NUD_REACHABLE),
 	}
 	for _, learning := range []bool{false, true} {
-		set, del := planFDB(current, want, 7, learning)
+		set, del := planFDB(current, want, 7, ipv4, learning)
 		if len(set) != 1 || set[0].HardwareAddr.String() != mac3.String() || !set[0].IP.Equal(net.ParseIP("192.168.0.3")) ||
 			set[0].Family != unix.AF_BRIDGE || set[0].Flags != netlink.NTF_SELF || set[0].State != netlink.NUD_PERMANENT {
 			t.Errorf("learning=%v: set %v", learning, set)
@@ -150,6 +171,20 @@ func TestOwnedUplinkDst(t *testing.T) {
 	if !ownedUplinkDst(network, netip.Prefix{}, own) {
 		t.Error("with the own subnet unknown, every route inside Network is owned")
 	}
+	network6, own6 := pfx("fd10:244::/56"), pfx("fd10:244:0:1::/64")
+	for dst, want := range map[string]bool{"fd10:244:0:2::/64": true, "fd10:244:0:1::/64": false, "::/0": false, "10.244.2.0/24": false} {
+		if got := ownedUplinkDst(network6, own6, pfx(dst)); got != want {
+			t.Errorf("ownedUplinkDst(%s) = %v, want %v", dst, got, want)
+		}
+	}
+}
+
+func TestTrailingZeros(t *testing.T) {
+	for a, want := range map[string]int{"10.244.2.0": 9, "10.244.0.0": 18, "0.0.0.0": 32, "fd10:244:0:2::": 65, "::": 128, "::1": 0} {
+		if got := trailingZeros(ip(a)); got != want {
+			t.Errorf("trailingZeros(%s) = %d, want %d", a, got, want)
+		}
+	}
 }
 
 func TestNormalize(t *testing.T) {
@@ -164,7 +199,24 @@ func TestNormalize(t *testing.T) {
 	if err != nil || n.Port != DefaultUDPPort {
 		t.Errorf("normalize udp: port %d, %v; want %d", n.Port, err, DefaultUDPPort)
 	}
+	network6 := pfx("fd10:244::/56")
+	for _, good := range []datapath.Node{
+		{NodeIP: ip("192.168.0.1"), NodeIPv6: ip("fd00::1"), Uplink: "eth0", Network: network, IPv6Network: network6, Backend: datapath.ModeVXLAN},
+		{NodeIPv6: ip("fd00::1"), Uplink: "eth0", IPv6Network: pfx("fd10:244::1/56"), Backend: datapath.ModeHostGW},
+	} {
+		n, err := normalize(good)
+		if err != nil || n.IPv6Network != network6 {
+			t.Errorf("normalize(%+v) = %v, IPv6Network %s", good, err, n.IPv6Network)
+		}
+	}
 	bad := []datapath.Node{
+		{Uplink: "eth0", Backend: datapath.ModeVXLAN}, // no family
+		{NodeIPv6: ip("192.168.0.1"), Uplink: "eth0", IPv6Network: network6, Backend: datapath.ModeVXLAN},
+		{NodeIPv6: ip("fd00::1"), Uplink: "eth0", IPv6Network: network, Backend: datapath.ModeVXLAN},
+		{NodeIPv6: ip("fd00::1"), Uplink: "eth0", Backend: datapath.ModeVXLAN},
+		{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Network: network, IPv6Network: network6, Backend: datapath.ModeVXLAN},
+		{NodeIP: ip("192.168.0.1"), NodeIPv6: ip("fd00::1"), Uplink: "eth0", Network: network, IPv6Network: network6, Backend: datapath.ModeUDP},
+		{NodeIPv6: ip("fd00::1"), Uplink: "eth0", IPv6Network: network6, Backend: datapath.ModeWireGuard, WireGuard: datapath.WireGuard{KeyFile: "k"}},
 		{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Network: network, Backend: datapath.ModeWireGuard},
 		{NodeIP: ip("192.168.0.1"), Uplink: "eth0", Network: network, Backend: datapath.ModeUDP, Port: -1},
 		{NodeIP: ip("fd00::1"), Uplink: "eth0", Network: network, Backend: datapath.ModeVXLAN},

@@ -30,7 +30,7 @@ func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 		return errors.New("sync: Setup has not succeeded yet")
 	}
 	if d.sel == nil {
-		d.sel = datapath.NewSelector(d.node, d.subnet)
+		d.sel = datapath.NewSelector(d.node, d.subnets[:]...)
 	}
 	sel, err := d.sel.Reset(peers)
 	datapath.LogRejections(sel.Rejected)
@@ -72,7 +72,7 @@ func (d *Datapath) program(selected []datapath.Peer) error {
 	if d.node.Backend == datapath.ModeWireGuard {
 		return d.programWireGuard(h, uplink, selected)
 	}
-	uplinkIndex, vxlanIndex := uplink.Attrs().Index, 0
+	uplinkIndex, vxlanIndex := uplink.Attrs().Index, [2]int{}
 	switch d.node.Backend {
 	case datapath.ModeUDP:
 		if _, err := d.ensureUDP(h, uplink); err != nil {
@@ -83,24 +83,19 @@ func (d *Datapath) program(selected []datapath.Peer) error {
 		// entry for them (stale host-gw routes still go below).
 		selected = nil
 	case datapath.ModeVXLAN:
-		dev, err := d.ensureDevice(h, uplink)
-		if err != nil {
+		if vxlanIndex, _, err = d.ensureVXLAN(h, uplink); err != nil {
 			return fmt.Errorf("sync: %w", err)
 		}
-		if d.subnet.IsValid() {
-			if err := ensureAddress(h, dev, d.subnet, 32); err != nil {
-				return fmt.Errorf("sync: %w", err)
-			}
-		}
-		vxlanIndex = dev.Attrs().Index
 	}
 
 	want := buildDesired(selected, vxlanIndex, uplinkIndex)
 	var errs []error
 	w := newWriter(h)
-	if vxlanIndex != 0 {
-		errs = append(errs, syncFDB(w, vxlanIndex, want.fdb, d.node.Learning))
-		errs = append(errs, syncNeighs(w, vxlanIndex, want.neighs()))
+	for _, f := range families {
+		if index := vxlanIndex[f.index]; index != 0 {
+			errs = append(errs, syncFDB(w, index, f, want.fdbOf(f), d.node.Learning))
+			errs = append(errs, syncNeighs(w, index, f, want.neighs(f)))
+		}
 	}
 	errs = append(errs, d.syncRoutes(w, vxlanIndex, uplinkIndex, want.routes))
 	errs = append(errs, w.err())
@@ -112,29 +107,36 @@ func (d *Datapath) program(selected []datapath.Peer) error {
 	return nil
 }
 
-// ownedRoutes lists the IPv4 main-table routes this datapath owns: all on
-// the vxlan device (vxlanIndex 0: none) except the kernel's own, and those
-// via a gateway on the uplink into Network, except into this node's subnet.
-func (d *Datapath) ownedRoutes(h *netlink.Handle, vxlanIndex, uplinkIndex int) ([]netlink.Route, error) {
+// ownedRoutes lists the main-table routes this datapath owns, of each
+// family the node runs: all on the family's vxlan device (vxlanIndex by
+// family.index, 0: none) except the kernel's own, and those via a gateway
+// on the uplink into the family's network, except into this node's subnet.
+func (d *Datapath) ownedRoutes(h *netlink.Handle, vxlanIndex [2]int, uplinkIndex int) ([]netlink.Route, error) {
 	var owned []netlink.Route
-	if vxlanIndex != 0 {
-		routes, err := listLinkRoutes(h, vxlanIndex)
+	for _, f := range families {
+		_, network := f.of(d.node)
+		if !network.IsValid() {
+			continue
+		}
+		if vxlanIndex[f.index] != 0 {
+			routes, err := listLinkRoutes(h, vxlanIndex[f.index], f)
+			if err != nil {
+				return nil, err
+			}
+			for _, r := range routes {
+				if r.Protocol != unix.RTPROT_KERNEL {
+					owned = append(owned, r)
+				}
+			}
+		}
+		routes, err := listLinkRoutes(h, uplinkIndex, f)
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range routes {
-			if r.Protocol != unix.RTPROT_KERNEL {
+			if r.Gw != nil && ownedUplinkDst(network, d.subnets[f.index], prefixOf(r.Dst)) {
 				owned = append(owned, r)
 			}
-		}
-	}
-	routes, err := listLinkRoutes(h, uplinkIndex)
-	if err != nil {
-		return nil, err
-	}
-	for _, r := range routes {
-		if r.Gw != nil && ownedUplinkDst(d.node.Network, d.subnet, prefixOf(r.Dst)) {
-			owned = append(owned, r)
 		}
 	}
 	return owned, nil
@@ -149,27 +151,27 @@ func ownedUplinkDst(network, own, dst netip.Prefix) bool {
 	return !own.IsValid() || !own.Overlaps(dst)
 }
 
-// listLinkRoutes lists the IPv4 main-table routes out of one link. With
+// listLinkRoutes lists family f's main-table routes out of one link. With
 // strict checking the kernel filters the dump by link and table; without it
 // (kernels before 4.20) it sends every route and the library filters. It is
 // on only for this dump: the library's neighbour dumps fail strict checks.
-func listLinkRoutes(h *netlink.Handle, index int) ([]netlink.Route, error) {
+func listLinkRoutes(h *netlink.Handle, index int, f *family) ([]netlink.Route, error) {
 	if err := h.SetStrictCheck(true); err == nil {
 		defer func() { _ = h.SetStrictCheck(false) }()
 	}
 	filter := &netlink.Route{LinkIndex: index, Table: unix.RT_TABLE_MAIN}
 	routes, err := listRetry(func() ([]netlink.Route, error) {
-		return h.RouteListFiltered(netlink.FAMILY_V4, filter, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
+		return h.RouteListFiltered(f.netlink, filter, netlink.RT_FILTER_OIF|netlink.RT_FILTER_TABLE)
 	})
 	if err != nil {
-		return nil, fmt.Errorf("list routes on link %d: %w", index, err)
+		return nil, fmt.Errorf("list %s routes on link %d: %w", f.name, index, err)
 	}
 	return routes, nil
 }
 
 // syncRoutes adds and replaces the wanted routes, then deletes owned
 // routes that no peer backs.
-func (d *Datapath) syncRoutes(w *writer, vxlanIndex, uplinkIndex int, want map[netip.Prefix]route) error {
+func (d *Datapath) syncRoutes(w *writer, vxlanIndex [2]int, uplinkIndex int, want map[netip.Prefix]route) error {
 	current, err := d.ownedRoutes(w.h, vxlanIndex, uplinkIndex)
 	if err != nil {
 		return err
@@ -178,9 +180,10 @@ func (d *Datapath) syncRoutes(w *writer, vxlanIndex, uplinkIndex int, want map[n
 	return nil
 }
 
-// syncNeighs makes the IPv4 neighbour table of the vxlan device equal to want.
-func syncNeighs(w *writer, index int, want map[netip.Addr]net.HardwareAddr) error {
-	current, err := listRetry(func() ([]netlink.Neigh, error) { return w.h.NeighList(index, netlink.FAMILY_V4) })
+// syncNeighs makes the neighbour table of family f's vxlan device (at
+// index) equal to want.
+func syncNeighs(w *writer, index int, f *family, want map[netip.Addr]net.HardwareAddr) error {
+	current, err := listRetry(func() ([]netlink.Neigh, error) { return w.h.NeighList(index, f.netlink) })
 	if err != nil {
 		return fmt.Errorf("list neighbours on link %d: %w", index, err)
 	}
@@ -188,12 +191,13 @@ func syncNeighs(w *writer, index int, want map[netip.Addr]net.HardwareAddr) erro
 	return nil
 }
 
-// syncFDB makes the vxlan device's forwarding database equal to want.
-func syncFDB(w *writer, index int, want map[macKey]fdbEntry, learning bool) error {
+// syncFDB makes the forwarding database of family f's vxlan device (at
+// index) equal to want.
+func syncFDB(w *writer, index int, f *family, want map[macKey]fdbEntry, learning bool) error {
 	current, err := listRetry(func() ([]netlink.Neigh, error) { return w.h.NeighList(index, unix.AF_BRIDGE) })
 	if err != nil {
 		return fmt.Errorf("list fdb on link %d: %w", index, err)
 	}
-	w.fdb(planFDB(current, want, index, learning))
+	w.fdb(planFDB(current, want, index, f, learning))
 	return nil
 }

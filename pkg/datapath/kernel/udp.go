@@ -64,11 +64,11 @@ func (d *Datapath) ensureUDP(h *netlink.Handle, uplink netlink.Link) (netlink.Li
 	}
 	// The ICMP errors the forwarding loop writes into flannel0 come from
 	// flannel0's own address: without accept_local they are martians.
-	if _, err := sysctlOn("/proc/sys/net/ipv4/conf/" + TUNName + "/accept_local"); err != nil {
+	if _, err := sysctlSet("/proc/sys/net/ipv4/conf/"+TUNName+"/accept_local", "1"); err != nil {
 		return nil, err
 	}
-	if d.subnet.IsValid() {
-		if err := ensureAddress(h, link, d.subnet, d.node.Network.Bits()); err != nil {
+	if own := d.subnets[ipv4.index]; own.IsValid() {
+		if err := ensureAddress(h, link, own, d.node.Network.Bits()); err != nil {
 			return nil, err
 		}
 	}

@@ -93,14 +93,14 @@ func (d *Datapath) setupWireGuard(h *netlink.Handle, uplink netlink.Link) (datap
 // the device and routes the cluster network through it, as flannel does;
 // nothing while the subnet is unknown.
 func (d *Datapath) ensureWireGuardSubnet(h *netlink.Handle) error {
-	if !d.subnet.IsValid() {
+	if !d.subnets[ipv4.index].IsValid() {
 		return nil
 	}
 	dev, err := h.LinkByName(wireguard.DeviceName)
 	if err != nil {
 		return fmt.Errorf("find %s: %w", wireguard.DeviceName, err)
 	}
-	if err := ensureAddress(h, dev, d.subnet, 32); err != nil {
+	if err := ensureAddress(h, dev, d.subnets[ipv4.index], 32); err != nil {
 		return err
 	}
 	r := &netlink.Route{LinkIndex: dev.Attrs().Index, Dst: ipNet(d.node.Network), Scope: netlink.SCOPE_LINK}
@@ -213,10 +213,17 @@ func (d *Datapath) closeWireGuard() error {
 	return err
 }
 
-// deviceName is the device of d's backend: flannel-wg or flannel.<VNI>.
-func (d *Datapath) deviceName() string {
+// deviceNames are the devices whose counters Stats reports: the wireguard
+// device, or the vxlan device of each enabled family.
+func (d *Datapath) deviceNames() []string {
 	if d.node.Backend == datapath.ModeWireGuard {
-		return wireguard.DeviceName
+		return []string{wireguard.DeviceName}
 	}
-	return DeviceName(d.node.VNI)
+	var names []string
+	for _, f := range families {
+		if f.on(d.node) {
+			names = append(names, f.deviceName(d.node.VNI))
+		}
+	}
+	return names
 }
