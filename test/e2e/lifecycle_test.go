@@ -204,7 +204,7 @@ func TestHitlessRestart(t *testing.T) {
 				}
 			})
 			if dp == "ebpf" {
-				requireFastPath(t, d, c.Nodes[0], c.Nodes[1], tc.backend, sent)
+				requireFastPath(t, d, c.Nodes[0], c.Nodes[1], tc.backend, cluster.IPv4, sent)
 			}
 			checkMesh(t, c, pods)
 		})
