@@ -116,12 +116,13 @@ enum offload {
 
 /*
  * The addresses and ports a packet leaves netfilter with: its own, or, for
- * a NATed flow (a Service's DNAT, masquerade), the inverse of the other
- * direction's tuple, as netfilter's NAT would rewrite it.
+ * a NATed IPv4 flow (a Service's DNAT, masquerade), the inverse of the other
+ * direction's tuple, as netfilter's NAT would rewrite it. NATed IPv6 flows
+ * stay on the kernel path.
  */
 struct xlat {
-	__be32 saddr;
-	__be32 daddr;
+	union addr saddr; /* IPv4 mapped */
+	union addr daddr;
 	__be16 sport;
 	__be16 dport;
 	__u8 nat; /* the packet must be rewritten to the above */
@@ -134,64 +135,76 @@ static __always_inline void request_liberal(struct flow *f)
 	bpf_ringbuf_output(&weft_ct_requests, f, sizeof(*f), 0);
 }
 
-/* inverse sets x to the inverse of tuple t: where a packet of the other
- * direction comes from and goes to after NAT. */
-#define inverse(x, t)                          \
-	do {                                   \
-		(x)->saddr = (t).dst.u3.ip;    \
-		(x)->sport = (t).dst.u.all;    \
-		(x)->daddr = (t).src.u3.ip;    \
-		(x)->dport = (t).src.u.all;    \
+/* inverse sets x to the inverse of tuple t (IPv4): where a packet of the
+ * other direction comes from and goes to after NAT. */
+#define inverse(x, t)                                 \
+	do {                                          \
+		map4(&(x)->saddr, (t).dst.u3.ip);     \
+		(x)->sport = (t).dst.u.all;           \
+		map4(&(x)->daddr, (t).src.u3.ip);     \
+		(x)->dport = (t).src.u.all;           \
 	} while (0)
 
 /*
- * offload_state looks up the flow of the IPv4 packet ip, whose L4 header is
- * at l4off, in conntrack: OFFLOAD_YES when netfilter has accepted and
- * established it (x says how NAT rewrites the packet), OFFLOAD_ASK when
- * only the liberal flag is missing (f is the flow to ask for), else
- * OFFLOAD_NO.
+ * offload_state looks up the flow of the packet l3 (family v6) in
+ * conntrack: OFFLOAD_YES when netfilter has accepted and established it (x
+ * says how NAT rewrites the packet), OFFLOAD_ASK when only the liberal flag
+ * is missing (f is the flow to ask for), else OFFLOAD_NO.
  */
-static __always_inline enum offload offload_state(struct __sk_buff *skb, const struct ipv4 *ip,
-						  __u32 l4off, const struct node_config *cfg,
-						  struct xlat *x, struct flow *f)
+static __always_inline enum offload offload_state(struct __sk_buff *skb, const struct l3 *l3, const int v6,
+						  const struct node_config *cfg, struct xlat *x,
+						  struct flow *f)
 {
-	struct bpf_ct_opts opts = { .netns_id = BPF_F_CURRENT_NETNS, .l4proto = ip->protocol };
+	struct bpf_ct_opts opts = { .netns_id = BPF_F_CURRENT_NETNS, .l4proto = l3->proto };
 	struct bpf_sock_tuple tuple = {};
 	enum offload state = OFFLOAD_NO;
+	__be16 ports[2];
 	struct nf_conn *ct;
 	unsigned long status;
 	__u8 tcp_flags;
 	__s32 left;
 
-	if (ip->protocol == IPPROTO_TCP) {
-		if (bpf_skb_load_bytes(skb, l4off + TCP_FLAGS_OFF, &tcp_flags, 1))
+	if (!l3->l4off)
+		return OFFLOAD_NO;
+	if (l3->proto == IPPROTO_TCP) {
+		if (bpf_skb_load_bytes(skb, l3->l4off + TCP_FLAGS_OFF, &tcp_flags, 1))
 			return OFFLOAD_NO;
 		if (tcp_flags & (TCP_FIN | TCP_SYN | TCP_RST))
 			return OFFLOAD_NO; /* conntrack follows the connection's state */
-	} else if (ip->protocol != IPPROTO_UDP) {
+	} else if (l3->proto != IPPROTO_UDP) {
 		return OFFLOAD_NO;
 	}
-	if (bpf_skb_load_bytes(skb, l4off, &tuple.ipv4.sport, 2 * sizeof(__be16)))
+	if (bpf_skb_load_bytes(skb, l3->l4off, ports, sizeof(ports)))
 		return OFFLOAD_NO;
-	tuple.ipv4.saddr = ip->saddr;
-	tuple.ipv4.daddr = ip->daddr;
-	ct = bpf_skb_ct_lookup(skb, &tuple, sizeof(tuple.ipv4), &opts, sizeof(opts));
+	if (v6) {
+		__builtin_memcpy(tuple.ipv6.saddr, l3->saddr.w, 16);
+		__builtin_memcpy(tuple.ipv6.daddr, l3->daddr.w, 16);
+		tuple.ipv6.sport = ports[0];
+		tuple.ipv6.dport = ports[1];
+		ct = bpf_skb_ct_lookup(skb, &tuple, sizeof(tuple.ipv6), &opts, sizeof(opts));
+	} else {
+		tuple.ipv4.saddr = l3->saddr.w[3];
+		tuple.ipv4.daddr = l3->daddr.w[3];
+		tuple.ipv4.sport = ports[0];
+		tuple.ipv4.dport = ports[1];
+		ct = bpf_skb_ct_lookup(skb, &tuple, sizeof(tuple.ipv4), &opts, sizeof(opts));
+	}
 	if (!ct)
 		return OFFLOAD_NO; /* new, or not accepted (yet): netfilter decides */
 	status = ct->status;
 	left = (__s32)(ct->timeout - (__u32)bpf_jiffies64());
 	if (!(status & IPS_SEEN_REPLY) || (status & (IPS_SEQ_ADJUST | IPS_HELPER | IPS_DYING)) ||
-	    left <= (__s32)cfg->ct_refresh_jiffies)
+	    (v6 && (status & IPS_NAT_MASK)) || left <= (__s32)cfg->ct_refresh_jiffies)
 		goto out;
-	if (ip->protocol == IPPROTO_UDP)
+	if (l3->proto == IPPROTO_UDP)
 		state = OFFLOAD_YES;
 	else if (ct->proto.tcp.state == TCP_CONNTRACK_ESTABLISHED)
 		state = ct->proto.tcp.seen[0].flags & ct->proto.tcp.seen[1].flags & IP_CT_TCP_FLAG_BE_LIBERAL ?
 				OFFLOAD_YES : OFFLOAD_ASK;
-	x->saddr = tuple.ipv4.saddr;
-	x->daddr = tuple.ipv4.daddr;
-	x->sport = tuple.ipv4.sport;
-	x->dport = tuple.ipv4.dport;
+	x->saddr = l3->saddr;
+	x->daddr = l3->daddr;
+	x->sport = ports[0];
+	x->dport = ports[1];
 	x->nat = 0;
 	if (status & IPS_NAT_MASK) {
 		x->nat = 1;
@@ -200,11 +213,11 @@ static __always_inline enum offload offload_state(struct __sk_buff *skb, const s
 		else
 			inverse(x, ct->tuplehash[0].tuple);
 	}
-	f->saddr = tuple.ipv4.saddr;
-	f->daddr = tuple.ipv4.daddr;
-	f->sport = tuple.ipv4.sport;
-	f->dport = tuple.ipv4.dport;
-	f->proto = ip->protocol;
+	f->saddr = l3->saddr;
+	f->daddr = l3->daddr;
+	f->sport = ports[0];
+	f->dport = ports[1];
+	f->proto = l3->proto;
 out:
 	bpf_ct_release(ct);
 	return state;

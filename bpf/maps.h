@@ -11,6 +11,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "weft.h"
+#include "parse.h"
 
 #define PIN_BY_NAME __uint(pinning, LIBBPF_PIN_BY_NAME)
 
@@ -33,7 +34,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __be32);
+	__type(key, union addr);
 	__type(value, struct endpoint);
 	__uint(max_entries, 16384);
 	PIN_BY_NAME;
@@ -49,7 +50,7 @@ struct {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
-	__type(key, __be32);
+	__type(key, union addr);
 	__type(value, struct known_node);
 	__uint(max_entries, 16384);
 	PIN_BY_NAME;
@@ -59,7 +60,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct traffic);
-	__uint(max_entries, COUNTER_MAX);
+	__uint(max_entries, COUNTER_MAX * FAMILY_MAX);
 	PIN_BY_NAME;
 } weft_traffic SEC(".maps");
 
@@ -67,7 +68,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct traffic);
-	__uint(max_entries, DROP_MAX);
+	__uint(max_entries, DROP_MAX * FAMILY_MAX);
 	PIN_BY_NAME;
 } weft_drops SEC(".maps");
 
@@ -88,18 +89,31 @@ static __always_inline void count(void *map, __u32 idx, __u64 bytes)
 	}
 }
 
-static __always_inline int drop(struct __sk_buff *skb, __u32 reason)
+/* count_traffic counts a packet of family v6 under counter c. */
+static __always_inline void count_traffic(const int v6, __u32 c, __u64 bytes)
 {
-	count(&weft_drops, reason, skb->len);
+	count(&weft_traffic, (v6 ? FAMILY_IPV6 * COUNTER_MAX : 0) + c, bytes);
+}
+
+/* drop counts the packet (family v6; ARP and others count as IPv4) under
+ * reason and drops it. */
+static __always_inline int drop(struct __sk_buff *skb, const int v6, __u32 reason)
+{
+	count(&weft_drops, (v6 ? FAMILY_IPV6 * DROP_MAX : 0) + reason, skb->len);
 	return TC_ACT_SHOT;
 }
 
+/* config is the node config once weftd has turned a family on. */
 static __always_inline struct node_config *config(void)
 {
 	__u32 zero = 0;
 	struct node_config *cfg = bpf_map_lookup_elem(&weft_config, &zero);
 
-	return cfg && cfg->node_ip ? cfg : NULL;
+	if (!cfg)
+		return NULL;
+	if (addr_zero(&cfg->family[FAMILY_IPV4].node_ip) && addr_zero(&cfg->family[FAMILY_IPV6].node_ip))
+		return NULL;
+	return cfg;
 }
 
 #endif /* WEFT_MAPS_H */

@@ -35,7 +35,8 @@ static __always_inline int rewrite_field(struct __sk_buff *skb, __u32 off, __u32
 	return bpf_skb_store_bytes(skb, off, &new, size, 0);
 }
 
-/* apply_xlat rewrites the IPv4 packet at l3off (L4 header at l4off) to x. */
+/* apply_xlat rewrites the IPv4 packet at l3off (L4 header at l4off) to x
+ * (IPv4: NATed IPv6 flows take the kernel path). */
 static __always_inline int apply_xlat(struct __sk_buff *skb, __u32 l3off, __u32 l4off, __u8 proto,
 				      const struct xlat *x)
 {
@@ -49,9 +50,9 @@ static __always_inline int apply_xlat(struct __sk_buff *skb, __u32 l3off, __u32 
 	    bpf_skb_load_bytes(skb, l4off, port, sizeof(port)))
 		return -1;
 	if (rewrite_field(skb, l3off + IPV4_SADDR_OFF, csum, l3off + IPV4_CSUM_OFF,
-			  flags | BPF_F_PSEUDO_HDR, addr[0], x->saddr, 4) ||
+			  flags | BPF_F_PSEUDO_HDR, addr[0], x->saddr.w[3], 4) ||
 	    rewrite_field(skb, l3off + IPV4_DADDR_OFF, csum, l3off + IPV4_CSUM_OFF,
-			  flags | BPF_F_PSEUDO_HDR, addr[1], x->daddr, 4) ||
+			  flags | BPF_F_PSEUDO_HDR, addr[1], x->daddr.w[3], 4) ||
 	    rewrite_field(skb, l4off, csum, 0, flags, port[0], x->sport, 2) ||
 	    rewrite_field(skb, l4off + 2, csum, 0, flags, port[1], x->dport, 2))
 		return -1;

@@ -8,5 +8,7 @@
 
 /* bpf_skb_adjust_room: clear the tunnel state of a decapsulated IPv4 skb. */
 #define WEFT_ADJ_ROOM_DECAP_L3_IPV4 (1ULL << 7)
+/* The same for a decapsulated IPv6 skb. */
+#define WEFT_ADJ_ROOM_DECAP_L3_IPV6 (1ULL << 8)
 
 #endif /* WEFT_UAPI_COMPAT_H */

@@ -21,7 +21,9 @@ var leasesCommand = command{
    "expires": RFC 3339 or null, "permanent"}]}
   etcd: "expires" is when the key's etcd lease runs out; "permanent" is true for a key
   without an etcd lease (a reservation). Kubernetes leases have no expiry (null, false).
-  "vtep_mac" is "" for leases that carry none (host-gw).
+  "vtep_mac" is "" for leases that carry none (host-gw). A dual-stack lease is two
+  entries, its IPv4 half (PublicIP, BackendData) and its IPv6 half (PublicIPv6,
+  BackendV6Data).
 `,
 	flags: func(fs *flag.FlagSet) runFunc {
 		out := outputFlag(fs)
@@ -33,7 +35,7 @@ var leasesCommand = command{
 			}
 			r := leasesReport{Source: src.String(), Leases: []leaseRowJSON{}}
 			for _, l := range ls {
-				r.Leases = append(r.Leases, leaseRow(l))
+				r.Leases = append(r.Leases, leaseRows(l)...)
 			}
 			return render(stdout, *out, r)
 		}
@@ -183,22 +185,28 @@ type leaseRowJSON struct {
 	Permanent bool       `json:"permanent"`
 }
 
-func leaseRow(l leaseEntry) leaseRowJSON {
-	r := leaseRowJSON{Subnet: str(l.Subnet), PublicIP: str(l.Attrs.PublicIP), Backend: l.Attrs.BackendType,
-		VtepMAC: leaseMAC(l.Lease), Permanent: l.Permanent}
+// leaseRows is one row per family half of l.
+func leaseRows(l leaseEntry) []leaseRowJSON {
+	var expires *time.Time
 	if !l.Expiration.IsZero() {
 		t := l.Expiration.UTC()
-		r.Expires = &t
+		expires = &t
 	}
-	return r
+	var rows []leaseRowJSON
+	for _, h := range l.Halves() {
+		rows = append(rows, leaseRowJSON{Subnet: str(h.Subnet), PublicIP: str(h.PublicIP), Backend: l.Attrs.BackendType,
+			VtepMAC: halfMAC(l.Attrs.BackendType, h), Expires: expires, Permanent: l.Permanent})
+	}
+	return rows
 }
 
-// leaseMAC is a vxlan lease's VTEP MAC; "" for other leases.
-func leaseMAC(l lease.Lease) string {
-	if l.Attrs.BackendType != "vxlan" {
+// halfMAC is the VTEP MAC of a lease half of backend vxlan; "" for other
+// backends or without one.
+func halfMAC(backend string, h lease.Half) string {
+	if backend != "vxlan" {
 		return ""
 	}
-	mac, err := l.VtepMAC()
+	mac, _, err := h.VXLAN()
 	if err != nil {
 		return ""
 	}

@@ -57,7 +57,7 @@ func TestRun(t *testing.T) {
 		{name: "maps dump ring buffer", args: []string{"maps", "dump", "ct_requests", "--bpf-dir", missing}, code: 2,
 			stderrHas: "weft_ct_requests is a ring buffer that weftd consumes: it has nothing to dump", quietStdout: true},
 		{name: "maps documents the new maps", args: []string{"maps", "-h"}, code: 0,
-			stderrHas: `weft_pods:       {"host_ifindex", "ip", "mac"}`, quietStdout: true},
+			stderrHas: `weft_pods:       {"host_ifindex", "ip", "ipv6", "mac"}`, quietStdout: true},
 		{name: "json documented", args: []string{"peers", "-h"}, code: 0,
 			stderrHas: `"status": "ok"|"mismatch"|"own"|"unchecked"`, quietStdout: true},
 		{name: "watch flags", args: []string{"counters", "--watch", "--interval", "0s"}, code: 2,

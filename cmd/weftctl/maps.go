@@ -19,16 +19,19 @@ var mapsCommand = command{
 	positional: true,
 	jsonDoc: `  list: {"maps": [{"name", "id", "type", "entries", "max_entries"}]}
   dump: {"map": NAME, "entries": [...]}, entries by map:
-    weft_config:     {"subnet", "network", "node_ip", "backend", "vni", "port", "vtep_mac",
-                      "bridge_mac", "uplink_ifindex", "bridge_ifindex"}
+    weft_config:     {"subnet", "network", "node_ip", "vtep_mac", "ipv6_subnet", "ipv6_network",
+                      "node_ipv6", "vtep_mac_v6", "backend", "vni", "port", "bridge_mac",
+                      "uplink_ifindex", "bridge_ifindex", "vxlan_ifindex", "vxlan_ifindex_v6"}
+                     (a family that is off: ""; no vxlan device: ifindex 0)
     weft_peers:      {"subnet", "node_ip", "vtep_mac", "mode"}
     weft_nodes:      {"node_ip", "leases"}
     weft_endpoints:  {"ip", "host_ifindex", "mac"}
-    weft_pods:       {"host_ifindex", "ip", "mac"}
+    weft_pods:       {"host_ifindex", "ip", "ipv6", "mac"}
     weft_traffic,
     weft_drops:      {"index", "backend", "direction", "reason", "packets", "bytes",
                       "per_cpu": [{"packets", "bytes"}]}
     weft_ct_requests is a ring buffer (weftd consumes it): it has nothing to dump.
+  weft_peers, weft_nodes and weft_endpoints hold both families' entries.
   Unset values are "" (addresses, MACs) or 0. NAME may omit the "weft_" prefix.
 `,
 	flags: func(fs *flag.FlagSet) runFunc {
@@ -93,19 +96,42 @@ type configJSON struct {
 	Subnet        string `json:"subnet"`
 	Network       string `json:"network"`
 	NodeIP        string `json:"node_ip"`
+	VtepMAC       string `json:"vtep_mac"`
+	IPv6Subnet    string `json:"ipv6_subnet"`
+	IPv6Network   string `json:"ipv6_network"`
+	NodeIPv6      string `json:"node_ipv6"`
+	VtepMACv6     string `json:"vtep_mac_v6"`
 	Backend       string `json:"backend"`
 	VNI           int    `json:"vni"`
 	Port          int    `json:"port"`
-	VtepMAC       string `json:"vtep_mac"`
 	BridgeMAC     string `json:"bridge_mac"`
 	UplinkIfindex int    `json:"uplink_ifindex"`
 	BridgeIfindex int    `json:"bridge_ifindex"`
+	// VXLANIfindex and VXLANIfindexV6: flannel.<VNI> and flannel-v6.<VNI>.
+	VXLANIfindex   int `json:"vxlan_ifindex"`
+	VXLANIfindexV6 int `json:"vxlan_ifindex_v6"`
 }
 
 func configRow(c ebpf.NodeConfig) configJSON {
-	return configJSON{Subnet: str(c.Subnet), Network: str(c.Network), NodeIP: str(c.NodeIP), Backend: string(c.Backend()),
-		VNI: c.VNI, Port: c.Port, VtepMAC: macStr(c.VtepMAC), BridgeMAC: macStr(c.BridgeMAC),
-		UplinkIfindex: c.UplinkIfindex, BridgeIfindex: c.BridgeIfindex}
+	return configJSON{Subnet: str(c.Subnet), Network: str(c.Network), NodeIP: str(c.NodeIP), VtepMAC: macStr(c.VtepMAC),
+		IPv6Subnet: str(c.IPv6Subnet), IPv6Network: str(c.IPv6Network), NodeIPv6: str(c.NodeIPv6), VtepMACv6: macStr(c.VtepMACv6),
+		Backend: string(c.Backend()), VNI: c.VNI, Port: c.Port, BridgeMAC: macStr(c.BridgeMAC),
+		UplinkIfindex: c.UplinkIfindex, BridgeIfindex: c.BridgeIfindex,
+		VXLANIfindex: c.VXLANIfindex, VXLANIfindexV6: c.VXLANIfindexV6}
+}
+
+// families are j's per-family columns (subnet, network, node IP, VTEP
+// MAC, vxlan device): IPv4's, then IPv6's if it is on; IPv4's alone
+// (dashes) when neither is.
+func (j configJSON) families() [][5]string {
+	var out [][5]string
+	if j.NodeIP != "" || j.NodeIPv6 == "" {
+		out = append(out, [5]string{j.Subnet, j.Network, j.NodeIP, j.VtepMAC, ifaceStr(j.VXLANIfindex)})
+	}
+	if j.NodeIPv6 != "" {
+		out = append(out, [5]string{j.IPv6Subnet, j.IPv6Network, j.NodeIPv6, j.VtepMACv6, ifaceStr(j.VXLANIfindexV6)})
+	}
+	return out
 }
 
 type peerEntryJSON struct {
@@ -140,6 +166,7 @@ type slotJSON struct {
 type podJSON struct {
 	HostIfindex int    `json:"host_ifindex"`
 	IP          string `json:"ip"`
+	IPv6        string `json:"ipv6"`
 	MAC         string `json:"mac"`
 }
 
@@ -169,9 +196,11 @@ func dumpMap(bpfDir, name string) (dumpReport, error) {
 		}
 		j := configRow(c)
 		d.Entries = []configJSON{j}
-		d.header = []string{"SUBNET", "NETWORK", "NODE IP", "BACKEND", "VNI", "PORT", "VTEP MAC", "UPLINK", "BRIDGE", "BRIDGE MAC"}
-		d.rows = [][]string{{dash(j.Subnet), dash(j.Network), dash(j.NodeIP), j.Backend, strconv.Itoa(j.VNI), strconv.Itoa(j.Port),
-			dash(j.VtepMAC), ifaceStr(j.UplinkIfindex), ifaceStr(j.BridgeIfindex), dash(j.BridgeMAC)}}
+		d.header = []string{"SUBNET", "NETWORK", "NODE IP", "BACKEND", "VNI", "PORT", "VTEP MAC", "VXLAN DEVICE", "UPLINK", "BRIDGE", "BRIDGE MAC"}
+		for _, f := range j.families() { // one row per family
+			d.rows = append(d.rows, []string{dash(f[0]), dash(f[1]), dash(f[2]), j.Backend, strconv.Itoa(j.VNI), strconv.Itoa(j.Port),
+				dash(f[3]), f[4], ifaceStr(j.UplinkIfindex), ifaceStr(j.BridgeIfindex), dash(j.BridgeMAC)})
+		}
 	case ebpf.MapPeers:
 		ps, err := ebpf.ReadPeers(bpfDir)
 		if err != nil {
@@ -238,11 +267,11 @@ func dumpMap(bpfDir, name string) (dumpReport, error) {
 		}
 		entries := []podJSON{}
 		for _, p := range ps {
-			j := podJSON{HostIfindex: p.HostIfindex, IP: str(p.IP), MAC: macStr(p.MAC)}
+			j := podJSON{HostIfindex: p.HostIfindex, IP: str(p.IP), IPv6: str(p.IPv6), MAC: macStr(p.MAC)}
 			entries = append(entries, j)
-			d.rows = append(d.rows, []string{ifaceStr(j.HostIfindex), j.IP, dash(j.MAC)})
+			d.rows = append(d.rows, []string{ifaceStr(j.HostIfindex), dash(j.IP), dash(j.IPv6), dash(j.MAC)})
 		}
-		d.Entries, d.header = entries, []string{"HOST VETH", "POD IP", "POD MAC"}
+		d.Entries, d.header = entries, []string{"HOST VETH", "POD IP", "POD IPV6", "POD MAC"}
 	case ebpf.MapCTRequests:
 		return d, usageError(name + " is a ring buffer that weftd consumes: it has nothing to dump")
 	}

@@ -23,14 +23,16 @@ var peersCommand = command{
 		"[--etcd-endpoints URLS [--etcd-prefix P] | --kube-subnet-mgr [--kubeconfig-file F]]",
 	summary: "compare the remote subnets in the eBPF maps with the lease source " +
 		"(given by --etcd-endpoints or --kube-subnet-mgr; without one, the maps alone)",
-	jsonDoc: `  {"bpf_dir", "lease_source": "" without one, "own_subnet", "note" (omitted when empty),
+	jsonDoc: `  {"bpf_dir", "lease_source": "" without one, "own_subnet", "own_ipv6_subnet" ("" when the
+   family is off), "note" (omitted when empty),
    "peers": [{"subnet", "map": {"node_ip", "vtep_mac", "mode"} or null,
               "lease": {"node_ip", "vtep_mac", "backend"} or null,
               "status": "ok"|"mismatch"|"own"|"unchecked",
               "mismatch": ["missing-in-map"|"missing-in-leases"|"node-ip"|"vtep-mac", ...]}]}
   "own" is this node's lease (never in the map); "unchecked" means one side is not
-  available (no lease source, or no maps: the kernel datapath). The VTEP MAC is
-  compared for vxlan entries only.
+  available (no lease source, or no maps: the kernel datapath). A dual-stack lease
+  gives a row per subnet, compared with its family's side (PublicIPv6 and
+  BackendV6Data for the IPv6 subnet). The VTEP MAC is compared for vxlan entries only.
 `,
 	flags: func(fs *flag.FlagSet) runFunc {
 		out := outputFlag(fs)
@@ -61,11 +63,12 @@ const (
 )
 
 type peersReport struct {
-	BPFDir      string        `json:"bpf_dir"`
-	LeaseSource string        `json:"lease_source"`
-	OwnSubnet   string        `json:"own_subnet"`
-	Note        string        `json:"note,omitempty"`
-	Peers       []peerRowJSON `json:"peers"`
+	BPFDir        string        `json:"bpf_dir"`
+	LeaseSource   string        `json:"lease_source"`
+	OwnSubnet     string        `json:"own_subnet"`
+	OwnIPv6Subnet string        `json:"own_ipv6_subnet"`
+	Note          string        `json:"note,omitempty"`
+	Peers         []peerRowJSON `json:"peers"`
 }
 
 type peerMapJSON struct {
@@ -91,7 +94,7 @@ type peerRowJSON struct {
 // readPeers reads the maps and, if one is given, the lease source.
 func readPeers(ctx context.Context, bpfDir, subnetFile string, src *leaseSource) (*peersReport, error) {
 	r := &peersReport{BPFDir: bpfDir}
-	var own netip.Prefix
+	var own, own6 netip.Prefix
 	entries, err := ebpf.ReadPeers(bpfDir)
 	haveMaps := err == nil
 	switch {
@@ -103,12 +106,12 @@ func readPeers(ctx context.Context, bpfDir, subnetFile string, src *leaseSource)
 		return nil, err
 	}
 	if cfg, err := ebpf.ReadConfig(bpfDir); err == nil {
-		own = cfg.Subnet
+		own, own6 = cfg.Subnet, cfg.IPv6Subnet
 	}
-	if env, err := subnetfile.Read(subnetFile); err == nil && !own.IsValid() {
-		own = env.Subnet
+	if env, err := subnetfile.Read(subnetFile); err == nil && !own.IsValid() && !own6.IsValid() {
+		own, own6 = env.Subnet, env.IPv6Subnet
 	}
-	r.OwnSubnet = str(own)
+	r.OwnSubnet, r.OwnIPv6Subnet = str(own), str(own6)
 	var leases []leaseEntry
 	if src.chosen() {
 		if leases, err = src.list(ctx); err != nil {
@@ -116,13 +119,14 @@ func readPeers(ctx context.Context, bpfDir, subnetFile string, src *leaseSource)
 		}
 		r.LeaseSource = src.String()
 	}
-	r.Peers = comparePeers(entries, haveMaps, leases, src.chosen(), own)
+	r.Peers = comparePeers(entries, haveMaps, leases, src.chosen(), own, own6)
 	return r, nil
 }
 
-// comparePeers joins the map entries and the leases by subnet and marks
-// where they differ. haveMaps and haveLeases say whether each side was read.
-func comparePeers(entries []ebpf.PeerEntry, haveMaps bool, leases []leaseEntry, haveLeases bool, own netip.Prefix) []peerRowJSON {
+// comparePeers joins the map entries and the leases' halves (one per
+// family) by subnet and marks where they differ. haveMaps and haveLeases
+// say whether each side was read; own are this node's subnets.
+func comparePeers(entries []ebpf.PeerEntry, haveMaps bool, leases []leaseEntry, haveLeases bool, own ...netip.Prefix) []peerRowJSON {
 	rows := map[netip.Prefix]*peerRowJSON{}
 	row := func(p netip.Prefix) *peerRowJSON {
 		if rows[p] == nil {
@@ -134,13 +138,16 @@ func comparePeers(entries []ebpf.PeerEntry, haveMaps bool, leases []leaseEntry, 
 		row(e.Subnet).Map = &peerMapJSON{NodeIP: str(e.NodeIP), VtepMAC: macStr(e.VtepMAC), Mode: string(e.Mode)}
 	}
 	for _, l := range leases {
-		row(l.Subnet).Lease = &peerLeaseJSON{NodeIP: str(l.Attrs.PublicIP), VtepMAC: leaseMAC(l.Lease), Backend: l.Attrs.BackendType}
+		for _, h := range l.Halves() {
+			row(h.Subnet).Lease = &peerLeaseJSON{NodeIP: str(h.PublicIP), VtepMAC: halfMAC(l.Attrs.BackendType, h),
+				Backend: l.Attrs.BackendType}
+		}
 	}
 	out := make([]peerRowJSON, 0, len(rows))
 	for _, p := range slices.SortedFunc(maps.Keys(rows), netip.Prefix.Compare) {
 		r := rows[p]
 		switch {
-		case p == own:
+		case slices.Contains(own, p):
 			r.Status = statusOwn
 		case !haveMaps || !haveLeases:
 			r.Status = statusUnchecked

@@ -58,6 +58,15 @@ func vxlanLease(subnet, ip, mac string) leaseEntry {
 		Attrs: lease.Attrs{PublicIP: netip.MustParseAddr(ip), BackendType: "vxlan", BackendData: data}}}
 }
 
+// dualLease is vxlanLease with an IPv6 half.
+func dualLease(subnet, ip, mac, subnet6, ip6, mac6 string) leaseEntry {
+	l := vxlanLease(subnet, ip, mac)
+	data, _ := json.Marshal(lease.VXLANData{VNI: 1, VtepMAC: mac6})
+	pub6 := netip.MustParseAddr(ip6)
+	l.IPv6Subnet, l.Attrs.PublicIPv6, l.Attrs.BackendV6Data = netip.MustParsePrefix(subnet6), &pub6, data
+	return l
+}
+
 func entry(subnet, ip, mac string, mode datapath.Mode) ebpf.PeerEntry {
 	hw, _ := net.ParseMAC(mac)
 	return ebpf.PeerEntry{Subnet: netip.MustParsePrefix(subnet), NodeIP: netip.MustParseAddr(ip), VtepMAC: hw, Mode: mode}
@@ -110,6 +119,40 @@ func TestComparePeers(t *testing.T) {
 	for _, r := range comparePeers(nil, false, leases, true, own) {
 		if want := statusUnchecked; r.Subnet != own.String() && r.Status != want {
 			t.Errorf("leases only: %+v, want %s", r, want)
+		}
+	}
+}
+
+// TestComparePeersIPv6: a dual-stack lease's IPv6 subnet is compared with
+// its PublicIPv6 and BackendV6Data's VTEP MAC.
+func TestComparePeersIPv6(t *testing.T) {
+	entries := []ebpf.PeerEntry{
+		entry("10.244.2.0/24", "10.0.0.2", "02:00:00:00:00:02", datapath.ModeVXLAN),
+		entry("fd10:244:0:2::/64", "fd00::2", "02:00:00:00:06:02", datapath.ModeVXLAN),
+		entry("10.244.3.0/24", "10.0.0.3", "02:00:00:00:00:03", datapath.ModeVXLAN),
+		entry("fd10:244:0:3::/64", "fd00::3", "02:00:00:00:00:03", datapath.ModeVXLAN),
+	}
+	leases := []leaseEntry{
+		dualLease("10.244.1.0/24", "10.0.0.1", "02:00:00:00:00:01", "fd10:244:0:1::/64", "fd00::1", "02:00:00:00:06:01"),
+		dualLease("10.244.2.0/24", "10.0.0.2", "02:00:00:00:00:02", "fd10:244:0:2::/64", "fd00::2", "02:00:00:00:06:02"),
+		// The v6 half has its own MAC; the map holds the IPv4 one.
+		dualLease("10.244.3.0/24", "10.0.0.3", "02:00:00:00:00:03", "fd10:244:0:3::/64", "fd00::33", "02:00:00:00:06:03"),
+	}
+	want := map[string][]string{
+		"10.244.1.0/24":     {statusOwn},
+		"fd10:244:0:1::/64": {statusOwn},
+		"10.244.2.0/24":     {statusOK},
+		"fd10:244:0:2::/64": {statusOK},
+		"10.244.3.0/24":     {statusOK},
+		"fd10:244:0:3::/64": {statusMismatch, mismatchNodeIP, mismatchVtepMAC},
+	}
+	got := comparePeers(entries, true, leases, true, netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("fd10:244:0:1::/64"))
+	if len(got) != len(want) {
+		t.Errorf("%d rows, want %d: %+v", len(got), len(want), got)
+	}
+	for _, r := range got {
+		if w := want[r.Subnet]; !slices.Equal(append([]string{r.Status}, r.Mismatch...), w) {
+			t.Errorf("%s: %s %v, want %v", r.Subnet, r.Status, r.Mismatch, w)
 		}
 	}
 }
@@ -217,5 +260,27 @@ func TestExpiry(t *testing.T) {
 		if got := expiry(tt.l, now); got != tt.want {
 			t.Errorf("expiry(%+v) = %q, want %q", tt.l, got, tt.want)
 		}
+	}
+}
+
+// TestLeaseRows: a dual-stack lease is two rows, each with its half's
+// public IP and VTEP MAC; an IPv6-only lease one.
+func TestLeaseRows(t *testing.T) {
+	dual := dualLease("10.244.2.0/24", "10.0.0.2", "02:00:00:00:00:02", "fd10:244:0:2::/64", "fd00::2", "02:00:00:00:06:02")
+	v6only := dualLease("10.244.3.0/24", "10.0.0.3", "02:00:00:00:00:03", "fd10:244:0:3::/64", "fd00::3", "02:00:00:00:06:03")
+	v6only.Subnet, v6only.Attrs.PublicIP, v6only.Attrs.BackendData = netip.Prefix{}, netip.Addr{}, nil
+	var got []string
+	for _, l := range []leaseEntry{dual, v6only} {
+		for _, r := range leaseRows(l) {
+			got = append(got, r.Subnet+" "+r.PublicIP+" "+r.VtepMAC)
+		}
+	}
+	want := []string{
+		"10.244.2.0/24 10.0.0.2 02:00:00:00:00:02",
+		"fd10:244:0:2::/64 fd00::2 02:00:00:00:06:02",
+		"fd10:244:0:3::/64 fd00::3 02:00:00:00:06:03",
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("rows\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }

@@ -145,11 +145,14 @@ func (r *statusReport) writeTable(w io.Writer) error {
 	}
 	fmt.Fprintf(w, "Datapath:  %s\nWhy:       %s\n", mode, r.Datapath.Reason)
 	if n := r.Node; n != nil {
-		fmt.Fprintf(w, "Node:      %s, backend %s", dash(n.NodeIP), n.Backend)
-		if n.Port != 0 {
-			fmt.Fprintf(w, ", VNI %d, port %d, VTEP MAC %s", n.VNI, n.Port, dash(n.VtepMAC))
+		for _, f := range n.families() {
+			fmt.Fprintf(w, "Node:      %s, backend %s", dash(f[2]), n.Backend)
+			if n.Port != 0 {
+				fmt.Fprintf(w, ", VNI %d, port %d, VTEP MAC %s", n.VNI, n.Port, dash(f[3]))
+			}
+			fmt.Fprintln(w)
 		}
-		fmt.Fprintf(w, "\nUplink:    %s\nBridge:    %s, MAC %s\n", ifaceStr(n.UplinkIfindex), ifaceStr(n.BridgeIfindex), dash(n.BridgeMAC))
+		fmt.Fprintf(w, "Uplink:    %s\nBridge:    %s, MAC %s\n", ifaceStr(n.UplinkIfindex), ifaceStr(n.BridgeIfindex), dash(n.BridgeMAC))
 	}
 	if len(r.Maps) > 0 {
 		fmt.Fprintf(w, "\nMaps in %s:\n", r.BPFDir)

@@ -19,7 +19,7 @@ type options struct {
 	kubeAPIURL, kubeconfigFile, kubeAnnotationPrefix string
 	netConfigPath                                    string
 	ifaces, ifaceRegexes                             listFlag
-	ifaceCanReach, publicIP                          string
+	ifaceCanReach, publicIP, publicIPv6              string
 	ipMasq, ipMasqFullyRandomDisable                 bool
 	iptablesResync                                   int
 	iptablesForwardRules                             bool
@@ -61,10 +61,11 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.StringVar(&o.kubeconfigFile, "kubeconfig-file", "", "kubeconfig file (default: in-cluster config)")
 	fs.StringVar(&o.kubeAnnotationPrefix, "kube-annotation-prefix", "flannel.alpha.coreos.com", "prefix of the Node annotations weft reads and writes")
 	fs.StringVar(&o.netConfigPath, "net-config-path", "/etc/kube-flannel/net-conf.json", "net-conf.json path (Kubernetes mode)")
-	fs.Var(&o.ifaces, "iface", "interface (name or IP) for inter-node traffic; repeatable, first match wins")
-	fs.Var(&o.ifaceRegexes, "iface-regex", "regex of interface names or IPs for inter-node traffic; repeatable")
-	fs.StringVar(&o.ifaceCanReach, "iface-can-reach", "", "use the interface that routes to this address")
-	fs.StringVar(&o.publicIP, "public-ip", "", "IP peers use to reach this node (default: the interface's address)")
+	fs.Var(&o.ifaces, "iface", "interface (name, IPv4 or IPv6 address) for inter-node traffic; repeatable, first match wins")
+	fs.Var(&o.ifaceRegexes, "iface-regex", "regex of interface names or IPv4/IPv6 addresses for inter-node traffic; repeatable")
+	fs.StringVar(&o.ifaceCanReach, "iface-can-reach", "", "use the interface that routes to this address (IPv4 or IPv6)")
+	fs.StringVar(&o.publicIP, "public-ip", "", "IPv4 address peers use to reach this node (default: the interface's address)")
+	fs.StringVar(&o.publicIPv6, "public-ipv6", "", "IPv6 address peers use to reach this node with EnableIPv6 (default: the interface's global IPv6 address)")
 	fs.BoolVar(&o.ipMasq, "ip-masq", false, "masquerade traffic leaving the pod network")
 	fs.BoolVar(&o.ipMasqFullyRandomDisable, "ip-masq-fully-random-disable", false, "masquerade without fully random source ports")
 	fs.IntVar(&o.iptablesResync, "iptables-resync", 5, "how often the masquerade and forward rules are checked and repaired, in seconds")

@@ -32,6 +32,7 @@ func TestParseFlagsEnv(t *testing.T) {
 		"FLANNELD_IPTABLES_RESYNC":           "30",
 		"FLANNELD_IPTABLES_FORWARD_RULES":    "false",
 		"WEFTD_IP_MASQ_FULLY_RANDOM_DISABLE": "true",
+		"FLANNELD_PUBLIC_IPV6":               "fd00::7",
 	}
 	o, err := parseFlags([]string{"--subnet-file", "/x.env"}, func(k string) string { return env[k] })
 	if err != nil {
@@ -44,7 +45,7 @@ func TestParseFlagsEnv(t *testing.T) {
 		t.Errorf("iface list from env: %q", o.ifaces)
 	}
 	if !o.ipMasq || o.healthzPort != 8471 || !o.kubeSubnetMgr || o.resyncInterval != 2*time.Second ||
-		o.iptablesResync != 30 || o.iptablesForwardRules || !o.ipMasqFullyRandomDisable {
+		o.iptablesResync != 30 || o.iptablesForwardRules || !o.ipMasqFullyRandomDisable || o.publicIPv6 != "fd00::7" {
 		t.Errorf("env values not applied: %+v", o)
 	}
 	if o.subnetFile != "/x.env" {

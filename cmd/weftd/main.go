@@ -94,7 +94,8 @@ func run(ctx context.Context, o *options) error {
 	}
 	d := daemon.New(daemon.Config{
 		Iface: iface.Options{
-			Ifaces: o.ifaces, Regexes: o.ifaceRegexes, CanReach: o.ifaceCanReach, PublicIP: o.publicIP,
+			Ifaces: o.ifaces, Regexes: o.ifaceRegexes, CanReach: o.ifaceCanReach,
+			PublicIP: o.publicIP, PublicIPv6: o.publicIPv6,
 		},
 		IPMasq:         o.ipMasq,
 		ForwardRules:   o.iptablesForwardRules,

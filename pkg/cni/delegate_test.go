@@ -77,6 +77,13 @@ func TestDelegateConf(t *testing.T) {
 			"ipam":{"type":"host-local","ranges":[[{"subnet":"10.244.1.0/24"}],[{"subnet":"fd00:10:244:1::/64"}]],
 			"routes":[{"dst":"10.244.0.0/16","gw":"10.244.1.1"},{"dst":"fd00:10:244::/56","gw":"fd00:10:244:1::1"}]}}`,
 	}, {
+		name: "IPv6 only",
+		conf: `{"name":"cbr0","type":"flannel"}`,
+		env:  subnetfile.Env{IPv6Network: dual.IPv6Network, IPv6Subnet: dual.IPv6Subnet, MTU: 1430, IPMasq: true},
+		want: `{"name":"cbr0","type":"bridge","mtu":1430,"ipMasq":false,"isGateway":true,
+			"ipam":{"type":"host-local","ranges":[[{"subnet":"fd00:10:244:1::/64"}]],
+			"routes":[{"dst":"fd00:10:244::/56","gw":"fd00:10:244:1::1"}]}}`,
+	}, {
 		name: "runtimeConfig passed through",
 		conf: `{"name":"cbr0","type":"flannel","runtimeConfig":{"mac":"02:00:00:00:00:01"}}`,
 		env:  envV4,

@@ -12,9 +12,10 @@ import (
 	"github.com/weftnet/weft/pkg/datapath/ebpf"
 )
 
-// registerEndpoint tells the ebpf datapath where the pod lives so VXLAN and
-// host-gw traffic for it is delivered straight to its veth. A failure only
-// costs speed (the kernel path still delivers), so it is logged, not fatal.
+// registerEndpoint tells the ebpf datapath where the pod lives (each of its
+// addresses, IPv4 and IPv6) so VXLAN and host-gw traffic for it is
+// delivered straight to its veth. A failure only costs speed (the kernel
+// path still delivers), so it is logged, not fatal.
 func registerEndpoint(bpfDir string, ep Endpoint) {
 	host, err := net.InterfaceByName(ep.HostIfName)
 	if err != nil {
@@ -22,9 +23,6 @@ func registerEndpoint(bpfDir string, ep Endpoint) {
 		return
 	}
 	for _, ip := range ep.IPs {
-		if !ip.Is4() {
-			continue
-		}
 		if err := ebpf.RegisterEndpoint(bpfDir, ebpf.Endpoint{IP: ip, HostIfindex: host.Index, MAC: ep.MAC}); err != nil {
 			slog.Warn("pod not registered with the ebpf datapath: its traffic takes the kernel path", "ip", ip, "err", err)
 		}
@@ -47,8 +45,8 @@ func unregisterPod(bpfDir, netnsPath, ifName string) {
 	}
 }
 
-// podAddrs lists the IPv4 addresses of ifName inside the network namespace
-// at netnsPath.
+// podAddrs lists the IPv4 and global IPv6 addresses of ifName inside the
+// network namespace at netnsPath (not link-local ones: IPAM gives none).
 func podAddrs(netnsPath, ifName string) ([]netip.Addr, error) {
 	if netnsPath == "" {
 		return nil, fmt.Errorf("no network namespace given")
@@ -67,14 +65,14 @@ func podAddrs(netnsPath, ifName string) ([]netip.Addr, error) {
 	if err != nil {
 		return nil, fmt.Errorf("find %s in %s: %w", ifName, netnsPath, err)
 	}
-	list, err := h.AddrList(link, netlink.FAMILY_V4)
+	list, err := h.AddrList(link, netlink.FAMILY_ALL)
 	if err != nil {
 		return nil, fmt.Errorf("list addresses of %s: %w", ifName, err)
 	}
 	out := make([]netip.Addr, 0, len(list))
 	for _, a := range list {
-		if ip, ok := netip.AddrFromSlice(a.IP.To4()); ok {
-			out = append(out, ip)
+		if ip, ok := netip.AddrFromSlice(a.IP); ok && !ip.IsLinkLocalUnicast() {
+			out = append(out, ip.Unmap())
 		}
 	}
 	return out, nil

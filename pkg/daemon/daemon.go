@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/netip"
 	"sync"
 	"sync/atomic"
@@ -142,8 +143,10 @@ func (d *Daemon) Run(ctx context.Context) error {
 		slog.Info("net-conf.json has no Backend: using vxlan (flannel would use udp, which weft does not support)")
 	}
 	var sel iface.Selected
+	opts := d.cfg.Iface
+	opts.IPv4, opts.IPv6 = nc.EnableIPv4, nc.EnableIPv6
 	if err := backoff.Retry(ctx, backoff.Options{What: "select interface"}, func() (err error) {
-		sel, err = iface.Select(d.cfg.Iface)
+		sel, err = iface.Select(opts)
 		return err
 	}); err != nil {
 		return err
@@ -158,13 +161,14 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}
 	}()
 	node := datapath.Node{
-		NodeIP: sel.IP, Uplink: sel.Name, Network: nc.Network,
+		NodeIP: sel.IP, NodeIPv6: sel.IPv6, Uplink: sel.Name, Network: nc.Network, IPv6Network: nc.IPv6Network,
 		Backend: datapath.Mode(nc.Backend.Type), VNI: nc.Backend.VNI, Port: nc.Backend.Port,
 		DirectRouting: nc.Backend.DirectRouting, GBP: nc.Backend.GBP, Learning: nc.Backend.Learning,
 		MTU:       nc.Backend.MTU,
 		WireGuard: datapath.WireGuard{PSK: nc.Backend.PSK, Keepalive: nc.Backend.Keepalive, KeyFile: d.cfg.WireGuardKeyFile},
 	}
 	slog.Info("node", "iface", sel.Name, "ip", sel.IP, "public_ip", sel.PublicIP, "network", nc.Network,
+		"ipv6", sel.IPv6, "public_ipv6", sel.PublicIPv6, "ipv6_network", nc.IPv6Network,
 		"backend", nc.Backend.Type, "datapath", dp.Name())
 	var info datapath.Info
 	if err := backoff.Retry(ctx, backoff.Options{What: "set up datapath"}, func() (err error) {
@@ -174,21 +178,21 @@ func (d *Daemon) Run(ctx context.Context) error {
 		return err
 	}
 
-	attrs, err := leaseAttrs(sel.PublicIP, sel.IP, nc.Backend, info)
+	attrs, err := leaseAttrs(sel, nc.Backend, info)
 	if err != nil {
 		return err
 	}
 	var own lease.Lease
 	if err := backoff.Retry(ctx, backoff.Options{What: "acquire lease"}, func() (err error) {
-		own, err = d.leases.Acquire(ctx, attrs, d.previousSubnet(nc.Network))
+		own, err = d.leases.Acquire(ctx, attrs, d.previousSubnets(nc))
 		return err
 	}); err != nil {
 		return err
 	}
-	slog.Info("lease acquired", "subnet", own.Subnet, "public_ip", own.Attrs.PublicIP)
+	slog.Info("lease acquired", "subnet", own.String(), "public_ip", own.Attrs.PublicIP, "public_ipv6", own.Attrs.PublicIPv6)
 	d.cfg.Metrics.LeaseEvent(metrics.LeaseAcquired)
 
-	peers := newPeerTable(nc.Backend.Type, nc.Network, own.Subnet)
+	peers := newPeerTable(nc.Backend.Type, nc.Network, nc.IPv6Network, own)
 	rec := reconcile.New(dp, peers, d.cfg.ResyncInterval)
 	rec.Observe(d.cfg.Metrics.ObserveReconcile)
 	d.mu.Lock()
@@ -237,7 +241,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 			return nil
 		case l := <-changed:
 			d.mu.Lock()
-			moved := l.Subnet != d.own.Subnet
+			moved := l.Subnet != d.own.Subnet || l.IPv6Subnet != d.own.IPv6Subnet
 			d.own = l
 			d.mu.Unlock()
 			if !moved {
@@ -246,12 +250,12 @@ func (d *Daemon) Run(ctx context.Context) error {
 			// Only when our subnet was taken by another node while we were
 			// away: pods on the old subnet must be recreated.
 			d.cfg.Metrics.LeaseEvent(metrics.LeaseSubnetMoved)
-			slog.Error("own lease moved to a new subnet: pods of the old subnet lose connectivity until recreated", "subnet", l.Subnet)
-			d.setReady(fmt.Errorf("subnet moved to %s", l.Subnet))
+			slog.Error("own lease moved to a new subnet: pods of the old subnet lose connectivity until recreated", "subnet", l.String())
+			d.setReady(fmt.Errorf("subnet moved to %s", l))
 			if err := backoff.Retry(ctx, backoff.Options{What: "configure own subnet"}, func() error { return d.applyOwn(ctx, info.MTU) }); err != nil {
 				return nil
 			}
-			if keys := peers.setOwn(l.Subnet); peers.complete() {
+			if keys := peers.setOwn(l); peers.complete() {
 				rec.Changed(keys...)
 			}
 		}
@@ -308,52 +312,81 @@ func (d *Daemon) kernel(ctx context.Context) datapath.Datapath {
 	return d.cfg.Datapaths.Kernel()
 }
 
-// leaseAttrs is what this node publishes: flannel's lease JSON. VXLAN
-// leaves from the interface address ifaceIP; when --public-ip names
-// another, the lease says so (TunnelIP), so weft peers accept it. udp and
-// host-gw leases carry no BackendData, wireguard ones the public key.
-func leaseAttrs(publicIP, ifaceIP netip.Addr, b netconf.Backend, info datapath.Info) (lease.Attrs, error) {
-	a := lease.Attrs{PublicIP: publicIP, BackendType: b.Type}
-	var data any
-	switch b.Type {
-	case netconf.BackendVXLAN:
-		d := lease.VXLANData{VNI: b.VNI, VtepMAC: info.VtepMAC.String()}
-		if ifaceIP != publicIP {
-			d.TunnelIP = ifaceIP.String()
+// leaseAttrs is what this node publishes: flannel's lease JSON, a public
+// IP and backend data for each family sel has an address of. VXLAN leaves
+// from the interface's address; when --public-ip (--public-ipv6) names
+// another, the family's data says so (TunnelIP), so weft peers accept it.
+// udp and host-gw leases carry no backend data, wireguard ones (IPv4 only)
+// the public key.
+func leaseAttrs(sel iface.Selected, b netconf.Backend, info datapath.Info) (lease.Attrs, error) {
+	a := lease.Attrs{PublicIP: sel.PublicIP, BackendType: b.Type}
+	if sel.PublicIPv6.IsValid() {
+		ip6 := sel.PublicIPv6
+		a.PublicIPv6 = &ip6
+	}
+	for _, f := range []struct {
+		on              bool
+		ifaceIP, public netip.Addr
+		mac             net.HardwareAddr
+		dst             *json.RawMessage
+	}{{sel.IP.IsValid(), sel.IP, sel.PublicIP, info.VtepMAC, &a.BackendData}, {sel.IPv6.IsValid(), sel.IPv6, sel.PublicIPv6, info.VtepMACv6, &a.BackendV6Data}} {
+		var data any
+		switch {
+		case !f.on:
+			continue
+		case b.Type == netconf.BackendVXLAN:
+			d := lease.VXLANData{VNI: b.VNI, VtepMAC: f.mac.String()}
+			if f.ifaceIP != f.public {
+				d.TunnelIP = f.ifaceIP.String()
+			}
+			data = d
+		case b.Type == netconf.BackendWireGuard:
+			data = lease.WireGuardData{PublicKey: info.PublicKey}
+		default:
+			continue
 		}
-		data = d
-	case netconf.BackendWireGuard:
-		data = lease.WireGuardData{PublicKey: info.PublicKey}
-	default:
-		return a, nil
+		raw, err := json.Marshal(data)
+		if err != nil {
+			return a, fmt.Errorf("encode %s lease data: %w", b.Type, err)
+		}
+		*f.dst = raw
 	}
-	raw, err := json.Marshal(data)
-	if err != nil {
-		return a, fmt.Errorf("encode %s lease data: %w", b.Type, err)
-	}
-	a.BackendData = raw
 	return a, nil
 }
 
-// previousSubnet is the subnet this node had before (from the subnet file),
-// offered to the lease source as a hint so a restart keeps pod addresses.
-func (d *Daemon) previousSubnet(network netip.Prefix) netip.Prefix {
+// previousSubnets are the subnets this node had before (from the subnet
+// file), of each family whose network is unchanged, offered to the lease
+// source as a hint so a restart keeps pod addresses.
+func (d *Daemon) previousSubnets(nc *netconf.Config) lease.Lease {
+	var l lease.Lease
 	env, err := subnetfile.Read(d.cfg.SubnetFile)
-	if err != nil || env.Network != network {
-		return netip.Prefix{}
+	if err != nil {
+		return l
 	}
-	return env.Subnet
+	if nc.EnableIPv4 && env.Network == nc.Network {
+		l.Subnet = env.Subnet
+	}
+	if nc.EnableIPv6 && env.IPv6Network == nc.IPv6Network {
+		l.IPv6Subnet = env.IPv6Subnet
+	}
+	return l
 }
 
-// applyOwn configures the datapath for the own subnet and publishes it.
+// applyOwn configures the datapath for the own subnet of each family and
+// publishes them.
 func (d *Daemon) applyOwn(ctx context.Context, mtu int) error {
 	d.mu.Lock()
 	own, nc, dp := d.own, d.net, d.dp
 	d.mu.Unlock()
-	if err := dp.SetSubnet(ctx, own.Subnet); err != nil {
-		return fmt.Errorf("configure subnet %s: %w", own.Subnet, err)
+	for _, h := range own.Halves() {
+		if err := dp.SetSubnet(ctx, h.Subnet); err != nil {
+			return fmt.Errorf("configure subnet %s: %w", h.Subnet, err)
+		}
 	}
-	env := subnetfile.Env{Network: nc.Network, Subnet: own.Subnet, MTU: mtu, IPMasq: d.cfg.IPMasq}
+	env := subnetfile.Env{
+		Network: nc.Network, Subnet: own.Subnet, IPv6Network: nc.IPv6Network, IPv6Subnet: own.IPv6Subnet,
+		MTU: mtu, IPMasq: d.cfg.IPMasq,
+	}
 	if dp.Name() == netconf.DatapathEBPF {
 		env.BPFDir = d.cfg.Datapaths.BPFDir()
 	}
@@ -363,7 +396,7 @@ func (d *Daemon) applyOwn(ctx context.Context, mtu int) error {
 	if err := subnetfile.Write(d.cfg.SubnetFile, env); err != nil {
 		return fmt.Errorf("write subnet file: %w", err)
 	}
-	slog.Info("subnet file written", "path", d.cfg.SubnetFile, "subnet", own.Subnet, "mtu", mtu)
+	slog.Info("subnet file written", "path", d.cfg.SubnetFile, "subnet", own.String(), "mtu", mtu)
 	d.setReady(nil)
 	return nil
 }

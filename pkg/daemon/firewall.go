@@ -15,6 +15,7 @@ func (d *Daemon) firewallConfig() firewall.Config {
 	defer d.mu.Unlock()
 	return firewall.Config{
 		Network: d.net.Network, Subnet: d.own.Subnet,
+		IPv6Network: d.net.IPv6Network, IPv6Subnet: d.own.IPv6Subnet,
 		Masquerade: d.cfg.IPMasq, Forward: d.cfg.ForwardRules,
 		NoFullyRandom: d.cfg.NoFullyRandom, NFTables: d.net.EnableNFTables,
 	}

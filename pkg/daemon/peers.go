@@ -14,33 +14,42 @@ import (
 
 // peerTable is the desired peer set, kept from the lease source's changes
 // at a cost that depends on the size of the change, not on the number of
-// leases; it tells which peer keys each change touched. A peer is every
-// lease but our own whose backend matches ours and whose data is valid;
-// leases it cannot use are logged when they arrive and left out. It is the
-// reconciler's reconcile.Desired, safe for concurrent use.
+// leases; it tells which peer keys each change touched. A lease makes one
+// peer per half (address family) that is enabled here, is not one of our
+// own subnets, matches our backend and has valid data; halves it cannot use
+// are logged when they arrive and left out. It is the reconciler's
+// reconcile.Desired, safe for concurrent use.
 type peerTable struct {
 	mu      sync.Mutex
 	backend string
-	network netip.Prefix
-	own     netip.Prefix
-	// peers are the usable leases by source key; owns are those skipped
-	// because they hold the own subnet (kept for when the own subnet
-	// moves).
-	peers map[string]datapath.Peer
-	owns  map[string]lease.Lease
-	// holders lists, sorted, the source keys whose lease makes one peer
-	// key (normally one): the peer is the first holder's.
-	holders map[datapath.PeerKey][]string
+	// network and network6 are the IPv4 and IPv6 pod networks, invalid
+	// when the family is off.
+	network, network6 netip.Prefix
+	// own holds our subnets (Subnet, IPv6Subnet).
+	own lease.Lease
+	// leases are the current leases by source key; peers their usable
+	// halves by source key and family.
+	leases map[string]lease.Lease
+	peers  map[halfKey]datapath.Peer
+	// holders lists, sorted, the halves whose lease makes one peer key
+	// (normally one): the peer is the first holder's.
+	holders map[datapath.PeerKey][]halfKey
 	// full is set by the first full update: from then on the set is
 	// complete.
 	full bool
 }
 
-func newPeerTable(backend string, network, own netip.Prefix) *peerTable {
+// halfKey names one half of the lease under a source key.
+type halfKey struct {
+	src string
+	v6  bool
+}
+
+func newPeerTable(backend string, network, network6 netip.Prefix, own lease.Lease) *peerTable {
 	return &peerTable{
-		backend: backend, network: network, own: own,
-		peers: map[string]datapath.Peer{}, owns: map[string]lease.Lease{},
-		holders: map[datapath.PeerKey][]string{},
+		backend: backend, network: network, network6: network6, own: own,
+		leases: map[string]lease.Lease{}, peers: map[halfKey]datapath.Peer{},
+		holders: map[datapath.PeerKey][]halfKey{},
 	}
 }
 
@@ -63,56 +72,58 @@ func (t *peerTable) apply(u lease.Update, touched map[datapath.PeerKey]bool) {
 		for _, c := range u.Changes {
 			named[c.Key] = true
 		}
-		for key := range t.peers {
-			if !named[key] {
-				t.remove(key, touched)
-			}
-		}
-		for key := range t.owns {
-			if !named[key] {
-				delete(t.owns, key)
+		for src := range t.leases {
+			if !named[src] {
+				t.remove(src, touched)
 			}
 		}
 	}
 	for _, c := range u.Changes {
 		t.remove(c.Key, touched)
-		delete(t.owns, c.Key)
-		if c.Removed {
-			continue
-		}
-		if c.Lease.Subnet == t.own {
-			t.owns[c.Key] = c.Lease
-			continue
-		}
-		if p, ok := t.peerOf(c.Lease); ok {
-			t.add(c.Key, p, touched)
+		if !c.Removed {
+			t.leases[c.Key] = c.Lease
+			t.addLease(c.Key, c.Lease, touched)
 		}
 	}
 }
 
-// setOwn changes the own subnet: the lease holding the new one stops being a
-// peer and the one holding the old one becomes one. It looks at every
-// lease, but the own subnet moves only when another node took it.
-func (t *peerTable) setOwn(own netip.Prefix) []datapath.PeerKey {
+// addLease adds the usable halves of l, held under source key src.
+func (t *peerTable) addLease(src string, l lease.Lease, touched map[datapath.PeerKey]bool) {
+	for _, h := range l.Halves() {
+		if h.Subnet == t.own.Subnet || h.Subnet == t.own.IPv6Subnet {
+			continue
+		}
+		if p, ok := t.peerOf(l, h); ok {
+			t.add(halfKey{src, h.Subnet.Addr().Is6()}, p, touched)
+		}
+	}
+}
+
+// setOwn changes the own subnets: a lease holding a new one stops being a
+// peer for it and one holding an old one becomes one. It looks at every
+// lease, but an own subnet moves only when another node took it.
+func (t *peerTable) setOwn(own lease.Lease) []datapath.PeerKey {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if own == t.own {
+	old := t.own
+	if own.Subnet == old.Subnet && own.IPv6Subnet == old.IPv6Subnet {
 		return nil
 	}
-	t.own = own
+	t.own = lease.Lease{Subnet: own.Subnet, IPv6Subnet: own.IPv6Subnet}
+	moved := map[netip.Prefix]bool{}
+	for _, p := range []netip.Prefix{old.Subnet, old.IPv6Subnet, own.Subnet, own.IPv6Subnet} {
+		if p.IsValid() {
+			moved[p] = true
+		}
+	}
 	touched := map[datapath.PeerKey]bool{}
-	for key, p := range t.peers {
-		if p.Subnet == own {
-			t.remove(key, touched)
+	for src, l := range t.leases {
+		if moved[l.Subnet] || moved[l.IPv6Subnet] {
+			t.remove(src, touched)
+			t.leases[src] = l
+			t.addLease(src, l, touched)
 		}
 	}
-	var back []lease.Change
-	for key, l := range t.owns {
-		if l.Subnet != own {
-			back = append(back, lease.Change{Key: key, Lease: l})
-		}
-	}
-	t.apply(lease.Update{Changes: back}, touched)
 	return slices.Collect(maps.Keys(touched))
 }
 
@@ -152,54 +163,66 @@ func (t *peerTable) Len() int {
 	return len(t.holders)
 }
 
-func (t *peerTable) remove(key string, touched map[datapath.PeerKey]bool) {
-	p, ok := t.peers[key]
-	if !ok {
-		return
-	}
-	delete(t.peers, key)
-	k := p.Key()
-	touched[k] = true
-	if h := slices.DeleteFunc(t.holders[k], func(s string) bool { return s == key }); len(h) > 0 {
-		t.holders[k] = h
-	} else {
-		delete(t.holders, k)
+// remove removes source key src's lease and the peers of both its halves.
+func (t *peerTable) remove(src string, touched map[datapath.PeerKey]bool) {
+	delete(t.leases, src)
+	for _, hk := range []halfKey{{src, false}, {src, true}} {
+		p, ok := t.peers[hk]
+		if !ok {
+			continue
+		}
+		delete(t.peers, hk)
+		k := p.Key()
+		touched[k] = true
+		if h := slices.DeleteFunc(t.holders[k], func(x halfKey) bool { return x == hk }); len(h) > 0 {
+			t.holders[k] = h
+		} else {
+			delete(t.holders, k)
+		}
 	}
 }
 
-func (t *peerTable) add(key string, p datapath.Peer, touched map[datapath.PeerKey]bool) {
-	t.peers[key] = p
+func (t *peerTable) add(hk halfKey, p datapath.Peer, touched map[datapath.PeerKey]bool) {
+	t.peers[hk] = p
 	k := p.Key()
 	touched[k] = true
 	h := t.holders[k]
-	i, _ := slices.BinarySearchFunc(h, key, strings.Compare)
-	t.holders[k] = slices.Insert(h, i, key)
+	i, _ := slices.BinarySearchFunc(h, hk, func(a, b halfKey) int { return strings.Compare(a.src, b.src) })
+	t.holders[k] = slices.Insert(h, i, hk)
 }
 
-// peerOf turns a lease into a peer, or logs why it cannot.
-func (t *peerTable) peerOf(l lease.Lease) (datapath.Peer, bool) {
-	log := func() *slog.Logger { return slog.With("subnet", l.Subnet, "peer", l.Attrs.PublicIP) }
+// peerOf turns half h of lease l into a peer, or logs why it cannot.
+func (t *peerTable) peerOf(l lease.Lease, h lease.Half) (datapath.Peer, bool) {
+	v6 := h.Subnet.Addr().Is6()
+	network, family := t.network, "IPv4"
+	if v6 {
+		network, family = t.network6, "IPv6"
+	}
+	log := func() *slog.Logger { return slog.With("subnet", h.Subnet, "peer", h.PublicIP) }
 	switch {
-	case !t.network.Contains(l.Subnet.Addr()) || l.Subnet.Bits() < t.network.Bits():
-		log().Warn("ignoring lease outside the cluster network", "network", t.network)
+	case !network.IsValid():
+		log().Debug("ignoring lease half of a family that is off", "family", family)
+		return datapath.Peer{}, false
+	case !network.Contains(h.Subnet.Addr()) || h.Subnet.Bits() < network.Bits():
+		log().Warn("ignoring lease outside the cluster network", "network", network)
 		return datapath.Peer{}, false
 	case l.Attrs.BackendType != t.backend:
 		log().Warn("ignoring lease of another backend type", "backend", l.Attrs.BackendType, "ours", t.backend)
 		return datapath.Peer{}, false
-	case !l.Attrs.PublicIP.Is4():
-		log().Warn("ignoring lease without an IPv4 PublicIP")
+	case !h.PublicIP.IsValid() || h.PublicIP.Is6() != v6 || h.PublicIP.Is4In6():
+		log().Warn("ignoring lease without a public IP of its subnet's family", "family", family)
 		return datapath.Peer{}, false
 	}
-	p := datapath.Peer{Subnet: l.Subnet, NodeIP: l.Attrs.PublicIP}
+	p := datapath.Peer{Subnet: h.Subnet, NodeIP: h.PublicIP}
 	var err error
 	switch datapath.Mode(t.backend) {
 	case datapath.ModeVXLAN:
-		p.VtepMAC, p.TunnelIP, err = l.VXLAN()
+		p.VtepMAC, p.TunnelIP, err = h.VXLAN()
 	case datapath.ModeWireGuard:
 		p.PublicKey, err = l.WireGuardKey()
 	}
 	if err != nil {
-		log().Warn("ignoring lease with bad BackendData", "backend", t.backend, "err", err)
+		log().Warn("ignoring lease with bad backend data", "backend", t.backend, "err", err)
 		return datapath.Peer{}, false
 	}
 	return p, true

@@ -177,7 +177,7 @@ func parseWireGuard(o *object, b *Backend) error {
 		b.WireGuardMode = DefaultWireGuardMode
 	case "separate", "auto", "ipv4":
 	case "ipv6":
-		return errors.New(`Backend.Mode "ipv6" carries pod traffic over IPv6, which weft does not support yet: use "separate", "auto" or "ipv4"`)
+		return errors.New(`Backend.Mode "ipv6" carries pod traffic over IPv6, which weft's wireguard backend does not support: use "separate", "auto" or "ipv4"`)
 	default:
 		return fmt.Errorf(`Backend.Mode %q is unknown: use "separate", "auto" or "ipv4"`, b.WireGuardMode)
 	}

@@ -31,6 +31,9 @@ func ParseFile(path string) (*Config, error) {
 	return c, nil
 }
 
+// ipv6Backends are the backend types that carry IPv6 pod traffic.
+var ipv6Backends = map[string]bool{BackendVXLAN: true, BackendHostGW: true}
+
 func parse(data []byte) (*Config, error) {
 	o, err := decodeObject("", data)
 	if err != nil {
@@ -54,6 +57,9 @@ func parse(data []byte) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	if !c.EnableIPv4 && !c.EnableIPv6 {
+		return nil, errors.New("EnableIPv4 and EnableIPv6 are both false: enable at least one address family")
+	}
 	if c.EnableIPv4 {
 		if v4, err = ipv4.validate(v4); err != nil {
 			return nil, err
@@ -61,20 +67,18 @@ func parse(data []byte) (*Config, error) {
 		c.Network, c.SubnetLen, c.SubnetMin, c.SubnetMax = v4.Network, v4.SubnetLen, v4.SubnetMin, v4.SubnetMax
 	}
 	if c.EnableIPv6 {
-		// Validated first so that the IPv6 section is right once weft
-		// supports it; then refused.
-		if _, err = ipv6.validate(v6); err != nil {
+		if v6, err = ipv6.validate(v6); err != nil {
 			return nil, err
 		}
-		return nil, errors.New("EnableIPv6 is true but weft does not support IPv6 yet: set EnableIPv6 to false")
-	}
-	if !c.EnableIPv4 {
-		return nil, errors.New("EnableIPv4 is false but weft needs IPv4: set EnableIPv4 to true or remove it")
+		c.IPv6Network, c.IPv6SubnetLen, c.IPv6SubnetMin, c.IPv6SubnetMax = v6.Network, v6.SubnetLen, v6.SubnetMin, v6.SubnetMax
 	}
 	raw, present := o.lookup("Backend")
 	backend, defaulted, ignored, err := parseBackend(raw, present)
 	if err != nil {
 		return nil, err
+	}
+	if c.EnableIPv6 && !ipv6Backends[backend.Type] {
+		return nil, fmt.Errorf("EnableIPv6 is true but Backend.Type is %q: weft supports IPv6 with \"vxlan\" and \"host-gw\"", backend.Type)
 	}
 	c.Backend, c.DefaultedBackend = backend, defaulted
 	c.Ignored = append(o.ignored(), ignored...)

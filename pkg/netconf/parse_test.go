@@ -25,6 +25,13 @@ func v4(network string, subnetLen int, lo, hi string) Config {
 	}
 }
 
+// setV6 enables IPv6 in c with the given IPv6 fields.
+func setV6(c *Config, network string, subnetLen int, lo, hi string) {
+	c.EnableIPv6 = true
+	c.IPv6Network, c.IPv6SubnetLen = netip.MustParsePrefix(network), subnetLen
+	c.IPv6SubnetMin, c.IPv6SubnetMax = netip.MustParseAddr(lo), netip.MustParseAddr(hi)
+}
+
 func TestParseValid(t *testing.T) {
 	tests := []struct {
 		name string
@@ -169,6 +176,40 @@ func TestParseValid(t *testing.T) {
 			base: v4("10.244.0.0/16", 24, "10.244.1.0", "10.244.255.0"),
 			want: func(c *Config) { c.EnableNFTables = true },
 		},
+		{
+			name: "flannel's dual-stack config (FLANNEL-COMPAT)",
+			json: `{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd10:244::/56","Backend":{"Type":"vxlan"}}`,
+			base: v4("10.244.0.0/16", 24, "10.244.1.0", "10.244.255.0"),
+			want: func(c *Config) {
+				setV6(c, "fd10:244::/56", 64, "fd10:244:0:1::", "fd10:244:0:ff::")
+			},
+		},
+		{
+			name: "dual stack host-gw with explicit IPv6 range",
+			json: `{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd10:244::/48","IPv6SubnetLen":80,"IPv6SubnetMin":"fd10:244:0:5::","IPv6SubnetMax":"fd10:244:0:9::","Backend":{"Type":"host-gw"}}`,
+			base: v4("10.244.0.0/16", 24, "10.244.1.0", "10.244.255.0"),
+			want: func(c *Config) {
+				setV6(c, "fd10:244::/48", 80, "fd10:244:0:5::", "fd10:244:0:9::")
+				c.Backend = Backend{Type: BackendHostGW, Datapath: DatapathAuto}
+			},
+		},
+		{
+			name: "IPv6 only: Network may be absent",
+			json: `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10:244::/56","Backend":{"Type":"vxlan","DirectRouting":true}}`,
+			want: func(c *Config) {
+				setV6(c, "fd10:244::/56", 64, "fd10:244:0:1::", "fd10:244:0:ff::")
+				c.Backend = vxlanDefaults()
+				c.Backend.DirectRouting = true
+			},
+		},
+		{
+			name: "IPv6 only: IPv4 keys are read but not used",
+			json: `{"EnableIPv4":false,"Network":"10.244.0.0/16","SubnetLen":99,"EnableIPv6":true,"IPv6Network":"fd10:244::/56"}`,
+			want: func(c *Config) {
+				setV6(c, "fd10:244::/56", 64, "fd10:244:0:1::", "fd10:244:0:ff::")
+				c.Backend, c.DefaultedBackend = vxlanDefaults(), true
+			},
+		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -220,12 +261,18 @@ func TestParseErrors(t *testing.T) {
 		{`{"Network": "10.244.0.0/16", "SubnetLen": 26, "SubnetMax": "10.244.255.160"}`, `net-conf.json: SubnetMax 10.244.255.160 is not the start of a /26 subnet: use 10.244.255.128`},
 		{`{"Network": "10.244.0.0/16", "SubnetMin": "10.244.9.0", "SubnetMax": "10.244.8.0"}`, `net-conf.json: SubnetMin 10.244.9.0 is above SubnetMax 10.244.8.0: swap them`},
 		// Families.
-		{`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00::/56"}`, `net-conf.json: EnableIPv6 is true but weft does not support IPv6 yet: set EnableIPv6 to false`},
 		{`{"Network": "10.244.0.0/16", "EnableIPv6": true}`, `net-conf.json: IPv6Network is missing: set it to the cluster's pod CIDR, e.g. "fd00:10:244::/56"`},
 		{`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00::/125"}`, `net-conf.json: IPv6Network fd00::/125 is too small: use a /124 or wider, it must hold at least four node subnets`},
 		{`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00::/56", "IPv6SubnetLen": 127}`, `net-conf.json: IPv6SubnetLen 127 is too long: use 126 or less`},
-		{`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00::/56"}`, `net-conf.json: EnableIPv6 is true but weft does not support IPv6 yet: set EnableIPv6 to false`},
-		{`{"EnableIPv4": false}`, `net-conf.json: EnableIPv4 is false but weft needs IPv4: set EnableIPv4 to true or remove it`},
+		{`{"EnableIPv4": false}`, `net-conf.json: EnableIPv4 and EnableIPv6 are both false: enable at least one address family`},
+		{`{"EnableIPv4": false, "EnableIPv6": false, "Network": "10.244.0.0/16"}`, `net-conf.json: EnableIPv4 and EnableIPv6 are both false: enable at least one address family`},
+		{`{"EnableIPv4": false, "EnableIPv6": true}`, `net-conf.json: IPv6Network is missing: set it to the cluster's pod CIDR, e.g. "fd00:10:244::/56"`},
+		{`{"EnableIPv6": true, "IPv6Network": "fd00::/56"}`, `net-conf.json: Network is missing: set it to the cluster's pod CIDR, e.g. "10.244.0.0/16"`},
+		{`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00::/56", "IPv6SubnetMin": "fd00:0:0:1::1"}`, `net-conf.json: IPv6SubnetMin fd00:0:0:1::1 is not the start of a /64 subnet: use fd00:0:0:1::`},
+		{`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00::/56", "IPv6SubnetMax": "fd01::"}`, `net-conf.json: IPv6SubnetMax fd01:: is outside IPv6Network fd00::/56: use an address inside it or remove IPv6SubnetMax`},
+		{`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00::/56", "Backend": {"Type": "udp"}}`, `net-conf.json: EnableIPv6 is true but Backend.Type is "udp": weft supports IPv6 with "vxlan" and "host-gw"`},
+		{`{"Network": "10.244.0.0/16", "EnableIPv6": true, "IPv6Network": "fd00::/56", "Backend": {"Type": "wireguard"}}`, `net-conf.json: EnableIPv6 is true but Backend.Type is "wireguard": weft supports IPv6 with "vxlan" and "host-gw"`},
+		{`{"EnableIPv4": false, "EnableIPv6": true, "IPv6Network": "fd00::/56", "Backend": {"Type": "wireguard", "Mode": "ipv6"}}`, `net-conf.json: Backend.Mode "ipv6" carries pod traffic over IPv6, which weft's wireguard backend does not support: use "separate", "auto" or "ipv4"`},
 		// Backend.
 		{`{"Network": "10.244.0.0/16", "Backend": "vxlan"}`, `net-conf.json: Backend must be an object like {"Type": "vxlan"}`},
 		{`{"Network": "10.244.0.0/16", "Backend": {}}`, `net-conf.json: Backend.Type is missing: set it to "vxlan", "host-gw", "udp" or "wireguard"`},
@@ -236,7 +283,7 @@ func TestParseErrors(t *testing.T) {
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "PSK": "x"}}`, "net-conf.json: Backend.PSK is not a wireguard key: use 32 bytes in base64 (`wg genpsk`), or remove it"},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "ListenPort": -1}}`, `net-conf.json: Backend.ListenPort -1 is out of range: use 1 to 65535, or 0 for 51820`},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "PersistentKeepaliveInterval": -5}}`, `net-conf.json: Backend.PersistentKeepaliveInterval -5 is out of range: use 0 (off) to 65535 seconds`},
-		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "Mode": "ipv6"}}`, `net-conf.json: Backend.Mode "ipv6" carries pod traffic over IPv6, which weft does not support yet: use "separate", "auto" or "ipv4"`},
+		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "Mode": "ipv6"}}`, `net-conf.json: Backend.Mode "ipv6" carries pod traffic over IPv6, which weft's wireguard backend does not support: use "separate", "auto" or "ipv4"`},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "wireguard", "Mode": "both"}}`, `net-conf.json: Backend.Mode "both" is unknown: use "separate", "auto" or "ipv4"`},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "VXLAN"}}`, `net-conf.json: Backend.Type "VXLAN" is unknown: use "vxlan", "host-gw", "udp" or "wireguard"`},
 		{`{"Network": "10.244.0.0/16", "Backend": {"Type": "vxlan", "VNI": 16777216}}`, `net-conf.json: Backend.VNI 16777216 is out of range: use 0 to 16777215 (flannel's default is 1)`},
@@ -264,7 +311,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 // TestIPv6Defaults checks flannel's IPv6 rules (/64 default, prefix+2 beyond
-// /62, /124 minimum), which Parse applies before refusing IPv6.
+// /62, /124 minimum).
 func TestIPv6Defaults(t *testing.T) {
 	tests := []struct {
 		in   subnets

@@ -24,12 +24,18 @@ const (
 
 // Config is a validated net-conf.json with every default filled in.
 type Config struct {
-	Network        netip.Prefix
-	SubnetLen      int
-	SubnetMin      netip.Addr
-	SubnetMax      netip.Addr
-	EnableIPv4     bool
-	EnableIPv6     bool
+	// Network, SubnetLen, SubnetMin and SubnetMax are the IPv4 pod network
+	// and its leasable subnets; zero when EnableIPv4 is false.
+	Network   netip.Prefix
+	SubnetLen int
+	SubnetMin netip.Addr
+	SubnetMax netip.Addr
+	// EnableIPv4 (default true) and EnableIPv6 turn the address families
+	// on; at least one is on.
+	EnableIPv4 bool
+	EnableIPv6 bool
+	// IPv6Network, IPv6SubnetLen, IPv6SubnetMin and IPv6SubnetMax are the
+	// IPv6 ones; zero when EnableIPv6 is false.
 	IPv6Network    netip.Prefix
 	IPv6SubnetLen  int
 	IPv6SubnetMin  netip.Addr
@@ -66,8 +72,8 @@ type Backend struct {
 	MTU int
 	// PSK is wireguard's pre-shared key (base64), empty for none.
 	PSK string
-	// ListenPortV6 is wireguard's port for IPv6 (flannel's option; weft
-	// carries IPv4 only).
+	// ListenPortV6 is wireguard's port for IPv6 (flannel's option; weft's
+	// wireguard backend carries IPv4 only).
 	ListenPortV6 int
 	// Keepalive is wireguard's PersistentKeepaliveInterval (0: off).
 	Keepalive time.Duration

@@ -10,11 +10,13 @@ import (
 // all of them, in shell/systemd EnvironmentFile syntax. Docker must not
 // masquerade when weftd already does.
 func DockerOpts(e Env) string {
-	opts := []struct{ key, flag string }{
-		{"DOCKER_OPT_BIP", "--bip=" + firstAddr(e.Subnet).String()},
-		{"DOCKER_OPT_IPMASQ", fmt.Sprintf("--ip-masq=%t", !e.IPMasq)},
-		{"DOCKER_OPT_MTU", fmt.Sprintf("--mtu=%d", e.MTU)},
+	type opt struct{ key, flag string }
+	var opts []opt
+	if e.Subnet.IsValid() { // Docker's bridge is IPv4: none for an IPv6-only node
+		opts = append(opts, opt{"DOCKER_OPT_BIP", "--bip=" + firstAddr(e.Subnet).String()})
 	}
+	opts = append(opts, opt{"DOCKER_OPT_IPMASQ", fmt.Sprintf("--ip-masq=%t", !e.IPMasq)},
+		opt{"DOCKER_OPT_MTU", fmt.Sprintf("--mtu=%d", e.MTU)})
 	var b strings.Builder
 	flags := make([]string, len(opts))
 	for i, o := range opts {

@@ -1,7 +1,9 @@
 // Package subnetfile writes and reads the node's subnet file (subnet.env),
-// flannel's hand-off to the CNI plugin: FLANNEL_NETWORK, FLANNEL_SUBNET (the
-// subnet's first address), FLANNEL_MTU, FLANNEL_IPMASQ, the IPv6 pair when
-// set, and weft's WEFT_BPF_DIR when the eBPF datapath is active.
+// flannel's hand-off to the CNI plugin: FLANNEL_NETWORK and FLANNEL_SUBNET
+// (the subnet's first address) with IPv4, FLANNEL_IPV6_NETWORK and
+// FLANNEL_IPV6_SUBNET with IPv6 (an IPv6-only node has only these, as
+// flanneld writes it), FLANNEL_MTU, FLANNEL_IPMASQ, and weft's WEFT_BPF_DIR
+// when the eBPF datapath is active.
 package subnetfile
 
 import (
@@ -32,17 +34,18 @@ const (
 
 // Env is the content of a subnet file.
 type Env struct {
-	// Network is the cluster's pod CIDR.
+	// Network is the cluster's IPv4 pod CIDR; zero without IPv4.
 	Network netip.Prefix
-	// Subnet is this node's pod subnet, masked (10.244.1.0/24); the file
-	// holds its first address (FLANNEL_SUBNET=10.244.1.1/24).
+	// Subnet is this node's IPv4 pod subnet, masked (10.244.1.0/24); the
+	// file holds its first address (FLANNEL_SUBNET=10.244.1.1/24). Zero
+	// without IPv4.
 	Subnet netip.Prefix
 	// MTU is the MTU for pod interfaces.
 	MTU int
 	// IPMasq is true when weftd masquerades pod traffic leaving the
 	// cluster (so the bridge plugin must not).
 	IPMasq bool
-	// IPv6Network and IPv6Subnet are the IPv6 pair; zero when unset.
+	// IPv6Network and IPv6Subnet are the IPv6 pair; zero without IPv6.
 	IPv6Network, IPv6Subnet netip.Prefix
 	// BPFDir is the eBPF datapath's pin directory; empty when the eBPF
 	// datapath is not active.
@@ -88,17 +91,18 @@ func Write(path string, e Env) error {
 
 // marshal renders e in flannel's order and format.
 func (e Env) marshal() ([]byte, error) {
-	if !e.Network.IsValid() || !e.Subnet.IsValid() {
-		return nil, fmt.Errorf("network %v and subnet %v must both be set", e.Network, e.Subnet)
+	if e.Network.IsValid() != e.Subnet.IsValid() || e.IPv6Network.IsValid() != e.IPv6Subnet.IsValid() {
+		return nil, fmt.Errorf("network %v and subnet %v, IPv6 network %v and subnet %v: each pair must be set together", e.Network, e.Subnet, e.IPv6Network, e.IPv6Subnet)
+	}
+	if !e.Subnet.IsValid() && !e.IPv6Subnet.IsValid() {
+		return nil, fmt.Errorf("neither an IPv4 nor an IPv6 subnet is set")
 	}
 	var b bytes.Buffer
-	fmt.Fprintf(&b, "%s=%s\n", keyNetwork, e.Network)
-	fmt.Fprintf(&b, "%s=%s\n", keySubnet, firstAddr(e.Subnet))
-	if e.IPv6Network.IsValid() {
-		fmt.Fprintf(&b, "%s=%s\n", keyIPv6Network, e.IPv6Network)
+	if e.Subnet.IsValid() {
+		fmt.Fprintf(&b, "%s=%s\n%s=%s\n", keyNetwork, e.Network, keySubnet, firstAddr(e.Subnet))
 	}
 	if e.IPv6Subnet.IsValid() {
-		fmt.Fprintf(&b, "%s=%s\n", keyIPv6Subnet, firstAddr(e.IPv6Subnet))
+		fmt.Fprintf(&b, "%s=%s\n%s=%s\n", keyIPv6Network, e.IPv6Network, keyIPv6Subnet, firstAddr(e.IPv6Subnet))
 	}
 	fmt.Fprintf(&b, "%s=%d\n", keyMTU, e.MTU)
 	fmt.Fprintf(&b, "%s=%t\n", keyIPMasq, e.IPMasq)
@@ -151,10 +155,24 @@ func parse(data []byte) (Env, error) {
 	if err := sc.Err(); err != nil {
 		return Env{}, err
 	}
-	for _, k := range []string{keyNetwork, keySubnet, keyMTU, keyIPMasq} {
+	for _, k := range []string{keyMTU, keyIPMasq} {
 		if !seen[k] {
 			return Env{}, fmt.Errorf("%s is missing", k)
 		}
+	}
+	// A family's pair comes whole; one of them at least (flanneld writes
+	// only the IPv6 pair for an IPv6-only node).
+	for _, pair := range [][2]string{{keyNetwork, keySubnet}, {keyIPv6Network, keyIPv6Subnet}} {
+		if seen[pair[0]] != seen[pair[1]] {
+			missing := pair[0]
+			if seen[missing] {
+				missing = pair[1]
+			}
+			return Env{}, fmt.Errorf("%s is missing", missing)
+		}
+	}
+	if !seen[keySubnet] && !seen[keyIPv6Subnet] {
+		return Env{}, fmt.Errorf("%s and %s are missing: the file names no subnet", keySubnet, keyIPv6Subnet)
 	}
 	return e, nil
 }

@@ -35,6 +35,13 @@ func TestWriteFormat(t *testing.T) {
 				"FLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=fd00:10:244:1::1/64\n" +
 				"FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\nWEFT_BPF_DIR=/sys/fs/bpf/weft\n"},
 	}
+	v6only := Env{IPv6Network: full.IPv6Network, IPv6Subnet: full.IPv6Subnet, MTU: 1430}
+	tests = append(tests, struct {
+		name string
+		env  Env
+		want string
+	}{"IPv6 only, as flanneld writes it", v6only,
+		"FLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=fd00:10:244:1::1/64\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=false\n"})
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "run", "weft", "subnet.env") // directory created by Write
@@ -96,8 +103,14 @@ func TestWriteReplacesAtomically(t *testing.T) {
 
 func TestWriteRejectsEmpty(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "subnet.env")
-	if err := Write(path, Env{MTU: 1450}); err == nil {
-		t.Fatal("Write without network and subnet succeeded")
+	for _, e := range []Env{
+		{MTU: 1450},
+		{Network: netip.MustParsePrefix("10.244.0.0/16"), MTU: 1450},
+		{IPv6Subnet: netip.MustParsePrefix("fd00:10:244:1::/64"), MTU: 1450},
+	} {
+		if err := Write(path, e); err == nil {
+			t.Fatalf("Write(%+v) succeeded", e)
+		}
 	}
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("a file was written: %v", err)
@@ -127,6 +140,8 @@ func TestReadErrors(t *testing.T) {
 		want string
 	}{
 		{"FLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n", "FLANNEL_NETWORK is missing"},
+		{"FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n", "FLANNEL_SUBNET and FLANNEL_IPV6_SUBNET are missing: the file names no subnet"},
+		{"FLANNEL_IPV6_NETWORK=fd00::/56\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n", "FLANNEL_IPV6_SUBNET is missing"},
 		{"FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n", "FLANNEL_SUBNET is missing"},
 		{"FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_IPMASQ=true\n", "FLANNEL_MTU is missing"},
 		{"FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\n", "FLANNEL_IPMASQ is missing"},

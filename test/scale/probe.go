@@ -160,16 +160,17 @@ func (r *routeProbe) close() {
 const peersMap = "weft_peers"
 
 // lpmKey and peerValue mirror struct lpm_key and struct peer of
-// headers/weft.h; addresses in network byte order. open checks the pinned
-// map's sizes against them.
+// headers/weft.h: addresses are 16 bytes in network byte order, IPv4 ones
+// mapped (::ffff:a.b.c.d, an IPv4 prefix length + 96). open checks the
+// pinned map's sizes against them.
 type lpmKey struct {
 	Prefixlen uint32
-	Addr      [4]byte
+	Addr      [16]byte
 }
 
 type peerValue struct {
-	NodeIP   [4]byte
-	TunnelIP [4]byte
+	NodeIP   [16]byte
+	TunnelIP [16]byte
 	VtepMAC  [6]byte
 	Mode     uint8
 	Pad      uint8
@@ -208,7 +209,11 @@ func (m *mapProbe) lookup(subnet netip.Prefix) (peerValue, bool, error) {
 	if ok, err := m.open(); !ok {
 		return v, false, err
 	}
-	err := m.m.Lookup(lpmKey{Prefixlen: uint32(subnet.Bits()), Addr: subnet.Addr().As4()}, &v)
+	bits := subnet.Bits()
+	if subnet.Addr().Is4() {
+		bits += 96
+	}
+	err := m.m.Lookup(lpmKey{Prefixlen: uint32(bits), Addr: subnet.Addr().As16()}, &v)
 	if errors.Is(err, ebpf.ErrKeyNotExist) {
 		return v, false, nil
 	}
@@ -220,7 +225,7 @@ func (m *mapProbe) lookup(subnet netip.Prefix) (peerValue, bool, error) {
 
 func (m *mapProbe) has(p peer) (bool, error) {
 	v, ok, err := m.lookup(p.Subnet)
-	return ok && netip.AddrFrom4(v.NodeIP) == p.NodeIP, err
+	return ok && netip.AddrFrom16(v.NodeIP).Unmap() == p.NodeIP, err
 }
 
 // reflects looks e's subnet up in the map: weft_peers holds only the /24s
@@ -230,7 +235,7 @@ func (m *mapProbe) reflects(e churnEvent) (bool, error) {
 	if e.class == removed {
 		return !ok, err
 	}
-	return ok && netip.AddrFrom4(v.NodeIP) == e.peer.NodeIP && bytes.Equal(v.VtepMAC[:], e.peer.MAC), err
+	return ok && netip.AddrFrom16(v.NodeIP).Unmap() == e.peer.NodeIP && bytes.Equal(v.VtepMAC[:], e.peer.MAC), err
 }
 
 func (m *mapProbe) close() {

@@ -31,17 +31,19 @@ func TestPodSource(t *testing.T) {
 		{"ARP with another pod's sender IP", arpRequest(podMAC, podMAC, otherPod, gateway)},
 		{"ARP with another sender MAC", arpRequest(podMAC, otherMAC, localPod, gateway)},
 		{"ARP from another source MAC", arpRequest(otherMAC, podMAC, localPod, gateway)},
-		{"IPv6 from another MAC", ethernet(bridgeMAC, otherMAC, 0x86dd, make([]byte, 60))},
 	} {
 		checkDrop(t, e.ns, e.weftObjects, c.name, e.WeftVethIngress, e.veth, c.in, weftDropReasonDROP_POD_SOURCE)
 	}
+	own6 := tcpPacket(localPod6, otherPod6, 40000, 80)
+	checkDrop(t, e.ns, e.weftObjects, "IPv6 from another MAC", e.WeftVethIngress, e.veth,
+		ethernet(bridgeMAC, otherMAC, etherTypeIPv6, own6.bytes()), v6Drop(weftDropReasonDROP_POD_SOURCE))
 	for _, c := range []struct {
 		name string
 		in   []byte
 	}{
 		{"ARP", arpRequest(podMAC, podMAC, localPod, gateway)},
 		{"ARP probe (sender 0.0.0.0)", arpRequest(podMAC, podMAC, netip.IPv4Unspecified(), localPod)},
-		{"IPv6 from the pod's MAC", ethernet(bridgeMAC, podMAC, 0x86dd, make([]byte, 60))},
+		{"IPv6 from the pod's MAC", podFrame(own6)},
 		{"to a local pod", ethernet(otherMAC, podMAC, etherTypeIPv4, tcpPacket(localPod, otherPod, 40000, 80).bytes())},
 	} {
 		e.checkPass(t, c.name, e.WeftVethIngress, e.veth, c.in)
@@ -56,8 +58,8 @@ func TestPodSource(t *testing.T) {
 	if verdict, _, err := e.runOn(e.WeftVethIngress, unregistered, own); err != nil || verdict != tcActRedirect {
 		t.Errorf("established flow on an unregistered veth: verdict %d, %v; want TC_ACT_REDIRECT", verdict, err)
 	}
-	if p, _ := counts(t, e.WeftDrops, uint32(weftDropReasonDROP_POD_SOURCE)); p != 7 {
-		t.Errorf("pod_source drops = %d, want the 7 spoofed frames", p)
+	if p, _ := counts(t, e.WeftDrops, uint32(weftDropReasonDROP_POD_SOURCE)); p != 6 {
+		t.Errorf("IPv4 pod_source drops = %d, want the 6 spoofed frames", p)
 	}
 }
 
@@ -68,7 +70,7 @@ func TestPodSource(t *testing.T) {
 func TestPodToTunnel(t *testing.T) {
 	e := newProgEnv(t)
 	udpTo := func(dst netip.Addr, port uint16) []byte {
-		return podFrame(ipv4Packet{src: localPod, dst: dst, proto: protoUDP, sport: 40000, dport: port, payload: []byte("vxlan?")})
+		return podFrame(ipPacket{src: localPod, dst: dst, proto: protoUDP, sport: 40000, dport: port, payload: []byte("vxlan?")})
 	}
 	for _, p := range e.podSide() {
 		for _, c := range []struct {

@@ -140,7 +140,7 @@ func TestApplyWritesOnlyTheChange(t *testing.T) {
 	n, ctx := nodes[0], context.Background()
 	other := base[0]
 	dropPinned(t, n, MapPeers, lpmKey(other.Subnet))
-	dropPinned(t, n, MapNodes, be32(other.NodeIP))
+	dropPinned(t, n, MapNodes, addrKey(other.NodeIP))
 
 	// second is a second subnet leased by fakePeer(1)'s node.
 	second := fakePeer(2)
@@ -188,7 +188,7 @@ func TestTwoLeasesOneNodeIP(t *testing.T) {
 			t.Errorf("inner source %s from %s: verdict %d, want TC_ACT_OK", src, other, verdict)
 		}
 	}
-	if d := dropCounts(t, dp.objs); d != [weftDropReasonDROP_MAX]uint64{} {
+	if d := dropCounts(t, dp.objs); d != (allDrops{}) {
 		t.Errorf("drops %v for inner sources of both leased subnets", d)
 	}
 	checkDrop(t, n.ns, dp.objs, "inner source in no subnet of the node", dp.objs.WeftUplinkIngress, uplink,

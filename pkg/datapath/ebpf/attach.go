@@ -104,15 +104,15 @@ func (d *Datapath) attachAll() error {
 }
 
 func (d *Datapath) attach(a attachment) error {
-	l, err := netlink.LinkByName(a.iface)
-	if errors.As(err, new(netlink.LinkNotFoundError)) {
+	l, err := optionalLink(a.iface)
+	if err != nil {
+		return err
+	}
+	if l == nil {
 		if a.iface == d.node.Uplink {
 			return fmt.Errorf("uplink %q not found (set --iface to an existing interface)", a.iface)
 		}
 		return detachTCX(a.pin(d.opts.BPFDir)) // a pin left for a deleted interface is dead
-	}
-	if err != nil {
-		return err
 	}
 	if !d.tc {
 		err := d.attachTCX(a, l.Attrs().Index)

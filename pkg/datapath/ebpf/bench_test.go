@@ -28,7 +28,7 @@ func BenchmarkProgram(b *testing.B) {
 	e.track(b, true, vxlanFlow, hostGWFlow)
 	// The test runs' skb arrives on lo: make lo the pod's veth, so that
 	// encap-vxlan-veth includes the pod source check.
-	must(b, e.WeftPods.Put(uint32(1), weftPod{Ip: be32(localPod), Mac: mac6(podMAC)}))
+	must(b, e.WeftPods.Put(uint32(1), podEntry(localPod)))
 	empty, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:         ebpf.SchedCLS,
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, tcActOK), asm.Return()},

@@ -54,7 +54,7 @@ type Options struct {
 
 // Endpoint is a local pod as the CNI plugin registers it.
 type Endpoint struct {
-	// IP is the pod's IPv4 address.
+	// IP is one of the pod's addresses, IPv4 or IPv6.
 	IP netip.Addr
 	// HostIfindex is the ifindex of the host side of the pod's veth.
 	HostIfindex int
@@ -179,8 +179,8 @@ func (d *Datapath) Setup(ctx context.Context, node datapath.Node) (datapath.Info
 }
 
 func (d *Datapath) setup(ctx context.Context, node datapath.Node) (datapath.Info, error) {
-	if !node.NodeIP.Is4() {
-		return datapath.Info{}, fmt.Errorf("node IP %s is not IPv4: the ebpf datapath carries IPv4 only", node.NodeIP)
+	if len(node.Families()) == 0 {
+		return datapath.Info{}, errors.New("the node has no address family on (no node IP with its network)")
 	}
 	if err := ensureBPFFS(d.opts.BPFDir); err != nil {
 		return datapath.Info{}, err
@@ -210,18 +210,19 @@ func (d *Datapath) setup(ctx context.Context, node datapath.Node) (datapath.Info
 	if err := ensureTracking(); err != nil {
 		return datapath.Info{}, err
 	}
-	if err := d.writeNodeConfig(info.VtepMAC); err != nil {
+	if err := d.writeNodeConfig(info); err != nil {
 		return datapath.Info{}, err
 	}
 	if err := d.attachAll(); err != nil {
 		return datapath.Info{}, err
 	}
-	slog.Info("ebpf datapath ready", "node", node.NodeIP, "backend", node.Backend,
+	slog.Info("ebpf datapath ready", "node", node.NodeIP, "node_ipv6", node.NodeIPv6, "backend", node.Backend,
 		"uplink", node.Uplink, "bridge", d.opts.Bridge, "bpf_dir", d.opts.BPFDir, "attach", d.attachMode())
 	return info, nil
 }
 
-// SetSubnet records this node's pod subnet in the node config and the slow path.
+// SetSubnet records this node's pod subnet of subnet's family in the node
+// config and the slow path (called once per enabled family).
 func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -237,13 +238,18 @@ func (d *Datapath) SetSubnet(ctx context.Context, subnet netip.Prefix) error {
 		if d.objs == nil {
 			return fmt.Errorf("set subnet %s: Setup has not succeeded yet", subnet)
 		}
-		if subnet != d.subnet() {
+		fc := &d.cfg.Family[familyOf(subnet.Addr())]
+		if fc.NodeIp == (weftAddr{}) {
+			return fmt.Errorf("set subnet %s: the node has no node IP of its family", subnet)
+		}
+		if subnet != prefixOf(fc.Subnet, fc.SubnetLen) {
 			// The own subnet decides which peers are acceptable.
 			// The slow path gave the shared Selector the new subnet.
 			d.last = nil
 		}
-		d.cfg.Subnet = be32(subnet.Addr())
-		d.cfg.SubnetLen = uint32(subnet.Bits())
+		ifindex := fc.VxlanIfindex
+		*fc = familyConfig(addrOf(fc.NodeIp), subnet, prefixOf(fc.Network, fc.NetworkLen), optionalMAC(fc.VtepMac))
+		fc.VxlanIfindex = ifindex
 		return d.putNodeConfig()
 	})
 }

@@ -14,12 +14,14 @@ import (
 // RegisterEndpoint tells the programs in bpfDir (weftd's --bpf-dir) where
 // the local pod ep lives, so traffic for it is delivered straight to its
 // veth, and which addresses the pod may send from there (anything else is
-// dropped at the veth). Called by the CNI plugin on ADD; replaces earlier
-// entries.
+// dropped at the veth). Called by the CNI plugin on ADD, once per address
+// of the pod (IPv4 and IPv6); replaces earlier entries. The pod's source
+// entry keeps the other family's address registered for the same veth and
+// MAC.
 func RegisterEndpoint(bpfDir string, ep Endpoint) error {
 	switch {
-	case !ep.IP.Is4():
-		return fmt.Errorf("register endpoint %s: not an IPv4 address", ep.IP)
+	case !ep.IP.IsValid() || ep.IP.Is4In6() || ep.IP.Zone() != "":
+		return fmt.Errorf("register endpoint %s: not a plain IPv4 or IPv6 address", ep.IP)
 	case ep.HostIfindex <= 0:
 		return fmt.Errorf("register endpoint %s: host ifindex %d is invalid", ep.IP, ep.HostIfindex)
 	case !datapath.UnicastMAC(ep.MAC):
@@ -36,10 +38,14 @@ func RegisterEndpoint(bpfDir string, ep Endpoint) error {
 	}
 	defer pods.Close()
 	v := weftEndpoint{HostIfindex: uint32(ep.HostIfindex), Mac: mac6(ep.MAC)}
-	if err := eps.Put(be32(ep.IP), v); err != nil {
+	if err := eps.Put(addrKey(ep.IP), v); err != nil {
 		return fmt.Errorf("register endpoint %s: %w", ep.IP, err)
 	}
-	p := weftPod{Ip: be32(ep.IP), Mac: mac6(ep.MAC)}
+	var p weftPod
+	if err := pods.Lookup(uint32(ep.HostIfindex), &p); err != nil || p.Mac != v.Mac {
+		p = weftPod{Mac: v.Mac} // none, or a former pod's
+	}
+	p.Ip[familyOf(ep.IP)] = addrKey(ep.IP)
 	if err := pods.Put(uint32(ep.HostIfindex), p); err != nil {
 		return fmt.Errorf("register pod source %s: %w", ep.IP, err)
 	}
@@ -50,9 +56,10 @@ func RegisterEndpoint(bpfDir string, ep Endpoint) error {
 // pods maps in bpfDir. Called by the CNI plugin on DEL; a missing entry is
 // no error.
 func UnregisterEndpoint(bpfDir string, ip netip.Addr) error {
-	if !ip.Is4() {
-		return fmt.Errorf("unregister endpoint %s: not an IPv4 address", ip)
+	if !ip.IsValid() {
+		return fmt.Errorf("unregister endpoint %s: not an IP address", ip)
 	}
+	ip = ip.Unmap()
 	eps, err := openEndpoints(bpfDir, MapEndpoints)
 	if err != nil {
 		return fmt.Errorf("unregister endpoint %s: %w", ip, err)
@@ -64,22 +71,31 @@ func UnregisterEndpoint(bpfDir string, ip netip.Addr) error {
 	}
 	defer pods.Close()
 	var ep weftEndpoint
-	if err := eps.Lookup(be32(ip), &ep); err == nil {
+	if err := eps.Lookup(addrKey(ip), &ep); err == nil {
 		if err := deletePod(pods, ep.HostIfindex, ip); err != nil {
 			return fmt.Errorf("unregister endpoint %s: %w", ip, err)
 		}
 	}
-	if err := eps.Delete(be32(ip)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
+	if err := eps.Delete(addrKey(ip)); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
 		return fmt.Errorf("unregister endpoint %s: %w", ip, err)
 	}
 	return nil
 }
 
-// deletePod removes the pods map entry of the veth ifindex if it still
-// names ip (the ifindex may already belong to a newer pod).
+// deletePod removes ip from the pods map entry of the veth ifindex if the
+// entry still names it (the ifindex may already belong to a newer pod), and
+// the entry once it names no address.
 func deletePod(pods *ebpf.Map, ifindex uint32, ip netip.Addr) error {
 	var p weftPod
-	if err := pods.Lookup(ifindex, &p); err != nil || p.Ip != be32(ip) {
+	fam := familyOf(ip)
+	if err := pods.Lookup(ifindex, &p); err != nil || p.Ip[fam] != addrKey(ip) {
+		return nil
+	}
+	p.Ip[fam] = weftAddr{}
+	if p.Ip != [weftFamilyFAMILY_MAX]weftAddr{} {
+		if err := pods.Put(ifindex, p); err != nil {
+			return fmt.Errorf("update pod source of veth %d: %w", ifindex, err)
+		}
 		return nil
 	}
 	if err := pods.Delete(ifindex); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {

@@ -13,12 +13,12 @@ import (
 )
 
 // tuple is p's direction as conntrack keys it.
-func (p ipv4Packet) tuple() conntrack.Tuple {
+func (p ipPacket) tuple() conntrack.Tuple {
 	return conntrack.Tuple{Src: netip.AddrPortFrom(p.src, p.sport), Dst: netip.AddrPortFrom(p.dst, p.dport), Proto: p.proto}
 }
 
 // withFlags is p with the TCP flags flags.
-func withFlags(p ipv4Packet, flags uint8) ipv4Packet {
+func withFlags(p ipPacket, flags uint8) ipPacket {
 	p.flags = flags
 	return p
 }
@@ -62,13 +62,7 @@ func TestConntrackGate(t *testing.T) {
 		}
 	}
 
-	for _, c := range []struct {
-		name string
-		// tx is what the local pod sends, rx what it receives.
-		tx, rx  ipv4Packet
-		fast    bool
-		request bool // asks for a liberal entry
-	}{
+	e.checkGate(t, []gateCase{
 		{"TCP established, liberal, vxlan", tcp.packet(), tcp.reply(), true, false},
 		{"TCP established, liberal, host-gw", hostGWFlow.packet(), hostGWFlow.reply(), true, false},
 		{"UDP replied", udp.packet(), udp.reply(), true, false},
@@ -81,12 +75,30 @@ func TestConntrackGate(t *testing.T) {
 		{"no conntrack entry", untracked.packet(), untracked.reply(), false, false},
 		{"Service: DNAT on this node", toService.packet(), toService.reply(), true, false},
 		{"hostPort: DNAT on this node", hostPort.reply(), hostPort.packet(), true, false},
-	} {
+	})
+}
+
+// gateCase is a packet pair of TestConntrackGate.
+type gateCase struct {
+	name string
+	// tx is what the local pod sends, rx what it receives.
+	tx, rx  ipPacket
+	fast    bool
+	request bool // asks for a liberal entry
+}
+
+// checkGate runs each case's packets through the programs that meet them
+// (tx at the veth and the bridge, rx at the uplink) and checks they take
+// the fast path, or the kernel path untouched, and ask for a liberal entry
+// as the case says; nothing is dropped.
+func (e *progEnv) checkGate(t *testing.T, cases []gateCase) {
+	t.Helper()
+	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			for _, r := range []struct {
 				name string
 				prog *ebpf.Program
-				p    ipv4Packet
+				p    ipPacket
 				in   []byte
 			}{
 				{weftProgWeftVethIngress, e.WeftVethIngress, c.tx, podFrame(c.tx)},
@@ -110,7 +122,7 @@ func TestConntrackGate(t *testing.T) {
 			}
 		})
 	}
-	if d := dropCounts(t, e.weftObjects); d != [weftDropReasonDROP_MAX]uint64{} {
+	if d := dropCounts(t, e.weftObjects); d != (allDrops{}) {
 		t.Errorf("drops %v: nothing here is to be dropped", d)
 	}
 }

@@ -2,8 +2,8 @@ package ebpf
 
 // Read-only views of the state pinned in a pin directory, for weftctl. They
 // open the pins read-only, close them again and work while weftd is down.
-// Addresses come back decoded: the maps hold __be32 fields as network-order
-// bytes (see be32).
+// Addresses come back decoded: the maps hold them as 16 bytes, IPv4 mapped
+// (see addrKey).
 
 import (
 	"errors"
@@ -18,13 +18,13 @@ import (
 // Names of the pinned maps: their files in the pin directory, and the names
 // bpftool shows.
 const (
-	MapPeers      = weftMapWeftPeers      // remote pod subnets (LPM trie) -> node IP, VTEP MAC, mode
-	MapConfig     = weftMapWeftConfig     // this node (one entry)
-	MapEndpoints  = weftMapWeftEndpoints  // local pod IP -> host veth, pod MAC
-	MapPods       = weftMapWeftPods       // host veth ifindex -> the pod's IP and MAC (source check)
+	MapPeers      = weftMapWeftPeers      // remote pod subnets of both families (LPM trie) -> node IP, VTEP MAC, mode
+	MapConfig     = weftMapWeftConfig     // this node (one entry, both families)
+	MapEndpoints  = weftMapWeftEndpoints  // local pod IP (either family) -> host veth, pod MAC
+	MapPods       = weftMapWeftPods       // host veth ifindex -> the pod's IPs and MAC (source check)
 	MapNodes      = weftMapWeftNodes      // known node addresses -> how many leases name them
-	MapTraffic    = weftMapWeftTraffic    // per-CPU packets and bytes by backend and direction
-	MapDrops      = weftMapWeftDrops      // per-CPU drops by reason
+	MapTraffic    = weftMapWeftTraffic    // per-CPU packets and bytes by family, backend and direction
+	MapDrops      = weftMapWeftDrops      // per-CPU drops by family and reason
 	MapCTRequests = weftMapWeftCtRequests // ring buffer: flows waiting for a liberal conntrack entry
 )
 

@@ -23,7 +23,7 @@ type Counter struct {
 // ReadCounters returns the programs' counters in bpfDir, the same set and
 // labels as Datapath.Stats without the kernel slow path: traffic by
 // backend and direction, then drops by reason, labelled with this node's
-// backend.
+// backend, for each of the node's families.
 func ReadCounters(bpfDir string) ([]Counter, error) {
 	cfg, err := ReadConfig(bpfDir)
 	if err != nil {
@@ -37,7 +37,7 @@ func ReadCounters(bpfDir string) ([]Counter, error) {
 	if err != nil {
 		return nil, err
 	}
-	return labelCounters(cfg.Backend(), traffic, drops), nil
+	return labelCounters(cfg.Backend(), cfg.NodeIPv6.IsValid(), traffic, drops), nil
 }
 
 // readPerCPU reads every index of a per-CPU traffic array.

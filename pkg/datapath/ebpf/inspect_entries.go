@@ -12,24 +12,32 @@ import (
 	"github.com/weftnet/weft/pkg/datapath"
 )
 
-// NodeConfig is the decoded node config map.
+// NodeConfig is the decoded node config map. Its IPv4 and IPv6 fields are
+// named as datapath.Node's; a family that is off has them all zero.
 type NodeConfig struct {
-	// Subnet is this node's pod subnet; zero until weftd has a lease.
-	Subnet netip.Prefix
-	// Network is the cluster's pod network.
-	Network netip.Prefix
-	// NodeIP is this node's address; zero means the programs are not ready.
-	NodeIP netip.Addr
+	// Subnet and IPv6Subnet are this node's pod subnets; zero until weftd
+	// has a lease.
+	Subnet, IPv6Subnet netip.Prefix
+	// Network and IPv6Network are the cluster's pod networks.
+	Network, IPv6Network netip.Prefix
+	// NodeIP and NodeIPv6 are this node's addresses; both zero means the
+	// programs are not ready.
+	NodeIP, NodeIPv6 netip.Addr
 	// VNI and Port are the VXLAN settings, Port the udp port on a udp
 	// node; Port is 0 on a host-gw node.
 	VNI, Port int
-	// VtepMAC is this node's VTEP MAC, nil on a host-gw node.
-	VtepMAC net.HardwareAddr
+	// VtepMAC and VtepMACv6 are this node's VTEP MACs (flannel.<VNI>'s
+	// and flannel-v6.<VNI>'s), nil on a host-gw node.
+	VtepMAC, VtepMACv6 net.HardwareAddr
 	// BridgeMAC is the pods' bridge's MAC, nil while it does not exist.
 	BridgeMAC net.HardwareAddr
 	// UplinkIfindex and BridgeIfindex are interface indexes in the node's
 	// network namespace; BridgeIfindex is 0 while the bridge does not exist.
 	UplinkIfindex, BridgeIfindex int
+	// VXLANIfindex and VXLANIfindexV6 are flannel.<VNI>'s and
+	// flannel-v6.<VNI>'s interface indexes (IPv6 GSO packets are sent
+	// through the latter); 0 when there is none.
+	VXLANIfindex, VXLANIfindexV6 int
 	// udp is set when Port is flannel's udp port rather than VXLAN's.
 	udp bool
 }
@@ -61,22 +69,30 @@ func ReadConfig(bpfDir string) (NodeConfig, error) {
 }
 
 func decodeConfig(c weftNodeConfig) NodeConfig {
+	v4, v6 := c.Family[weftFamilyFAMILY_IPV4], c.Family[weftFamilyFAMILY_IPV6]
 	return NodeConfig{
-		Subnet:        prefixOf(c.Subnet, c.SubnetLen),
-		Network:       prefixOf(c.Network, c.NetworkLen),
-		NodeIP:        optionalAddr(c.NodeIp),
-		VNI:           int(c.Vni),
-		Port:          int(c.Port),
-		VtepMAC:       optionalMAC(c.VtepMac),
-		BridgeMAC:     optionalMAC(c.BridgeMac),
-		UplinkIfindex: int(c.UplinkIfindex),
-		BridgeIfindex: int(c.BridgeIfindex),
-		udp:           weftMode(c.Mode) == weftModeMODE_UDP,
+		Subnet:         prefixOf(v4.Subnet, v4.SubnetLen),
+		IPv6Subnet:     prefixOf(v6.Subnet, v6.SubnetLen),
+		Network:        prefixOf(v4.Network, v4.NetworkLen),
+		IPv6Network:    prefixOf(v6.Network, v6.NetworkLen),
+		NodeIP:         optionalAddr(v4.NodeIp),
+		NodeIPv6:       optionalAddr(v6.NodeIp),
+		VNI:            int(c.Vni),
+		Port:           int(c.Port),
+		VtepMAC:        optionalMAC(v4.VtepMac),
+		VtepMACv6:      optionalMAC(v6.VtepMac),
+		BridgeMAC:      optionalMAC(c.BridgeMac),
+		UplinkIfindex:  int(c.UplinkIfindex),
+		BridgeIfindex:  int(c.BridgeIfindex),
+		VXLANIfindex:   int(v4.VxlanIfindex),
+		VXLANIfindexV6: int(v6.VxlanIfindex),
+		udp:            weftMode(c.Mode) == weftModeMODE_UDP,
 	}
 }
 
 // PeerEntry is one entry of the remote subnets map.
 type PeerEntry struct {
+	// Subnet is IPv4 or IPv6; NodeIP and VtepMAC are of its family.
 	Subnet netip.Prefix
 	NodeIP netip.Addr
 	// VtepMAC is nil when the entry holds none (host-gw).
@@ -101,7 +117,7 @@ func ReadPeers(bpfDir string) ([]PeerEntry, error) {
 }
 
 func decodePeer(k weftLpmKey, v weftPeer) PeerEntry {
-	p := PeerEntry{Subnet: prefixOf(k.Addr, k.Prefixlen), NodeIP: addrOf(v.NodeIp), VtepMAC: optionalMAC(v.VtepMac)}
+	p := PeerEntry{Subnet: prefixOfKey(k), NodeIP: addrOf(v.NodeIp), VtepMAC: optionalMAC(v.VtepMac)}
 	switch weftMode(v.Mode) {
 	case weftModeMODE_VXLAN:
 		p.Mode = datapath.ModeVXLAN
@@ -123,9 +139,10 @@ type KnownNode struct {
 	Leases int
 }
 
-// ReadNodes returns the known nodes map in bpfDir, sorted by node IP.
+// ReadNodes returns the known nodes map in bpfDir, sorted by node IP (IPv4
+// first).
 func ReadNodes(bpfDir string) ([]KnownNode, error) {
-	all, err := readAll[uint32, weftKnownNode](bpfDir, MapNodes)
+	all, err := readAll[weftAddr, weftKnownNode](bpfDir, MapNodes)
 	if err != nil {
 		return nil, err
 	}
@@ -137,9 +154,10 @@ func ReadNodes(bpfDir string) ([]KnownNode, error) {
 	return out, nil
 }
 
-// ReadEndpoints returns the local pods registered in bpfDir, sorted by IP.
+// ReadEndpoints returns the local pod addresses registered in bpfDir, sorted
+// by IP (IPv4 first).
 func ReadEndpoints(bpfDir string) ([]Endpoint, error) {
-	all, err := readAll[uint32, weftEndpoint](bpfDir, MapEndpoints)
+	all, err := readAll[weftAddr, weftEndpoint](bpfDir, MapEndpoints)
 	if err != nil {
 		return nil, err
 	}
@@ -155,8 +173,9 @@ func ReadEndpoints(bpfDir string) ([]Endpoint, error) {
 // veth may send from.
 type Pod struct {
 	HostIfindex int
-	IP          netip.Addr
-	MAC         net.HardwareAddr
+	// IP and IPv6 are the pod's addresses; zero for a family it has not.
+	IP, IPv6 netip.Addr
+	MAC      net.HardwareAddr
 }
 
 // ReadPods returns the pods map in bpfDir, sorted by host ifindex.
@@ -167,7 +186,8 @@ func ReadPods(bpfDir string) ([]Pod, error) {
 	}
 	out := make([]Pod, 0, len(all))
 	for ifindex, p := range all {
-		out = append(out, Pod{HostIfindex: int(ifindex), IP: addrOf(p.Ip), MAC: optionalMAC(p.Mac)})
+		out = append(out, Pod{HostIfindex: int(ifindex), IP: optionalAddr(p.Ip[weftFamilyFAMILY_IPV4]),
+			IPv6: optionalAddr(p.Ip[weftFamilyFAMILY_IPV6]), MAC: optionalMAC(p.Mac)})
 	}
 	slices.SortFunc(out, func(a, b Pod) int { return cmp.Compare(a.HostIfindex, b.HostIfindex) })
 	return out, nil

@@ -18,15 +18,21 @@ import (
 
 func TestDecodeConfig(t *testing.T) {
 	vtep := net.HardwareAddr{0x02, 0xaa, 0, 0, 0, 1}
+	vtep6 := net.HardwareAddr{0x02, 0xaa, 0, 0, 0, 6}
 	c := decodeConfig(weftNodeConfig{
-		Subnet: be32(netip.MustParseAddr("10.244.1.0")), SubnetLen: 24,
-		Network: be32(netip.MustParseAddr("10.244.0.0")), NetworkLen: 16,
-		NodeIp: be32(netip.MustParseAddr("192.168.50.1")), Vni: 1, Port: 8472,
-		VtepMac: mac6(vtep), UplinkIfindex: 2,
+		Family: [2]weftFamilyConfig{
+			familyConfig(netip.MustParseAddr("192.168.50.1"), netip.MustParsePrefix("10.244.1.0/24"),
+				netip.MustParsePrefix("10.244.0.0/16"), vtep),
+			familyConfig(netip.MustParseAddr("fd00:50::1"), netip.MustParsePrefix("fd10:244:0:1::/64"),
+				netip.MustParsePrefix("fd10:244::/56"), vtep6),
+		},
+		Vni: 1, Port: 8472, UplinkIfindex: 2,
 	})
 	want := NodeConfig{
 		Subnet: netip.MustParsePrefix("10.244.1.0/24"), Network: netip.MustParsePrefix("10.244.0.0/16"),
-		NodeIP: netip.MustParseAddr("192.168.50.1"), VNI: 1, Port: 8472, VtepMAC: vtep, UplinkIfindex: 2,
+		NodeIP:     netip.MustParseAddr("192.168.50.1"),
+		IPv6Subnet: netip.MustParsePrefix("fd10:244:0:1::/64"), IPv6Network: netip.MustParsePrefix("fd10:244::/56"),
+		NodeIPv6: netip.MustParseAddr("fd00:50::1"), VNI: 1, Port: 8472, VtepMAC: vtep, VtepMACv6: vtep6, UplinkIfindex: 2,
 	}
 	if fmt.Sprint(c) != fmt.Sprint(want) {
 		t.Errorf("decoded %+v, want %+v", c, want)
@@ -41,16 +47,16 @@ func TestDecodeConfig(t *testing.T) {
 }
 
 func TestDecodePeer(t *testing.T) {
-	key := weftLpmKey{Prefixlen: 24, Addr: be32(netip.MustParseAddr("10.244.7.0"))}
+	key := lpmKey(netip.MustParsePrefix("10.244.7.0/24"))
 	for _, tt := range []struct {
 		v    weftPeer
 		want PeerEntry
 	}{
-		{weftPeer{NodeIp: be32(netip.MustParseAddr("10.0.0.7")), VtepMac: [6]uint8{2, 0, 0, 0, 0, 7}, Mode: uint8(weftModeMODE_VXLAN)},
+		{weftPeer{NodeIp: addrKey(netip.MustParseAddr("10.0.0.7")), VtepMac: [6]uint8{2, 0, 0, 0, 0, 7}, Mode: uint8(weftModeMODE_VXLAN)},
 			PeerEntry{netip.MustParsePrefix("10.244.7.0/24"), netip.MustParseAddr("10.0.0.7"), net.HardwareAddr{2, 0, 0, 0, 0, 7}, datapath.ModeVXLAN}},
-		{weftPeer{NodeIp: be32(netip.MustParseAddr("10.0.0.7")), Mode: uint8(weftModeMODE_HOST_GW)},
+		{weftPeer{NodeIp: addrKey(netip.MustParseAddr("10.0.0.7")), Mode: uint8(weftModeMODE_HOST_GW)},
 			PeerEntry{netip.MustParsePrefix("10.244.7.0/24"), netip.MustParseAddr("10.0.0.7"), nil, datapath.ModeHostGW}},
-		{weftPeer{NodeIp: be32(netip.MustParseAddr("10.0.0.7")), Mode: 9},
+		{weftPeer{NodeIp: addrKey(netip.MustParseAddr("10.0.0.7")), Mode: 9},
 			PeerEntry{netip.MustParsePrefix("10.244.7.0/24"), netip.MustParseAddr("10.0.0.7"), nil, "mode(9)"}},
 	} {
 		got := decodePeer(key, tt.v)
@@ -103,12 +109,13 @@ func TestInspectTCX(t *testing.T) {
 
 	cfg, err := ReadConfig(n.bpfDir)
 	must(t, err)
-	uplink, bridge := ifindex(t, n.ns, "eth0"), ifindex(t, n.ns, "cni0")
+	uplink, bridge, vxlan := ifindex(t, n.ns, "eth0"), ifindex(t, n.ns, "cni0"), ifindex(t, n.ns, "flannel.1")
 	if cfg.Subnet != n.subnet || cfg.Network != n.node.Network || cfg.NodeIP != n.node.NodeIP ||
 		cfg.VNI != 1 || cfg.Port != 8472 || cfg.VtepMAC.String() != n.info.VtepMAC.String() ||
-		cfg.UplinkIfindex != uplink || cfg.BridgeIfindex != bridge || cfg.BridgeMAC == nil {
-		t.Errorf("config %+v; want subnet %s, node %s, VTEP %s, uplink %d, bridge %d",
-			cfg, n.subnet, n.node.NodeIP, n.info.VtepMAC, uplink, bridge)
+		cfg.UplinkIfindex != uplink || cfg.BridgeIfindex != bridge || cfg.BridgeMAC == nil ||
+		cfg.VXLANIfindex != vxlan || cfg.VXLANIfindexV6 != 0 {
+		t.Errorf("config %+v; want subnet %s, node %s, VTEP %s, uplink %d, bridge %d, vxlan device %d, none for IPv6",
+			cfg, n.subnet, n.node.NodeIP, n.info.VtepMAC, uplink, bridge, vxlan)
 	}
 	peers, err := ReadPeers(n.bpfDir)
 	must(t, err)

@@ -14,15 +14,15 @@ func TestMapWritesResume(t *testing.T) {
 	objs := newProgEnv(t).weftObjects
 	m := objs.WeftNodes
 	var (
-		keys   []uint32
+		keys   []weftAddr
 		values []weftKnownNode
 	)
 	for i := range 5 {
-		k := be32(netip.AddrFrom4([4]byte{192, 168, 1, byte(i)}))
+		k := addrKey(netip.AddrFrom4([4]byte{192, 168, 1, byte(i)}))
 		keys, values = append(keys, k), append(values, weftKnownNode{Leases: uint32(i + 1)})
 	}
 	must(t, putAll(m, keys, values))
-	got, err := dump[uint32, weftKnownNode](m)
+	got, err := dump[weftAddr, weftKnownNode](m)
 	must(t, err)
 	for i, k := range keys {
 		if got[k] != values[i] {
@@ -38,8 +38,8 @@ func TestMapWritesResume(t *testing.T) {
 		}
 	}
 	// The test node's own entries were left alone.
-	if got, err := dump[uint32, weftKnownNode](m); err != nil || len(got) != 2 {
-		t.Errorf("known nodes after deleteAll: %v, %v; want the 2 entries newProgEnv wrote", got, err)
+	if got, err := dump[weftAddr, weftKnownNode](m); err != nil || len(got) != 4 {
+		t.Errorf("known nodes after deleteAll: %v, %v; want the 4 entries newProgEnv wrote", got, err)
 	}
 }
 
@@ -51,14 +51,14 @@ func TestDumpLPM(t *testing.T) {
 		vals []weftPeer
 	)
 	for i := range 3 * batchSize {
-		keys = append(keys, weftLpmKey{Prefixlen: 28, Addr: be32(netip.AddrFrom4([4]byte{10, 200, byte(i >> 4), byte(i << 4)}))})
-		vals = append(vals, weftPeer{NodeIp: uint32(i + 1), Mode: uint8(weftModeMODE_VXLAN)})
+		keys = append(keys, lpmKey(netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 200, byte(i >> 4), byte(i << 4)}), 28)))
+		vals = append(vals, weftPeer{NodeIp: addrKey(netip.AddrFrom4([4]byte{192, 168, byte(i >> 8), byte(i)})), Mode: uint8(weftModeMODE_VXLAN)})
 	}
 	must(t, putAll(objs.WeftPeers, keys, vals))
 	got, err := dump[weftLpmKey, weftPeer](objs.WeftPeers)
 	must(t, err)
-	if len(got) != len(keys)+2 {
-		t.Fatalf("dumped %d entries, want %d", len(got), len(keys)+2)
+	if len(got) != len(keys)+4 {
+		t.Fatalf("dumped %d entries, want %d", len(got), len(keys)+4)
 	}
 	for i, k := range keys {
 		if got[k] != vals[i] {

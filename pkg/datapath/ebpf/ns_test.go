@@ -28,18 +28,30 @@ import (
 // Two node namespaces joined by a veth pair (the underlay, 192.168.50.0/24),
 // each with a bridge cni0 (10.244.<i>.1/24) and a pod namespace behind a
 // veth on it (10.244.<i>.10), as the bridge CNI plugin would leave them, and
-// conntrack on, as on any node (NAT and firewall rules turn it on).
+// conntrack on, as on any node (NAT and firewall rules turn it on). Dual
+// stack adds fd00:50::<i>/64 to the underlay, fd10:244:0:<i>::1/64 to cni0
+// and fd10:244:0:<i>::10 to the pod.
 type testNode struct {
 	ns, pod *testns.NS
 	node    datapath.Node
 	subnet  netip.Prefix
 	podIP   netip.Addr
+	// subnet6 and podIP6 are invalid without IPv6.
+	subnet6 netip.Prefix
+	podIP6  netip.Addr
 	bpfDir  string
 	dp      datapath.Datapath
 	info    datapath.Info
 }
 
+// newTestNodes builds two IPv4 nodes of backend.
 func newTestNodes(t *testing.T, backend datapath.Mode) [2]*testNode {
+	t.Helper()
+	return newStackNodes(t, backend, false)
+}
+
+// newStackNodes builds two nodes of backend, dual-stack when v6 is set.
+func newStackNodes(t *testing.T, backend datapath.Mode, v6 bool) [2]*testNode {
 	t.Helper()
 	prefix := testns.Prefix()
 	var nodes [2]*testNode
@@ -58,6 +70,12 @@ func newTestNodes(t *testing.T, backend datapath.Mode) [2]*testNode {
 				VNI:     1,
 			},
 		}
+		if v6 {
+			n.node.NodeIPv6 = netip.MustParseAddr(fmt.Sprintf("fd00:50::%d", i+1))
+			n.node.IPv6Network = netip.MustParsePrefix("fd10:244::/56")
+			n.subnet6 = netip.MustParsePrefix(fmt.Sprintf("fd10:244:0:%d::/64", i+1))
+			n.podIP6 = netip.MustParseAddr(fmt.Sprintf("fd10:244:0:%d::10", i+1))
+		}
 		t.Cleanup(func() {
 			if err := unix.Unmount(n.bpfDir, unix.MNT_DETACH); err != nil && err != unix.EINVAL && err != unix.ENOENT {
 				t.Errorf("unmount %s: %v", n.bpfDir, err)
@@ -68,6 +86,9 @@ func newTestNodes(t *testing.T, backend datapath.Mode) [2]*testNode {
 	nodes[0].ns.MustRun(t, "ip", "link", "add", "eth0", "type", "veth", "peer", "name", "eth0", "netns", nodes[1].ns.Name)
 	for _, n := range nodes {
 		n.ns.MustRun(t, "ip", "addr", "add", n.node.NodeIP.String()+"/24", "dev", "eth0")
+		if v6 {
+			n.ns.MustRun(t, "ip", "addr", "add", n.node.NodeIPv6.String()+"/64", "dev", "eth0", "nodad")
+		}
 		n.ns.MustRun(t, "ip", "link", "set", "eth0", "up")
 		// No netfilter rule here: the datapath keeps connection tracking
 		// on itself (tracking.go), or nothing takes the fast path.
@@ -88,6 +109,25 @@ func (n *testNode) addPod(t *testing.T, mtu int) {
 	n.pod.MustRun(t, "ip", "link", "set", "eth0", "mtu", mtuArg, "up")
 	n.pod.MustRun(t, "ip", "addr", "add", n.podIP.String()+"/24", "dev", "eth0")
 	n.pod.MustRun(t, "ip", "route", "add", "default", "via", gw.String())
+	if n.subnet6.IsValid() {
+		gw6 := n.subnet6.Addr().Next()
+		n.ns.MustRun(t, "ip", "addr", "add", gw6.String()+"/64", "dev", "cni0", "nodad")
+		n.pod.MustRun(t, "ip", "addr", "add", n.podIP6.String()+"/64", "dev", "eth0", "nodad")
+		n.pod.MustRun(t, "ip", "-6", "route", "add", "default", "via", gw6.String())
+	}
+}
+
+// register registers n's pod with the ebpf datapath, one endpoint per
+// address, as weft-cni does.
+func (n *testNode) register(t *testing.T) {
+	t.Helper()
+	ep := n.endpoint(t)
+	for _, ip := range []netip.Addr{n.podIP, n.podIP6} {
+		if ip.IsValid() {
+			ep.IP = ip
+			must(t, RegisterEndpoint(n.bpfDir, ep))
+		}
+	}
 }
 
 // endpoint describes n's pod as the CNI plugin registers it.
@@ -182,6 +222,9 @@ func syncAll(t *testing.T, nodes [2]*testNode) {
 	for i, n := range nodes {
 		o := nodes[1-i]
 		peers := []datapath.Peer{{Subnet: o.subnet, NodeIP: o.node.NodeIP, VtepMAC: o.info.VtepMAC}}
+		if o.subnet6.IsValid() {
+			peers = append(peers, datapath.Peer{Subnet: o.subnet6, NodeIP: o.node.NodeIPv6, VtepMAC: o.info.VtepMACv6})
+		}
 		sync := func() error { return n.dp.Sync(context.Background(), peers) }
 		if _, isKernel := n.dp.(*kernel.Datapath); isKernel {
 			must(t, n.ns.Do(sync))
@@ -217,20 +260,25 @@ func pingSeries(t *testing.T, pod *testns.NS, dst netip.Addr, count int, interva
 }
 
 // tcpTransfer sends size pseudo-random bytes from client's pod to server's
-// pod over TCP and checks they arrive intact.
+// pod (its IPv4 address) over TCP and checks they arrive intact.
 func tcpTransfer(t *testing.T, client, server *testNode, size int) {
 	t.Helper()
 	addr := netip.AddrPortFrom(server.podIP, 5201).String()
 	tcpTransferVia(t, client, server, addr, size)
 }
 
-// tcpTransferVia is tcpTransfer with the client dialling addr.
+// tcpTransferVia is tcpTransfer with the client dialling addr; the server
+// listens on its pod's address of addr's family.
 func tcpTransferVia(t *testing.T, client, server *testNode, addr string, size int) {
 	t.Helper()
+	listen := server.podIP
+	if netip.MustParseAddrPort(addr).Addr().Is6() {
+		listen = server.podIP6
+	}
 	var ln net.Listener
 	must(t, server.pod.Do(func() error {
 		var err error
-		ln, err = net.Listen("tcp4", netip.AddrPortFrom(server.podIP, 5201).String())
+		ln, err = net.Listen("tcp", netip.AddrPortFrom(listen, 5201).String())
 		return err
 	}))
 	defer ln.Close()
@@ -257,7 +305,7 @@ func tcpTransferVia(t *testing.T, client, server *testNode, addr string, size in
 	var conn net.Conn
 	must(t, client.pod.Do(func() error {
 		var err error
-		conn, err = net.DialTimeout("tcp4", addr, 10*time.Second)
+		conn, err = net.DialTimeout("tcp", addr, 10*time.Second)
 		return err
 	}))
 	conn.SetDeadline(time.Now().Add(60 * time.Second))
@@ -282,19 +330,32 @@ func counter(t *testing.T, n *testNode, backend, direction string) uint64 {
 // labels of want.
 func stat(t *testing.T, n *testNode, want datapath.Counter) uint64 {
 	t.Helper()
+	return find(t, n, want).Packets
+}
+
+// find returns the counter of n's datapath's Stats with the labels of want.
+func find(t *testing.T, n *testNode, want datapath.Counter) datapath.Counter {
+	t.Helper()
+	all := stats(t, n)
+	for _, c := range all {
+		if c.Backend == want.Backend && c.Direction == want.Direction && c.Reason == want.Reason {
+			return c
+		}
+	}
+	t.Fatalf("no counter %+v in %+v", want, all)
+	return datapath.Counter{}
+}
+
+// stats returns n's datapath's Stats.
+func stats(t *testing.T, n *testNode) []datapath.Counter {
+	t.Helper()
 	var stats []datapath.Counter
 	must(t, n.ns.Do(func() error { // the kernel datapath reads its device here
 		var err error
 		stats, err = n.dp.Stats()
 		return err
 	}))
-	for _, c := range stats {
-		if c.Backend == want.Backend && c.Direction == want.Direction && c.Reason == want.Reason {
-			return c.Packets
-		}
-	}
-	t.Fatalf("no counter %+v in %+v", want, stats)
-	return 0
+	return stats
 }
 
 // fastPathTransfer is a TCP transfer long enough that most of it takes the

@@ -10,9 +10,11 @@ import (
 
 const (
 	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
 	protoICMP     = 1
 	protoTCP      = 6
 	protoUDP      = 17
+	protoICMPv6   = 58
 )
 
 // TCP header flags.
@@ -23,8 +25,9 @@ const (
 	tcpACK = 0x10
 )
 
-// ipv4Packet describes an IPv4 packet with an ICMP, TCP or UDP header.
-type ipv4Packet struct {
+// ipPacket describes an IPv4 or (src IPv6) IPv6 packet with an ICMP, TCP or
+// UDP header.
+type ipPacket struct {
 	src, dst     netip.Addr
 	proto        uint8
 	ttl          uint8
@@ -34,9 +37,17 @@ type ipv4Packet struct {
 	payload []byte
 }
 
+// etherType is the Ethernet type of p's family.
+func (p ipPacket) etherType() uint16 {
+	if p.src.Is6() {
+		return etherTypeIPv6
+	}
+	return etherTypeIPv4
+}
+
 // bytes encodes p (ICMP echo request with ID 1 and sequence 1, TCP or UDP
-// header, then payload).
-func (p ipv4Packet) bytes() []byte {
+// header, then payload). IPv6 packets get a valid TCP or UDP checksum.
+func (p ipPacket) bytes() []byte {
 	var l4 []byte
 	switch p.proto {
 	case protoTCP:
@@ -60,6 +71,9 @@ func (p ipv4Packet) bytes() []byte {
 	if ttl == 0 {
 		ttl = 64
 	}
+	if p.src.Is6() {
+		return ipv6Header(p.src, p.dst, p.proto, ttl, l4)
+	}
 	b := make([]byte, 20, 20+len(l4))
 	b[0] = 0x45
 	binary.BigEndian.PutUint16(b[2:], uint16(20+len(l4)))
@@ -69,6 +83,53 @@ func (p ipv4Packet) bytes() []byte {
 	copy(b[16:], dst[:])
 	binary.BigEndian.PutUint16(b[10:], ipChecksum(b))
 	return append(b, l4...)
+}
+
+// ipv6Header puts an IPv6 header from src to dst (next header proto, hop
+// limit hops) before the L4 segment l4, whose TCP or UDP checksum it fills
+// in.
+func ipv6Header(src, dst netip.Addr, proto, hops uint8, l4 []byte) []byte {
+	b := make([]byte, 40, 40+len(l4))
+	b[0] = 0x60
+	binary.BigEndian.PutUint16(b[4:], uint16(len(l4)))
+	b[6], b[7] = proto, hops
+	s, d := src.As16(), dst.As16()
+	copy(b[8:], s[:])
+	copy(b[24:], d[:])
+	b = append(b, l4...)
+	if off := l4CsumOff(proto); off > 0 {
+		binary.BigEndian.PutUint16(b[40+off:], 0)
+		sum := l6Checksum(b)
+		if sum == 0 && proto == protoUDP {
+			sum = 0xffff
+		}
+		binary.BigEndian.PutUint16(b[40+off:], sum)
+	}
+	return b
+}
+
+// l4CsumOff is where TCP's or UDP's checksum is in its header; 0 for
+// others.
+func l4CsumOff(proto uint8) int {
+	switch proto {
+	case protoTCP:
+		return 16
+	case protoUDP:
+		return 6
+	}
+	return 0
+}
+
+// l6Checksum is the checksum over the IPv6 packet b's L4 segment (right
+// after its header) and pseudo header, checksum field included: 0 when the
+// field is right.
+func l6Checksum(b []byte) uint16 {
+	seg := b[40:]
+	pseudo := make([]byte, 40, 40+len(seg))
+	copy(pseudo, b[8:40])
+	binary.BigEndian.PutUint32(pseudo[32:], uint32(len(seg)))
+	pseudo[39] = b[6]
+	return ipChecksum(append(pseudo, seg...))
 }
 
 // l4Checksum is the TCP or UDP checksum over the IPv4 packet b's segment
@@ -84,7 +145,7 @@ func l4Checksum(b []byte) uint16 {
 }
 
 // withChecksum encodes p with its TCP or UDP checksum filled in.
-func withChecksum(p ipv4Packet) []byte {
+func withChecksum(p ipPacket) []byte {
 	b := p.bytes()
 	off := 20 + 16 // TCP
 	if p.proto == protoUDP {
@@ -118,12 +179,16 @@ func ethernet(dst, src net.HardwareAddr, etherType uint16, payload []byte) []byt
 	return append(b, payload...)
 }
 
-// vxlanPacket wraps the Ethernet frame inner in outer IPv4/UDP/VXLAN headers
-// as flannel's kernel vxlan device sends them (without the outer Ethernet).
+// vxlanPacket wraps the Ethernet frame inner in outer IPv4 or (src IPv6)
+// IPv6, UDP and VXLAN headers as flannel's kernel vxlan devices send them
+// (without the outer Ethernet; over IPv6 with a UDP checksum).
 func vxlanPacket(src, dst netip.Addr, port uint16, vni uint32, inner []byte) []byte {
 	vxlan := make([]byte, 8, 8+len(inner))
 	vxlan[0] = 0x08
 	binary.BigEndian.PutUint32(vxlan[4:], vni<<8)
+	if src.Is6() {
+		return ipPacket{src: src, dst: dst, proto: protoUDP, sport: 40000, dport: port, payload: append(vxlan, inner...)}.bytes()
+	}
 	return udpPacket(src, dst, 40000, port, 0, append(vxlan, inner...))
 }
 
@@ -135,7 +200,7 @@ func udpPacket(src, dst netip.Addr, sport, dport, frag uint16, payload []byte) [
 	binary.BigEndian.PutUint16(udp[0:], sport)
 	binary.BigEndian.PutUint16(udp[2:], dport)
 	binary.BigEndian.PutUint16(udp[4:], uint16(8+len(payload)))
-	outer := ipv4Packet{src: src, dst: dst, proto: protoUDP}.bytes()[:20]
+	outer := ipPacket{src: src, dst: dst, proto: protoUDP}.bytes()[:20]
 	binary.BigEndian.PutUint16(outer[2:], uint16(20+len(udp)+len(payload)))
 	binary.BigEndian.PutUint16(outer[6:], frag)
 	binary.BigEndian.PutUint16(outer[10:], 0)

@@ -38,6 +38,27 @@ var (
 	hostGWSubnet = netip.MustParsePrefix("10.244.3.0/24")
 )
 
+// The same node's IPv6 half:
+//
+//	this node fd00:10::1, subnet fd10:244:0:1::/64, pod fd10:244:0:1::5
+//	vxlan peer   fd00:10::2, subnet fd10:244:0:2::/64, VTEP remoteVTEP6
+//	host-gw peer fd00:10::3, subnet fd10:244:0:3::/64
+var (
+	nodeIP6       = netip.MustParseAddr("fd00:10::1")
+	vxlanNode6    = netip.MustParseAddr("fd00:10::2")
+	hostGWNode6   = netip.MustParseAddr("fd00:10::3")
+	network6      = netip.MustParsePrefix("fd10:244::/56")
+	ownSubnet6    = netip.MustParsePrefix("fd10:244:0:1::/64")
+	vxlanSubnet6  = netip.MustParsePrefix("fd10:244:0:2::/64")
+	hostGWSubnet6 = netip.MustParsePrefix("fd10:244:0:3::/64")
+	localPod6     = netip.MustParseAddr("fd10:244:0:1::5")
+	otherPod6     = netip.MustParseAddr("fd10:244:0:1::9")
+	vxlanPod6     = netip.MustParseAddr("fd10:244:0:2::7")
+	hostGWPod6    = netip.MustParseAddr("fd10:244:0:3::7")
+	localVTEP6    = net.HardwareAddr{0x02, 0xaa, 0, 0, 6, 1}
+	remoteVTEP6   = net.HardwareAddr{0x02, 0xaa, 0, 0, 6, 2}
+)
+
 // Flows of the local pod to the remote pods that tests give conntrack
 // entries (progEnv.track).
 var (
@@ -60,38 +81,55 @@ func must(t testing.TB, err error) {
 }
 
 // podFrame is a frame a pod sends to its gateway (the bridge).
-func podFrame(p ipv4Packet) []byte {
-	return ethernet(bridgeMAC, podMAC, etherTypeIPv4, p.bytes())
+func podFrame(p ipPacket) []byte {
+	return ethernet(bridgeMAC, podMAC, p.etherType(), p.bytes())
 }
 
-// vxlanFrame is what a peer's kernel vxlan device puts on the wire to us.
-func vxlanFrame(outerSrc netip.Addr, vni uint32, inner ipv4Packet) []byte {
-	return vxlanFrameTo(outerSrc, nodeIP, vni, inner.bytes())
+// vxlanFrame is what a peer's kernel vxlan device (flannel.1, or for an
+// IPv6 outerSrc flannel-v6.1) puts on the wire to us.
+func vxlanFrame(outerSrc netip.Addr, vni uint32, inner ipPacket) []byte {
+	to := nodeIP
+	if outerSrc.Is6() {
+		to = nodeIP6
+	}
+	return vxlanFrameTo(outerSrc, to, vni, inner.bytes())
 }
 
-// vxlanFrameTo is vxlanFrame to outerDst with the inner IPv4 packet inner.
+// vxlanFrameTo is vxlanFrame to outerDst with the inner IP packet inner (of
+// outerSrc's family).
 func vxlanFrameTo(outerSrc, outerDst netip.Addr, vni uint32, inner []byte) []byte {
-	innerFrame := ethernet(localVTEP, remoteVTEP, etherTypeIPv4, inner)
-	return ethernet(net.HardwareAddr{2, 0, 0, 0, 0, 1}, net.HardwareAddr{2, 0, 0, 0, 0, 2}, etherTypeIPv4,
+	innerFrame := ethernet(localVTEP, remoteVTEP, etherTypeOf(inner), inner)
+	return ethernet(net.HardwareAddr{2, 0, 0, 0, 0, 1}, net.HardwareAddr{2, 0, 0, 0, 0, 2}, ipPacket{src: outerSrc}.etherType(),
 		vxlanPacket(outerSrc, outerDst, vxlanPort, vni, innerFrame))
+}
+
+// etherTypeOf is the Ethernet type of the IP packet p.
+func etherTypeOf(p []byte) uint16 {
+	if len(p) > 0 && p[0]>>4 == 6 {
+		return etherTypeIPv6
+	}
+	return etherTypeIPv4
 }
 
 // fromPeer is how p from a remote pod reaches the uplink: VXLAN from its
 // node, or routed from a host-gw peer.
-func fromPeer(p ipv4Packet) []byte {
-	if hostGWSubnet.Contains(p.src) {
-		return ethernet(bridgeMAC, peerMAC, etherTypeIPv4, p.bytes())
+func fromPeer(p ipPacket) []byte {
+	switch {
+	case hostGWSubnet.Contains(p.src), hostGWSubnet6.Contains(p.src):
+		return ethernet(bridgeMAC, peerMAC, p.etherType(), p.bytes())
+	case p.src.Is6():
+		return vxlanFrame(vxlanNode6, testVNI, p)
 	}
 	return vxlanFrame(vxlanNode, testVNI, p)
 }
 
 // delivered is the frame the programs hand to the local pod for p.
 func delivered(p []byte) []byte {
-	return ethernet(podMAC, bridgeMAC, etherTypeIPv4, p)
+	return ethernet(podMAC, bridgeMAC, etherTypeOf(p), p)
 }
 
 // tcpPacket is a TCP ACK with payload from src to dst.
-func tcpPacket(src, dst netip.Addr, sport, dport uint16) ipv4Packet {
+func tcpPacket(src, dst netip.Addr, sport, dport uint16) ipPacket {
 	return tcpFlow(src, sport, dst, dport).packet()
 }
 
@@ -104,10 +142,23 @@ func counts(t testing.TB, m *ebpf.Map, idx uint32) (packets, bytes uint64) {
 	return c.Packets, c.Bytes
 }
 
-// dropCounts reads the drop counters of objs, by reason.
-func dropCounts(t testing.TB, objs *weftObjects) [weftDropReasonDROP_MAX]uint64 {
+// v6Drop is the drops map's index of reason for IPv6 packets.
+func v6Drop(reason weftDropReason) weftDropReason {
+	return reason + weftDropReasonDROP_MAX
+}
+
+// v6Counter is the traffic map's index of c for IPv6 packets.
+func v6Counter(c weftCounter) weftCounter {
+	return c + weftCounterCOUNTER_MAX
+}
+
+// allDrops are the drop counters of both families.
+type allDrops [int(weftDropReasonDROP_MAX) * int(weftFamilyFAMILY_MAX)]uint64
+
+// dropCounts reads the drop counters of objs, by index (v6Drop: IPv6's).
+func dropCounts(t testing.TB, objs *weftObjects) allDrops {
 	t.Helper()
-	var out [weftDropReasonDROP_MAX]uint64
+	var out allDrops
 	for r := range out {
 		out[r], _ = counts(t, objs.WeftDrops, uint32(r))
 	}
@@ -124,7 +175,8 @@ func checkDrop(t *testing.T, ns *testns.NS, objs *weftObjects, what string, prog
 	want := before
 	want[reason]++
 	if got := dropCounts(t, objs); verdict != tcActShot || got != want {
-		t.Errorf("%s: verdict %d (want TC_ACT_SHOT), drops %v -> %v; want one more %s", what, verdict, before, got, dropReasons[reason])
+		t.Errorf("%s: verdict %d (want TC_ACT_SHOT), drops %v -> %v; want one more %s", what, verdict, before, got,
+			dropReasons[reason%weftDropReasonDROP_MAX])
 	}
 }
 
@@ -283,7 +335,7 @@ func TestPodIngressPassesToStack(t *testing.T) {
 		in   []byte
 	}{
 		{"outside the pod network", podFrame(tcpPacket(localPod, netip.MustParseAddr("192.0.2.80"), 40001, 443))},
-		{"Service IP", podFrame(ipv4Packet{src: localPod, dst: netip.MustParseAddr("10.96.0.10"), proto: protoUDP, sport: 5353, dport: 53})},
+		{"Service IP", podFrame(ipPacket{src: localPod, dst: netip.MustParseAddr("10.96.0.10"), proto: protoUDP, sport: 5353, dport: 53})},
 		{"same node", podFrame(tcpPacket(localPod, otherPod, 40001, 2))},
 		{"ARP", ethernet(bridgeMAC, podMAC, 0x0806, make([]byte, 28))},
 		{"IPv6", ethernet(bridgeMAC, podMAC, 0x86dd, make([]byte, 60))},
@@ -358,7 +410,7 @@ func TestDecapPadded(t *testing.T) {
 	if want := delivered(padded); verdict != tcActRedirect || !bytes.Equal(out, want) {
 		t.Errorf("padded inner frame: verdict %d (want TC_ACT_REDIRECT), frame\n got % x\nwant % x", verdict, out, want)
 	}
-	if d := dropCounts(t, e.weftObjects); d != [weftDropReasonDROP_MAX]uint64{} {
+	if d := dropCounts(t, e.weftObjects); d != (allDrops{}) {
 		t.Errorf("drops %v after a padded frame", d)
 	}
 }
@@ -385,7 +437,7 @@ func TestUplinkPassesToKernel(t *testing.T) {
 	} {
 		e.checkPass(t, c.name, e.WeftUplinkIngress, e.uplink, c.in)
 	}
-	if d := dropCounts(t, e.weftObjects); d != [weftDropReasonDROP_MAX]uint64{} {
+	if d := dropCounts(t, e.weftObjects); d != (allDrops{}) {
 		t.Errorf("drops %v after valid traffic", d)
 	}
 }

@@ -55,10 +55,13 @@ func newProgEnv(t testing.TB) *progEnv {
 	e.addDevice(t, "vethother", 1500)
 	e.ns.MustRun(t, "ip", "addr", "add", nodeIP.String()+"/24", "dev", "uplink")
 	e.ns.MustRun(t, "ip", "route", "add", "default", "via", "192.168.10.254", "dev", "uplink")
-	for _, a := range []netip.Addr{localPod, otherPod, vxlanPod, hostGWPod, vxlanSubnet.Addr(), vxlanNode} {
-		e.ns.MustRun(t, "ip", "addr", "add", a.String()+"/32", "dev", "lo")
+	e.ns.MustRun(t, "ip", "addr", "add", nodeIP6.String()+"/64", "dev", "uplink", "nodad")
+	e.ns.MustRun(t, "ip", "-6", "route", "add", "default", "via", "fd00:10::fe", "dev", "uplink")
+	for _, a := range []netip.Addr{localPod, otherPod, vxlanPod, hostGWPod, vxlanSubnet.Addr(), vxlanNode,
+		localPod6, otherPod6, vxlanPod6, hostGWPod6, vxlanSubnet6.Addr(), vxlanNode6} {
+		e.ns.MustRun(t, "ip", "addr", "add", netip.PrefixFrom(a, a.BitLen()).String(), "dev", "lo")
 	}
-	e.ns.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+	e.ns.MustRun(t, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1")
 	enableConntrack(t, e.ns)
 
 	objs, err := loadUnpinned()
@@ -68,10 +71,11 @@ func newProgEnv(t testing.TB) *progEnv {
 	t.Cleanup(func() { objs.Close() })
 	e.weftObjects = objs
 	cfg := weftNodeConfig{
-		Subnet: be32(netip.MustParseAddr("10.244.1.0")), SubnetLen: 24,
-		Network: be32(netip.MustParseAddr("10.244.0.0")), NetworkLen: 16,
-		NodeIp: be32(nodeIP), Vni: testVNI, Port: vxlanPort, VtepMac: mac6(localVTEP),
-		BridgeMac: mac6(bridgeMAC), UplinkIfindex: uint32(e.uplink), BridgeIfindex: uint32(e.bridge),
+		Family: [weftFamilyFAMILY_MAX]weftFamilyConfig{
+			familyConfig(nodeIP, netip.MustParsePrefix("10.244.1.0/24"), netip.MustParsePrefix("10.244.0.0/16"), localVTEP),
+			familyConfig(nodeIP6, ownSubnet6, network6, localVTEP6),
+		},
+		Vni: testVNI, Port: vxlanPort, BridgeMac: mac6(bridgeMAC), UplinkIfindex: uint32(e.uplink), BridgeIfindex: uint32(e.bridge),
 		CtRefreshJiffies: ctRefreshJiffies(),
 	}
 	must(t, objs.WeftConfig.Put(configKey, cfg))
@@ -83,14 +87,18 @@ func newProgEnv(t testing.TB) *progEnv {
 	}{
 		{vxlanSubnet, vxlanNode, remoteVTEP, weftModeMODE_VXLAN},
 		{hostGWSubnet, hostGWNode, nil, weftModeMODE_HOST_GW},
+		{vxlanSubnet6, vxlanNode6, remoteVTEP6, weftModeMODE_VXLAN},
+		{hostGWSubnet6, hostGWNode6, nil, weftModeMODE_HOST_GW},
 	} {
 		key := lpmKey(p.subnet)
-		must(t, objs.WeftPeers.Put(key, weftPeer{NodeIp: be32(p.node), VtepMac: mac6(p.vtep), Mode: uint8(p.mode)}))
-		must(t, objs.WeftNodes.Put(be32(p.node), weftKnownNode{Leases: 1}))
+		must(t, objs.WeftPeers.Put(key, weftPeer{NodeIp: addrKey(p.node), VtepMac: mac6(p.vtep), Mode: uint8(p.mode)}))
+		must(t, objs.WeftNodes.Put(addrKey(p.node), weftKnownNode{Leases: 1}))
 	}
 	// What RegisterEndpoint writes for the pod behind vethpod.
-	must(t, objs.WeftEndpoints.Put(be32(localPod), weftEndpoint{HostIfindex: uint32(e.veth), Mac: mac6(podMAC)}))
-	must(t, objs.WeftPods.Put(uint32(e.veth), weftPod{Ip: be32(localPod), Mac: mac6(podMAC)}))
+	for _, ip := range []netip.Addr{localPod, localPod6} {
+		must(t, objs.WeftEndpoints.Put(addrKey(ip), weftEndpoint{HostIfindex: uint32(e.veth), Mac: mac6(podMAC)}))
+	}
+	must(t, objs.WeftPods.Put(uint32(e.veth), podEntry(localPod, localPod6)))
 
 	if e.ct, err = conntrack.Open(e.ns.Handle()); err != nil {
 		t.Fatal(err)
@@ -103,11 +111,22 @@ func newProgEnv(t testing.TB) *progEnv {
 	return e
 }
 
-// enableConntrack makes conntrack track the namespace's IPv4 traffic, as
-// any rule that uses it does on a node (NAT, masquerade, a firewall).
+// enableConntrack makes conntrack track the namespace's IPv4 and IPv6
+// traffic, as any rule that uses it does on a node (NAT, masquerade, a
+// firewall).
 func enableConntrack(t testing.TB, ns *testns.NS) {
 	t.Helper()
-	ns.MustRun(t, "nft", "add table ip wt_ct { chain out { type filter hook output priority 0; ct state invalid counter; }; }")
+	ns.MustRun(t, "nft", "add table inet wt_ct { chain out { type filter hook output priority 0; ct state invalid counter; }; }")
+}
+
+// podEntry is the pods map's entry of the test pod (podMAC) with the
+// addresses ips.
+func podEntry(ips ...netip.Addr) weftPod {
+	p := weftPod{Mac: mac6(podMAC)}
+	for _, ip := range ips {
+		p.Ip[familyOf(ip)] = addrKey(ip)
+	}
+	return p
 }
 
 // addDevice adds an interface name to e's namespace with the MTU mtu, up
@@ -223,7 +242,7 @@ func (e *progEnv) requested(t testing.TB) []conntrack.Tuple {
 // flow is a connection between test addresses. Its client sends from src
 // to dst (the tuple of its conntrack entry's original direction); a NAT
 // rule may deliver it to server instead (zero: dst). ICMP flows are echo
-// requests with ID 1, as ipv4Packet sends them; their ports are unused.
+// requests with ID 1, as ipPacket sends them; their ports are unused.
 type flow struct {
 	proto    uint8
 	src, dst netip.AddrPort
@@ -236,15 +255,15 @@ func tcpFlow(src netip.Addr, sport uint16, dst netip.Addr, dport uint16) flow {
 }
 
 // packet is a packet of f from its client (TCP: an ACK with payload).
-func (f flow) packet() ipv4Packet {
-	return ipv4Packet{src: f.src.Addr(), dst: f.dst.Addr(), proto: f.proto, sport: f.src.Port(), dport: f.dst.Port(),
+func (f flow) packet() ipPacket {
+	return ipPacket{src: f.src.Addr(), dst: f.dst.Addr(), proto: f.proto, sport: f.src.Port(), dport: f.dst.Port(),
 		flags: tcpACK, payload: []byte("weft payload")}
 }
 
 // reply is a packet of f from its server, as the server sends it.
-func (f flow) reply() ipv4Packet {
+func (f flow) reply() ipPacket {
 	server := f.serverAddr()
-	return ipv4Packet{src: server.Addr(), dst: f.src.Addr(), proto: f.proto, sport: server.Port(), dport: f.src.Port(),
+	return ipPacket{src: server.Addr(), dst: f.src.Addr(), proto: f.proto, sport: server.Port(), dport: f.src.Port(),
 		flags: tcpACK, payload: []byte("weft reply")}
 }
 
@@ -334,11 +353,11 @@ func (e *progEnv) connectTCP(t testing.TB, f flow) error {
 		client net.Conn
 	)
 	err := e.ns.Do(func() (err error) {
-		if ln, err = net.Listen("tcp4", f.serverAddr().String()); err != nil {
+		if ln, err = net.Listen("tcp", f.serverAddr().String()); err != nil {
 			return err
 		}
 		d := net.Dialer{Timeout: ioTimeout, LocalAddr: net.TCPAddrFromAddrPort(f.src)}
-		client, err = d.Dial("tcp4", f.dst.String())
+		client, err = d.Dial("tcp", f.dst.String())
 		return err
 	})
 	if ln != nil {
@@ -364,10 +383,10 @@ func (e *progEnv) connectTCP(t testing.TB, f flow) error {
 func (e *progEnv) exchangeUDP(t testing.TB, f flow) error {
 	var server, client *net.UDPConn
 	err := e.ns.Do(func() (err error) {
-		if server, err = net.ListenUDP("udp4", net.UDPAddrFromAddrPort(f.serverAddr())); err != nil {
+		if server, err = net.ListenUDP("udp", net.UDPAddrFromAddrPort(f.serverAddr())); err != nil {
 			return err
 		}
-		client, err = net.DialUDP("udp4", net.UDPAddrFromAddrPort(f.src), net.UDPAddrFromAddrPort(f.dst))
+		client, err = net.DialUDP("udp", net.UDPAddrFromAddrPort(f.src), net.UDPAddrFromAddrPort(f.dst))
 		return err
 	})
 	if server != nil {
@@ -410,7 +429,7 @@ func (e *progEnv) ping(t testing.TB, f flow) error {
 		return err
 	}
 	t.Cleanup(func() { c.Close() })
-	echo := ipv4Packet{src: f.src.Addr(), dst: f.dst.Addr(), proto: protoICMP}.bytes()[20:]
+	echo := ipPacket{src: f.src.Addr(), dst: f.dst.Addr(), proto: protoICMP}.bytes()[20:]
 	if err := c.SetDeadline(time.Now().Add(ioTimeout)); err != nil {
 		return err
 	}

@@ -15,9 +15,13 @@ const (
 	// BackendWireGuard labels the drops of the programs on a wireguard
 	// node (its traffic to other nodes is the kernel path's).
 	BackendWireGuard = "wireguard-ebpf"
+	// IPv6Suffix ends the backend label of the IPv6 counters
+	// ("vxlan-ebpf-ipv6"): IPv4's labels are those from before IPv6.
+	IPv6Suffix = "-ipv6"
 )
 
-// trafficCounters names the traffic map's indexes.
+// trafficCounters names the traffic map's indexes of one family (IPv6's
+// follow IPv4's, COUNTER_MAX further).
 var trafficCounters = []struct {
 	idx                weftCounter
 	backend, direction string
@@ -30,7 +34,9 @@ var trafficCounters = []struct {
 	{weftCounterCOUNTER_UDP_RX, BackendUDP, "rx"},
 }
 
-// dropReasons names the drops map's indexes (metric label values).
+// dropReasons names the drops map's indexes of one family (metric label
+// values; IPv6's follow IPv4's, DROP_MAX further, and name
+// DROP_INNER_NOT_IPV4 inner_not_ipv6).
 var dropReasons = map[weftDropReason]string{
 	weftDropReasonDROP_UNKNOWN_NODE:   "unknown_node",
 	weftDropReasonDROP_SPOOFED_SOURCE: "spoofed_source",
@@ -42,9 +48,10 @@ var dropReasons = map[weftDropReason]string{
 	weftDropReasonDROP_POD_TO_TUNNEL:  "pod_to_tunnel",
 }
 
-// Stats returns the programs' counters, every one even when zero: packets
-// and bytes per backend and direction, and drops per reason (labelled with
-// this node's backend), followed by the kernel slow path's counters.
+// Stats returns the programs' counters, every one of the node's families
+// even when zero: packets and bytes per backend and direction, and drops
+// per reason (labelled with this node's backend), IPv6's with IPv6Suffix,
+// followed by the kernel slow path's counters.
 func (d *Datapath) Stats() ([]datapath.Counter, error) {
 	d.mu.Lock()
 	if d.objs == nil {
@@ -53,13 +60,13 @@ func (d *Datapath) Stats() ([]datapath.Counter, error) {
 	}
 	traffic, terr := dump[uint32, []weftTraffic](d.objs.WeftTraffic)
 	drops, derr := dump[uint32, []weftTraffic](d.objs.WeftDrops)
-	backend := d.node.Backend
+	backend, v6 := d.node.Backend, d.node.NodeIPv6.IsValid()
 	d.mu.Unlock()
 	if err := errors.Join(terr, derr); err != nil {
 		return nil, err
 	}
 	var out []datapath.Counter
-	for _, c := range labelCounters(backend, traffic, drops) {
+	for _, c := range labelCounters(backend, v6, traffic, drops) {
 		out = append(out, c.Counter)
 	}
 	var slow []datapath.Counter
@@ -76,13 +83,10 @@ func (d *Datapath) Stats() ([]datapath.Counter, error) {
 
 // labelCounters turns the contents of the traffic and drops maps into
 // labelled counters: traffic by backend and direction, then drops by reason,
-// labelled with the node's backend.
-func labelCounters(backend datapath.Mode, traffic, drops map[uint32][]weftTraffic) []Counter {
-	out := make([]Counter, 0, len(trafficCounters)+len(dropReasons))
-	for _, c := range trafficCounters {
-		out = append(out, slot(MapTraffic, int(c.idx), traffic,
-			datapath.Counter{Backend: c.backend, Direction: c.direction}))
-	}
+// labelled with the node's backend; IPv4's, then, when v6 is set, IPv6's
+// (udp has no IPv6: no udp traffic counters for it).
+func labelCounters(backend datapath.Mode, v6 bool, traffic, drops map[uint32][]weftTraffic) []Counter {
+	out := make([]Counter, 0, 2*(len(trafficCounters)+len(dropReasons)))
 	dropBackend := BackendVXLAN
 	switch backend {
 	case datapath.ModeHostGW:
@@ -92,9 +96,30 @@ func labelCounters(backend datapath.Mode, traffic, drops map[uint32][]weftTraffi
 	case datapath.ModeWireGuard:
 		dropBackend = BackendWireGuard
 	}
-	for r := weftDropReason(0); r < weftDropReasonDROP_MAX; r++ {
-		out = append(out, slot(MapDrops, int(r), drops,
-			datapath.Counter{Backend: dropBackend, Reason: dropReasons[r]}))
+	families := []weftFamily{weftFamilyFAMILY_IPV4}
+	if v6 {
+		families = append(families, weftFamilyFAMILY_IPV6)
+	}
+	for _, fam := range families {
+		suffix := ""
+		if fam == weftFamilyFAMILY_IPV6 {
+			suffix = IPv6Suffix
+		}
+		for _, c := range trafficCounters {
+			if fam == weftFamilyFAMILY_IPV6 && c.backend == BackendUDP {
+				continue
+			}
+			out = append(out, slot(MapTraffic, int(fam)*int(weftCounterCOUNTER_MAX)+int(c.idx), traffic,
+				datapath.Counter{Backend: c.backend + suffix, Direction: c.direction}))
+		}
+		for r := weftDropReason(0); r < weftDropReasonDROP_MAX; r++ {
+			reason := dropReasons[r]
+			if fam == weftFamilyFAMILY_IPV6 && r == weftDropReasonDROP_INNER_NOT_IPV4 {
+				reason = "inner_not_ipv6"
+			}
+			out = append(out, slot(MapDrops, int(fam)*int(weftDropReasonDROP_MAX)+int(r), drops,
+				datapath.Counter{Backend: dropBackend + suffix, Reason: reason}))
+		}
 	}
 	return out
 }

@@ -18,8 +18,10 @@ import (
 // syncs the kernel slow path, forgets endpoints whose veth is gone and
 // re-attaches what drifted. The maps come first: the fast path needs nothing
 // from the slow path (encap and host-gw redirects resolve only the peer's
-// node IP on the uplink), so pods reach a new peer as early as possible,
-// while host-originated traffic waits for its route. Errors are joined after
+// node IP on the uplink; IPv6 GSO packets use flannel-v6.<VNI>'s fdb entry,
+// but only of established flows, whose handshake needed it already), so
+// pods reach a new peer as early as possible, while host-originated traffic
+// waits for its route. Errors are joined after
 // trying everything; on success Apply starts from what was written.
 func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 	if err := ctx.Err(); err != nil {
@@ -34,7 +36,7 @@ func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 		}
 		// One selection serves the maps and the kernel slow path.
 		if d.sel == nil {
-			d.sel = datapath.NewSelector(d.node, d.subnet())
+			d.sel = datapath.NewSelector(d.node, d.subnets()...)
 		}
 		sel, err := d.sel.Reset(peers)
 		datapath.LogRejections(sel.Rejected)
@@ -43,7 +45,7 @@ func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 		if err := d.slow.SyncSelection(ctx, d.sel); err != nil {
 			errs = append(errs, fmt.Errorf("kernel slow path: %w", err))
 		}
-		errs = append(errs, d.forgetGoneEndpoints(), d.refreshBridge(), d.attachAll())
+		errs = append(errs, d.forgetGoneEndpoints(), d.refreshLinks(), d.attachAll())
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}
@@ -100,17 +102,21 @@ func (d *Datapath) applyMaps(delta datapath.Delta) error {
 	return nil
 }
 
-// subnet is this node's pod subnet as the node config holds it (zero while
-// there is none).
-func (d *Datapath) subnet() netip.Prefix {
-	return prefixOf(d.cfg.Subnet, d.cfg.SubnetLen)
+// subnets are this node's pod subnets as the node config holds them, one
+// per family (zero while there is none).
+func (d *Datapath) subnets() []netip.Prefix {
+	out := make([]netip.Prefix, len(d.cfg.Family))
+	for i, f := range d.cfg.Family {
+		out[i] = prefixOf(f.Subnet, f.SubnetLen)
+	}
+	return out
 }
 
 // forgetGoneEndpoints deletes endpoints and pod sources whose host veth no
 // longer exists (a pod deleted without a CNI DEL reaching the plugin).
 // Caller is in d.ns.
 func (d *Datapath) forgetGoneEndpoints() error {
-	ips, err := forgetGone(d.objs.WeftEndpoints, func(_ uint32, ep weftEndpoint) uint32 { return ep.HostIfindex })
+	ips, err := forgetGone(d.objs.WeftEndpoints, func(_ weftAddr, ep weftEndpoint) uint32 { return ep.HostIfindex })
 	for _, ip := range ips {
 		slog.Info("forgot endpoint whose veth is gone", "pod", addrOf(ip))
 	}

@@ -26,9 +26,9 @@ const (
 func (e *progEnv) useUDP(t testing.TB) {
 	t.Helper()
 	e.setConfig(t, func(c *weftNodeConfig) {
-		c.Mode, c.Port, c.Vni, c.VtepMac = uint8(weftModeMODE_UDP), udpPort, 0, [6]uint8{}
+		c.Mode, c.Port, c.Vni, c.Family[weftFamilyFAMILY_IPV4].VtepMac = uint8(weftModeMODE_UDP), udpPort, 0, [6]uint8{}
 	})
-	must(t, e.WeftPeers.Put(lpmKey(vxlanSubnet), weftPeer{NodeIp: be32(vxlanNode), Mode: uint8(weftModeMODE_UDP)}))
+	must(t, e.WeftPeers.Put(lpmKey(vxlanSubnet), weftPeer{NodeIp: addrKey(vxlanNode), Mode: uint8(weftModeMODE_UDP)}))
 }
 
 // udpFrame is what a udp peer (flanneld, or weft) puts on the wire from
@@ -106,7 +106,7 @@ func TestDecapUDP(t *testing.T) {
 			t.Errorf("udp rx counter = %d packets %d bytes, want %d and %d", p, b, i+1, (i+1)*len(want))
 		}
 	}
-	if d := dropCounts(t, e.weftObjects); d != [weftDropReasonDROP_MAX]uint64{} {
+	if d := dropCounts(t, e.weftObjects); d != (allDrops{}) {
 		t.Errorf("drops %v after valid udp traffic", d)
 	}
 }
@@ -137,7 +137,7 @@ func TestUDPPassesToStack(t *testing.T) {
 	if p, _ := counts(t, e.WeftTraffic, uint32(weftCounterCOUNTER_UDP_RX)); p != 0 {
 		t.Errorf("udp rx counter = %d after pass-through only", p)
 	}
-	if d := dropCounts(t, e.weftObjects); d != [weftDropReasonDROP_MAX]uint64{} {
+	if d := dropCounts(t, e.weftObjects); d != (allDrops{}) {
 		t.Errorf("drops %v after traffic for the stack", d)
 	}
 }
@@ -177,7 +177,7 @@ func TestUDPConfigDecoded(t *testing.T) {
 	if p.Mode != datapath.ModeUDP || p.NodeIP != vxlanNode {
 		t.Errorf("udp peer read back as %+v", p)
 	}
-	counters := labelCounters(datapath.ModeUDP, nil, nil)
+	counters := labelCounters(datapath.ModeUDP, false, nil, nil)
 	var udpTraffic int
 	for _, c := range counters {
 		switch {

@@ -57,7 +57,7 @@ func (d *Datapath) relink(name string) {
 		if d.objs == nil {
 			return nil
 		}
-		if err := d.refreshBridge(); err != nil {
+		if err := d.refreshLinks(); err != nil {
 			return err
 		}
 		return d.attachAll()

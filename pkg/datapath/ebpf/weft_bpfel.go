@@ -13,6 +13,11 @@ import (
 	"github.com/cilium/ebpf"
 )
 
+type weftAddr struct {
+	_ structs.HostLayout
+	B [16]uint8
+}
+
 type weftCounter uint32
 
 const (
@@ -46,10 +51,30 @@ type weftEndpoint struct {
 	Pad         uint16
 }
 
+type weftFamily uint32
+
+const (
+	weftFamilyFAMILY_IPV4 weftFamily = 0
+	weftFamilyFAMILY_IPV6 weftFamily = 1
+	weftFamilyFAMILY_MAX  weftFamily = 2
+)
+
+type weftFamilyConfig struct {
+	_            structs.HostLayout
+	NodeIp       weftAddr
+	Subnet       weftAddr
+	Network      weftAddr
+	SubnetLen    uint32
+	NetworkLen   uint32
+	VxlanIfindex uint32
+	VtepMac      [6]uint8
+	Pad          uint16
+}
+
 type weftFlow struct {
 	_     structs.HostLayout
-	Saddr uint32
-	Daddr uint32
+	Saddr weftAddr
+	Daddr weftAddr
 	Sport uint16
 	Dport uint16
 	Proto uint8
@@ -64,7 +89,7 @@ type weftKnownNode struct {
 type weftLpmKey struct {
 	_         structs.HostLayout
 	Prefixlen uint32
-	Addr      uint32
+	Addr      weftAddr
 }
 
 type weftMode uint32
@@ -77,17 +102,12 @@ const (
 
 type weftNodeConfig struct {
 	_                structs.HostLayout
-	Subnet           uint32
-	SubnetLen        uint32
-	Network          uint32
-	NetworkLen       uint32
-	NodeIp           uint32
+	Family           [2]weftFamilyConfig
 	Vni              uint32
 	Port             uint16
-	VtepMac          [6]uint8
 	BridgeMac        [6]uint8
 	Mode             uint8
-	Pad              uint8
+	Pad              [3]uint8
 	UplinkIfindex    uint32
 	BridgeIfindex    uint32
 	CtRefreshJiffies uint32
@@ -95,8 +115,8 @@ type weftNodeConfig struct {
 
 type weftPeer struct {
 	_        structs.HostLayout
-	NodeIp   uint32
-	TunnelIp uint32
+	NodeIp   weftAddr
+	TunnelIp weftAddr
 	VtepMac  [6]uint8
 	Mode     uint8
 	Pad      uint8
@@ -104,7 +124,7 @@ type weftPeer struct {
 
 type weftPod struct {
 	_   structs.HostLayout
-	Ip  uint32
+	Ip  [2]weftAddr
 	Mac [6]uint8
 	Pad uint16
 }

@@ -14,7 +14,7 @@ import (
 // the entries that differ, at a cost independent of the number of peers.
 type written struct {
 	peers mirror[weftLpmKey, weftPeer]
-	nodes mirror[uint32, weftKnownNode]
+	nodes mirror[weftAddr, weftKnownNode]
 }
 
 // desired turns the selected peers into the contents of the remote subnets
@@ -24,7 +24,7 @@ type written struct {
 func desired(selected []datapath.Peer) *written {
 	w := &written{
 		peers: mirror[weftLpmKey, weftPeer]{have: make(map[weftLpmKey]weftPeer, len(selected))},
-		nodes: mirror[uint32, weftKnownNode]{have: make(map[uint32]weftKnownNode, len(selected))},
+		nodes: mirror[weftAddr, weftKnownNode]{have: make(map[weftAddr]weftKnownNode, len(selected))},
 	}
 	for _, p := range selected {
 		w.add(p)
@@ -80,8 +80,8 @@ func (w *written) remove(sub netip.Prefix) {
 // lease counts by n the lease of v's node IP and, when it has one, its
 // tunnel IP; an address left with none is forgotten.
 func (w *written) lease(v weftPeer, n int) {
-	for _, ip := range []uint32{v.NodeIp, v.TunnelIp} {
-		if ip == 0 {
+	for _, ip := range []weftAddr{v.NodeIp, v.TunnelIp} {
+		if ip == (weftAddr{}) {
 			continue
 		}
 		if leases := int(w.nodes.have[ip].Leases) + n; leases > 0 {
@@ -92,24 +92,20 @@ func (w *written) lease(v weftPeer, n int) {
 	}
 }
 
-// lpmKey is the remote subnets map's key of sub.
-func lpmKey(sub netip.Prefix) weftLpmKey {
-	return weftLpmKey{Prefixlen: uint32(sub.Bits()), Addr: be32(sub.Addr())}
-}
-
-// peerValue is the remote subnets map's value of p. VXLAN from a node whose
+// peerValue is the remote subnets map's value of p (of either family: its
+// node IP and VTEP MAC are that family's). VXLAN from a node whose
 // --public-ip is not its interface's comes from the address its lease names
 // as TunnelIP: that address goes in TunnelIp.
 func peerValue(p datapath.Peer) weftPeer {
-	v := weftPeer{NodeIp: be32(p.NodeIP), VtepMac: mac6(p.VtepMAC), Mode: uint8(weftModeMODE_VXLAN)}
+	v := weftPeer{NodeIp: addrKey(p.NodeIP), VtepMac: mac6(p.VtepMAC), Mode: uint8(weftModeMODE_VXLAN)}
 	switch p.Mode {
 	case datapath.ModeHostGW:
 		v.Mode = uint8(weftModeMODE_HOST_GW)
 	case datapath.ModeUDP:
 		v.Mode = uint8(weftModeMODE_UDP)
 	}
-	if p.TunnelIP.Is4() && p.TunnelIP != p.NodeIP {
-		v.TunnelIp = be32(p.TunnelIP)
+	if p.TunnelIP.IsValid() && p.TunnelIP != p.NodeIP {
+		v.TunnelIp = addrKey(p.TunnelIP)
 	}
 	return v
 }
@@ -117,7 +113,7 @@ func peerValue(p datapath.Peer) weftPeer {
 // writes are the edits of the remote subnets and known nodes maps.
 type writes struct {
 	peers edits[weftLpmKey, weftPeer]
-	nodes edits[uint32, weftKnownNode]
+	nodes edits[weftAddr, weftKnownNode]
 }
 
 // to makes the writes to the maps in objs.

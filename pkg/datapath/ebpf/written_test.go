@@ -43,21 +43,21 @@ func TestDesiredSharedNodeIP(t *testing.T) {
 		t.Fatalf("remote subnets %v, want %s and %s", w.peers.have, low.Subnet, high.Subnet)
 	}
 	for _, p := range []datapath.Peer{low, high} {
-		if v, ok := w.peers.have[lpmKey(p.Subnet)]; !ok || v.NodeIp != be32(nodeIP) || v.VtepMac != mac6(p.VtepMAC) {
+		if v, ok := w.peers.have[lpmKey(p.Subnet)]; !ok || v.NodeIp != addrKey(nodeIP) || v.VtepMac != mac6(p.VtepMAC) {
 			t.Errorf("remote subnet %s = %+v (present %v)", p.Subnet, v, ok)
 		}
 	}
-	if len(w.nodes.have) != 1 || w.nodes.have[be32(nodeIP)] != (weftKnownNode{Leases: 2}) {
+	if len(w.nodes.have) != 1 || w.nodes.have[addrKey(nodeIP)] != (weftKnownNode{Leases: 2}) {
 		t.Errorf("known nodes %v, want only %s with 2 leases", w.nodes.have, nodeIP)
 	}
 
 	tunnel := netip.MustParseAddr("192.168.1.2")
 	low.TunnelIP = tunnel
 	w = desired([]datapath.Peer{low})
-	if v := w.peers.have[lpmKey(low.Subnet)]; v.TunnelIp != be32(tunnel) {
+	if v := w.peers.have[lpmKey(low.Subnet)]; v.TunnelIp != addrKey(tunnel) {
 		t.Errorf("remote subnet %s tunnel source %s, want %s", low.Subnet, addrOf(v.TunnelIp), tunnel)
 	}
-	if w.nodes.have[be32(tunnel)].Leases != 1 || w.nodes.have[be32(nodeIP)].Leases != 1 {
+	if w.nodes.have[addrKey(tunnel)].Leases != 1 || w.nodes.have[addrKey(nodeIP)].Leases != 1 {
 		t.Errorf("known nodes %v, want %s and %s with one lease each", w.nodes.have, nodeIP, tunnel)
 	}
 }
@@ -67,11 +67,11 @@ func TestDesiredSharedNodeIP(t *testing.T) {
 func describeWrites(x writes) string {
 	var out []string
 	for _, k := range x.peers.delKeys {
-		out = append(out, fmt.Sprintf("peers del %s", prefixOf(k.Addr, k.Prefixlen)))
+		out = append(out, fmt.Sprintf("peers del %s", prefixOfKey(k)))
 	}
 	for i, k := range x.peers.putKeys {
 		v := x.peers.putVals[i]
-		out = append(out, fmt.Sprintf("peers put %s via %s %s", prefixOf(k.Addr, k.Prefixlen), addrOf(v.NodeIp), net.HardwareAddr(v.VtepMac[:])))
+		out = append(out, fmt.Sprintf("peers put %s via %s %s", prefixOfKey(k), addrOf(v.NodeIp), net.HardwareAddr(v.VtepMac[:])))
 	}
 	for _, k := range x.nodes.delKeys {
 		out = append(out, fmt.Sprintf("nodes del %s", addrOf(k)))

@@ -91,8 +91,27 @@ func (e *env) del(key string) {
 	}
 }
 
+// subnetKey is the key of the subnets s names: "10.5.1.0/24",
+// "10.5.1.0/24+fd10::/64" or "fd10::/64".
 func subnetKey(s string) string {
-	return DefaultPrefix + "/subnets/" + keyName(netip.MustParsePrefix(s))
+	return DefaultPrefix + "/subnets/" + keyName(subnets(s))
+}
+
+// subnets is a lease with the subnets s names (see subnetKey); "" names
+// none.
+func subnets(s string) lease.Lease {
+	var l lease.Lease
+	if s == "" {
+		return l
+	}
+	for p := range strings.SplitSeq(s, "+") {
+		if pp := netip.MustParsePrefix(p); pp.Addr().Is4() {
+			l.Subnet = pp
+		} else {
+			l.IPv6Subnet = pp
+		}
+	}
+	return l
 }
 
 func vxlanAttrs(ip, mac string) lease.Attrs {
@@ -100,7 +119,7 @@ func vxlanAttrs(ip, mac string) lease.Attrs {
 	return lease.Attrs{PublicIP: netip.MustParseAddr(ip), BackendType: "vxlan", BackendData: data}
 }
 
-func mustAcquire(t *testing.T, m *Manager, a lease.Attrs, hint netip.Prefix) lease.Lease {
+func mustAcquire(t *testing.T, m *Manager, a lease.Attrs, hint lease.Lease) lease.Lease {
 	t.Helper()
 	l, err := m.Acquire(context.Background(), a, hint)
 	if err != nil {
@@ -166,18 +185,19 @@ func (r *recorder) apply(u lease.Update) {
 	r.sizes = append(r.sizes, len(r.set))
 }
 
-// summary renders a set as sorted "subnet=publicIP" strings.
+// summary renders a set as sorted "subnets=publicIPs" strings (as
+// lease.Lease.String and nodeID write them).
 func summary(set map[string]lease.Lease) []string {
 	ls := slices.Collect(maps.Values(set))
 	lease.Sort(ls)
 	var out []string
 	for _, l := range ls {
-		out = append(out, fmt.Sprintf("%s=%s", l.Subnet, l.Attrs.PublicIP))
+		out = append(out, fmt.Sprintf("%s=%s", l, nodeID(l.Attrs)))
 	}
 	return out
 }
 
-// waitSet waits until the set is want.
+// waitSet waits until the set is want, in any order.
 func (r *recorder) waitSet(t *testing.T, want ...string) {
 	t.Helper()
 	r.waitSetWithin(t, 10*time.Second, want...)
@@ -192,7 +212,7 @@ func (r *recorder) waitSetWithin(t *testing.T, timeout time.Duration, want ...st
 		if len(r.updates) == 0 {
 			return fmt.Errorf("nothing delivered, want %v", want)
 		}
-		if got := summary(r.set); !slices.Equal(got, want) {
+		if got := summary(r.set); !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want))) {
 			return fmt.Errorf("set %v, want %v", got, want)
 		}
 		return nil
@@ -220,7 +240,7 @@ func describe(u lease.Update) string {
 		if c.Removed {
 			out += " -" + name
 		} else {
-			out += fmt.Sprintf(" +%s=%s", name, c.Lease.Attrs.PublicIP)
+			out += fmt.Sprintf(" +%s=%s", name, nodeID(c.Lease.Attrs))
 		}
 	}
 	return out

@@ -68,8 +68,8 @@ func (k *keeper) check(ctx context.Context) time.Duration {
 	if ctx.Err() != nil {
 		return 0
 	}
-	log := slog.With("subnet", k.cur.Subnet, "node", k.cur.Attrs.PublicIP)
-	key := k.m.subnetKey(k.cur.Subnet)
+	log := k.log()
+	key := k.m.subnetKey(k.cur)
 	rctx, cancel := k.m.request(ctx)
 	resp, err := k.m.cli.Get(rctx, key)
 	cancel()
@@ -84,7 +84,7 @@ func (k *keeper) check(ctx context.Context) time.Duration {
 		return k.reacquire(ctx)
 	}
 	kv := resp.Kvs[0]
-	if a, err := parseAttrs(kv.Value); err != nil || a.PublicIP != k.cur.Attrs.PublicIP {
+	if a, err := parseAttrs(kv.Value, k.cur); err != nil || !samePublicIPs(a, k.cur.Attrs) {
 		log.Warn("lease key now belongs to another node or is corrupt, reacquiring", "value", string(kv.Value))
 		return k.reacquire(ctx)
 	}
@@ -104,7 +104,7 @@ func (k *keeper) check(ctx context.Context) time.Duration {
 
 // renew refreshes the etcd lease's TTL.
 func (k *keeper) renew(ctx context.Context, id clientv3.LeaseID) time.Duration {
-	log := slog.With("subnet", k.cur.Subnet, "node", k.cur.Attrs.PublicIP)
+	log := k.log()
 	rctx, cancel := k.m.request(ctx)
 	resp, err := k.m.cli.KeepAliveOnce(rctx, id)
 	cancel()
@@ -129,15 +129,15 @@ func (k *keeper) renew(ctx context.Context, id clientv3.LeaseID) time.Duration {
 
 // reacquire gets a lease again, the same subnet first if it is still free.
 func (k *keeper) reacquire(ctx context.Context) time.Duration {
-	l, err := k.m.Acquire(ctx, k.cur.Attrs, k.cur.Subnet)
+	l, err := k.m.Acquire(ctx, k.cur.Attrs, k.cur)
 	if err != nil {
 		d := k.retry.Next()
-		slog.Error("cannot reacquire lease, retrying", "subnet", k.cur.Subnet, "node", k.cur.Attrs.PublicIP, "err", err, "retry_in", d)
+		k.log().Error("cannot reacquire lease, retrying", "err", err, "retry_in", d)
 		return d
 	}
 	k.retry.Reset()
-	if l.Subnet != k.cur.Subnet {
-		slog.Warn("lease moved to a new subnet", "subnet", l.Subnet, "previous", k.cur.Subnet, "node", l.Attrs.PublicIP)
+	if l.Subnet != k.cur.Subnet || l.IPv6Subnet != k.cur.IPv6Subnet {
+		slog.Warn("lease moved to a new subnet", "subnet", l.String(), "previous", k.cur.String(), "node", nodeID(l.Attrs))
 	}
 	k.cur = l
 	k.changed(l)
@@ -148,7 +148,7 @@ func (k *keeper) reacquire(ctx context.Context) time.Duration {
 // ensureWatch watches the current key from just after the last check, so
 // that no change in between is missed.
 func (k *keeper) ensureWatch(ctx context.Context) {
-	key := k.m.subnetKey(k.cur.Subnet)
+	key := k.m.subnetKey(k.cur)
 	if k.events != nil && k.watchedKey == key {
 		return
 	}
@@ -159,6 +159,17 @@ func (k *keeper) ensureWatch(ctx context.Context) {
 	wctx, cancel := context.WithCancel(ctx)
 	k.events = k.m.cli.Watch(wctx, key, clientv3.WithRev(k.lastChecked+1))
 	k.stopWatch, k.watchedKey = cancel, key
+}
+
+// log is the logger of the held lease.
+func (k *keeper) log() *slog.Logger {
+	return slog.With("subnet", k.cur.String(), "node", nodeID(k.cur.Attrs))
+}
+
+// samePublicIPs reports whether a and b name the same public IPs.
+func samePublicIPs(a, b lease.Attrs) bool {
+	return a.PublicIP == b.PublicIP && (a.PublicIPv6 == nil) == (b.PublicIPv6 == nil) &&
+		(a.PublicIPv6 == nil || *a.PublicIPv6 == *b.PublicIPv6)
 }
 
 func (k *keeper) closeWatch() {

@@ -3,7 +3,6 @@ package etcd
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"sync"
 	"testing"
 	"time"
@@ -55,7 +54,7 @@ func TestKeepRenews(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, netConf)
 	m := e.manager(func(c *Config) { c.TTL, c.RenewMargin = 4*time.Second, 3*time.Second })
-	l := mustAcquire(t, m, vxlanAttrs("192.168.64.1", "02:00:00:00:00:01"), netip.Prefix{})
+	l := mustAcquire(t, m, vxlanAttrs("192.168.64.1", "02:00:00:00:00:01"), lease.Lease{})
 	k := keep(t, m, l)
 
 	// Past the original expiry, with a few renewals in between.
@@ -83,7 +82,7 @@ func TestKeepReacquiresDeletedLease(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, netConf)
 	m := e.manager(nil)
-	l := mustAcquire(t, m, vxlanAttrs("192.168.64.1", "02:00:00:00:00:01"), netip.Prefix{})
+	l := mustAcquire(t, m, vxlanAttrs("192.168.64.1", "02:00:00:00:00:01"), lease.Lease{})
 	key := subnetKey(l.Subnet.String())
 	k := keep(t, m, l)
 
@@ -107,7 +106,7 @@ func TestKeepMovesWhenSubnetTakenOver(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, netConf)
 	m := e.manager(nil)
-	l := mustAcquire(t, m, vxlanAttrs("192.168.64.1", "02:00:00:00:00:01"), netip.Prefix{})
+	l := mustAcquire(t, m, vxlanAttrs("192.168.64.1", "02:00:00:00:00:01"), lease.Lease{})
 	k := keep(t, m, l)
 
 	// Another node now owns the key (e.g. ours expired and it took it).
@@ -119,7 +118,7 @@ func TestKeepMovesWhenSubnetTakenOver(t *testing.T) {
 			return fmt.Errorf("still on %s after %d changes", l.Subnet, n)
 		}
 		value, _, ok := e.get(subnetKey(got.Subnet.String()))
-		if a, err := parseAttrs([]byte(value)); !ok || err != nil || a.PublicIP != l.Attrs.PublicIP {
+		if a, err := parseAttrs([]byte(value), subnets("")); !ok || err != nil || a.PublicIP != l.Attrs.PublicIP {
 			return fmt.Errorf("new subnet %s holds %q", got.Subnet, value)
 		}
 		return nil

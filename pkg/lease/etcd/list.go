@@ -32,7 +32,7 @@ func (m *Manager) List(ctx context.Context) ([]lease.Lease, error) {
 		if id := clientv3.LeaseID(kv.Lease); id != clientv3.NoLease {
 			ttl, err := m.cli.TimeToLive(rctx, id)
 			if err != nil {
-				return nil, fmt.Errorf("read the etcd lease of %s: %w", l.Subnet, err)
+				return nil, fmt.Errorf("read the etcd lease of %s: %w", l, err)
 			}
 			if ttl.TTL >= 0 {
 				l.Expiration = time.Now().Add(time.Duration(ttl.TTL) * time.Second).Truncate(time.Second)

@@ -13,7 +13,7 @@ func TestListReportsExpiry(t *testing.T) {
 	e.put(subnetKey("10.6.9.0/24"), `{"PublicIP":"192.168.64.9","BackendType":"vxlan","BackendData":{"VNI":1,"VtepMAC":"02:00:00:00:00:09"}}`)
 	e.put(subnetKey("10.6.8.0/24"), `not json`)
 	m := e.manager(nil)
-	l := mustAcquire(t, m, vxlanAttrs("192.168.64.1", "02:00:00:00:00:01"), netip.MustParsePrefix("10.6.1.0/24"))
+	l := mustAcquire(t, m, vxlanAttrs("192.168.64.1", "02:00:00:00:00:01"), subnets("10.6.1.0/24"))
 
 	got, err := m.List(context.Background())
 	if err != nil {

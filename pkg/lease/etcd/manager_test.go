@@ -2,9 +2,10 @@ package etcd
 
 import (
 	"context"
-	"net/netip"
 	"strings"
 	"testing"
+
+	"github.com/weftnet/weft/pkg/lease"
 )
 
 func TestNetworkConfig(t *testing.T) {
@@ -21,7 +22,7 @@ func TestNetworkConfig(t *testing.T) {
 	if _, err := m.NetworkConfig(ctx); err == nil || !strings.Contains(err.Error(), DefaultPrefix+"/config") {
 		t.Fatalf("bad config: err = %v, want an error naming the key", err)
 	}
-	if _, err := m.Acquire(ctx, vxlanAttrs("192.168.64.3", "c6:d2:8e:11:22:33"), netip.Prefix{}); err == nil {
+	if _, err := m.Acquire(ctx, vxlanAttrs("192.168.64.3", "c6:d2:8e:11:22:33"), lease.Lease{}); err == nil {
 		t.Fatal("Acquire with a bad config succeeded")
 	}
 

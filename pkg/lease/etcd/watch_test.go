@@ -23,8 +23,8 @@ func TestWatchAddsDeletesAndSkipsGarbage(t *testing.T) {
 	rec := watch(t, m)
 	rec.waitSet(t) // the empty initial listing is delivered too
 
-	a := mustAcquire(t, m, vxlanAttrs("192.168.64.1", "02:00:00:00:00:01"), netip.MustParsePrefix("10.5.1.0/24"))
-	mustAcquire(t, m, vxlanAttrs("192.168.64.2", "02:00:00:00:00:02"), netip.MustParsePrefix("10.5.2.0/24"))
+	a := mustAcquire(t, m, vxlanAttrs("192.168.64.1", "02:00:00:00:00:01"), subnets("10.5.1.0/24"))
+	mustAcquire(t, m, vxlanAttrs("192.168.64.2", "02:00:00:00:00:02"), subnets("10.5.2.0/24"))
 	rec.waitSet(t, "10.5.1.0/24=192.168.64.1", "10.5.2.0/24=192.168.64.2")
 
 	for key, value := range map[string]string{
@@ -37,16 +37,19 @@ func TestWatchAddsDeletesAndSkipsGarbage(t *testing.T) {
 	} {
 		e.put(key, value)
 	}
-	// A lease with a dual-stack key name counts by its IPv4 half.
+	// A dual-stack key without a PublicIPv6 is unusable.
+	e.put(DefaultPrefix+"/subnets/10.5.4.0-24&fd00:0:0:4::-64", `{"PublicIP":"192.168.64.7","PublicIPv6":null,"BackendType":"host-gw"}`)
+	// A lease with a dual-stack key name has both halves.
 	e.put(DefaultPrefix+"/subnets/10.5.3.0-24&fd00:0:0:3::-64", `{"PublicIP":"192.168.64.3","PublicIPv6":"fd00::3","BackendType":"host-gw"}`)
-	rec.waitSet(t, "10.5.1.0/24=192.168.64.1", "10.5.2.0/24=192.168.64.2", "10.5.3.0/24=192.168.64.3")
+	const dual = "10.5.3.0/24+fd00:0:0:3::/64=192.168.64.3/fd00::3"
+	rec.waitSet(t, "10.5.1.0/24=192.168.64.1", "10.5.2.0/24=192.168.64.2", dual)
 
 	e.del(subnetKey(a.Subnet.String()))
-	rec.waitSet(t, "10.5.2.0/24=192.168.64.2", "10.5.3.0/24=192.168.64.3")
+	rec.waitSet(t, "10.5.2.0/24=192.168.64.2", dual)
 
 	// A garbage value replacing a valid one removes the lease.
 	e.put(subnetKey("10.5.2.0/24"), `garbage`)
-	rec.waitSet(t, "10.5.3.0/24=192.168.64.3")
+	rec.waitSet(t, dual)
 
 	for i, u := range rec.all() {
 		for _, c := range u.Changes {
@@ -153,7 +156,7 @@ func TestWatchRelistsAfterCompaction(t *testing.T) {
 	rec = watch(t, m)
 	rec.waitSet(t, "10.5.2.0/24=192.168.64.2", "10.5.3.0/24=192.168.64.3", "10.5.4.0/24=192.168.64.44")
 	e.srv.Compact(ctx)
-	mustAcquire(t, m, vxlanAttrs("192.168.64.6", "02:00:00:00:00:06"), netip.MustParsePrefix("10.5.6.0/24"))
+	mustAcquire(t, m, vxlanAttrs("192.168.64.6", "02:00:00:00:00:06"), subnets("10.5.6.0/24"))
 	rec.waitSet(t, "10.5.2.0/24=192.168.64.2", "10.5.3.0/24=192.168.64.3", "10.5.4.0/24=192.168.64.44", "10.5.6.0/24=192.168.64.6")
 }
 
@@ -161,7 +164,7 @@ func TestWatchAndKeepSurviveOutage(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, netConf)
 	m := e.manager(func(c *Config) { c.TTL, c.RenewMargin = 4*time.Second, 3*time.Second })
-	a := mustAcquire(t, m, vxlanAttrs("192.168.64.1", "02:00:00:00:00:01"), netip.MustParsePrefix("10.5.1.0/24"))
+	a := mustAcquire(t, m, vxlanAttrs("192.168.64.1", "02:00:00:00:00:01"), subnets("10.5.1.0/24"))
 	rec := watch(t, m)
 	k := keep(t, m, a)
 	rec.waitSet(t, "10.5.1.0/24=192.168.64.1")

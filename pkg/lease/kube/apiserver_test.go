@@ -45,6 +45,8 @@ func TestAPIServer(t *testing.T) {
 	t.Run("PodCIDRMissing", e.testPodCIDRMissing)
 	t.Run("PodCIDROutsideNetwork", e.testPodCIDROutside)
 	t.Run("NodeClient", e.testNodeClient)
+	t.Run("DualStack", e.testDualStack)
+	t.Run("IPv6Only", e.testIPv6Only)
 }
 
 func vxlanAttrs(ip, mac string) lease.Attrs {
@@ -55,9 +57,15 @@ func vxlanAttrs(ip, mac string) lease.Attrs {
 // manager starts a Manager for node name that stops when t ends.
 func (e *env) manager(t *testing.T, name string, logs *logBuffer) *Manager {
 	t.Helper()
+	return e.managerWith(t, name, e.netConf, logs)
+}
+
+// managerWith is manager with the net-conf.json at netConf.
+func (e *env) managerWith(t *testing.T, name, netConf string, logs *logBuffer) *Manager {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	m, err := New(ctx, Config{Kubeconfig: e.kubeconfig, NodeName: name, NetConfPath: e.netConf, SetNodeNetworkUnavailable: true, Logger: logs.logger()})
+	m, err := New(ctx, Config{Kubeconfig: e.kubeconfig, NodeName: name, NetConfPath: netConf, SetNodeNetworkUnavailable: true, Logger: logs.logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,6 +76,17 @@ func (e *env) manager(t *testing.T, name string, logs *logBuffer) *Manager {
 func (e *env) createNode(t *testing.T, n *corev1.Node) {
 	t.Helper()
 	e.cluster.CreateNode(t, n.Name, n.Spec.PodCIDR, n.Annotations)
+}
+
+// setPodCIDRs assigns node name's podCIDRs, in this order, as
+// kube-controller-manager does.
+func (e *env) setPodCIDRs(t *testing.T, name string, cidrs ...string) {
+	t.Helper()
+	n := e.getNode(t, name)
+	n.Spec.PodCIDR, n.Spec.PodCIDRs = cidrs[0], cidrs
+	if _, err := e.admin.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{}); err != nil {
+		t.Fatal(err)
+	}
 }
 
 func (e *env) getNode(t *testing.T, name string) *corev1.Node {
@@ -99,7 +118,7 @@ func (e *env) testAcquire(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	attrs := vxlanAttrs("192.168.50.1", "c6:d2:8e:00:00:01")
-	l, err := m.Acquire(ctx, attrs, netip.Prefix{})
+	l, err := m.Acquire(ctx, attrs, lease.Lease{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -137,7 +156,7 @@ func (e *env) testOverwrite(t *testing.T) {
 	m := e.manager(t, "ovw", &logs)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	l, err := m.Acquire(ctx, vxlanAttrs("192.168.50.2", "c6:d2:8e:00:00:02"), netip.Prefix{})
+	l, err := m.Acquire(ctx, vxlanAttrs("192.168.50.2", "c6:d2:8e:00:00:02"), lease.Lease{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -155,18 +174,11 @@ func (e *env) testKeep(t *testing.T) {
 	m := e.manager(t, "keep", &logs)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	l, err := m.Acquire(ctx, vxlanAttrs("192.168.50.3", "c6:d2:8e:00:00:03"), netip.Prefix{})
+	l, err := m.Acquire(ctx, vxlanAttrs("192.168.50.3", "c6:d2:8e:00:00:03"), lease.Lease{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	kctx, kcancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	var mu sync.Mutex
-	var changes []lease.Lease
-	go func() {
-		defer close(done)
-		m.Keep(kctx, l, func(l lease.Lease) { mu.Lock(); changes = append(changes, l); mu.Unlock() })
-	}()
+	k := keep(ctx, m, l)
 	// Someone removes backend-data and changes public-ip: Keep restores both.
 	e.patchNode(t, "keep", "", map[string]any{"metadata": map[string]any{"annotations": map[string]any{
 		prefix + "backend-data": nil, prefix + "public-ip": "1.2.3.4",
@@ -178,20 +190,55 @@ func (e *env) testKeep(t *testing.T) {
 	// The user sets public-ip-overwrite: the held lease changes.
 	e.patchNode(t, "keep", "", map[string]any{"metadata": map[string]any{"annotations": map[string]any{prefix + "public-ip-overwrite": "203.0.113.9"}}})
 	eventually(t, 30*time.Second, "lease change for public-ip-overwrite", func() bool {
-		mu.Lock()
-		defer mu.Unlock()
+		changes := k.changes()
 		return len(changes) == 1 && changes[0].Attrs.PublicIP.String() == "203.0.113.9" && changes[0].Subnet == l.Subnet
 	})
 	eventually(t, 30*time.Second, "overwrite published", func() bool {
 		return e.getNode(t, "keep").Annotations[prefix+"public-ip"] == "203.0.113.9"
 	})
 	select {
-	case <-done:
+	case <-k.done:
 		t.Fatal("Keep returned before its context ended")
 	default:
 	}
-	kcancel()
-	<-done
+	k.stop()
+}
+
+// keeper runs Keep and records the lease changes it reports.
+type keeper struct {
+	mu   sync.Mutex
+	got  []lease.Lease
+	done chan struct{} // closed when Keep returned
+	stop func()        // ends Keep and waits for it
+}
+
+// keep runs m.Keep(l) until the keeper is stopped or ctx ends.
+func keep(ctx context.Context, m *Manager, l lease.Lease) *keeper {
+	ctx, cancel := context.WithCancel(ctx)
+	k := &keeper{done: make(chan struct{})}
+	k.stop = func() { cancel(); <-k.done }
+	go func() {
+		defer close(k.done)
+		m.Keep(ctx, l, func(l lease.Lease) { k.mu.Lock(); k.got = append(k.got, l); k.mu.Unlock() })
+	}()
+	return k
+}
+
+// changes returns the changes reported so far.
+func (k *keeper) changes() []lease.Lease {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return slices.Clone(k.got)
+}
+
+// watchLeases runs m.Watch until ctx ends; t's cleanup waits for it.
+func watchLeases(t *testing.T, ctx context.Context, m *Manager) *leaseSet {
+	ctx, cancel := context.WithCancel(ctx)
+	set := &leaseSet{}
+	done := make(chan struct{})
+	go func() { defer close(done); m.Watch(ctx, set.update) }()
+	t.Cleanup(func() { cancel(); <-done })
+	return set
 }
 
 // leaseSet keeps every Update Watch delivers.
@@ -276,10 +323,8 @@ func (e *env) testWatch(t *testing.T) {
 	e.createNode(t, node("peer-0", "10.244.9.0/24", flannel("192.168.60.9", `{"VNI":1,"VtepMAC":"aa:bb:cc:00:00:09"}`)))
 	m := e.manager(t, "watcher", &logs)
 	ctx, cancel := context.WithCancel(context.Background())
-	var set leaseSet
-	done := make(chan struct{})
-	go func() { defer close(done); m.Watch(ctx, set.update) }()
-	t.Cleanup(func() { cancel(); <-done })
+	set := watchLeases(t, ctx, m)
+	t.Cleanup(cancel)
 
 	// First the full set, once the Node cache has synced.
 	eventually(t, 30*time.Second, "the first update", func() bool { return set.count() > 0 })
@@ -305,11 +350,7 @@ func (e *env) testWatch(t *testing.T) {
 	e.patchNode(t, "peer-a", "", map[string]any{"metadata": map[string]any{"annotations": map[string]any{"example.com/poke": "1"}}})
 	// Changed podCIDR: annotated but unassigned (no lease), then assigned.
 	e.createNode(t, node("peer-b", "", flannel("192.168.60.2", `{"VNI":1,"VtepMAC":"aa:bb:cc:00:00:03"}`)))
-	nb := e.getNode(t, "peer-b")
-	nb.Spec.PodCIDR, nb.Spec.PodCIDRs = "10.244.12.0/24", []string{"10.244.12.0/24"}
-	if _, err := e.admin.CoreV1().Nodes().Update(context.Background(), nb, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	e.setPodCIDRs(t, "peer-b", "10.244.12.0/24")
 	eventually(t, 30*time.Second, "peer-b in Watch after podCIDR assignment", func() bool {
 		_, ok := set.get("peer-b")
 		return ok
@@ -354,7 +395,7 @@ func (e *env) testPodCIDRMissing(t *testing.T) {
 	}
 	res := make(chan result, 1)
 	go func() {
-		l, err := m.Acquire(ctx, vxlanAttrs("192.168.50.5", "c6:d2:8e:00:00:05"), netip.Prefix{})
+		l, err := m.Acquire(ctx, vxlanAttrs("192.168.50.5", "c6:d2:8e:00:00:05"), lease.Lease{})
 		res <- result{l, err}
 	}()
 	line := []string{`node \"nocidr\" has no IPv4 podCIDR assigned`, "--allocate-node-cidrs=true --cluster-cidr=10.244.0.0/16", "--pod-network-cidr=10.244.0.0/16"}
@@ -363,11 +404,7 @@ func (e *env) testPodCIDRMissing(t *testing.T) {
 	for i := range 3 {
 		e.patchNode(t, "nocidr", "", map[string]any{"metadata": map[string]any{"annotations": map[string]any{"example.com/poke": string(rune('a' + i))}}})
 	}
-	n := e.getNode(t, "nocidr")
-	n.Spec.PodCIDR, n.Spec.PodCIDRs = "10.244.4.0/24", []string{"10.244.4.0/24"}
-	if _, err := e.admin.CoreV1().Nodes().Update(context.Background(), n, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
+	e.setPodCIDRs(t, "nocidr", "10.244.4.0/24")
 	r := <-res
 	if r.err != nil || r.l.Subnet != netip.MustParsePrefix("10.244.4.0/24") {
 		t.Fatalf("Acquire = %+v, %v; want 10.244.4.0/24", r.l, r.err)
@@ -385,7 +422,7 @@ func (e *env) testPodCIDROutside(t *testing.T) {
 	defer cancel()
 	res := make(chan error, 1)
 	go func() {
-		_, err := m.Acquire(ctx, vxlanAttrs("192.168.50.6", "c6:d2:8e:00:00:06"), netip.Prefix{})
+		_, err := m.Acquire(ctx, vxlanAttrs("192.168.50.6", "c6:d2:8e:00:00:06"), lease.Lease{})
 		res <- err
 	}()
 	line := []string{`node \"outside\" podCIDR 10.99.1.0/24 is outside net-conf.json Network 10.244.0.0/16`, "--cluster-cidr"}
@@ -475,4 +512,126 @@ func (e *env) testNodeClient(t *testing.T) {
 	if !apierrors.IsForbidden(err) || !strings.Contains(apiError("patch", err).Error(), rbacHint) {
 		t.Fatalf("patch of the Node itself = %v, want Forbidden with the RBAC hint", err)
 	}
+}
+
+// dualAttrs are the attrs of a vxlan node with IPv6 address ip6 and VTEP
+// MAC mac6 for IPv6; ip "" leaves IPv4 out.
+func dualAttrs(ip, mac, ip6, mac6 string) lease.Attrs {
+	var a lease.Attrs
+	if ip != "" {
+		a = vxlanAttrs(ip, mac)
+	}
+	v6 := netip.MustParseAddr(ip6)
+	a.BackendType, a.PublicIPv6 = "vxlan", &v6
+	a.BackendV6Data, _ = json.Marshal(lease.VXLANData{VNI: 1, VtepMAC: mac6})
+	return a
+}
+
+// testDualStack: podCIDRs in either order (flannel #1629 panicked on IPv6
+// first), the IPv6 annotations published and public-ipv6-overwrite
+// honoured, flannel's dual-stack peers read with both halves.
+func (e *env) testDualStack(t *testing.T) {
+	var logs logBuffer
+	netConf := writeNetConfJSON(t, `{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd10:244::/56","Backend":{"Type":"vxlan"}}`)
+	e.createNode(t, node("dual", "", nil))
+	e.setPodCIDRs(t, "dual", "fd10:244:0:1b::/64", "10.244.34.0/24")
+	m := e.managerWith(t, "dual", netConf, &logs)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	l, err := m.Acquire(ctx, dualAttrs("192.168.50.7", "c6:d2:8e:00:00:07", "fd00:50::7", "3e:1a:a9:00:00:07"), lease.Lease{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.String() != "10.244.34.0/24+fd10:244:0:1b::/64" || addrOf(l.Attrs.PublicIPv6).String() != "fd00:50::7" {
+		t.Fatalf("lease %s with PublicIPv6 %v", l, l.Attrs.PublicIPv6)
+	}
+	ann := e.getNode(t, "dual").Annotations
+	for k, want := range map[string]string{
+		"backend-type":    "vxlan",
+		"backend-data":    `{"VNI":1,"VtepMAC":"c6:d2:8e:00:00:07"}`,
+		"public-ip":       "192.168.50.7",
+		"backend-v6-data": `{"VNI":1,"VtepMAC":"3e:1a:a9:00:00:07"}`,
+		"public-ipv6":     "fd00:50::7",
+	} {
+		if ann[prefix+k] != want {
+			t.Errorf("annotation %s = %q, want %q", k, ann[prefix+k], want)
+		}
+	}
+
+	// The user sets public-ipv6-overwrite: Keep changes the lease and
+	// publishes it.
+	k := keep(ctx, m, l)
+	defer k.stop()
+	e.patchNode(t, "dual", "", map[string]any{"metadata": map[string]any{"annotations": map[string]any{prefix + "public-ipv6-overwrite": "2001:db8::7"}}})
+	eventually(t, 30*time.Second, "lease change for public-ipv6-overwrite", func() bool {
+		changes := k.changes()
+		return len(changes) == 1 && addrOf(changes[0].Attrs.PublicIPv6).String() == "2001:db8::7" && changes[0].String() == l.String()
+	})
+	eventually(t, 30*time.Second, "IPv6 overwrite published", func() bool {
+		return e.getNode(t, "dual").Annotations[prefix+"public-ipv6"] == "2001:db8::7"
+	})
+
+	// A flannel dual-stack peer (IPv4 first) and one with IPv6 first.
+	flannel := func(n int) map[string]string {
+		return map[string]string{
+			prefix + "kube-subnet-manager": "true", prefix + "backend-type": "vxlan",
+			prefix + "backend-data":    fmt.Sprintf(`{"VNI":1,"VtepMAC":"aa:bb:cc:00:00:%02x"}`, n),
+			prefix + "public-ip":       fmt.Sprintf("192.168.61.%d", n),
+			prefix + "backend-v6-data": fmt.Sprintf(`{"VNI":1,"VtepMAC":"aa:bb:cc:00:06:%02x"}`, n),
+			prefix + "public-ipv6":     fmt.Sprintf("fd00:61::%d", n),
+		}
+	}
+	e.createNode(t, node("dual-peer-1", "", flannel(1)))
+	e.setPodCIDRs(t, "dual-peer-1", "10.244.35.0/24", "fd10:244:0:1c::/64")
+	e.createNode(t, node("dual-peer-2", "", flannel(2)))
+	e.setPodCIDRs(t, "dual-peer-2", "fd10:244:0:1d::/64", "10.244.36.0/24")
+	set := watchLeases(t, ctx, m)
+	for name, want := range map[string]string{
+		"dual-peer-1": "10.244.35.0/24+fd10:244:0:1c::/64 fd00:61::1 aa:bb:cc:00:06:01",
+		"dual-peer-2": "10.244.36.0/24+fd10:244:0:1d::/64 fd00:61::2 aa:bb:cc:00:06:02",
+	} {
+		eventually(t, 30*time.Second, name+" in Watch with both halves", func() bool {
+			l, ok := set.get(name)
+			if hs := l.Halves(); !ok || len(hs) != 2 {
+				return false
+			}
+			mac, _, err := l.Halves()[1].VXLAN()
+			return err == nil && fmt.Sprint(l, " ", addrOf(l.Attrs.PublicIPv6), " ", mac) == want
+		})
+	}
+}
+
+// testIPv6Only: an IPv6-only node publishes no IPv4 annotations and reads
+// flannel's IPv6-only peers.
+func (e *env) testIPv6Only(t *testing.T) {
+	var logs logBuffer
+	netConf := writeNetConfJSON(t, `{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10:245::/56","Backend":{"Type":"host-gw"}}`)
+	e.createNode(t, node("v6only", "", map[string]string{prefix + "public-ip": "192.168.50.8"})) // stale
+	e.setPodCIDRs(t, "v6only", "fd10:245:0:1::/64")
+	e.createNode(t, node("v6only-peer", "", map[string]string{
+		prefix + "kube-subnet-manager": "true", prefix + "backend-type": "host-gw",
+		prefix + "backend-data": "null", prefix + "public-ip": "0.0.0.0", // as flanneld writes them
+		prefix + "backend-v6-data": "null", prefix + "public-ipv6": "fd00:62::2",
+	}))
+	e.setPodCIDRs(t, "v6only-peer", "fd10:245:0:2::/64")
+	m := e.managerWith(t, "v6only", netConf, &logs)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	ip6 := netip.MustParseAddr("fd00:62::1")
+	l, err := m.Acquire(ctx, lease.Attrs{PublicIPv6: &ip6, BackendType: "host-gw"}, lease.Lease{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.String() != "fd10:245:0:1::/64" || l.Attrs.PublicIP.IsValid() {
+		t.Fatalf("lease %s with PublicIP %s, want fd10:245:0:1::/64 only", l, l.Attrs.PublicIP)
+	}
+	ann := e.getNode(t, "v6only").Annotations
+	if _, stale := ann[prefix+"public-ip"]; stale || ann[prefix+"public-ipv6"] != "fd00:62::1" || ann[prefix+"backend-v6-data"] != "null" {
+		t.Fatalf("annotations %v, want public-ipv6 and backend-v6-data null, no public-ip", ann)
+	}
+	set := watchLeases(t, ctx, m)
+	eventually(t, 30*time.Second, "the IPv6-only peer in Watch", func() bool {
+		l, ok := set.get("v6only-peer")
+		return ok && l.String() == "fd10:245:0:2::/64" && addrOf(l.Attrs.PublicIPv6).String() == "fd00:62::2" && !l.Attrs.PublicIP.IsValid()
+	})
 }

@@ -23,6 +23,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/weftnet/weft/pkg/lease"
+	"github.com/weftnet/weft/pkg/netconf"
 )
 
 const prefix = DefaultAnnotationPrefix + "/"
@@ -78,10 +79,16 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 	}
 }
 
+// writeNetConf writes a vxlan net-conf.json with Network network.
 func writeNetConf(t *testing.T, network string) string {
 	t.Helper()
+	return writeNetConfJSON(t, `{"Network": "`+network+`", "Backend": {"Type": "vxlan"}}`)
+}
+
+// writeNetConfJSON writes net-conf.json with data and returns its path.
+func writeNetConfJSON(t *testing.T, data string) string {
+	t.Helper()
 	p := filepath.Join(t.TempDir(), "net-conf.json")
-	data := `{"Network": "` + network + `", "Backend": {"Type": "vxlan"}}`
 	if err := os.WriteFile(p, []byte(data), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -118,35 +125,51 @@ func TestAnnotationPrefix(t *testing.T) {
 func TestLeaseOf(t *testing.T) {
 	k := keys(t)
 	good := map[string]string{
-		prefix + "backend-type": "vxlan",
-		prefix + "backend-data": `{"VNI":1,"VtepMAC":"c6:d2:8e:11:22:33"}`,
-		prefix + "public-ip":    "192.168.64.3",
+		prefix + "backend-type":    "vxlan",
+		prefix + "backend-data":    `{"VNI":1,"VtepMAC":"c6:d2:8e:11:22:33"}`,
+		prefix + "public-ip":       "192.168.64.3",
+		prefix + "backend-v6-data": `{"VNI":1,"VtepMAC":"3e:1a:a9:fe:f1:0a"}`,
+		prefix + "public-ipv6":     "fd00:100::3",
 	}
-	with := func(key, val string) map[string]string {
-		m := map[string]string{}
-		for k, v := range good {
-			m[k] = v
+	with := func(kv ...string) map[string]string {
+		m := maps.Clone(good)
+		for i := 0; i < len(kv); i += 2 {
+			if kv[i+1] == "-" {
+				delete(m, prefix+kv[i])
+			} else {
+				m[prefix+kv[i]] = kv[i+1]
+			}
 		}
-		m[prefix+key] = val
 		return m
 	}
-	dual := node("dual", "", good)
-	dual.Spec.PodCIDRs = []string{"fd00:1::/64", "10.244.7.1/24"}
+	cidrs := func(n *corev1.Node, cs ...string) *corev1.Node {
+		n.Spec.PodCIDR, n.Spec.PodCIDRs = cs[0], cs
+		return n
+	}
 	for _, tc := range []struct {
 		name    string
 		n       *corev1.Node
 		ok      bool
 		wantErr string
-		subnet  string
+		lease   string // lease.Lease.String()
 	}{
 		{"flannel node", node("a", "10.244.3.0/24", good), true, "", "10.244.3.0/24"},
-		{"dual stack picks IPv4, masked", dual, true, "", "10.244.7.0/24"},
+		{"dual stack, masked", cidrs(node("dual", "", good), "10.244.7.1/24", "fd00:1::/64"), true, "", "10.244.7.0/24+fd00:1::/64"},
+		// flannel #1629: IPv6 first.
+		{"dual stack, IPv6 first", cidrs(node("dual", "", good), "fd00:1::/64", "10.244.7.0/24"), true, "", "10.244.7.0/24+fd00:1::/64"},
+		{"IPv6 only", cidrs(node("v6", "", with("public-ip", "-", "backend-data", "-")), "fd00:1::/64"), true, "", "fd00:1::/64"},
+		{"IPv6 only, flannel's public-ip 0.0.0.0", cidrs(node("v6", "", with("public-ip", "0.0.0.0", "backend-data", "null")), "fd00:1::/64"), true, "", "fd00:1::/64"},
+		{"dual podCIDRs, IPv4 annotations only", cidrs(node("v4", "", with("public-ipv6", "-")), "10.244.7.0/24", "fd00:1::/64"), true, "", "10.244.7.0/24"},
 		{"no annotations", node("b", "10.244.3.0/24", nil), false, "", ""},
 		{"no podCIDR", node("c", "", good), false, "", ""},
 		{"bad public-ip", node("d", "10.244.3.0/24", with("public-ip", "nope")), false, "public-ip", ""},
+		{"IPv6 public-ip", node("d", "10.244.3.0/24", with("public-ip", "fd00::1")), false, "public-ip", ""},
 		{"bad backend-data", node("e", "10.244.3.0/24", with("backend-data", "{")), false, "backend-data", ""},
-		{"bad public-ipv6", node("f", "10.244.3.0/24", with("public-ipv6", "1.2.3.4")), false, "public-ipv6", ""},
+		{"bad public-ipv6", cidrs(node("f", "", with("public-ipv6", "1.2.3.4")), "fd00:1::/64"), false, "public-ipv6", ""},
+		{"bad backend-v6-data", cidrs(node("f", "", with("backend-v6-data", "{")), "fd00:1::/64"), false, "backend-v6-data", ""},
 		{"bad podCIDR", node("g", "10.244.3.0/99", good), false, "podCIDR", ""},
+		{"three podCIDRs", cidrs(node("h", "", good), "10.244.7.0/24", "fd00:1::/64", "10.244.8.0/24"), false, "3 podCIDRs", ""},
+		{"two IPv4 podCIDRs", cidrs(node("h", "", good), "10.244.7.0/24", "10.244.8.0/24"), false, "two podCIDRs of one family", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			l, ok, err := k.leaseOf(tc.n)
@@ -159,13 +182,17 @@ func TestLeaseOf(t *testing.T) {
 			if err != nil || ok != tc.ok {
 				t.Fatalf("ok=%v err=%v, want ok=%v", ok, err, tc.ok)
 			}
-			if ok && (l.Subnet.String() != tc.subnet || l.Attrs.PublicIP.String() != "192.168.64.3" || l.Attrs.BackendType != "vxlan") {
-				t.Fatalf("lease %+v", l)
+			if !ok {
+				return
 			}
-			if ok {
-				mac, err := l.VtepMAC()
-				if err != nil || mac.String() != "c6:d2:8e:11:22:33" {
-					t.Fatalf("VtepMAC %v, %v", mac, err)
+			if l.String() != tc.lease || l.Attrs.BackendType != "vxlan" {
+				t.Fatalf("lease %s %+v, want %s", l, l.Attrs, tc.lease)
+			}
+			for _, h := range l.Halves() {
+				mac, _, err := h.VXLAN()
+				want := map[bool]string{false: "192.168.64.3 c6:d2:8e:11:22:33", true: "fd00:100::3 3e:1a:a9:fe:f1:0a"}[h.Subnet.Addr().Is6()]
+				if got := h.PublicIP.String() + " " + mac.String(); err != nil || got != want {
+					t.Errorf("half %s: %s, %v, want %s", h.Subnet, got, err, want)
 				}
 			}
 		})
@@ -175,51 +202,96 @@ func TestLeaseOf(t *testing.T) {
 func TestPatchOnlyWhenDifferent(t *testing.T) {
 	k := keys(t)
 	v6 := netip.MustParseAddr("fd00::1")
-	a := lease.Attrs{PublicIP: netip.MustParseAddr("10.0.0.1"), PublicIPv6: &v6, BackendType: "vxlan", BackendData: json.RawMessage(`{"VNI":1}`)}
+	a := lease.Attrs{PublicIP: netip.MustParseAddr("10.0.0.1"), PublicIPv6: &v6, BackendType: "vxlan",
+		BackendData: json.RawMessage(`{"VNI":1}`), BackendV6Data: json.RawMessage(`{"VNI":1,"VtepMAC":"3e:1a:a9:fe:f1:0a"}`)}
 	n := node("a", "10.244.1.0/24", map[string]string{"other": "kept"})
 	want, done := k.patch(n, a)
 	if done {
 		t.Fatal("node without annotations reported as published")
 	}
-	for key, v := range want {
-		n.Annotations[key] = *v
+	if *want[k.publicIPv6] != "fd00::1" || *want[k.backendV6Data] != `{"VNI":1,"VtepMAC":"3e:1a:a9:fe:f1:0a"}` {
+		t.Fatalf("IPv6 annotations %q %q", *want[k.publicIPv6], *want[k.backendV6Data])
 	}
+	apply := func(want map[string]*string) {
+		for key, v := range want {
+			if v == nil {
+				delete(n.Annotations, key)
+			} else {
+				n.Annotations[key] = *v
+			}
+		}
+	}
+	apply(want)
 	if _, done := k.patch(n, a); !done {
 		t.Fatal("published node needs another patch")
 	}
 	a.PublicIPv6 = nil
 	want, done = k.patch(n, a)
-	if done || want[k.publicIPv6] != nil {
-		t.Fatalf("stale public-ipv6 not removed: done=%v", done)
+	if done || want[k.publicIPv6] != nil || want[k.backendV6Data] != nil {
+		t.Fatalf("stale public-ipv6 and backend-v6-data not removed: done=%v", done)
 	}
 	hostgw := lease.Attrs{PublicIP: a.PublicIP, BackendType: "host-gw"}
 	if want, _ := k.patch(n, hostgw); *want[k.backendData] != "null" {
 		t.Fatalf("host-gw backend-data = %q, want null", *want[k.backendData])
 	}
+	// IPv6 only: the IPv4 keys go, host-gw's backend-v6-data is null.
+	v6only := lease.Attrs{PublicIPv6: &v6, BackendType: "host-gw"}
+	want, _ = k.patch(n, v6only)
+	if want[k.publicIP] != nil || want[k.backendData] != nil || *want[k.backendV6Data] != "null" || *want[k.publicIPv6] != "fd00::1" {
+		t.Fatalf("IPv6-only annotations %v", want)
+	}
+	apply(want)
+	if _, done := k.patch(n, v6only); !done || n.Annotations["other"] != "kept" {
+		t.Fatalf("IPv6-only node needs another patch, or lost a foreign annotation: %v", n.Annotations)
+	}
 }
 
 func TestOwnLease(t *testing.T) {
 	m := &Manager{keys: keys(t)}
-	network := netip.MustParsePrefix("10.244.0.0/16")
-	base := lease.Attrs{PublicIP: netip.MustParseAddr("192.168.1.5"), BackendType: "vxlan"}
+	conf := func(s string) *netconf.Config {
+		c, err := netconf.Parse([]byte(s))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	v4 := conf(`{"Network":"10.244.0.0/16"}`)
+	dual := conf(`{"Network":"10.244.0.0/16","EnableIPv6":true,"IPv6Network":"fd10:244::/56"}`)
+	v6only := conf(`{"EnableIPv4":false,"EnableIPv6":true,"IPv6Network":"fd10:244::/56"}`)
+	ip6 := netip.MustParseAddr("fd00::5")
+	base := lease.Attrs{PublicIP: netip.MustParseAddr("192.168.1.5"), PublicIPv6: &ip6, BackendType: "vxlan"}
+	cidrs := func(ann map[string]string, cs ...string) *corev1.Node {
+		n := node("a", "", ann)
+		n.Spec.PodCIDRs = cs
+		return n
+	}
 	for _, tc := range []struct {
 		name string
+		nc   *netconf.Config
 		n    *corev1.Node
 		want string // error substrings, "|"-separated; "" for success
-		ip   string
+		l    string // lease, public IP, public IPv6
 	}{
-		{"ok", node("a", "10.244.5.0/24", nil), "", "192.168.1.5"},
-		{"overwrite", node("a", "10.244.5.0/24", map[string]string{prefix + "public-ip-overwrite": "172.16.0.9"}), "", "172.16.0.9"},
-		{"bad overwrite", node("a", "10.244.5.0/24", map[string]string{prefix + "public-ip-overwrite": "x"}), `node "a"|public-ip-overwrite|fix or remove`, ""},
-		{"missing", node("a", "", nil), `node "a"|no IPv4 podCIDR|--allocate-node-cidrs=true --cluster-cidr=10.244.0.0/16|--pod-network-cidr=10.244.0.0/16`, ""},
-		{"outside", node("a", "10.99.1.0/24", nil), `node "a"|10.99.1.0/24|10.244.0.0/16|--cluster-cidr`, ""},
-		{"wider than network", node("a", "10.0.0.0/8", nil), `10.0.0.0/8|10.244.0.0/16`, ""},
+		{"ok", v4, node("a", "10.244.5.0/24", nil), "", "10.244.5.0/24 192.168.1.5 invalid IP"},
+		{"overwrite", v4, node("a", "10.244.5.0/24", map[string]string{prefix + "public-ip-overwrite": "172.16.0.9"}), "", "10.244.5.0/24 172.16.0.9 invalid IP"},
+		{"bad overwrite", v4, node("a", "10.244.5.0/24", map[string]string{prefix + "public-ip-overwrite": "x"}), `node "a"|public-ip-overwrite|fix or remove`, ""},
+		{"missing", v4, node("a", "", nil), `node "a"|no IPv4 podCIDR|--allocate-node-cidrs=true --cluster-cidr=10.244.0.0/16|--pod-network-cidr=10.244.0.0/16`, ""},
+		{"outside", v4, node("a", "10.99.1.0/24", nil), `node "a"|10.99.1.0/24|10.244.0.0/16|--cluster-cidr`, ""},
+		{"wider than network", v4, node("a", "10.0.0.0/8", nil), `10.0.0.0/8|10.244.0.0/16`, ""},
+		{"IPv4 config, dual-stack node", v4, cidrs(nil, "fd10:244:0:5::/64", "10.244.5.0/24"), "", "10.244.5.0/24 192.168.1.5 invalid IP"},
+		{"dual stack", dual, cidrs(nil, "10.244.5.0/24", "fd10:244:0:5::/64"), "", "10.244.5.0/24+fd10:244:0:5::/64 192.168.1.5 fd00::5"},
+		{"dual stack, IPv6 first", dual, cidrs(nil, "fd10:244:0:5::/64", "10.244.5.0/24"), "", "10.244.5.0/24+fd10:244:0:5::/64 192.168.1.5 fd00::5"},
+		{"dual stack, IPv6 overwrite", dual, cidrs(map[string]string{prefix + "public-ipv6-overwrite": "fd00::99"}, "10.244.5.0/24", "fd10:244:0:5::/64"), "", "10.244.5.0/24+fd10:244:0:5::/64 192.168.1.5 fd00::99"},
+		{"bad IPv6 overwrite", dual, cidrs(map[string]string{prefix + "public-ipv6-overwrite": "10.1.1.1"}, "10.244.5.0/24", "fd10:244:0:5::/64"), `public-ipv6-overwrite|not an IPv6 address`, ""},
+		{"dual stack, no IPv6 podCIDR", dual, node("a", "10.244.5.0/24", nil), `node "a"|no IPv6 podCIDR|--cluster-cidr=fd10:244::/56`, ""},
+		{"IPv6 outside", dual, cidrs(nil, "10.244.5.0/24", "fd99::/64"), `fd99::/64|IPv6Network fd10:244::/56`, ""},
+		{"IPv6 only", v6only, cidrs(nil, "fd10:244:0:5::/64"), "", "fd10:244:0:5::/64 invalid IP fd00::5"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			l, err := m.ownLease(tc.n, network, base)
+			l, err := m.ownLease(tc.n, tc.nc, base)
 			if tc.want == "" {
-				if err != nil || l.Subnet.String() != "10.244.5.0/24" || l.Attrs.PublicIP.String() != tc.ip {
-					t.Fatalf("lease %+v, err %v", l, err)
+				if got := fmt.Sprint(l, " ", l.Attrs.PublicIP, " ", addrOf(l.Attrs.PublicIPv6)); err != nil || got != tc.l {
+					t.Fatalf("lease %q, err %v, want %q", got, err, tc.l)
 				}
 				return
 			}
@@ -261,7 +333,7 @@ current-context: c
 	}
 	actx, acancel := context.WithTimeout(ctx, 4*time.Second)
 	defer acancel()
-	_, err = m.Acquire(actx, lease.Attrs{PublicIP: netip.MustParseAddr("10.0.0.1"), BackendType: "vxlan"}, netip.Prefix{})
+	_, err = m.Acquire(actx, lease.Attrs{PublicIP: netip.MustParseAddr("10.0.0.1"), BackendType: "vxlan"}, lease.Lease{})
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("Acquire = %v, want the context's deadline", err)
 	}
@@ -290,12 +362,17 @@ func TestLeaseHash(t *testing.T) {
 		t.Fatal("equal leases hash differently")
 	}
 	for name, change := range map[string]func(*lease.Lease){
-		"subnet":      func(l *lease.Lease) { l.Subnet = netip.MustParsePrefix("10.244.4.0/24") },
-		"prefix len":  func(l *lease.Lease) { l.Subnet = netip.MustParsePrefix("10.244.3.0/25") },
-		"PublicIP":    func(l *lease.Lease) { l.Attrs.PublicIP = netip.MustParseAddr("192.168.1.4") },
-		"PublicIPv6":  func(l *lease.Lease) { l.Attrs.PublicIPv6 = &v6 },
-		"BackendType": func(l *lease.Lease) { l.Attrs.BackendType = "host-gw" },
-		"BackendData": func(l *lease.Lease) { l.Attrs.BackendData = []byte(`{"VNI":2}`) },
+		"subnet":        func(l *lease.Lease) { l.Subnet = netip.MustParsePrefix("10.244.4.0/24") },
+		"prefix len":    func(l *lease.Lease) { l.Subnet = netip.MustParsePrefix("10.244.3.0/25") },
+		"PublicIP":      func(l *lease.Lease) { l.Attrs.PublicIP = netip.MustParseAddr("192.168.1.4") },
+		"PublicIPv6":    func(l *lease.Lease) { l.Attrs.PublicIPv6 = &v6 },
+		"BackendType":   func(l *lease.Lease) { l.Attrs.BackendType = "host-gw" },
+		"BackendData":   func(l *lease.Lease) { l.Attrs.BackendData = []byte(`{"VNI":2}`) },
+		"IPv6Subnet":    func(l *lease.Lease) { l.IPv6Subnet = netip.MustParsePrefix("fd00:3::/64") },
+		"BackendV6Data": func(l *lease.Lease) { l.Attrs.BackendV6Data = []byte(`{"VNI":1}`) },
+		"data moved to BackendV6Data": func(l *lease.Lease) {
+			l.Attrs.BackendData, l.Attrs.BackendV6Data = nil, l.Attrs.BackendData
+		},
 	} {
 		l := base()
 		change(&l)

@@ -15,18 +15,21 @@ import (
 
 	"github.com/weftnet/weft/pkg/backoff"
 	"github.com/weftnet/weft/pkg/lease"
+	"github.com/weftnet/weft/pkg/netconf"
 )
 
 // apiTimeout bounds one API request.
 const apiTimeout = 30 * time.Second
 
-// Acquire returns this node's lease: the IPv4 subnet of its Node's podCIDR
-// and attrs (PublicIP replaced by the public-ip-overwrite annotation if the
-// user set one), after publishing them in the Node's annotations. Kubernetes
-// assigns the subnet, so hint is ignored. While the podCIDR is missing or
-// outside the Network, or the API server is unreachable, Acquire logs why
-// (once a minute at most) and waits until ctx ends.
-func (m *Manager) Acquire(ctx context.Context, attrs lease.Attrs, _ netip.Prefix) (lease.Lease, error) {
+// Acquire returns this node's lease: the subnet of each enabled family
+// from its Node's podCIDRs (in either order) and attrs (PublicIP and
+// PublicIPv6 replaced by the public-ip-overwrite and public-ipv6-overwrite
+// annotations if the user set them), after publishing them in the Node's
+// annotations. Kubernetes assigns the subnets, so hint is ignored. While a
+// podCIDR is missing or outside its Network, or the API server is
+// unreachable, Acquire logs why (once a minute at most) and waits until ctx
+// ends.
+func (m *Manager) Acquire(ctx context.Context, attrs lease.Attrs, _ lease.Lease) (lease.Lease, error) {
 	nc, err := m.NetworkConfig(ctx)
 	if err != nil {
 		return lease.Lease{}, fmt.Errorf("acquire lease for node %s: %w", m.cfg.NodeName, err)
@@ -43,7 +46,7 @@ func (m *Manager) Acquire(ctx context.Context, attrs lease.Attrs, _ netip.Prefix
 		if err != nil {
 			return err
 		}
-		if l, err = m.ownLease(n, nc.Network, attrs); err != nil {
+		if l, err = m.ownLease(n, nc, attrs); err != nil {
 			return err
 		}
 		return m.publish(ctx, n, l.Attrs)
@@ -51,18 +54,20 @@ func (m *Manager) Acquire(ctx context.Context, attrs lease.Attrs, _ netip.Prefix
 	if err != nil {
 		return lease.Lease{}, fmt.Errorf("acquire lease for node %s: %w", m.cfg.NodeName, err)
 	}
-	m.log.Info("acquired lease", "subnet", l.Subnet, "publicIP", l.Attrs.PublicIP)
+	m.log.Info("acquired lease", "subnet", l.String(), "publicIP", l.Attrs.PublicIP, "publicIPv6", addrOf(l.Attrs.PublicIPv6))
 	return l, nil
 }
 
 // Keep holds the lease until ctx ends. Kubernetes leases do not expire;
 // Keep re-publishes the annotations when someone removes or changes them,
-// and calls changed when the Node's podCIDR or public-ip-overwrite changes
-// (a Node deleted and registered again).
+// and calls changed when the Node's podCIDRs or public-ip(v6)-overwrite
+// change (a Node deleted and registered again).
 func (m *Manager) Keep(ctx context.Context, l lease.Lease, changed func(lease.Lease)) {
-	var network netip.Prefix
-	if nc, err := m.NetworkConfig(ctx); err == nil {
-		network = nc.Network
+	nc, err := m.NetworkConfig(ctx)
+	if err != nil {
+		// Acquire read it: it is cached and cannot fail now.
+		m.log.Error("keep lease: " + err.Error())
+		return
 	}
 	m.mu.Lock()
 	base := l.Attrs
@@ -79,12 +84,12 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease, changed func(lease.Le
 			if err != nil {
 				return err
 			}
-			cur, err := m.ownLease(n, network, base)
+			cur, err := m.ownLease(n, nc, base)
 			if err != nil {
 				return err
 			}
 			if !sameLease(cur, l) {
-				m.log.Info("lease changed", "subnet", cur.Subnet, "publicIP", cur.Attrs.PublicIP, "oldSubnet", l.Subnet)
+				m.log.Info("lease changed", "subnet", cur.String(), "publicIP", cur.Attrs.PublicIP, "publicIPv6", addrOf(cur.Attrs.PublicIPv6), "oldSubnet", l.String())
 				l = cur
 				changed(l)
 			}
@@ -102,33 +107,70 @@ func (m *Manager) Keep(ctx context.Context, l lease.Lease, changed func(lease.Le
 }
 
 // ownLease derives this node's lease from its Node, or says in one line what
-// the user has to fix. An invalid network skips the Network check.
-func (m *Manager) ownLease(n *corev1.Node, network netip.Prefix, base lease.Attrs) (lease.Lease, error) {
-	subnet, err := podCIDRv4(n)
-	switch {
-	case err != nil:
+// the user has to fix: a podCIDR of each family nc enables, inside that
+// family's Network.
+func (m *Manager) ownLease(n *corev1.Node, nc *netconf.Config, base lease.Attrs) (lease.Lease, error) {
+	v4, v6, err := podCIDRs(n)
+	if err != nil {
 		return lease.Lease{}, fmt.Errorf("node %q: %w", n.Name, err)
+	}
+	l := lease.Lease{Attrs: base}
+	if l.Subnet, err = ownSubnet(n, "IPv4", "Network", nc.EnableIPv4, v4, nc.Network); err != nil {
+		return lease.Lease{}, err
+	}
+	if l.IPv6Subnet, err = ownSubnet(n, "IPv6", "IPv6Network", nc.EnableIPv6, v6, nc.IPv6Network); err != nil {
+		return lease.Lease{}, err
+	}
+	if !nc.EnableIPv4 {
+		l.Attrs.PublicIP, l.Attrs.BackendData = netip.Addr{}, nil
+	} else if l.Attrs.PublicIP, err = m.overwrite(n, m.keys.publicIPOverwrite, l.Attrs.PublicIP, false); err != nil {
+		return lease.Lease{}, err
+	}
+	if !nc.EnableIPv6 {
+		l.Attrs.PublicIPv6, l.Attrs.BackendV6Data = nil, nil
+	} else {
+		ip6, err := m.overwrite(n, m.keys.publicIPv6Overwrite, addrOf(l.Attrs.PublicIPv6), true)
+		if err != nil {
+			return lease.Lease{}, err
+		}
+		if ip6.IsValid() {
+			l.Attrs.PublicIPv6 = &ip6
+		}
+	}
+	return l, nil
+}
+
+// ownSubnet checks the node's podCIDR subnet of one family (name, with the
+// net-conf.json key netKey) when the family is on; it is the zero Prefix
+// when the family is off.
+func ownSubnet(n *corev1.Node, name, netKey string, on bool, subnet, network netip.Prefix) (netip.Prefix, error) {
+	switch {
+	case !on:
+		return netip.Prefix{}, nil
 	case !subnet.IsValid():
-		return lease.Lease{}, fmt.Errorf("node %q has no IPv4 podCIDR assigned: run kube-controller-manager with --allocate-node-cidrs=true --cluster-cidr=%s (kubeadm: kubeadm init --pod-network-cidr=%s); waiting for it", n.Name, network, network)
-	case network.IsValid() && (subnet.Bits() < network.Bits() || !network.Contains(subnet.Addr())):
-		return lease.Lease{}, fmt.Errorf("node %q podCIDR %s is outside net-conf.json Network %s: the ConfigMap's Network must match kube-controller-manager --cluster-cidr; fix it and restart weft", n.Name, subnet, network)
+		return subnet, fmt.Errorf("node %q has no %s podCIDR assigned: run kube-controller-manager with --allocate-node-cidrs=true --cluster-cidr=%s (kubeadm: kubeadm init --pod-network-cidr=%s; dual stack: both networks, comma-separated); waiting for it", n.Name, name, network, network)
+	case subnet.Bits() < network.Bits() || !network.Contains(subnet.Addr()):
+		return subnet, fmt.Errorf("node %q podCIDR %s is outside net-conf.json %s %s: the ConfigMap's %s must match kube-controller-manager --cluster-cidr; fix it and restart weft", n.Name, subnet, netKey, network, netKey)
 	}
-	attrs := base
-	if s := n.Annotations[m.keys.publicIPOverwrite]; s != "" {
-		ip, err := netip.ParseAddr(s)
-		if err != nil || !ip.Is4() {
-			return lease.Lease{}, fmt.Errorf("node %q annotation %s=%q is not an IPv4 address: fix or remove it", n.Name, m.keys.publicIPOverwrite, s)
-		}
-		attrs.PublicIP = ip
+	return subnet, nil
+}
+
+// overwrite returns the address the user set in n's annotation key (an
+// IPv6 one when v6), else ip.
+func (m *Manager) overwrite(n *corev1.Node, key string, ip netip.Addr, v6 bool) (netip.Addr, error) {
+	s := n.Annotations[key]
+	if s == "" {
+		return ip, nil
 	}
-	if s := n.Annotations[m.keys.publicIPv6Overwrite]; s != "" {
-		ip, err := netip.ParseAddr(s)
-		if err != nil || !ip.Is6() {
-			return lease.Lease{}, fmt.Errorf("node %q annotation %s=%q is not an IPv6 address: fix or remove it", n.Name, m.keys.publicIPv6Overwrite, s)
-		}
-		attrs.PublicIPv6 = &ip
+	family := "IPv4"
+	if v6 {
+		family = "IPv6"
 	}
-	return lease.Lease{Subnet: subnet, Attrs: attrs}, nil
+	a, err := netip.ParseAddr(s)
+	if err != nil || a.Is6() != v6 || a.Is4In6() {
+		return ip, fmt.Errorf("node %q annotation %s=%q is not an %s address: fix or remove it", n.Name, key, s, family)
+	}
+	return a, nil
 }
 
 // publish writes a into n's annotations through nodes/status, unless n
@@ -148,7 +190,7 @@ func (m *Manager) publish(ctx context.Context, n *corev1.Node, a lease.Attrs) er
 	if err != nil {
 		return apiError(fmt.Sprintf("publish annotations on node %q", n.Name), err)
 	}
-	m.log.Info("published node annotations", "publicIP", a.PublicIP, "backendType", a.BackendType)
+	m.log.Info("published node annotations", "publicIP", a.PublicIP, "publicIPv6", addrOf(a.PublicIPv6), "backendType", a.BackendType)
 	return nil
 }
 

@@ -10,8 +10,8 @@ import (
 	"github.com/weftnet/weft/pkg/lease"
 )
 
-// Watch tells update about the leases of all Nodes that have an IPv4
-// podCIDR and flannel's backend annotations (weft and flannel nodes alike,
+// Watch tells update about the leases of all Nodes that have a podCIDR
+// and flannel's backend annotations (weft and flannel nodes alike,
 // this node included), keyed by Node name, until ctx ends: once the Node
 // cache has synced, all of them (Update.Full), then the leases of the Nodes
 // that changed, recomputed for those Nodes only. Nodes whose annotations
@@ -113,17 +113,15 @@ func (w *nodeWatch) refresh(name string, n *corev1.Node) (lease.Change, bool) {
 // Expiration): equal leases hash alike, different ones differ but for a
 // chance of 2^-64.
 func leaseHash(seed maphash.Seed, l lease.Lease) uint64 {
-	var v6 netip.Addr
-	if l.Attrs.PublicIPv6 != nil {
-		v6 = *l.Attrs.PublicIPv6
-	}
 	var h maphash.Hash
 	h.SetSeed(seed)
 	maphash.WriteComparable(&h, struct {
-		subnet      netip.Prefix
-		ip, ip6     netip.Addr
-		backendType string
-	}{l.Subnet, l.Attrs.PublicIP, v6, l.Attrs.BackendType})
+		subnet, subnet6 netip.Prefix
+		ip, ip6         netip.Addr
+		backendType     string
+		dataLen         int
+	}{l.Subnet, l.IPv6Subnet, l.Attrs.PublicIP, addrOf(l.Attrs.PublicIPv6), l.Attrs.BackendType, len(l.Attrs.BackendData)})
 	h.Write(l.Attrs.BackendData)
+	h.Write(l.Attrs.BackendV6Data)
 	return h.Sum64()
 }
