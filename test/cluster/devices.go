@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"github.com/weftnet/weft/pkg/datapath/ebpf"
 	"github.com/weftnet/weft/pkg/datapath/kernel"
 	"github.com/weftnet/weft/pkg/wireguard"
 )
@@ -28,7 +29,7 @@ func BackendDevice(backend string, f Family) string {
 // "udp") and family f: "vxlan-ebpf", and for IPv6 "vxlan-ebpf-ipv6".
 func EBPFCarrier(mode string, f Family) string {
 	if f == IPv6 {
-		return mode + "-ebpf-ipv6"
+		return mode + "-ebpf" + ebpf.IPv6Suffix
 	}
 	return mode + "-ebpf"
 }
