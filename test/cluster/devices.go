@@ -13,7 +13,7 @@ import (
 func BackendDevice(backend string, f Family) string {
 	switch {
 	case backend == "vxlan" && f == IPv6:
-		return "flannel-v6.1"
+		return kernel.DeviceNameV6(1)
 	case backend == "vxlan":
 		return kernel.DeviceName(1)
 	case backend == "udp":
