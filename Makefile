@@ -55,14 +55,16 @@ clean:
 	rm -rf $(BIN)
 
 # bench (root) measures the data plane: one 2-node namespace cluster per
-# configuration (plain routes, kernel/ebpf vxlan, kernel/ebpf host-gw, and
-# "real node" vxlan variants with node-to-pod probes and a DNATed
-# ClusterIP), iperf3 TCP, iperf3 UDP small-packet rate, sockperf latency and
-# the TCP connection rate pod to pod, interleaved repetitions, plus the
+# configuration (plain routes, kernel/ebpf vxlan, kernel/ebpf host-gw, each
+# also over IPv6 in a dual-stack cluster, udp, wireguard, and "real node"
+# vxlan variants with node-to-pod probes and a DNATed ClusterIP), iperf3
+# TCP, iperf3 UDP small-packet rate, sockperf latency and the TCP
+# connection rate pod to pod, interleaved repetitions, plus the
 # programs' ns/packet from BPF_PROG_TEST_RUN; written to docs/benchmarks.md
 # under "Data plane". Flags via BENCH_ARGS, e.g.
 # make bench BENCH_ARGS='-reps 3 -duration 3s', or a subset printed only:
 # make bench BENCH_ARGS='-configs ebpf-vxlan-probes -metrics tcp,crr -out ""'
+# or the IPv6 rows: BENCH_ARGS='-configs kernel-vxlan-v6,ebpf-vxlan-v6 -out ""'
 # (./bin/weft-bench -h lists the configurations and metrics).
 bench: deps build
 	$(GO) build -o $(BIN)/weft-bench ./test/bench

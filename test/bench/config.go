@@ -20,6 +20,11 @@ type config struct {
 	// backend and datapath go into net-conf.json; backend "" is the
 	// baseline: no weftd, hand-written subnet files and plain routes.
 	backend, datapath string
+	// family is the pods' address family measured. An IPv6 configuration
+	// runs a dual-stack cluster (cluster.DualStack: IPv6 underlay, both
+	// families in the pods) and measures between the pods' IPv6
+	// addresses; its ratios are to the IPv6 baseline.
+	family cluster.Family
 	// probe and clusterIP make a "real node" variant of the configuration
 	// with the same backend and datapath (see realnode.go): the server's
 	// node probes the server pod's port every second, and the client
@@ -33,26 +38,31 @@ func (c config) plain() bool { return !c.probe && !c.clusterIP }
 // configs are the configurations in report order; the first is the
 // baseline.
 var configs = []config{
-	{key: "baseline", name: "baseline (plain routes)"},
-	{key: "kernel-vxlan", name: "kernel vxlan", backend: "vxlan", datapath: "kernel"},
-	{key: "ebpf-vxlan", name: "ebpf vxlan", backend: "vxlan", datapath: "ebpf"},
-	{key: "kernel-host-gw", name: "kernel host-gw", backend: "host-gw", datapath: "kernel"},
-	{key: "ebpf-host-gw", name: "ebpf host-gw", backend: "host-gw", datapath: "ebpf"},
-	{key: "kernel-udp", name: "kernel udp", backend: "udp", datapath: "kernel"},
-	{key: "ebpf-udp", name: "ebpf udp", backend: "udp", datapath: "ebpf"},
-	{key: "kernel-wireguard", name: "kernel wireguard (userspace)", backend: "wireguard", datapath: "kernel"},
-	{key: "kernel-vxlan-probes", name: "kernel vxlan, real node: probes", backend: "vxlan", datapath: "kernel", probe: true},
+	{key: "baseline", name: "baseline (plain routes)", family: cluster.IPv4},
+	{key: "baseline-v6", name: "baseline IPv6 (plain routes)", family: cluster.IPv6},
+	{key: "kernel-vxlan", name: "kernel vxlan", backend: "vxlan", datapath: "kernel", family: cluster.IPv4},
+	{key: "kernel-vxlan-v6", name: "kernel vxlan IPv6", backend: "vxlan", datapath: "kernel", family: cluster.IPv6},
+	{key: "ebpf-vxlan", name: "ebpf vxlan", backend: "vxlan", datapath: "ebpf", family: cluster.IPv4},
+	{key: "ebpf-vxlan-v6", name: "ebpf vxlan IPv6", backend: "vxlan", datapath: "ebpf", family: cluster.IPv6},
+	{key: "kernel-host-gw", name: "kernel host-gw", backend: "host-gw", datapath: "kernel", family: cluster.IPv4},
+	{key: "kernel-host-gw-v6", name: "kernel host-gw IPv6", backend: "host-gw", datapath: "kernel", family: cluster.IPv6},
+	{key: "ebpf-host-gw", name: "ebpf host-gw", backend: "host-gw", datapath: "ebpf", family: cluster.IPv4},
+	{key: "ebpf-host-gw-v6", name: "ebpf host-gw IPv6", backend: "host-gw", datapath: "ebpf", family: cluster.IPv6},
+	{key: "kernel-udp", name: "kernel udp", backend: "udp", datapath: "kernel", family: cluster.IPv4},
+	{key: "ebpf-udp", name: "ebpf udp", backend: "udp", datapath: "ebpf", family: cluster.IPv4},
+	{key: "kernel-wireguard", name: "kernel wireguard (userspace)", backend: "wireguard", datapath: "kernel", family: cluster.IPv4},
+	{key: "kernel-vxlan-probes", name: "kernel vxlan, real node: probes", backend: "vxlan", datapath: "kernel", family: cluster.IPv4, probe: true},
 	{key: "kernel-vxlan-clusterip", name: "kernel vxlan, real node: probes + ClusterIP", backend: "vxlan", datapath: "kernel",
-		probe: true, clusterIP: true},
-	{key: "ebpf-vxlan-probes", name: "ebpf vxlan, real node: probes", backend: "vxlan", datapath: "ebpf", probe: true},
+		family: cluster.IPv4, probe: true, clusterIP: true},
+	{key: "ebpf-vxlan-probes", name: "ebpf vxlan, real node: probes", backend: "vxlan", datapath: "ebpf", family: cluster.IPv4, probe: true},
 	{key: "ebpf-vxlan-clusterip", name: "ebpf vxlan, real node: probes + ClusterIP", backend: "vxlan", datapath: "ebpf",
-		probe: true, clusterIP: true},
+		family: cluster.IPv4, probe: true, clusterIP: true},
 }
 
 // selectConfigs reads -configs: "all" or configuration keys separated by
-// commas. The baseline and the plain configuration of each selected
-// real-node variant are added, since the ratios divide by their runs; the
-// result keeps the order of configs.
+// commas. The baseline of each selected configuration's family and the
+// plain configuration of each selected real-node variant are added, since
+// the ratios divide by their runs; the result keeps the order of configs.
 func selectConfigs(spec string) ([]config, error) {
 	picked, err := pickKeys(spec, keysOf(configs, configKey))
 	if err != nil {
@@ -60,8 +70,9 @@ func selectConfigs(spec string) ([]config, error) {
 	}
 	picked[0] = true
 	for i, c := range configs {
-		if picked[i] && !c.plain() {
+		if picked[i] {
 			picked[plainOf(configs, c)] = true
+			picked[baselineOf(configs, c)] = true
 		}
 	}
 	return keep(configs, picked), nil
@@ -115,8 +126,13 @@ func pickKeys(spec string, keys []string) ([]bool, error) {
 // variant of (c's own index if c is plain), or -1.
 func plainOf(cfgs []config, c config) int {
 	return slices.IndexFunc(cfgs, func(p config) bool {
-		return p.plain() && p.backend == c.backend && p.datapath == c.datapath
+		return p.plain() && p.backend == c.backend && p.datapath == c.datapath && p.family == c.family
 	})
+}
+
+// baselineOf is the index in cfgs of the baseline of c's family, or -1.
+func baselineOf(cfgs []config, c config) int {
+	return slices.IndexFunc(cfgs, func(p config) bool { return p.backend == "" && p.family == c.family })
 }
 
 // indexOf is the index of the configuration key in cfgs, or -1.
@@ -151,12 +167,8 @@ type setup struct {
 // bringUp builds cfg's cluster, attaches the pods, starts the servers and
 // waits until the client reaches the server. On error it removes all of it.
 func bringUp(ctx context.Context, cfg config, opts options) (s *setup, err error) {
-	copts := cluster.Options{Binaries: opts.bins, Nodes: 2, Log: opts.log}
-	if cfg.backend == "" {
-		copts.NoStart = true
-	} else {
-		copts.NetConf = cluster.NetConf(cfg.backend, cfg.datapath, false)
-	}
+	copts := cluster.Options{Binaries: opts.bins, Nodes: 2, Log: opts.log, NetConf: cfg.netConf()}
+	copts.NoStart = cfg.backend == ""
 	c, err := cluster.New(ctx, copts)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", cfg.name, err)
@@ -168,7 +180,7 @@ func bringUp(ctx context.Context, cfg config, opts options) (s *setup, err error
 		}
 	}()
 	if cfg.backend == "" {
-		if err := plainRoutes(ctx, c); err != nil {
+		if err := plainRoutes(ctx, c, c.Stack()); err != nil {
 			return s, err
 		}
 	}
@@ -185,41 +197,55 @@ func bringUp(ctx context.Context, cfg config, opts options) (s *setup, err error
 	if _, err := fmt.Sscan(env["FLANNEL_MTU"], &s.mtu); err != nil {
 		return s, fmt.Errorf("FLANNEL_MTU %q in %s: %w", env["FLANNEL_MTU"], c.Nodes[0].SubnetFile, err)
 	}
-	if s.servers, err = startServers(ctx, s.server, opts.sched, opts.self); err != nil {
+	if s.servers, err = startServers(ctx, s.server, s.server.IPOf(cfg.family), opts.sched, opts.self); err != nil {
 		return s, err
 	}
-	if err := s.client.NS.WaitReach(ctx, s.server.IP, reachTimeout); err != nil {
+	s.target = s.server.IPOf(cfg.family)
+	if err := s.client.NS.WaitReach(ctx, s.target, reachTimeout); err != nil {
 		return s, err
 	}
-	s.target = s.server.IP
 	if cfg.clusterIP {
-		if err := addClusterIP(ctx, c.Nodes[0], iperfPort, s.server.IP); err != nil {
+		if err := addClusterIP(ctx, c.Nodes[0], iperfPort, s.target); err != nil {
 			return s, err
 		}
 		s.target = clusterIP
 	}
 	if cfg.probe {
 		// The first probe is done before any measured stream starts.
-		if s.prober, err = startProber(ctx, c.Nodes[1], netip.AddrPortFrom(s.server.IP, iperfPort)); err != nil {
+		if s.prober, err = startProber(ctx, c.Nodes[1], netip.AddrPortFrom(s.server.IPOf(cfg.family), iperfPort)); err != nil {
 			return s, err
 		}
 	}
 	return s, nil
 }
 
-// plainRoutes is the baseline's control plane, done by hand: node i gets pod
-// subnet 10.244.<i+1>.0/24 in its subnet file (as weftd would write it) and
-// a route to every other node's subnet via that node's underlay address.
-func plainRoutes(ctx context.Context, c *cluster.Cluster) error {
-	network := netip.MustParsePrefix(cluster.PodNetwork)
-	subnet := func(i int) netip.Prefix {
-		return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i + 1), 0}), 24)
+// netConf is the configuration's net-conf.json: IPv4 only for an IPv4
+// configuration, dual stack for an IPv6 one (the baseline's tells the
+// harness the families its hand-written subnet files have).
+func (c config) netConf() string {
+	stack := cluster.IPv4Only
+	if c.family == cluster.IPv6 {
+		stack = cluster.DualStack
 	}
+	return cluster.StackNetConf(stack, c.backend, c.datapath, false)
+}
+
+// plainRoutes is the baseline's control plane, done by hand: node i gets
+// pod subnets cluster.PodCIDR(i, f) of the stack's families in its subnet
+// file (as weftd would write them) and a route to every other node's
+// subnets via that node's underlay address of the family.
+func plainRoutes(ctx context.Context, c *cluster.Cluster, stack cluster.Stack) error {
 	for i, n := range c.Nodes {
 		// IPMasq true: the bridge plugin adds no masquerading of its own
 		// (flannel's ipMasq = !FLANNEL_IPMASQ), so the baseline's nodes
 		// have no netfilter rules at all.
-		env := subnetfile.Env{Network: network, Subnet: subnet(i), MTU: baselineMTU, IPMasq: true}
+		env := subnetfile.Env{MTU: baselineMTU, IPMasq: true}
+		if stack.Has(cluster.IPv4) {
+			env.Network, env.Subnet = cluster.PodNetworkOf(cluster.IPv4), cluster.PodCIDR(i, cluster.IPv4)
+		}
+		if stack.Has(cluster.IPv6) {
+			env.IPv6Network, env.IPv6Subnet = cluster.PodNetworkOf(cluster.IPv6), cluster.PodCIDR(i, cluster.IPv6)
+		}
 		if err := subnetfile.Write(n.SubnetFile, env); err != nil {
 			return err
 		}
@@ -227,8 +253,10 @@ func plainRoutes(ctx context.Context, c *cluster.Cluster) error {
 			if j == i {
 				continue
 			}
-			if _, err := n.Exec(ctx, "ip", "route", "add", subnet(j).String(), "via", m.IP.String(), "dev", "eth0"); err != nil {
-				return err
+			for _, f := range stack.Families() {
+				if _, err := n.Exec(ctx, "ip", "route", "add", cluster.PodCIDR(j, f).String(), "via", m.IPOf(f).String(), "dev", "eth0"); err != nil {
+					return err
+				}
 			}
 		}
 	}

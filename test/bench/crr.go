@@ -50,7 +50,7 @@ func crrServerMain(args []string) error {
 	if *size < 1 {
 		return errors.New("-size must be at least 1")
 	}
-	ln, err := net.Listen("tcp4", *listen)
+	ln, err := net.Listen("tcp", *listen)
 	if err != nil {
 		return fmt.Errorf("crr-server: %w", err)
 	}
@@ -134,7 +134,7 @@ func crrTransact(ctx context.Context, to string, req, reply []byte) (err error) 
 	ctx, cancel := context.WithTimeout(ctx, crrTimeout)
 	defer cancel()
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "tcp4", to)
+	conn, err := d.DialContext(ctx, "tcp", to)
 	if err != nil {
 		return err
 	}

@@ -1,9 +1,11 @@
 // Command bench is weft's data-plane benchmark (`make bench`, root). It
 // brings up one 2-node namespace cluster (test/cluster) per configuration
 // (plain routes without overlay as the baseline, kernel vxlan, ebpf vxlan,
-// kernel host-gw, ebpf host-gw, and "real node" variants of kernel and ebpf
-// vxlan: node-to-pod probes every second, and a DNATed ClusterIP in front
-// of the server), one pod per node, checks that each runs the datapath it
+// kernel host-gw, ebpf host-gw, each also over IPv6: a dual-stack cluster
+// measured between the pods' IPv6 addresses, against an IPv6 baseline; udp,
+// wireguard, and "real node" variants of kernel and ebpf vxlan: node-to-pod
+// probes every second, and a DNATed ClusterIP in front of the server), one
+// pod per node, checks that each runs the datapath it
 // claims, and measures pod-to-pod across the nodes: iperf3 TCP throughput,
 // iperf3 UDP small-packet rate, sockperf UDP ping-pong latency and the TCP
 // connection rate (its own crr client and server, subcommands of this

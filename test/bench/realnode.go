@@ -87,7 +87,7 @@ func (p *prober) probe(ctx context.Context) error {
 	var conn net.Conn
 	err := p.node.NS.Do(func() (err error) {
 		d := net.Dialer{Control: lingerOneSecond}
-		conn, err = d.DialContext(ctx, "tcp4", p.to.String())
+		conn, err = d.DialContext(ctx, "tcp", p.to.String())
 		return err
 	})
 	if err != nil {

@@ -2,6 +2,8 @@ package main
 
 import (
 	"fmt"
+
+	"github.com/weftnet/weft/test/cluster"
 	"slices"
 	"strings"
 	"time"
@@ -30,6 +32,11 @@ var targets = []target{
 	{metric: "tcp", a: "ebpf-udp", b: "baseline", bound: 0.9},
 	{metric: "tcp", a: "ebpf-vxlan-probes", b: "ebpf-vxlan", bound: 0.97},
 	{metric: "tcp", a: "ebpf-vxlan-clusterip", b: "ebpf-vxlan", bound: 0.97},
+	// IPv6 (issue 11): the vxlan goals of IPv4, over the IPv6 underlay.
+	{metric: "tcp", a: "ebpf-vxlan-v6", b: "baseline-v6", bound: 1.0},
+	{metric: "tcp", a: "ebpf-vxlan-v6", b: "kernel-vxlan-v6", bound: 1.2},
+	{metric: "udp", a: "ebpf-vxlan-v6", b: "kernel-vxlan-v6", bound: 1.3},
+	{metric: "tcp", a: "ebpf-host-gw-v6", b: "kernel-host-gw-v6", bound: 1.05},
 }
 
 // report is everything the section shows.
@@ -61,6 +68,14 @@ func (r *report) markdown() string {
 		"The kernel configurations are flannel's kernel state (flannel.1 / routes via eth0); the ebpf ones are weft's tc "+
 		"programs, with the kernel's routes as their slow path.\n\n",
 		baselineMTU)
+	if slices.ContainsFunc(r.opts.configs, func(c config) bool { return c.family == cluster.IPv6 }) {
+		fmt.Fprintf(&b, "*IPv6* rows run a dual-stack cluster (net-conf.json with `EnableIPv6` and `IPv6Network` %s; the "+
+			"underlay has IPv6 addresses beside its IPv4 ones, fd00:100::/64) and measure between the pods' IPv6 "+
+			"addresses: the kernel datapath's vxlan is flannel's flannel-v6.1 over the IPv6 underlay (pod MTU uplink - "+
+			"70), host-gw routes via the other node's IPv6 address, and the IPv6 baseline has hand-written routes of "+
+			"both families. Their ratios are to the IPv6 baseline. They have no latency row: Debian's sockperf (3.7) "+
+			"has no IPv6.\n\n", cluster.IPv6PodNetwork)
+	}
 	fmt.Fprintf(&b, "*Real node* variants add what a Kubernetes node does around a serving pod. *probes*: n2 probes the "+
 		"server pod's iperf3 port every %.0f s from its own namespace as a kubelet TCP readiness probe does (connect, close; "+
 		"SO_LINGER 1 s like the kubelet's probe dialer), from bring-up to teardown, so also while the stream runs. "+
@@ -78,8 +93,8 @@ func (r *report) markdown() string {
 		crrSize, crrSize)
 	fmt.Fprintf(&b, "Each repetition runs every metric on each of its configurations once, one run at a time, %v each; "+
 		"within a repetition a metric runs on its configurations back to back and the starting configuration rotates "+
-		"(A B C, then B C A, ...). *Ratio rN* is the configuration's value divided by the baseline's value of the same "+
-		"repetition; *median ratio* is the median of those (for latency above 1 is slower). ",
+		"(A B C, then B C A, ...), IPv4 and IPv6 configurations alike. *Ratio rN* is the configuration's value divided "+
+		"by the baseline's value (of its family) of the same repetition; *median ratio* is the median of those (for latency above 1 is slower). ",
 		r.opts.duration)
 	if r.opts.sched.pin {
 		fmt.Fprintf(&b, "Clients run on CPU %s, servers on CPU %s (taskset); with veths the sender's CPU also does the "+
@@ -176,7 +191,7 @@ func (r *report) table(b *strings.Builder, title string, mi int, rows []int, var
 	b.WriteString("\n")
 	for _, ci := range rows {
 		c := r.opts.configs[ci]
-		ref := 0 // the baseline
+		ref := baselineOf(r.opts.configs, c)
 		fmt.Fprintf(b, "| %s | %d |", c.name, r.mtus[ci])
 		if variants {
 			ref = plainOf(r.opts.configs, c)

@@ -36,16 +36,24 @@ type servers struct {
 	crrPID int
 }
 
-// startServers starts iperf3 (TCP and UDP tests, one at a time), sockperf
-// (UDP ping-pong) and self's crr-server (connection rate) in pod and waits
+// startServers starts iperf3 (TCP and UDP tests, one at a time, on both
+// families), self's crr-server (connection rate) and, for an IPv4 addr,
+// sockperf (UDP ping-pong) on the pod's address addr in pod and waits
 // until all listen.
-func startServers(ctx context.Context, pod *cluster.Pod, sc sched, self string) (*servers, error) {
+func startServers(ctx context.Context, pod *cluster.Pod, addr netip.Addr, sc sched, self string) (*servers, error) {
 	s := &servers{}
-	for _, args := range [][]string{
+	cmds := [][]string{
 		{"iperf3", "-s", "-p", strconv.Itoa(iperfPort)},
-		{"sockperf", "server", "-i", pod.IP.String(), "-p", strconv.Itoa(sockperfPort)},
-		{self, "crr-server", "-listen", netip.AddrPortFrom(pod.IP, crrPort).String()},
-	} {
+		{self, "crr-server", "-listen", netip.AddrPortFrom(addr, crrPort).String()},
+	}
+	// listens are the ss options and port of each server's socket.
+	type listen struct{ proto, port string }
+	listens := []listen{{"-ltn", strconv.Itoa(iperfPort)}, {"-ltn", strconv.Itoa(crrPort)}}
+	if addr.Is4() { // Debian's sockperf has no IPv6 (see hasSockperf)
+		cmds = append(cmds, []string{"sockperf", "server", "-i", addr.String(), "-p", strconv.Itoa(sockperfPort)})
+		listens = append(listens, listen{"-lun", strconv.Itoa(sockperfPort)})
+	}
+	for _, args := range cmds {
 		name, argv := sc.wrap(serverCPU, args[0], args[1:])
 		cmd := pod.NS.Command(context.Background(), name, argv...)
 		// Own process group, so Ctrl-C reaches only this program, which
@@ -59,9 +67,7 @@ func startServers(ctx context.Context, pod *cluster.Pod, sc sched, self string) 
 			s.crrPID = cmd.Process.Pid
 		}
 	}
-	for _, l := range []struct{ proto, port string }{
-		{"-ltn", strconv.Itoa(iperfPort)}, {"-lun", strconv.Itoa(sockperfPort)}, {"-ltn", strconv.Itoa(crrPort)},
-	} {
+	for _, l := range listens {
 		err := cluster.Eventually(ctx, listenTimeout, "server on port "+l.port+" in "+pod.ID, func() error {
 			out, err := pod.NS.Exec(ctx, "ss", "-H", l.proto, "sport = :"+l.port)
 			if err == nil && strings.TrimSpace(out) == "" {

@@ -16,12 +16,16 @@ import (
 )
 
 // counters are packet counters of both nodes, keyed "<node> <what> <dir>":
-// "n1 vxlan-ebpf tx" (weftd's weft_datapath_packets_total) or
-// "n1 flannel.1 tx" (link statistics).
+// "n1 vxlan-ebpf tx" (weftd's weft_datapath_packets_total, summed over its
+// other labels) or "n1 flannel.1 tx" (link statistics).
 type counters map[string]uint64
 
-// packetsLine is one series of weft_datapath_packets_total.
-var packetsLine = regexp.MustCompile(`^weft_datapath_packets_total\{backend="([^"]+)",direction="([^"]+)"\} (\S+)$`)
+// packetsLine is one series of weft_datapath_packets_total, and label one
+// of its labels.
+var (
+	packetsLine = regexp.MustCompile(`^weft_datapath_packets_total\{([^}]*)\} (\S+)$`)
+	label       = regexp.MustCompile(`(\w+)="([^"]*)"`)
+)
 
 // snapshot reads the counters of both nodes: the links' statistics and,
 // where weftd runs, its datapath metrics.
@@ -47,25 +51,37 @@ func (s *setup) snapshot(ctx context.Context) (counters, error) {
 			if m == nil {
 				continue
 			}
-			v, err := strconv.ParseFloat(m[3], 64)
+			v, err := strconv.ParseFloat(m[2], 64)
 			if err != nil {
 				return nil, fmt.Errorf("metrics of %s: %q: %w", n.Name, sc.Text(), err)
 			}
-			out[n.Name+" "+m[1]+" "+m[2]] = uint64(v)
+			labels := map[string]string{}
+			for _, l := range label.FindAllStringSubmatch(m[1], -1) {
+				labels[l[1]] = l[2]
+			}
+			// Series that differ in other labels (e.g. the family) add up.
+			out[n.Name+" "+labels["backend"]+" "+labels["direction"]] += uint64(v)
 		}
 	}
 	return out, nil
 }
 
+// linkNames are the links whose counters a snapshot reads, if they exist:
+// the uplink and the backends' kernel devices.
+var linkNames = []string{"eth0",
+	cluster.BackendDevice("vxlan", cluster.IPv4), cluster.BackendDevice("vxlan", cluster.IPv6),
+	cluster.BackendDevice("udp", cluster.IPv4), cluster.BackendDevice("wireguard", cluster.IPv4)}
+
 // linkCounters adds the packet counters of n's eth0 and of the backends'
-// devices that exist (flannel.1, flannel0, flannel-wg) to out.
+// devices that exist (flannel.1, flannel-v6.1, flannel0, flannel-wg) to
+// out.
 func linkCounters(n *cluster.Node, out counters) error {
 	h, err := n.NS.Netlink()
 	if err != nil {
 		return err
 	}
 	defer h.Close()
-	for _, name := range []string{"eth0", "flannel.1", "flannel0", "flannel-wg"} {
+	for _, name := range linkNames {
 		l, err := h.LinkByName(name)
 		if _, missing := err.(netlink.LinkNotFoundError); missing {
 			continue
@@ -85,14 +101,14 @@ func linkCounters(n *cluster.Node, out counters) error {
 // traffic client -> server: tx on n1 and rx on n2.
 func (c config) carrier() string {
 	if c.datapath == "ebpf" {
-		return c.backend + "-ebpf"
+		return cluster.EBPFCarrier(c.backend, c.family)
 	}
 	return c.device()
 }
 
 // device is the kernel device the configuration's kernel path sends pod
 // traffic to other nodes through.
-func (c config) device() string { return cluster.BackendDevice(c.backend) }
+func (c config) device() string { return cluster.BackendDevice(c.backend, c.family) }
 
 // verify checks that the setup runs what its config claims: the datapath
 // in the subnet file, the kernel route from n1 to the server pod, and that
@@ -136,22 +152,23 @@ func (s *setup) checkRoute() error {
 		return err
 	}
 	defer h.Close()
-	routes, err := h.RouteGet(s.server.IP.AsSlice())
+	server := s.server.IPOf(s.cfg.family)
+	routes, err := h.RouteGet(server.AsSlice())
 	if err != nil || len(routes) == 0 {
-		return fmt.Errorf("route from n1 to %s: %v", s.server.IP, err)
+		return fmt.Errorf("route from n1 to %s: %v", server, err)
 	}
 	l, err := h.LinkByIndex(routes[0].LinkIndex)
 	if err != nil {
-		return fmt.Errorf("route from n1 to %s: %w", s.server.IP, err)
+		return fmt.Errorf("route from n1 to %s: %w", server, err)
 	}
 	dev, gw := l.Attrs().Name, routes[0].Gw
 	want, got := s.cfg.device(), dev
 	if want == "eth0" {
-		want = "eth0 via " + s.c.Nodes[1].IP.String()
+		want = "eth0 via " + s.c.Nodes[1].IPOf(s.cfg.family).String()
 		got = fmt.Sprintf("%s via %s", dev, gw)
 	}
 	if got != want {
-		return fmt.Errorf("n1 routes %s over %s, want %s", s.server.IP, got, want)
+		return fmt.Errorf("n1 routes %s over %s, want %s", server, got, want)
 	}
 	return nil
 }

@@ -26,13 +26,16 @@ import (
 	"github.com/weftnet/weft/test/testns"
 )
 
-// Underlay addressing: segment s is 10.250.s.0/24 on bridge "br<s>" in the
-// infra namespace, which owns 10.250.s.254 and routes between segments;
-// node i (1-based) is 10.250.<its segment>.i. etcd (or the API server)
-// listens on segment 0.
+// Underlay addressing: segment s is 10.250.s.0/24 and fd00:100:s::/64 on
+// bridge "br<s>" in the infra namespace, which owns 10.250.s.254 and
+// fd00:100:s::fe and routes between segments; node i (1-based) is
+// 10.250.<its segment>.i and fd00:100:<its segment>::i, whatever the pod
+// network's families (a host has both). etcd (or the API server) listens on
+// segment 0's IPv4 address.
 const (
-	underlayPrefixLen = 24
-	routerHost        = 254
+	underlayPrefixLen   = 24
+	underlayPrefixLenV6 = 64
+	routerHost          = 254
 )
 
 // Options describe a cluster.
@@ -59,7 +62,7 @@ type Options struct {
 	// Kube switches the lease source from etcd to a kube-apiserver (package
 	// test/kubetest) in the infra namespace: weftd runs with
 	// --kube-subnet-mgr as deploy/weft.yaml's ServiceAccount, each node is a
-	// Node object with spec.podCIDR PodCIDR(i). It needs a test: build the
+	// Node object with spec.podCIDRs PodCIDRs(i, <the NetConf's stack>). It needs a test: build the
 	// cluster with Start.
 	Kube bool
 	// Log receives the harness's progress; nil discards it.
@@ -182,15 +185,32 @@ func (c *Cluster) segments() int {
 	return n + 1
 }
 
-// routerIP is the infra namespace's address on segment s.
-func routerIP(s int) netip.Addr {
-	return netip.AddrFrom4([4]byte{10, 250, byte(s), routerHost})
+// routerIP is the infra namespace's IPv4 address on segment s.
+func routerIP(s int) netip.Addr { return underlayIP(s, routerHost, IPv4) }
+
+// underlayIP is host's address of family f on segment s (see the
+// underlay addressing above).
+func underlayIP(s, host int, f Family) netip.Addr {
+	if f == IPv6 {
+		return netip.AddrFrom16([16]byte{0xfd, 0x00, 0x01, 0x00, 0x00, byte(s), 14: byte(host >> 8), 15: byte(host)})
+	}
+	return netip.AddrFrom4([4]byte{10, 250, byte(s), byte(host)})
 }
 
-// segmentPrefix is the underlay subnet of segment s.
-func segmentPrefix(s int) netip.Prefix {
-	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 250, byte(s), 0}), underlayPrefixLen)
+// underlayPrefix is the address of host on segment s with the segment's
+// prefix length, in family f.
+func underlayPrefix(s, host int, f Family) netip.Prefix {
+	if f == IPv6 {
+		return netip.PrefixFrom(underlayIP(s, host, f), underlayPrefixLenV6)
+	}
+	return netip.PrefixFrom(underlayIP(s, host, f), underlayPrefixLen)
 }
+
+// underlayFamilies are the underlay's families: both, always.
+var underlayFamilies = []Family{IPv4, IPv6}
+
+// Stack is the pod network's families, from Options.NetConf.
+func (c *Cluster) Stack() Stack { return StackOf(c.opts.NetConf) }
 
 func (c *Cluster) buildInfra(ctx context.Context) error {
 	err := c.add(func() error {
@@ -203,15 +223,15 @@ func (c *Cluster) buildInfra(ctx context.Context) error {
 	}
 	for s := range c.segments() {
 		br := fmt.Sprintf("br%d", s)
-		if err := c.infraIP(ctx,
-			[]string{"link", "add", br, "type", "bridge"},
-			[]string{"link", "set", br, "up"},
-			[]string{"addr", "add", netip.PrefixFrom(routerIP(s), underlayPrefixLen).String(), "dev", br},
-		); err != nil {
+		cmds := [][]string{{"link", "add", br, "type", "bridge"}, {"link", "set", br, "up"}}
+		for _, f := range underlayFamilies {
+			cmds = append(cmds, []string{"addr", "add", underlayPrefix(s, routerHost, f).String(), "dev", br, "nodad"})
+		}
+		if err := c.infraIP(ctx, cmds...); err != nil {
 			return err
 		}
 	}
-	if _, err := c.Infra.Exec(ctx, "sysctl", "-qw", "net.ipv4.ip_forward=1"); err != nil {
+	if _, err := c.Infra.Exec(ctx, "sysctl", append([]string{"-qw"}, forwardSysctls...)...); err != nil {
 		return err
 	}
 	if c.opts.Kube {

@@ -19,22 +19,24 @@ import (
 )
 
 // fakeWeftd stands in for weftd so the harness can be tested alone: it
-// writes the subnet file from $FAKE_SUBNET and sleeps (exec keeps the PID).
+// writes a dual-stack subnet file from $FAKE_SUBNET and $FAKE_SUBNET6 and
+// sleeps (exec keeps the PID).
 const fakeWeftd = `#!/bin/sh
 while [ $# -gt 0 ]; do case "$1" in --subnet-file) f=$2; shift;; esac; shift; done
 echo "fake weftd pid $$"
-printf 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=%s\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=true\n' "$FAKE_SUBNET" >"$f"
+printf 'FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=%s\nFLANNEL_IPV6_NETWORK=fd10:244::/56\nFLANNEL_IPV6_SUBNET=%s\nFLANNEL_MTU=1500\nFLANNEL_IPMASQ=true\n' "$FAKE_SUBNET" "$FAKE_SUBNET6" >"$f"
 exec sleep 1000
 `
 
-// bridgeConfList is the delegate weft-cni would build, written out, so the
-// harness's CNI path is tested without weft-cni.
-func bridgeConfList(t *testing.T, n *Node, subnet string) *libcni.NetworkConfigList {
+// bridgeConfList is the delegate weft-cni would build for a dual-stack
+// node, written out, so the harness's CNI path is tested without weft-cni.
+func bridgeConfList(t *testing.T, n *Node, subnet, subnet6 string) *libcni.NetworkConfigList {
 	t.Helper()
 	conf := `{"name":"cbr0","cniVersion":"0.3.1","plugins":[{"type":"bridge","bridge":"cni0",
 	"isGateway":true,"isDefaultGateway":true,"hairpinMode":true,"ipMasq":false,"mtu":1500,
 	"ipam":{"type":"host-local","dataDir":"` + filepath.Join(n.Dir, "ipam") + `",
-	"ranges":[[{"subnet":"` + subnet + `"}]],"routes":[{"dst":"10.244.0.0/16"}]}}]}`
+	"ranges":[[{"subnet":"` + subnet + `"}],[{"subnet":"` + subnet6 + `"}]],
+	"routes":[{"dst":"10.244.0.0/16"},{"dst":"fd10:244::/56"}]}}]}`
 	list, err := libcni.NetworkConfFromBytes([]byte(conf))
 	if err != nil {
 		t.Fatal(err)
@@ -52,7 +54,8 @@ func TestHarness(t *testing.T) {
 	var c *Cluster
 	t.Run("build", func(t *testing.T) {
 		var err error
-		c, err = New(ctx, Options{Binaries: Binaries{Weftd: bin}, Nodes: 3, Segments: []int{0, 0, 1}, NoStart: true})
+		c, err = New(ctx, Options{Binaries: Binaries{Weftd: bin}, Nodes: 3, Segments: []int{0, 0, 1}, NoStart: true,
+			NetConf: StackNetConf(DualStack, "vxlan", "kernel", false)})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -83,11 +86,25 @@ func TestHarness(t *testing.T) {
 		if err != nil || strings.Contains(out, "via") {
 			t.Errorf("n1 route to n2 should be on-link: %q %v", out, err)
 		}
+		// The IPv6 underlay: the same topology, usable at once (no DAD).
+		for _, to := range []*Node{n2, n3} {
+			if r, err := n1.NS.Ping(ctx, to.IPv6, 2, 200*time.Millisecond); err != nil || r.Lost() != 0 {
+				t.Errorf("n1 -> %s %s: %+v %v", to.Name, to.IPv6, r, err)
+			}
+		}
+		out, err = n1.Exec(ctx, "ip", "-6", "route", "get", n3.IPv6.String())
+		if err != nil || !strings.Contains(out, "via "+underlayIP(0, routerHost, IPv6).String()) {
+			t.Errorf("n1 IPv6 route to n3 should go via the router: %q %v", out, err)
+		}
+		if out, err := n1.Exec(ctx, "ip", "-6", "addr", "show", "dev", "eth0"); err != nil || strings.Contains(out, "tentative") ||
+			!strings.Contains(out, n1.IPv6.String()+"/64") {
+			t.Errorf("n1 eth0 should have %s/64 and nothing tentative: %v\n%s", n1.IPv6, err, out)
+		}
 	})
 
 	t.Run("etcd", func(t *testing.T) {
 		conf, err := c.Etcd.Get(ctx, ConfigKey)
-		if err != nil || conf != NetConf("vxlan", "kernel", false) {
+		if err != nil || conf != StackNetConf(DualStack, "vxlan", "kernel", false) || c.Stack() != DualStack {
 			t.Fatalf("net-conf in etcd = %q, %v", conf, err)
 		}
 		key := SubnetKey(netip.MustParsePrefix("10.244.7.0/24"))
@@ -113,6 +130,36 @@ func TestHarness(t *testing.T) {
 		}
 	})
 
+	t.Run("etcd dual-stack leases", func(t *testing.T) {
+		dual := SubnetsPrefix + "10.244.8.0-24&fd10:244:0:8::-64"
+		v6only := SubnetsPrefix + "0.0.0.0-0&fd10:244:0:9::-64"
+		for k, v := range map[string]string{
+			dual: `{"PublicIP":"10.250.0.8","PublicIPv6":"fd00:100::8","BackendType":"vxlan",
+			"BackendData":{"VNI":1,"VtepMAC":"3a:6b:5b:22:85:f1"},"BackendV6Data":{"VNI":1,"VtepMAC":"3e:1a:a9:fe:f1:0a"}}`,
+			v6only: `{"PublicIPv6":"fd00:100::9","BackendType":"host-gw"}`,
+		} {
+			if err := c.Etcd.Put(ctx, k, v); err != nil {
+				t.Fatal(err)
+			}
+			defer c.Etcd.Delete(ctx, k)
+		}
+		leases, err := c.Etcd.Leases(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v4, v6 := leases[netip.MustParsePrefix("10.244.8.0/24")], leases[netip.MustParsePrefix("fd10:244:0:8::/64")]
+		if len(leases) != 3 || v4.PublicIP.String() != "10.250.0.8" || v6.PublicIP.String() != "fd00:100::8" ||
+			!strings.Contains(string(v6.BackendData), "3e:1a:a9:fe:f1:0a") ||
+			leases[netip.MustParsePrefix("fd10:244:0:9::/64")].PublicIP.String() != "fd00:100::9" {
+			t.Fatalf("Leases = %v, want one entry per family", leases)
+		}
+		for subnet, want := range map[string]string{"fd10:244:0:8::/64": dual, "10.244.8.0/24": dual, "fd10:244:0:9::/64": v6only} {
+			if k, err := c.Etcd.LeaseKey(ctx, netip.MustParsePrefix(subnet)); err != nil || k != want {
+				t.Errorf("LeaseKey(%s) = %q, %v; want %s", subnet, k, err, want)
+			}
+		}
+	})
+
 	t.Run("etcd restart", func(t *testing.T) {
 		if err := c.Etcd.Put(ctx, "/test/k", "v"); err != nil {
 			t.Fatal(err)
@@ -130,15 +177,15 @@ func TestHarness(t *testing.T) {
 
 	t.Run("no root namespace routes", func(t *testing.T) {
 		out, err := exec.Command("ip", "route", "show", "table", "all").CombinedOutput()
-		if err != nil || strings.Contains(string(out), "10.250.") {
+		if err != nil || strings.Contains(string(out), "10.250.") || strings.Contains(string(out), "fd00:100:") {
 			t.Fatalf("root namespace routes mention the underlay: %v\n%s", err, out)
 		}
 	})
 
 	var p1, p2 *Pod
 	t.Run("weftd process and pods", func(t *testing.T) {
-		n1.Env = []string{"FAKE_SUBNET=10.244.1.1/24"}
-		n2.Env = []string{"FAKE_SUBNET=10.244.2.1/24"}
+		n1.Env = []string{"FAKE_SUBNET=10.244.1.1/24", "FAKE_SUBNET6=fd10:244:0:1::1/64"}
+		n2.Env = []string{"FAKE_SUBNET=10.244.2.1/24", "FAKE_SUBNET6=fd10:244:0:2::1/64"}
 		for _, n := range []*Node{n1, n2} {
 			if err := n.StartWeftd(ctx); err != nil {
 				t.Fatal(err)
@@ -167,31 +214,44 @@ func TestHarness(t *testing.T) {
 		if _, err := n2.WaitSubnet(ctx, 10*time.Second); err != nil {
 			t.Fatal(err)
 		}
-		if p1, err = n1.attach(ctx, bridgeConfList(t, n1, "10.244.1.0/24")); err != nil {
+		if subnets, err := n2.Subnets(); err != nil || len(subnets) != 2 || subnets[1] != netip.MustParsePrefix("fd10:244:0:2::/64") {
+			t.Fatalf("Subnets = %v, %v", subnets, err)
+		}
+		if p1, err = n1.attach(ctx, bridgeConfList(t, n1, "10.244.1.0/24", "fd10:244:0:1::/64")); err != nil {
 			t.Fatal(err)
 		}
-		if p2, err = n2.attach(ctx, bridgeConfList(t, n2, "10.244.2.0/24")); err != nil {
+		if p2, err = n2.attach(ctx, bridgeConfList(t, n2, "10.244.2.0/24", "fd10:244:0:2::/64")); err != nil {
 			t.Fatal(err)
 		}
 		// host-gw by hand, as weftd would program it.
-		n1.Exec(ctx, "ip", "route", "add", "10.244.2.0/24", "via", n2.IP.String())
-		n2.Exec(ctx, "ip", "route", "add", "10.244.1.0/24", "via", n1.IP.String())
+		for _, r := range [][]string{
+			{"10.244.2.0/24", n2.IP.String(), "10.244.1.0/24", n1.IP.String()},
+			{"fd10:244:0:2::/64", n2.IPv6.String(), "fd10:244:0:1::/64", n1.IPv6.String()},
+		} {
+			n1.Exec(ctx, "ip", "route", "add", r[0], "via", r[1])
+			n2.Exec(ctx, "ip", "route", "add", r[2], "via", r[3])
+		}
 	})
 	if p1 == nil || p2 == nil {
 		t.FailNow()
 	}
 
 	t.Run("traffic", func(t *testing.T) {
-		if r, err := p1.NS.Ping(ctx, p2.IP, 3, 200*time.Millisecond); err != nil || r.Lost() != 0 || r.RTT <= 0 {
-			t.Fatalf("ping %s -> %s: %+v %v", p1.ID, p2.IP, r, err)
+		if len(p2.Addrs()) != 2 || !p2.IP.Is4() || !p2.IPv6.Is6() {
+			t.Fatalf("pod %s has addresses %v, want one of each family", p2.ID, p2.Addrs())
 		}
 		srv, err := p2.NS.ServeEcho(5201)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer srv.Close()
-		if err := p1.NS.EchoRoundTrip(ctx, netip.AddrPortFrom(p2.IP, 5201), 8<<20); err != nil {
-			t.Fatal(err)
+		for _, to := range p2.Addrs() {
+			if r, err := p1.NS.Ping(ctx, to, 3, 200*time.Millisecond); err != nil || r.Lost() != 0 || r.RTT <= 0 {
+				t.Fatalf("ping %s -> %s: %+v %v", p1.ID, to, r, err)
+			}
+			if err := p1.NS.EchoRoundTrip(ctx, netip.AddrPortFrom(to, 5201), 8<<20); err != nil {
+				t.Fatal(err)
+			}
 		}
 		// An unreachable address is reported as loss, not as an error.
 		r, err := p1.NS.Ping(ctx, netip.MustParseAddr("10.244.9.9"), 2, 200*time.Millisecond)

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/netip"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -186,7 +187,9 @@ func (e *Etcd) ExpireLease(ctx context.Context, key string) error {
 	return nil
 }
 
-// Leases reads the subnet leases, keyed by subnet.
+// Leases reads the subnet leases, keyed by subnet, one entry per family: a
+// dual-stack lease is two, and its IPv6 entry has PublicIPv6 and
+// BackendV6Data as PublicIP and BackendData (see addFamilyLeases).
 func (e *Etcd) Leases(ctx context.Context) (map[netip.Prefix]lease.Attrs, error) {
 	kv, err := e.List(ctx, SubnetsPrefix)
 	if err != nil {
@@ -194,17 +197,35 @@ func (e *Etcd) Leases(ctx context.Context) (map[netip.Prefix]lease.Attrs, error)
 	}
 	out := make(map[netip.Prefix]lease.Attrs, len(kv))
 	for k, v := range kv {
-		subnet, err := netip.ParsePrefix(strings.Replace(strings.TrimPrefix(k, SubnetsPrefix), "-", "/", 1))
+		subnets, err := parseSubnetKey(strings.TrimPrefix(k, SubnetsPrefix))
 		if err != nil {
-			return nil, fmt.Errorf("lease key %s: %w", k, err)
+			return nil, err
 		}
-		var a lease.Attrs
-		if err := json.Unmarshal([]byte(v), &a); err != nil {
+		var val LeaseValue
+		if err := json.Unmarshal([]byte(v), &val); err != nil {
 			return nil, fmt.Errorf("lease %s: %w", k, err)
 		}
-		out[subnet] = a
+		if err := addFamilyLeases(out, "lease "+k, subnets, val.BackendType, val.parts()); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
+}
+
+// LeaseKey is the key of the lease that holds subnet (of either family:
+// a dual-stack key names both).
+func (e *Etcd) LeaseKey(ctx context.Context, subnet netip.Prefix) (string, error) {
+	kv, err := e.List(ctx, SubnetsPrefix)
+	if err != nil {
+		return "", err
+	}
+	for k := range kv {
+		subnets, err := parseSubnetKey(strings.TrimPrefix(k, SubnetsPrefix))
+		if err == nil && slices.Contains(subnets, subnet) {
+			return k, nil
+		}
+	}
+	return "", fmt.Errorf("lease of %s: %w", subnet, ErrNotFound)
 }
 
 // close stops the server and the client.

@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -58,22 +59,44 @@ func (c *Cluster) startKube() error {
 	return nil
 }
 
-// PodCIDR is the spec.podCIDR of node i (0-based) in kube mode, as
-// kube-controller-manager would assign it: 10.244.<i+1>.0/24.
-func PodCIDR(i int) netip.Prefix {
+// PodCIDR is node i's (0-based) pod subnet of family f in kube mode, as
+// kube-controller-manager would assign it: 10.244.<i+1>.0/24 or
+// fd10:244:0:<i+1>::/64.
+func PodCIDR(i int, f Family) netip.Prefix {
+	if f == IPv6 {
+		return netip.PrefixFrom(netip.AddrFrom16([16]byte{0xfd, 0x10, 0x02, 0x44, 7: byte(i + 1)}), 64)
+	}
 	return netip.PrefixFrom(netip.AddrFrom4([4]byte{10, 244, byte(i + 1), 0}), 24)
 }
 
-// registerNode registers node i as a kubelet would, with its PodCIDR, and
+// PodCIDRs are the spec.podCIDRs of node i in kube mode: PodCIDR of each
+// of stack's families. In dual stack the IPv6 one comes first on every
+// second node (i odd), as Kubernetes allows: weftd must read them in
+// either order (flannel #1629 panicked on IPv6 first).
+func PodCIDRs(i int, stack Stack) []netip.Prefix {
+	var out []netip.Prefix
+	for _, f := range stack.Families() {
+		out = append(out, PodCIDR(i, f))
+	}
+	if stack == DualStack && i%2 == 1 {
+		slices.Reverse(out)
+	}
+	return out
+}
+
+// registerNode registers node i as a kubelet would, with its PodCIDRs, and
 // writes its net-conf.json (the ConfigMap mount in a real cluster).
 func (c *Cluster) registerNode(ctx context.Context, n *Node, i int) error {
 	if err := os.WriteFile(n.netConfPath(), []byte(c.opts.NetConf), 0o644); err != nil {
 		return fmt.Errorf("node %s: write net-conf.json: %w", n.Name, err)
 	}
-	cidr := PodCIDR(i).String()
+	var cidrs []string
+	for _, p := range PodCIDRs(i, c.Stack()) {
+		cidrs = append(cidrs, p.String())
+	}
 	node := &corev1.Node{
 		ObjectMeta: metav1.ObjectMeta{Name: n.Name},
-		Spec:       corev1.NodeSpec{PodCIDR: cidr, PodCIDRs: []string{cidr}},
+		Spec:       corev1.NodeSpec{PodCIDR: cidrs[0], PodCIDRs: cidrs},
 	}
 	return c.withNodes(ctx, func(ctx context.Context, nodes typedcorev1.NodeInterface) error {
 		if _, err := nodes.Create(ctx, node, metav1.CreateOptions{}); err != nil {
@@ -128,9 +151,10 @@ func (c *Cluster) KubeNodes(ctx context.Context) ([]corev1.Node, error) {
 	return items, err
 }
 
-// KubeLeases reads the leases the Node objects publish (podCIDR and
-// flannel's annotations), keyed by subnet, as Etcd.Leases does in etcd
-// mode. Nodes without a backend-type annotation publish none.
+// KubeLeases reads the leases the Node objects publish (podCIDRs and
+// flannel's annotations), keyed by subnet, one entry per family as
+// Etcd.Leases does in etcd mode (public-ipv6 and backend-v6-data for the
+// IPv6 podCIDR). Nodes without a backend-type annotation publish none.
 func (c *Cluster) KubeLeases(ctx context.Context) (map[netip.Prefix]lease.Attrs, error) {
 	nodes, err := c.KubeNodes(ctx)
 	if err != nil {
@@ -138,23 +162,38 @@ func (c *Cluster) KubeLeases(ctx context.Context) (map[netip.Prefix]lease.Attrs,
 	}
 	out := map[netip.Prefix]lease.Attrs{}
 	for _, n := range nodes {
-		ann := n.Annotations
-		if ann[KubeAnnotationPrefix+"backend-type"] == "" {
+		ann := func(key string) string { return n.Annotations[KubeAnnotationPrefix+key] }
+		if ann("backend-type") == "" {
 			continue
 		}
-		subnet, err := netip.ParsePrefix(n.Spec.PodCIDR)
-		if err != nil {
-			return nil, fmt.Errorf("Node %s: podCIDR: %w", n.Name, err)
+		cidrs := n.Spec.PodCIDRs
+		if len(cidrs) == 0 {
+			cidrs = []string{n.Spec.PodCIDR}
 		}
-		ip, err := netip.ParseAddr(ann[KubeAnnotationPrefix+"public-ip"])
-		if err != nil {
-			return nil, fmt.Errorf("Node %s: public-ip: %w", n.Name, err)
+		subnets := make([]netip.Prefix, len(cidrs))
+		for i, s := range cidrs {
+			if subnets[i], err = netip.ParsePrefix(s); err != nil {
+				return nil, fmt.Errorf("Node %s: podCIDRs: %w", n.Name, err)
+			}
 		}
-		data := json.RawMessage(ann[KubeAnnotationPrefix+"backend-data"])
-		if !json.Valid(data) {
-			return nil, fmt.Errorf("Node %s: backend-data %q is not JSON", n.Name, data)
+		parts := map[Family]familyPart{}
+		for f, keys := range map[Family][2]string{IPv4: {"public-ip", "backend-data"}, IPv6: {"public-ipv6", "backend-v6-data"}} {
+			ip, data := ann(keys[0]), json.RawMessage(ann(keys[1]))
+			if ip == "" {
+				continue
+			}
+			addr, err := netip.ParseAddr(ip)
+			if err != nil {
+				return nil, fmt.Errorf("Node %s: %s: %w", n.Name, keys[0], err)
+			}
+			if !json.Valid(data) {
+				return nil, fmt.Errorf("Node %s: %s %q is not JSON", n.Name, keys[1], data)
+			}
+			parts[f] = familyPart{addr, data}
 		}
-		out[subnet] = lease.Attrs{PublicIP: ip, BackendType: ann[KubeAnnotationPrefix+"backend-type"], BackendData: data}
+		if err := addFamilyLeases(out, "Node "+n.Name, subnets, ann("backend-type"), parts); err != nil {
+			return nil, err
+		}
 	}
 	return out, nil
 }
@@ -165,7 +204,7 @@ func (c *Cluster) diagnoseKube(ctx context.Context, b *strings.Builder) {
 	nodes, err := c.KubeNodes(ctx)
 	fmt.Fprintf(b, "--- Nodes at %s (err %v)\n", c.Kube.URL, err)
 	for _, n := range nodes {
-		fmt.Fprintf(b, "%s podCIDR %s\n", n.Name, n.Spec.PodCIDR)
+		fmt.Fprintf(b, "%s podCIDRs %v\n", n.Name, n.Spec.PodCIDRs)
 		keys := make([]string, 0, len(n.Annotations))
 		for k := range n.Annotations {
 			keys = append(keys, k)

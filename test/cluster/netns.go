@@ -23,7 +23,17 @@ type Netns struct {
 	deleted bool
 }
 
-// newNetns creates the namespace name with its loopback up.
+// forwardSysctls make a namespace forward both families (a node, the
+// router).
+var forwardSysctls = []string{"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"}
+
+// noDADSysctls turn IPv6 duplicate address detection off for every
+// interface of a namespace, existing or created later (uplinks, cni0,
+// flannel-v6.1, pods' eth0): its addresses are usable at once.
+var noDADSysctls = []string{"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"}
+
+// newNetns creates the namespace name with its loopback up and IPv6
+// duplicate address detection off.
 func newNetns(ctx context.Context, name string) (*Netns, error) {
 	if out, err := exec.CommandContext(ctx, "ip", "netns", "add", name).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("ip netns add %s: %w: %s", name, err, out)
@@ -35,6 +45,9 @@ func newNetns(ctx context.Context, name string) (*Netns, error) {
 	}
 	n.handle = h
 	if _, err := n.Exec(ctx, "ip", "link", "set", "lo", "up"); err != nil {
+		return n, err
+	}
+	if _, err := n.Exec(ctx, "sysctl", append([]string{"-qw"}, noDADSysctls...)...); err != nil {
 		return n, err
 	}
 	return n, nil

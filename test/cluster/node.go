@@ -29,8 +29,11 @@ type Node struct {
 	Name string
 	// NS is the node's network namespace.
 	NS *Netns
-	// IP is the node's underlay address on eth0 (flannel's PublicIP).
+	// IP is the node's IPv4 underlay address on eth0 (flannel's PublicIP).
 	IP netip.Addr
+	// IPv6 is the node's IPv6 underlay address on eth0 (flannel's
+	// PublicIPv6).
+	IPv6 netip.Addr
 	// Segment is the underlay segment eth0 is bridged to.
 	Segment int
 	// Dir holds this node's files (logs, subnet file, CNI and IPAM state).
@@ -56,7 +59,8 @@ func (c *Cluster) buildNode(ctx context.Context, i int) (*Node, error) {
 	}
 	n := &Node{
 		Name:    fmt.Sprintf("n%d", i+1),
-		IP:      netip.AddrFrom4([4]byte{10, 250, byte(seg), byte(i + 1)}),
+		IP:      underlayIP(seg, i+1, IPv4),
+		IPv6:    underlayIP(seg, i+1, IPv6),
 		Segment: seg,
 		Args:    c.opts.WeftdArgs,
 		c:       c,
@@ -94,22 +98,27 @@ func (c *Cluster) buildNode(ctx context.Context, i int) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
-	addr := netip.PrefixFrom(n.IP, underlayPrefixLen).String()
 	if err := c.infraIP(ctx,
 		[]string{"link", "add", n.Name, "type", "veth", "peer", "name", "eth0", "netns", n.NS.Name},
 		[]string{"link", "set", n.Name, "master", fmt.Sprintf("br%d", seg), "up"},
 	); err != nil {
 		return nil, fmt.Errorf("node %s underlay: %w", n.Name, err)
 	}
-	cmds := [][]string{
-		{"ip", "addr", "add", addr, "dev", "eth0"},
-		{"ip", "link", "set", "eth0", "up"},
-		// A node forwards between its pods and the underlay, as on a kubelet host.
-		{"sysctl", "-qw", "net.ipv4.ip_forward=1"},
+	var cmds [][]string
+	for _, f := range underlayFamilies {
+		cmds = append(cmds, []string{"ip", "addr", "add", underlayPrefix(seg, i+1, f).String(), "dev", "eth0", "nodad"})
 	}
+	cmds = append(cmds,
+		[]string{"ip", "link", "set", "eth0", "up"},
+		// A node forwards between its pods and the underlay, as on a kubelet host.
+		append([]string{"sysctl", "-qw"}, forwardSysctls...),
+	)
 	for s := range c.segments() {
-		if s != seg {
-			cmds = append(cmds, []string{"ip", "route", "add", segmentPrefix(s).String(), "via", routerIP(seg).String()})
+		if s == seg {
+			continue
+		}
+		for _, f := range underlayFamilies {
+			cmds = append(cmds, []string{"ip", "route", "add", underlayPrefix(s, 0, f).Masked().String(), "via", underlayIP(seg, routerHost, f).String()})
 		}
 	}
 	for _, cmd := range cmds {
@@ -118,6 +127,14 @@ func (c *Cluster) buildNode(ctx context.Context, i int) (*Node, error) {
 		}
 	}
 	return n, nil
+}
+
+// IPOf is the node's underlay address of family f (IP or IPv6).
+func (n *Node) IPOf(f Family) netip.Addr {
+	if f == IPv6 {
+		return n.IPv6
+	}
+	return n.IP
 }
 
 // weftdArgs is weftd's command line on this node.
@@ -273,30 +290,64 @@ func (n *Node) SubnetEnv() (map[string]string, error) {
 	return env, nil
 }
 
-// Subnet is the node's pod subnet from its subnet file (FLANNEL_SUBNET,
-// masked: 10.244.3.1/24 -> 10.244.3.0/24).
-func (n *Node) Subnet() (netip.Prefix, error) {
+// subnetKeys are the subnet file's variables of each family's pod subnet.
+var subnetKeys = map[Family]string{IPv4: "FLANNEL_SUBNET", IPv6: "FLANNEL_IPV6_SUBNET"}
+
+// Subnet is the node's IPv4 pod subnet from its subnet file
+// (FLANNEL_SUBNET, masked: 10.244.3.1/24 -> 10.244.3.0/24).
+func (n *Node) Subnet() (netip.Prefix, error) { return n.SubnetOf(IPv4) }
+
+// SubnetOf is the node's pod subnet of family f from its subnet file
+// (FLANNEL_SUBNET or FLANNEL_IPV6_SUBNET, masked).
+func (n *Node) SubnetOf(f Family) (netip.Prefix, error) {
 	env, err := n.SubnetEnv()
 	if err != nil {
 		return netip.Prefix{}, err
 	}
-	p, err := netip.ParsePrefix(env["FLANNEL_SUBNET"])
-	if err != nil {
-		return netip.Prefix{}, fmt.Errorf("%s: FLANNEL_SUBNET: %w", n.SubnetFile, err)
+	return n.subnetIn(env, f)
+}
+
+// subnetIn reads family f's pod subnet from the subnet file's env.
+func (n *Node) subnetIn(env map[string]string, f Family) (netip.Prefix, error) {
+	key := subnetKeys[f]
+	p, err := netip.ParsePrefix(env[key])
+	if err != nil || FamilyOf(p.Addr()) != f {
+		return netip.Prefix{}, fmt.Errorf("%s: %s=%q is no %s prefix (%v)", n.SubnetFile, key, env[key], f, err)
 	}
 	return p.Masked(), nil
 }
 
-// WaitSubnet waits until weftd has written the subnet file and returns the
-// node's pod subnet.
+// Subnets are the node's pod subnets of the cluster's families (Stack),
+// IPv4 first.
+func (n *Node) Subnets() ([]netip.Prefix, error) {
+	env, err := n.SubnetEnv()
+	if err != nil {
+		return nil, err
+	}
+	var out []netip.Prefix
+	for _, f := range n.c.Stack().Families() {
+		p, err := n.subnetIn(env, f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p)
+	}
+	return out, nil
+}
+
+// WaitSubnet waits until weftd has written the subnet file with a subnet
+// of each of the cluster's families and returns the first (IPv4 unless
+// IPv6Only).
 func (n *Node) WaitSubnet(ctx context.Context, timeout time.Duration) (netip.Prefix, error) {
 	var subnet netip.Prefix
 	err := Eventually(ctx, timeout, "subnet file of "+n.Name, func() error {
 		if err := n.alive(); err != nil {
 			return err
 		}
-		s, err := n.Subnet()
-		subnet = s
+		s, err := n.Subnets()
+		if err == nil {
+			subnet = s[0]
+		}
 		return err
 	})
 	return subnet, err

@@ -31,8 +31,12 @@ type Pod struct {
 	NS *Netns
 	// Node is the node the pod runs on.
 	Node *Node
-	// IP is the pod's address from the CNI result.
+	// IP is the pod's IPv4 address from the CNI result; invalid in an
+	// IPv6Only cluster.
 	IP netip.Addr
+	// IPv6 is the pod's IPv6 address from the CNI result; invalid in an
+	// IPv4Only cluster.
+	IPv6 netip.Addr
 
 	list *libcni.NetworkConfigList
 	rt   *libcni.RuntimeConf
@@ -110,16 +114,39 @@ func (n *Node) attach(ctx context.Context, list *libcni.NetworkConfigList) (*Pod
 		return nil, fmt.Errorf("CNI ADD %s on %s: result: %w", p.ID, n.Name, err)
 	}
 	for _, ipc := range cur.IPs {
-		if ip, ok := netip.AddrFromSlice(ipc.Address.IP.To4()); ok {
+		ip, ok := netip.AddrFromSlice(ipc.Address.IP)
+		switch ip = ip.Unmap(); {
+		case !ok:
+		case ip.Is4() && !p.IP.IsValid():
 			p.IP = ip
-			break
+		case ip.Is6() && !p.IPv6.IsValid():
+			p.IPv6 = ip
 		}
 	}
-	if !p.IP.IsValid() {
-		return nil, fmt.Errorf("CNI ADD %s on %s: no IPv4 address in result %v", p.ID, n.Name, cur)
+	for _, f := range n.c.Stack().Families() {
+		if !p.IPOf(f).IsValid() {
+			return nil, fmt.Errorf("CNI ADD %s on %s: no %s address in result %v", p.ID, n.Name, f, cur)
+		}
 	}
-	n.c.log.Info("pod up", "pod", p.ID, "ip", p.IP)
+	n.c.log.Info("pod up", "pod", p.ID, "ips", p.Addrs())
 	return p, nil
+}
+
+// IPOf is the pod's address of family f (IP or IPv6).
+func (p *Pod) IPOf(f Family) netip.Addr {
+	if f == IPv6 {
+		return p.IPv6
+	}
+	return p.IP
+}
+
+// Addrs are the pod's addresses of the cluster's families, IPv4 first.
+func (p *Pod) Addrs() []netip.Addr {
+	var out []netip.Addr
+	for _, f := range p.Node.c.Stack().Families() {
+		out = append(out, p.IPOf(f))
+	}
+	return out
 }
 
 // Delete runs CNI DEL for the pod and deletes its namespace.

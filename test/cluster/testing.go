@@ -75,7 +75,7 @@ func (c *Cluster) Diagnose(ctx context.Context) string {
 		c.diagnoseKube(ctx, &b)
 	}
 	for _, n := range c.Nodes {
-		fmt.Fprintf(&b, "=== node %s (%s, pid %d)\n", n.Name, n.IP, n.WeftdPID())
+		fmt.Fprintf(&b, "=== node %s (%s %s, pid %d)\n", n.Name, n.IP, n.IPv6, n.WeftdPID())
 		if log, err := os.ReadFile(n.LogPath()); err == nil {
 			lines := strings.Split(strings.TrimRight(string(log), "\n"), "\n")
 			fmt.Fprintf(&b, "--- weftd log (last %d lines)\n%s\n", logTail, strings.Join(lines[max(0, len(lines)-logTail):], "\n"))
@@ -83,10 +83,12 @@ func (c *Cluster) Diagnose(ctx context.Context) string {
 		if env, err := os.ReadFile(n.SubnetFile); err == nil {
 			fmt.Fprintf(&b, "--- %s\n%s", n.SubnetFile, env)
 		}
-		for _, cmd := range [][]string{
-			{"ip", "-d", "-br", "link"}, {"ip", "-br", "addr"}, {"ip", "route"}, {"ip", "neigh"},
-			{"bridge", "fdb", "show", "dev", "flannel.1"},
-		} {
+		cmds := [][]string{{"ip", "-d", "-br", "link"}, {"ip", "-br", "addr"}, {"ip", "route"}, {"ip", "neigh"},
+			{"bridge", "fdb", "show", "dev", BackendDevice("vxlan", IPv4)}}
+		if c.Stack().Has(IPv6) {
+			cmds = append(cmds, []string{"ip", "-6", "route"}, []string{"bridge", "fdb", "show", "dev", BackendDevice("vxlan", IPv6)})
+		}
+		for _, cmd := range cmds {
 			out, err := n.Exec(ctx, cmd[0], cmd[1:]...)
 			if err != nil {
 				out = err.Error() + "\n"

@@ -51,7 +51,8 @@ type Pinger struct {
 }
 
 // StartPing starts `ping -c count -i interval [flags] to` inside the
-// namespace (flags are more ping options, e.g. "-s", "1400" for 1400
+// namespace (to of either family: iputils' ping picks ICMPv6 for an IPv6
+// address) (flags are more ping options, e.g. "-s", "1400" for 1400
 // bytes of payload); it ends after count probes or when ctx ends.
 func (n *Netns) StartPing(ctx context.Context, to netip.Addr, count int, interval time.Duration, flags ...string) (*Pinger, error) {
 	p := &Pinger{done: make(chan struct{})}
@@ -113,11 +114,12 @@ type EchoServer struct {
 	wg sync.WaitGroup
 }
 
-// ServeEcho starts an echo server on port (all addresses) in the namespace.
+// ServeEcho starts an echo server on port (all addresses of both families)
+// in the namespace.
 func (n *Netns) ServeEcho(port uint16) (*EchoServer, error) {
 	s := &EchoServer{}
 	err := n.Do(func() error {
-		ln, err := net.Listen("tcp4", fmt.Sprintf(":%d", port))
+		ln, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
 		s.ln = ln
 		return err
 	})
@@ -156,7 +158,7 @@ func (s *EchoServer) Close() error {
 }
 
 // EchoRoundTrip connects from inside the namespace to an echo server at
-// to, sends size pseudo-random bytes while reading the echo, and checks
+// to (either family), sends size pseudo-random bytes while reading the echo, and checks
 // that exactly the same bytes came back (SHA-256): a TCP transfer in both
 // directions at once.
 func (n *Netns) EchoRoundTrip(ctx context.Context, to netip.AddrPort, size int) error {
@@ -214,7 +216,7 @@ func (n *Netns) echo(ctx context.Context, to netip.AddrPort, src io.Reader) (int
 	var conn net.Conn
 	err := n.Do(func() error {
 		d := net.Dialer{Timeout: 5 * time.Second}
-		c, err := d.DialContext(ctx, "tcp4", to.String())
+		c, err := d.DialContext(ctx, "tcp", to.String())
 		conn = c
 		return err
 	})

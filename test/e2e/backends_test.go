@@ -15,14 +15,40 @@ type backendCase struct {
 	// segments puts nodes on underlay segments (DirectRouting needs a node
 	// that is not an L2 neighbour).
 	segments []int
+	// ipv6 marks a backend with IPv6 (vxlan, host-gw: flannel's; udp and
+	// wireguard refuse EnableIPv6).
+	ipv6 bool
 }
 
 var backendCases = []backendCase{
-	{name: "vxlan", backend: "vxlan"},
-	{name: "host-gw", backend: "host-gw"},
-	{name: "vxlan-directrouting", backend: "vxlan", directRouting: true, segments: []int{0, 0, 1}},
+	{name: "vxlan", backend: "vxlan", ipv6: true},
+	{name: "host-gw", backend: "host-gw", ipv6: true},
+	{name: "vxlan-directrouting", backend: "vxlan", directRouting: true, segments: []int{0, 0, 1}, ipv6: true},
 	{name: "udp", backend: "udp"},
 	{name: "wireguard", backend: "wireguard"},
+}
+
+// stacks are the pod network stacks the case runs with: IPv4 only, and
+// dual stack and IPv6 only where the backend has IPv6.
+func (bc backendCase) stacks() []cluster.Stack {
+	if bc.ipv6 {
+		return cluster.Stacks
+	}
+	return []cluster.Stack{cluster.IPv4Only}
+}
+
+// stackName is name with the stack appended unless it is IPv4Only, so the
+// IPv4 cases keep their names ("vxlan", "vxlan/dual", "vxlan/ipv6").
+func stackName(name string, s cluster.Stack) string {
+	if s == cluster.IPv4Only {
+		return name
+	}
+	return name + "/" + s.String()
+}
+
+// netConf is the case's net-conf.json for stack on datapath dp.
+func (bc backendCase) netConf(stack cluster.Stack, dp string) string {
+	return cluster.StackNetConf(stack, bc.backend, dp, bc.directRouting)
 }
 
 // datapathCases are the datapath and backend pairs a feature is checked on
@@ -43,51 +69,60 @@ func (bc backendCase) mode(a, b *cluster.Node) string {
 	return bc.backend
 }
 
-// TestBackends runs each backend on each datapath over three nodes: pods
-// ping and carry TCP across every node pair, nodes reach remote pods.
+// TestBackends runs each backend on each datapath over three nodes, with
+// each stack the backend has (IPv4 only; dual stack and IPv6 only for
+// vxlan, host-gw and DirectRouting): pods ping and carry TCP across every
+// node pair on every address family, nodes reach remote pods, and the
+// kernel datapath routes every peer of every family as the mode says.
 func TestBackends(t *testing.T) {
 	for _, dp := range []string{"kernel", "ebpf"} {
 		for _, bc := range backendCases {
-			t.Run(dp+"/"+bc.name, func(t *testing.T) {
-				c := start(t, cluster.Options{Nodes: 3, Segments: bc.segments, NetConf: cluster.NetConf(bc.backend, dp, bc.directRouting)})
-				pods := addPods(t, c, 1)
-				requireDatapaths(t, c, dp)
-				checkMesh(t, c, pods)
-				for _, n := range c.Nodes {
-					modes := map[string]bool{}
-					for _, m := range c.Nodes {
-						if m != n {
-							modes[bc.mode(n, m)] = true
-							if dp == "kernel" {
-								checkKernelMode(t, n, m, bc.mode(n, m))
+			for _, stack := range bc.stacks() {
+				t.Run(stackName(dp+"/"+bc.name, stack), func(t *testing.T) {
+					c := start(t, cluster.Options{Nodes: 3, Segments: bc.segments, NetConf: bc.netConf(stack, dp)})
+					pods := addPods(t, c, 1)
+					requireDatapaths(t, c, dp)
+					checkMesh(t, c, pods)
+					for _, n := range c.Nodes {
+						modes := map[string]bool{}
+						for _, m := range c.Nodes {
+							if m != n {
+								modes[bc.mode(n, m)] = true
+								if dp == "kernel" {
+									checkKernelMode(t, n, m, bc.mode(n, m))
+								}
+							}
+						}
+						for mode := range modes {
+							for _, f := range stack.Families() {
+								if label := carrierOf(dp, mode, f); label != "" {
+									expectCarried(t, n, label)
+								}
 							}
 						}
 					}
-					for mode := range modes {
-						if label := carrierOf(dp, mode); label != "" {
-							expectCarried(t, n, label)
-						}
-					}
-				}
-			})
+				})
+			}
 		}
 	}
 }
 
-// TestMixedDatapaths runs ebpf and kernel nodes in one vxlan cluster: the
-// wire formats must match.
+// TestMixedDatapaths runs ebpf and kernel nodes in one cluster, with each
+// stack the backend has: the wire formats must match, for IPv6 too.
 func TestMixedDatapaths(t *testing.T) {
 	for _, bc := range backendCases {
-		t.Run(bc.name, func(t *testing.T) {
-			c := start(t, cluster.Options{
-				Nodes: 3, Segments: bc.segments,
-				NetConf:   cluster.NetConf(bc.backend, "ebpf", bc.directRouting),
-				Datapaths: []string{"", "kernel", ""},
+		for _, stack := range bc.stacks() {
+			t.Run(stackName(bc.name, stack), func(t *testing.T) {
+				c := start(t, cluster.Options{
+					Nodes: 3, Segments: bc.segments,
+					NetConf:   bc.netConf(stack, "ebpf"),
+					Datapaths: []string{"", "kernel", ""},
+				})
+				pods := addPods(t, c, 1)
+				requireDatapaths(t, c, "ebpf", "kernel", "ebpf")
+				checkMesh(t, c, pods)
 			})
-			pods := addPods(t, c, 1)
-			requireDatapaths(t, c, "ebpf", "kernel", "ebpf")
-			checkMesh(t, c, pods)
-		})
+		}
 	}
 }
 
@@ -112,13 +147,15 @@ func TestEBPFAttach(t *testing.T) {
 }
 
 // carrierOf is the backend label of the weft_datapath_packets_total
-// series that counts traffic of mode on datapath dp, "" when none does
-// (kernel host-gw has no device of its own). The ebpf datapath leaves
-// wireguard's encryption to the kernel path.
-func carrierOf(dp, mode string) string {
+// series that counts traffic of family f of mode on datapath dp, "" when
+// none does (kernel host-gw has no device of its own). The ebpf datapath
+// leaves wireguard's encryption to the kernel path and counts IPv6 apart;
+// the kernel path's vxlan-kernel counts flannel.1 and flannel-v6.1
+// together.
+func carrierOf(dp, mode string, f cluster.Family) string {
 	switch {
 	case dp == "ebpf" && mode != "wireguard":
-		return mode + "-ebpf"
+		return cluster.EBPFCarrier(mode, f)
 	case mode == "host-gw":
 		return ""
 	}
@@ -138,10 +175,11 @@ func requireDatapaths(t *testing.T, c *cluster.Cluster, want ...string) {
 	}
 }
 
-// checkKernelMode requires that node n routes m's subnet as mode does.
+// checkKernelMode requires that node n routes m's subnet of every family
+// of the cluster as mode does.
 func checkKernelMode(t *testing.T, n, m *cluster.Node, mode string) {
 	t.Helper()
-	subnet, err := m.Subnet()
+	subnets, err := m.Subnets()
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,8 +188,11 @@ func checkKernelMode(t *testing.T, n, m *cluster.Node, mode string) {
 		t.Fatal(err)
 	}
 	defer h.Close()
-	if err := checkRouteMode(h, peer{subnet: subnet, publicIP: m.IP}, mode); err != nil {
-		t.Error(fmt.Errorf("%s -> %s: %w", n.Name, m.Name, err))
+	for _, subnet := range subnets {
+		p := peer{subnet: subnet, publicIP: m.IPOf(cluster.FamilyOf(subnet.Addr()))}
+		if err := checkRouteMode(h, p, mode); err != nil {
+			t.Error(fmt.Errorf("%s -> %s: %w", n.Name, m.Name, err))
+		}
 	}
 }
 

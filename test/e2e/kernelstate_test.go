@@ -21,20 +21,53 @@ const (
 	vxlanPort = 8472
 	// vxlanMTU is the underlay's 1500 minus 50 bytes of encapsulation.
 	vxlanMTU = 1450
+	// vxlanMTUv6 is flannel-v6.1's: 1500 minus 70 bytes of encapsulation
+	// in IPv6 (FLANNEL-COMPAT.md "Dual stack").
+	vxlanMTUv6 = 1430
 )
 
-// peer is another node as a node's kernel state must reflect it.
+// vxlanDevOf is flannel's vxlan device for pod traffic of family f:
+// flannel.1, or flannel-v6.1 over the IPv6 underlay.
+func vxlanDevOf(f cluster.Family) string { return cluster.BackendDevice("vxlan", f) }
+
+// vxlanMTUOf is the MTU of vxlanDevOf(f).
+func vxlanMTUOf(f cluster.Family) int {
+	if f == cluster.IPv6 {
+		return vxlanMTUv6
+	}
+	return vxlanMTU
+}
+
+// podMTU is the pods' MTU (FLANNEL_MTU) of backend in a cluster of stack:
+// the smallest of the families' device MTUs (weft's documented
+// difference: flanneld publishes uplink - 50 even in dual stack).
+func podMTU(backend string, stack cluster.Stack) int {
+	if backend != "vxlan" {
+		return 1500
+	}
+	mtu := 1500
+	for _, f := range stack.Families() {
+		mtu = min(mtu, vxlanMTUOf(f))
+	}
+	return mtu
+}
+
+// peer is another node as a node's kernel state must reflect it, one
+// family of it (as the datapath's peers; see cluster.Etcd.Leases).
 type peer struct {
 	subnet   netip.Prefix
 	publicIP netip.Addr
 	vtepMAC  net.HardwareAddr // vxlan only
 }
 
-// peersOf returns the leases other than own as peers.
+// family is the peer's address family.
+func (p peer) family() cluster.Family { return cluster.FamilyOf(p.subnet.Addr()) }
+
+// peersOf returns the leases of own's family other than own as peers.
 func peersOf(leases map[netip.Prefix]lease.Attrs, own netip.Prefix) ([]peer, error) {
 	var out []peer
 	for subnet, a := range leases {
-		if subnet == own {
+		if subnet == own || subnet.Addr().Is4() != own.Addr().Is4() {
 			continue
 		}
 		p, err := peerOf(subnet, a)
@@ -59,14 +92,11 @@ func peerOf(subnet netip.Prefix, a lease.Attrs) (peer, error) {
 	return p, nil
 }
 
-// withPeers calls f with a netlink handle in node n's namespace, n's own
-// subnet and the other leases as peers.
+// withPeers calls f, once per family of the cluster, with a netlink handle
+// in node n's namespace, n's own subnet of the family and the other leases
+// of the family as peers.
 func withPeers(n *cluster.Node, leases map[netip.Prefix]lease.Attrs, f func(h *netlink.Handle, own netip.Prefix, peers []peer) error) error {
-	own, err := n.Subnet()
-	if err != nil {
-		return err
-	}
-	peers, err := peersOf(leases, own)
+	subnets, err := n.Subnets()
 	if err != nil {
 		return err
 	}
@@ -75,55 +105,79 @@ func withPeers(n *cluster.Node, leases map[netip.Prefix]lease.Attrs, f func(h *n
 		return err
 	}
 	defer h.Close()
-	return f(h, own, peers)
+	for _, own := range subnets {
+		peers, err := peersOf(leases, own)
+		if err != nil {
+			return err
+		}
+		if err := f(h, own, peers); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
-// vxlanDevice checks node n's flannel.1 as flannel creates it (VNI 1, port
-// 8472, no learning, MTU 1450, address <own subnet>.0/32) and returns it.
+// vxlanDevice checks node n's vxlan device of own's family as flannel
+// creates it and returns it: VNI 1, port 8472, no learning; flannel.1 with
+// MTU 1450 and address <own subnet>.0/32, flannel-v6.1 with MTU 1430,
+// local = the node's IPv6 underlay address and address <own subnet>::/128
+// (beside its link-local one).
 func vxlanDevice(h *netlink.Handle, own netip.Prefix) (*netlink.Vxlan, error) {
-	link, err := h.LinkByName(vxlanDev)
+	f := cluster.FamilyOf(own.Addr())
+	name, mtu := vxlanDevOf(f), vxlanMTUOf(f)
+	link, err := h.LinkByName(name)
 	if err != nil {
-		return nil, fmt.Errorf("%s: %w", vxlanDev, err)
+		return nil, fmt.Errorf("%s: %w", name, err)
 	}
 	vx, ok := link.(*netlink.Vxlan)
 	if !ok {
-		return nil, fmt.Errorf("%s is a %s, not vxlan", vxlanDev, link.Type())
+		return nil, fmt.Errorf("%s is a %s, not vxlan", name, link.Type())
 	}
-	if vx.VxlanId != vxlanVNI || vx.Port != vxlanPort || vx.Learning || vx.MTU != vxlanMTU {
+	if vx.VxlanId != vxlanVNI || vx.Port != vxlanPort || vx.Learning || vx.MTU != mtu {
 		return nil, fmt.Errorf("%s: vni %d port %d learning %v mtu %d, want vni %d port %d nolearning mtu %d",
-			vxlanDev, vx.VxlanId, vx.Port, vx.Learning, vx.MTU, vxlanVNI, vxlanPort, vxlanMTU)
+			name, vx.VxlanId, vx.Port, vx.Learning, vx.MTU, vxlanVNI, vxlanPort, mtu)
 	}
-	addrs, err := h.AddrList(link, netlink.FAMILY_V4)
+	if local, _ := netip.AddrFromSlice(vx.SrcAddr); f == cluster.IPv6 && !local.Is6() {
+		return nil, fmt.Errorf("%s: local %s, want the node's IPv6 underlay address", name, vx.SrcAddr)
+	}
+	addrs, err := h.AddrList(link, f.Netlink())
 	if err != nil {
-		return nil, fmt.Errorf("addresses of %s: %w", vxlanDev, err)
+		return nil, fmt.Errorf("addresses of %s: %w", name, err)
 	}
-	want := netip.PrefixFrom(own.Addr(), 32).String()
-	if len(addrs) != 1 || addrs[0].IPNet.String() != want {
-		return nil, fmt.Errorf("%s addresses %v, want only %s", vxlanDev, addrs, want)
+	var global []string
+	for _, a := range addrs {
+		if !a.IP.IsLinkLocalUnicast() {
+			global = append(global, a.IPNet.String())
+		}
+	}
+	want := netip.PrefixFrom(own.Addr(), own.Addr().BitLen()).String()
+	if len(global) != 1 || global[0] != want {
+		return nil, fmt.Errorf("%s addresses %v, want only %s", name, global, want)
 	}
 	return vx, nil
 }
 
 // vxlanPeerState reports which of flannel's three entries for p exist on
-// dev: the route "<subnet> via <subnet .0> dev flannel.1 onlink", the
-// permanent neighbour <subnet .0> -> VtepMAC and the fdb entry VtepMAC ->
+// dev (flannel.1, or flannel-v6.1 for an IPv6 peer): the route "<subnet>
+// via <subnet's first address> dev <dev> onlink", the permanent neighbour
+// <subnet's first address> -> VtepMAC and the fdb entry VtepMAC ->
 // PublicIP. An entry that exists but differs is an error.
 func vxlanPeerState(h *netlink.Handle, dev netlink.Link, p peer) (route, neigh, fdb bool, err error) {
 	gw := p.subnet.Addr()
-	idx := dev.Attrs().Index
-	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: prefixNet(p.subnet)}, netlink.RT_FILTER_DST)
+	idx, name, fam := dev.Attrs().Index, dev.Attrs().Name, p.family().Netlink()
+	routes, err := h.RouteListFiltered(fam, &netlink.Route{Dst: prefixNet(p.subnet)}, netlink.RT_FILTER_DST)
 	if err != nil {
 		return false, false, false, fmt.Errorf("routes to %s: %w", p.subnet, err)
 	}
 	for _, r := range routes {
 		route = true
 		if r.LinkIndex != idx || !ipIs(r.Gw, gw) || r.Flags&unix.RTNH_F_ONLINK == 0 {
-			return route, neigh, fdb, fmt.Errorf("route %s, want %s via %s dev %s onlink", r, p.subnet, gw, vxlanDev)
+			return route, neigh, fdb, fmt.Errorf("route %s, want %s via %s dev %s onlink", r, p.subnet, gw, name)
 		}
 	}
-	neighs, err := h.NeighList(idx, netlink.FAMILY_V4)
+	neighs, err := h.NeighList(idx, fam)
 	if err != nil {
-		return route, false, false, fmt.Errorf("neighbours on %s: %w", vxlanDev, err)
+		return route, false, false, fmt.Errorf("neighbours on %s: %w", name, err)
 	}
 	for _, n := range neighs {
 		if ipIs(n.IP, gw) {
@@ -135,7 +189,7 @@ func vxlanPeerState(h *netlink.Handle, dev netlink.Link, p peer) (route, neigh, 
 	}
 	fdbs, err := h.NeighList(idx, unix.AF_BRIDGE)
 	if err != nil {
-		return route, neigh, false, fmt.Errorf("fdb of %s: %w", vxlanDev, err)
+		return route, neigh, false, fmt.Errorf("fdb of %s: %w", name, err)
 	}
 	for _, f := range fdbs {
 		if bytes.Equal(f.HardwareAddr, p.vtepMAC) {
@@ -167,9 +221,10 @@ func checkVXLANPeerGone(n *cluster.Node, p peer) error {
 		return err
 	}
 	defer h.Close()
-	dev, err := h.LinkByName(vxlanDev)
+	name := vxlanDevOf(p.family())
+	dev, err := h.LinkByName(name)
 	if err != nil {
-		return fmt.Errorf("%s on %s: %w", vxlanDev, n.Name, err)
+		return fmt.Errorf("%s on %s: %w", name, n.Name, err)
 	}
 	route, neigh, fdb, err := vxlanPeerState(h, dev, p)
 	if route || neigh || fdb {
@@ -179,12 +234,13 @@ func checkVXLANPeerGone(n *cluster.Node, p peer) error {
 }
 
 // checkRouteMode requires that node n routes p's subnet as mode does:
-// "vxlan" through flannel.1, "host-gw" via p's PublicIP on eth0.
+// "vxlan" through flannel.1 (flannel-v6.1 for an IPv6 peer), "host-gw"
+// via p's PublicIP (of p's family) on eth0.
 func checkRouteMode(h *netlink.Handle, p peer, mode string) error {
 	if mode == "udp" || mode == "wireguard" {
-		return checkRouteDev(h, p, cluster.BackendDevice(mode))
+		return checkRouteDev(h, p, cluster.BackendDevice(mode, p.family()))
 	}
-	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: prefixNet(p.subnet)}, netlink.RT_FILTER_DST)
+	routes, err := h.RouteListFiltered(p.family().Netlink(), &netlink.Route{Dst: prefixNet(p.subnet)}, netlink.RT_FILTER_DST)
 	if err != nil {
 		return fmt.Errorf("routes to %s: %w", p.subnet, err)
 	}
@@ -192,7 +248,7 @@ func checkRouteMode(h *netlink.Handle, p peer, mode string) error {
 		return fmt.Errorf("%d routes to %s, want 1", len(routes), p.subnet)
 	}
 	r := routes[0]
-	dev, gw := vxlanDev, p.subnet.Addr()
+	dev, gw := vxlanDevOf(p.family()), p.subnet.Addr()
 	if mode == "host-gw" {
 		dev, gw = "eth0", p.publicIP
 	}

@@ -22,27 +22,30 @@ import (
 // TestKube runs the namespace cluster in kube mode: kube-apiserver in the
 // infra namespace, one Node object per node, weftd with --kube-subnet-mgr as
 // deploy/weft.yaml's ServiceAccount, talking to the API server over the
-// underlay. Per datapath and backend: every Node carries flannel's
-// annotations and NetworkUnavailable=False, subnet.env matches the podCIDR,
-// pods ping and carry TCP across nodes, and deleting a Node removes it from
-// the other nodes.
+// underlay. Per datapath and backend, IPv4 only and dual stack (podCIDRs of
+// both families, IPv6 first on every second node): every Node carries
+// flannel's annotations and NetworkUnavailable=False, subnet.env matches the
+// podCIDRs, pods ping and carry TCP across nodes on every family, and
+// deleting a Node removes it from the other nodes.
 func TestKube(t *testing.T) {
 	for _, tc := range datapathCases {
-		t.Run(tc.datapath+"/"+tc.backend, func(t *testing.T) {
-			c := start(t, cluster.Options{Nodes: 3, Kube: true, NetConf: cluster.NetConf(tc.backend, tc.datapath, false)})
-			pods := addPods(t, c, 1)
-			requireDatapaths(t, c, tc.datapath)
-			waitKubeNodes(t, c, tc.backend)
-			checkMesh(t, c, pods)
-			checkNodeDelete(t, c, pods, tc.datapath)
-		})
+		for _, stack := range []cluster.Stack{cluster.IPv4Only, cluster.DualStack} {
+			t.Run(stackName(tc.datapath+"/"+tc.backend, stack), func(t *testing.T) {
+				c := start(t, cluster.Options{Nodes: 3, Kube: true, NetConf: cluster.StackNetConf(stack, tc.backend, tc.datapath, false)})
+				pods := addPods(t, c, 1)
+				requireDatapaths(t, c, tc.datapath)
+				waitKubeNodes(t, c, tc.backend)
+				checkMesh(t, c, pods)
+				checkNodeDelete(t, c, pods, tc.datapath)
+			})
+		}
 	}
 }
 
 // waitKubeNodes waits until every node's Node object and kernel state are
 // what flannel's would be: the annotations, NetworkUnavailable=False, the
-// podCIDR in subnet.env, and a route (vxlan: with neighbour and fdb entry)
-// for every other Node's lease.
+// podCIDRs in subnet.env, and a route (vxlan: with neighbour and fdb entry)
+// for every other Node's lease of every family.
 func waitKubeNodes(t *testing.T, c *cluster.Cluster, backend string) {
 	t.Helper()
 	ctx := t.Context()
@@ -55,8 +58,8 @@ func waitKubeNodes(t *testing.T, c *cluster.Cluster, backend string) {
 		if err != nil {
 			return err
 		}
-		if len(objs) != len(c.Nodes) || len(leases) != len(c.Nodes) {
-			return fmt.Errorf("%d Nodes publish %d leases, want %d of each", len(objs), len(leases), len(c.Nodes))
+		if len(objs) != len(c.Nodes) || len(leases) != len(c.Nodes)*len(c.Stack().Families()) {
+			return fmt.Errorf("%d Nodes publish %d lease entries, want %d Nodes with one per family", len(objs), len(leases), len(c.Nodes))
 		}
 		var errs []error
 		for _, n := range c.Nodes {
@@ -64,7 +67,7 @@ func waitKubeNodes(t *testing.T, c *cluster.Cluster, backend string) {
 			if i < 0 {
 				return fmt.Errorf("no Node %s", n.Name)
 			}
-			errs = append(errs, checkKubeNode(n, objs[i], backend), checkPeerRoutes(n, leases, backend))
+			errs = append(errs, checkKubeNode(n, c.Stack(), objs[i], backend), checkPeerRoutes(n, leases, backend))
 		}
 		return errors.Join(errs...)
 	})
@@ -73,35 +76,50 @@ func waitKubeNodes(t *testing.T, c *cluster.Cluster, backend string) {
 	}
 }
 
+// kubeAnnotations are the Node annotations of each family's public
+// address and backend data.
+var kubeAnnotations = map[cluster.Family][2]string{cluster.IPv4: {"public-ip", "backend-data"}, cluster.IPv6: {"public-ipv6", "backend-v6-data"}}
+
 // checkKubeNode checks what node n publishes on its Node object obj and
-// what its subnet file says.
-func checkKubeNode(n *cluster.Node, obj corev1.Node, backend string) error {
-	subnet, err := n.Subnet()
+// what its subnet file says, for each family of stack.
+func checkKubeNode(n *cluster.Node, stack cluster.Stack, obj corev1.Node, backend string) error {
+	subnets, err := n.Subnets()
 	if err != nil {
 		return err
 	}
-	if subnet.String() != obj.Spec.PodCIDR {
-		return fmt.Errorf("%s: subnet file has %s, Node podCIDR is %s", n.Name, subnet, obj.Spec.PodCIDR)
+	var got []string
+	for _, s := range subnets {
+		got = append(got, s.String())
+	}
+	if !slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(obj.Spec.PodCIDRs))) {
+		return fmt.Errorf("%s: subnet file has %v, Node podCIDRs are %v", n.Name, got, obj.Spec.PodCIDRs)
 	}
 	env, err := n.SubnetEnv()
 	if err != nil {
 		return err
 	}
-	mtu := 1500
-	if backend == "vxlan" {
-		mtu = vxlanMTU
+	mtu := podMTU(backend, stack)
+	network := ""
+	if stack.Has(cluster.IPv4) {
+		network = cluster.PodNetwork
 	}
-	if env["FLANNEL_NETWORK"] != cluster.PodNetwork || env["FLANNEL_MTU"] != fmt.Sprint(mtu) || env["FLANNEL_IPMASQ"] != "true" {
-		return fmt.Errorf("%s: subnet file %v, want FLANNEL_NETWORK=%s FLANNEL_MTU=%d FLANNEL_IPMASQ=true", n.Name, env, cluster.PodNetwork, mtu)
+	if env["FLANNEL_NETWORK"] != network || env["FLANNEL_MTU"] != fmt.Sprint(mtu) || env["FLANNEL_IPMASQ"] != "true" {
+		return fmt.Errorf("%s: subnet file %v, want FLANNEL_NETWORK=%s FLANNEL_MTU=%d FLANNEL_IPMASQ=true", n.Name, env, network, mtu)
 	}
 
 	ann := func(key string) string { return obj.Annotations[cluster.KubeAnnotationPrefix+key] }
-	if ann("kube-subnet-manager") != "true" || ann("backend-type") != backend || ann("public-ip") != n.IP.String() {
-		return fmt.Errorf("Node %s annotations %v, want kube-subnet-manager true, backend-type %s, public-ip %s",
-			n.Name, obj.Annotations, backend, n.IP)
+	if ann("kube-subnet-manager") != "true" || ann("backend-type") != backend {
+		return fmt.Errorf("Node %s annotations %v, want kube-subnet-manager true, backend-type %s", n.Name, obj.Annotations, backend)
 	}
-	if err := checkBackendData(n, subnet, ann("backend-data"), backend); err != nil {
-		return fmt.Errorf("Node %s annotation backend-data: %w", n.Name, err)
+	for _, subnet := range subnets {
+		f := cluster.FamilyOf(subnet.Addr())
+		keys := kubeAnnotations[f]
+		if ann(keys[0]) != n.IPOf(f).String() {
+			return fmt.Errorf("Node %s annotation %s %q, want %s", n.Name, keys[0], ann(keys[0]), n.IPOf(f))
+		}
+		if err := checkBackendData(n, subnet, ann(keys[1]), backend); err != nil {
+			return fmt.Errorf("Node %s annotation %s: %w", n.Name, keys[1], err)
+		}
 	}
 
 	for _, cond := range obj.Status.Conditions {
@@ -115,8 +133,9 @@ func checkKubeNode(n *cluster.Node, obj corev1.Node, backend string) error {
 	return fmt.Errorf("Node %s has no NetworkUnavailable condition", n.Name)
 }
 
-// checkBackendData checks the backend-data annotation: flannel's vxlan
-// BackendData with node n's flannel.1 MAC, or null for host-gw.
+// checkBackendData checks the backend-data (or backend-v6-data, for an
+// IPv6 subnet) annotation: flannel's vxlan BackendData with the MAC of
+// node n's flannel.1 (flannel-v6.1), or null for host-gw.
 func checkBackendData(n *cluster.Node, subnet netip.Prefix, data, backend string) error {
 	if backend != "vxlan" {
 		if data != "null" {
@@ -138,7 +157,7 @@ func checkBackendData(n *cluster.Node, subnet netip.Prefix, data, backend string
 		return err
 	}
 	if d.VNI != vxlanVNI || d.VtepMAC != dev.HardwareAddr.String() {
-		return fmt.Errorf("%q, want VNI %d and VtepMAC %s (%s)", data, vxlanVNI, dev.HardwareAddr, vxlanDev)
+		return fmt.Errorf("%q, want VNI %d and VtepMAC %s (%s)", data, vxlanVNI, dev.HardwareAddr, dev.Name)
 	}
 	return nil
 }
@@ -162,8 +181,8 @@ func checkPeerRoutes(n *cluster.Node, leases map[netip.Prefix]lease.Attrs, backe
 
 // checkNodeDelete stops the last node's weftd and deletes its Node object,
 // as when a node leaves the cluster: the other nodes must drop its route
-// (vxlan: and neighbour and fdb entry; ebpf: and its weft_peers entry), and
-// their pods must still reach each other.
+// of every family (vxlan: and neighbour and fdb entry; ebpf: and its
+// weft_peers entry), and their pods must still reach each other.
 func checkNodeDelete(t *testing.T, c *cluster.Cluster, pods []*cluster.Pod, datapath string) {
 	t.Helper()
 	ctx := t.Context()
@@ -172,22 +191,26 @@ func checkNodeDelete(t *testing.T, c *cluster.Cluster, pods []*cluster.Pod, data
 	if err != nil {
 		t.Fatal(err)
 	}
-	subnet, err := leaver.Subnet()
+	subnets, err := leaver.Subnets()
 	if err != nil {
 		t.Fatal(err)
 	}
-	a, ok := leases[subnet]
-	if !ok {
-		t.Fatalf("Node %s publishes no lease of %s: %v", leaver.Name, subnet, leases)
-	}
-	p, err := peerOf(subnet, a)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if datapath == "ebpf" {
-		for _, n := range stay {
-			if err := checkBPFPeer(n, subnet, true); err != nil {
-				t.Fatal(err)
+	var gone []peer
+	for _, subnet := range subnets {
+		a, ok := leases[subnet]
+		if !ok {
+			t.Fatalf("Node %s publishes no lease of %s: %v", leaver.Name, subnet, leases)
+		}
+		p, err := peerOf(subnet, a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		gone = append(gone, p)
+		if datapath == "ebpf" {
+			for _, n := range stay {
+				if err := checkBPFPeer(n, subnet, true); err != nil {
+					t.Fatal(err)
+				}
 			}
 		}
 	}
@@ -199,13 +222,14 @@ func checkNodeDelete(t *testing.T, c *cluster.Cluster, pods []*cluster.Pod, data
 	}
 	for _, n := range stay {
 		err := cluster.Eventually(ctx, convergeTimeout, n.Name+" forgets Node "+leaver.Name, func() error {
-			if err := checkPeerGone(n, p); err != nil {
-				return err
+			var errs []error
+			for _, p := range gone {
+				errs = append(errs, checkPeerGone(n, p))
+				if datapath == "ebpf" {
+					errs = append(errs, checkBPFPeer(n, p.subnet, false))
+				}
 			}
-			if datapath == "ebpf" {
-				return checkBPFPeer(n, subnet, false)
-			}
-			return nil
+			return errors.Join(errs...)
 		})
 		if err != nil {
 			t.Error(err)
@@ -214,7 +238,9 @@ func checkNodeDelete(t *testing.T, c *cluster.Cluster, pods []*cluster.Pod, data
 	for _, from := range pods {
 		for _, to := range pods {
 			if from.Node != to.Node && from.Node != leaver && to.Node != leaver {
-				requirePing(t, from.NS, fmt.Sprintf("ping %s -> %s after Node %s left", describe(from), describe(to), leaver.Name), to.IP)
+				for _, addr := range to.Addrs() {
+					requirePing(t, from.NS, fmt.Sprintf("ping %s -> %s %s after Node %s left", describe(from), to.ID, addr, leaver.Name), addr)
+				}
 			}
 		}
 	}
@@ -231,7 +257,7 @@ func checkPeerGone(n *cluster.Node, p peer) error {
 		return err
 	}
 	defer h.Close()
-	routes, err := h.RouteListFiltered(netlink.FAMILY_V4, &netlink.Route{Dst: prefixNet(p.subnet)}, netlink.RT_FILTER_DST)
+	routes, err := h.RouteListFiltered(p.family().Netlink(), &netlink.Route{Dst: prefixNet(p.subnet)}, netlink.RT_FILTER_DST)
 	if err != nil {
 		return fmt.Errorf("routes to %s on %s: %w", p.subnet, n.Name, err)
 	}

@@ -16,9 +16,16 @@ import (
 // TestNodeLeave removes a node's lease, once by deleting the key after
 // stopping weftd and once by letting its etcd lease run out after a crash,
 // and requires every other node to drop that peer's route, neighbour and fdb
-// entry.
+// entry, of every family of the stack (IPv4 only, dual stack, IPv6 only).
 func TestNodeLeave(t *testing.T) {
-	c := start(t, cluster.Options{Nodes: 3, NetConf: cluster.NetConf("vxlan", "kernel", false)})
+	for _, stack := range cluster.Stacks {
+		t.Run(stack.String(), func(t *testing.T) { checkNodeLeave(t, stack) })
+	}
+}
+
+// checkNodeLeave is TestNodeLeave for one stack.
+func checkNodeLeave(t *testing.T, stack cluster.Stack) {
+	c := start(t, cluster.Options{Nodes: 3, NetConf: cluster.StackNetConf(stack, "vxlan", "kernel", false)})
 	ctx := t.Context()
 	n1, n2, n3 := c.Nodes[0], c.Nodes[1], c.Nodes[2]
 	waitVXLANConverged(t, c, c.Nodes...)
@@ -39,27 +46,39 @@ func TestNodeLeave(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			subnet, err := s.leaver.Subnet()
+			subnets, err := s.leaver.Subnets()
 			if err != nil {
 				t.Fatal(err)
 			}
-			a, ok := leases[subnet]
-			if !ok || a.PublicIP != s.leaver.IP {
-				t.Fatalf("no lease of %s (%s) in %v", s.leaver.Name, subnet, leases)
+			var gone []peer
+			for _, subnet := range subnets {
+				a, ok := leases[subnet]
+				if !ok || a.PublicIP != s.leaver.IPOf(cluster.FamilyOf(subnet.Addr())) {
+					t.Fatalf("no lease of %s (%s) in %v", s.leaver.Name, subnet, leases)
+				}
+				p, err := peerOf(subnet, a)
+				if err != nil {
+					t.Fatal(err)
+				}
+				gone = append(gone, p)
 			}
-			p, err := peerOf(subnet, a)
+			key, err := c.Etcd.LeaseKey(ctx, subnets[0])
 			if err != nil {
 				t.Fatal(err)
 			}
 			if err := s.leaver.StopWeftd(s.sig); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.remove(cluster.SubnetKey(subnet)); err != nil {
+			if err := s.remove(key); err != nil {
 				t.Fatal(err)
 			}
 			for _, n := range s.stay {
 				err := cluster.Eventually(ctx, convergeTimeout, n.Name+" forgets "+s.leaver.Name, func() error {
-					return checkVXLANPeerGone(n, p)
+					var errs []error
+					for _, p := range gone {
+						errs = append(errs, checkVXLANPeerGone(n, p))
+					}
+					return errors.Join(errs...)
 				})
 				if err != nil {
 					t.Error(err)
@@ -185,7 +204,7 @@ func TestHitlessRestart(t *testing.T) {
 				}
 			})
 			if dp == "ebpf" {
-				requireFastPath(t, d, c.Nodes[0], c.Nodes[1], tc.backend, sent)
+				requireFastPath(t, d, c.Nodes[0], c.Nodes[1], tc.backend, cluster.IPv4, sent)
 			}
 			checkMesh(t, c, pods)
 		})

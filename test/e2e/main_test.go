@@ -87,4 +87,5 @@ func addPods(t *testing.T, c *cluster.Cluster, perNode int) []*cluster.Pod {
 	return pods
 }
 
-func describe(p *cluster.Pod) string { return fmt.Sprintf("%s (%s)", p.ID, p.IP) }
+// describe names a pod with its addresses.
+func describe(p *cluster.Pod) string { return fmt.Sprintf("%s %v", p.ID, p.Addrs()) }

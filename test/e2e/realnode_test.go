@@ -124,7 +124,7 @@ func TestProbesKeepFastPath(t *testing.T) {
 	if during, failed := p.ok.Load()-probesBefore, p.failed.Load(); during < 3 || failed > 0 {
 		t.Errorf("%d probes answered during the %v stream (want >= 3), %d failed (last: %v)", during, stream, failed, p.lastErr.Load())
 	}
-	requireFastPath(t, d, a.Node, b.Node, "vxlan", sent)
+	requireFastPath(t, d, a.Node, b.Node, "vxlan", cluster.IPv4, sent)
 }
 
 // dialTimeout bounds a connection attempt that a rule may drop.
@@ -205,7 +205,7 @@ func TestForwardRulesObeyed(t *testing.T) {
 					t.Errorf("TCP %s -> %s: %v", describe(a1), describe(b1), err)
 				}
 			})
-			requireFastPath(t, d, sender, receiver, backend, sent)
+			requireFastPath(t, d, sender, receiver, backend, cluster.IPv4, sent)
 		})
 	}
 }

@@ -55,7 +55,7 @@ func TestServiceDNAT(t *testing.T) {
 					}
 				})
 				if dp == "ebpf" {
-					requireFastPath(t, d, client.Node, backend.Node, "vxlan", sent)
+					requireFastPath(t, d, client.Node, backend.Node, "vxlan", cluster.IPv4, sent)
 				}
 			}
 		})

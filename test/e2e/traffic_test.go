@@ -69,7 +69,8 @@ func checkMesh(t *testing.T, c *cluster.Cluster, pods []*cluster.Pod) {
 }
 
 // checkTraffic is checkMesh for pods that serve echo already, with the
-// node pings from nodes only.
+// node pings from nodes only. Every address of the pods is checked: in
+// dual stack IPv4 and IPv6 each.
 func checkTraffic(t *testing.T, nodes []*cluster.Node, pods []*cluster.Pod) {
 	t.Helper()
 	for _, from := range pods {
@@ -77,17 +78,21 @@ func checkTraffic(t *testing.T, nodes []*cluster.Node, pods []*cluster.Pod) {
 			if from.Node == to.Node {
 				continue
 			}
-			what := fmt.Sprintf("%s -> %s", describe(from), describe(to))
-			requirePing(t, from.NS, "ping "+what, to.IP)
-			if err := from.NS.EchoRoundTrip(t.Context(), netip.AddrPortFrom(to.IP, echoPort), transferSize); err != nil {
-				t.Errorf("TCP %s: %v", what, err)
+			for _, addr := range to.Addrs() {
+				what := fmt.Sprintf("%s -> %s %s", describe(from), to.ID, addr)
+				requirePing(t, from.NS, "ping "+what, addr)
+				if err := from.NS.EchoRoundTrip(t.Context(), netip.AddrPortFrom(addr, echoPort), transferSize); err != nil {
+					t.Errorf("TCP %s: %v", what, err)
+				}
 			}
 		}
 	}
 	for _, n := range nodes {
 		for _, to := range pods {
 			if to.Node != n {
-				requirePing(t, n.NS, fmt.Sprintf("ping node %s -> %s", n.Name, describe(to)), to.IP)
+				for _, addr := range to.Addrs() {
+					requirePing(t, n.NS, fmt.Sprintf("ping node %s -> %s %s", n.Name, to.ID, addr), addr)
+				}
 			}
 		}
 	}
