@@ -234,6 +234,7 @@ static __always_inline int vxlan_device(struct __sk_buff *skb, const struct fami
 	if (bpf_skb_store_bytes(skb, 0, &eth, sizeof(eth), 0) || decrement_hops(skb, ETH_HLEN, 1))
 		return drop(skb, 1, DROP_HEADER_REWRITE);
 	count_traffic(1, COUNTER_VXLAN_TX, frame_len);
+	count_traffic(1, COUNTER_VXLAN_DEVICE_TX, frame_len - ETH_HLEN);
 	return bpf_redirect(fam->vxlan_ifindex, 0);
 }
 

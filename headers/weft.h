@@ -35,6 +35,10 @@ enum counter {
 	COUNTER_HOST_GW_RX,
 	COUNTER_UDP_TX,
 	COUNTER_UDP_RX,
+	/* IPv6 GSO packets handed to flannel-v6.<VNI> (also in VXLAN_TX), in
+	 * the device's measure (inner IP bytes): its tx counters count them
+	 * too, so weftd subtracts them from the kernel path's. */
+	COUNTER_VXLAN_DEVICE_TX,
 	COUNTER_MAX,
 };
 

@@ -95,14 +95,6 @@ func requireFastPath(t *testing.T, d byteCounts, a, b *cluster.Node, mode string
 			fastLabel := cluster.EBPFCarrier(mode, f)
 			fast, slow := d[n.Name+" "+fastLabel+" "+dir], d[n.Name+" "+mode+"-kernel "+dir]
 			t.Logf("%s %s: %.1f%% of the stream on %s, %.1f%% on %s-kernel", n.Name, dir, 100*fast/float64(sent), fastLabel, 100*slow/float64(sent), mode)
-			// IPv6's fast path hands established GSO packets to
-			// flannel-v6.1 (bpf_redirect: the device encapsulates and
-			// checksums each segment), whose statistics vxlan-kernel
-			// reports: on IPv6 tx that counter is no sign of the kernel
-			// path.
-			if f == cluster.IPv6 && dir == "tx" {
-				slow = 0
-			}
 			if fast < carriedShare*float64(sent) || slow > strayShare*float64(sent) {
 				t.Errorf("%s %s: a stream of %d bytes each way grew %s by %.0f bytes and %s-kernel by %.0f: "+
 					"want at least %.0f%% on the fast path and at most %.0f%% on the kernel path",

@@ -278,3 +278,24 @@ func progID(t *testing.T, dp *Datapath, name string) ebpf.ProgramID {
 	must(t, err)
 	return id
 }
+
+// TestWithoutHandoff: packets the programs handed to flannel-v6.<VNI> leave
+// the kernel path's vxlan tx counter, never below zero, and nothing else.
+func TestWithoutHandoff(t *testing.T) {
+	slow := []datapath.Counter{
+		{Backend: "vxlan-kernel", Direction: "rx", Packets: 10, Bytes: 1000},
+		{Backend: "vxlan-kernel", Direction: "tx", Packets: 10, Bytes: 1000},
+		{Backend: "vxlan-kernel", Reason: "device_tx_dropped", Packets: 3},
+	}
+	got := withoutHandoff(slices.Clone(slow), 4, 600)
+	want := slices.Clone(slow)
+	want[1].Packets, want[1].Bytes = 6, 400
+	if !slices.Equal(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	got = withoutHandoff(slices.Clone(slow), 20, 5000)
+	want[1].Packets, want[1].Bytes = 0, 0
+	if !slices.Equal(got, want) {
+		t.Errorf("more handed than the device counted: got %+v, want %+v", got, want)
+	}
+}

@@ -21,13 +21,14 @@ type weftAddr struct {
 type weftCounter uint32
 
 const (
-	weftCounterCOUNTER_VXLAN_TX   weftCounter = 0
-	weftCounterCOUNTER_VXLAN_RX   weftCounter = 1
-	weftCounterCOUNTER_HOST_GW_TX weftCounter = 2
-	weftCounterCOUNTER_HOST_GW_RX weftCounter = 3
-	weftCounterCOUNTER_UDP_TX     weftCounter = 4
-	weftCounterCOUNTER_UDP_RX     weftCounter = 5
-	weftCounterCOUNTER_MAX        weftCounter = 6
+	weftCounterCOUNTER_VXLAN_TX        weftCounter = 0
+	weftCounterCOUNTER_VXLAN_RX        weftCounter = 1
+	weftCounterCOUNTER_HOST_GW_TX      weftCounter = 2
+	weftCounterCOUNTER_HOST_GW_RX      weftCounter = 3
+	weftCounterCOUNTER_UDP_TX          weftCounter = 4
+	weftCounterCOUNTER_UDP_RX          weftCounter = 5
+	weftCounterCOUNTER_VXLAN_DEVICE_TX weftCounter = 6
+	weftCounterCOUNTER_MAX             weftCounter = 7
 )
 
 type weftDropReason uint32
