@@ -6,12 +6,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
 
-	cebpf "github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -198,27 +196,14 @@ func latencySummary(what string, lat []time.Duration) string {
 func newPresenceProbe(t *testing.T, n *cluster.Node, datapath string) func(netip.Prefix) (bool, error) {
 	t.Helper()
 	if datapath == "ebpf" {
-		path := filepath.Join(n.BPFDir, ebpf.MapPeers)
-		m, err := cebpf.LoadPinnedMap(path, &cebpf.LoadPinOptions{ReadOnly: true})
+		peers, err := ebpf.OpenPeers(n.BPFDir)
 		if err != nil {
-			t.Fatalf("open pinned map %s: %v", path, err)
+			t.Fatal(err)
 		}
-		t.Cleanup(func() { m.Close() })
-		value := make([]byte, m.ValueSize())
+		t.Cleanup(func() { peers.Close() })
 		return func(subnet netip.Prefix) (bool, error) {
-			// The kernel's LPM trie key: prefix length, then the address.
-			key := struct {
-				Bits uint32
-				Addr [4]byte
-			}{uint32(subnet.Bits()), subnet.Addr().As4()}
-			err := m.Lookup(key, value)
-			if errors.Is(err, cebpf.ErrKeyNotExist) {
-				return false, nil
-			}
-			if err != nil {
-				return false, fmt.Errorf("look up %s in %s: %w", subnet, path, err)
-			}
-			return true, nil
+			_, ok, err := peers.Lookup(subnet)
+			return ok, err
 		}
 	}
 	h, err := n.NS.Netlink()

@@ -66,7 +66,7 @@ func startProber(t *testing.T, n *cluster.Node, to netip.AddrPort) *prober {
 func (p *prober) probe(parent context.Context, n *cluster.Node, to netip.AddrPort) {
 	ctx, cancel := context.WithTimeout(parent, probeInterval)
 	defer cancel()
-	conn, err := n.NS.DialContext(ctx, "tcp4", to.String())
+	conn, err := n.NS.DialContext(ctx, "tcp", to.String())
 	switch {
 	case parent.Err() != nil:
 	case err != nil:
@@ -81,50 +81,64 @@ func (p *prober) probe(parent context.Context, n *cluster.Node, to netip.AddrPor
 }
 
 // startEBPFPair builds a 2-node vxlan cluster on the ebpf datapath with a
-// pod on each node, serves echo on echoPort in the second pod and waits
-// until the first reaches it.
-func startEBPFPair(t *testing.T) (c *cluster.Cluster, a, b *cluster.Pod) {
+// pod on each node (dual stack for IPv6), serves echo on echoPort in the
+// second pod and waits until the first reaches its address of family f.
+func startEBPFPair(t *testing.T, f cluster.Family) (c *cluster.Cluster, a, b *cluster.Pod) {
 	t.Helper()
-	c = start(t, cluster.Options{NetConf: cluster.NetConf("vxlan", "ebpf", false)})
+	stack := cluster.IPv4Only
+	if f == cluster.IPv6 {
+		stack = cluster.DualStack
+	}
+	c = start(t, cluster.Options{NetConf: cluster.StackNetConf(stack, "vxlan", "ebpf", false)})
 	pods := addPods(t, c, 1)
 	requireDatapaths(t, c, "ebpf")
 	a, b = pods[0], pods[1]
 	serveEcho(t, []*cluster.Pod{b})
-	if err := waitReach(t.Context(), a.NS, b.IP); err != nil {
+	if err := waitReach(t.Context(), a.NS, b.IPOf(f)); err != nil {
 		t.Fatal(err)
 	}
 	return c, a, b
+}
+
+// families runs test once per address family, IPv6 in a dual-stack
+// cluster.
+func families(t *testing.T, test func(t *testing.T, f cluster.Family)) {
+	for _, f := range []cluster.Family{cluster.IPv4, cluster.IPv6} {
+		t.Run(f.String(), func(t *testing.T) { test(t, f) })
+	}
 }
 
 // TestProbesKeepFastPath probes a pod's serving port from its node every
 // second (a kubelet's readiness probe) while a pod on another node streams
 // to that port: the probes must not push the stream off the fast path.
 func TestProbesKeepFastPath(t *testing.T) {
-	c, a, b := startEBPFPair(t)
-	ctx := t.Context()
-	to := netip.AddrPortFrom(b.IP, echoPort)
-	p := startProber(t, b.Node, to)
-	if err := cluster.Eventually(ctx, 10*time.Second, "a probe answered before the stream", func() error {
-		if p.ok.Load() == 0 {
-			return fmt.Errorf("%d probes failed, last: %v", p.failed.Load(), p.lastErr.Load())
-		}
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
-	const stream = 5 * time.Second
-	probesBefore := p.ok.Load()
-	var sent int64
-	d := carriedBytes(t, c.Nodes, func() {
-		var err error
-		if sent, err = a.NS.EchoStream(ctx, to, stream, streamRate); err != nil {
+	families(t, func(t *testing.T, f cluster.Family) {
+		c, a, b := startEBPFPair(t, f)
+		ctx := t.Context()
+		to := netip.AddrPortFrom(b.IPOf(f), echoPort)
+		p := startProber(t, b.Node, to)
+		if err := cluster.Eventually(ctx, 10*time.Second, "a probe answered before the stream", func() error {
+			if p.ok.Load() == 0 {
+				return fmt.Errorf("%d probes failed, last: %v", p.failed.Load(), p.lastErr.Load())
+			}
+			return nil
+		}); err != nil {
 			t.Fatal(err)
 		}
+		const stream = 5 * time.Second
+		probesBefore := p.ok.Load()
+		var sent int64
+		d := carriedBytes(t, c.Nodes, func() {
+			var err error
+			if sent, err = a.NS.EchoStream(ctx, to, stream, streamRate); err != nil {
+				t.Fatal(err)
+			}
+		})
+		if during, failed := p.ok.Load()-probesBefore, p.failed.Load(); during < 3 || failed > 0 {
+			t.Errorf("%d probes answered during the %v stream (want >= 3), %d failed (last: %v)", during, stream, failed, p.lastErr.Load())
+		}
+		requireFastPath(t, d, a.Node, b.Node, "vxlan", f, sent)
 	})
-	if during, failed := p.ok.Load()-probesBefore, p.failed.Load(); during < 3 || failed > 0 {
-		t.Errorf("%d probes answered during the %v stream (want >= 3), %d failed (last: %v)", during, stream, failed, p.lastErr.Load())
-	}
-	requireFastPath(t, d, a.Node, b.Node, "vxlan", cluster.IPv4, sent)
 }
 
 // dialTimeout bounds a connection attempt that a rule may drop.
@@ -134,7 +148,7 @@ const dialTimeout = 3 * time.Second
 func dial(ctx context.Context, ns *cluster.Netns, to netip.AddrPort) error {
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
-	conn, err := ns.DialContext(ctx, "tcp4", to.String())
+	conn, err := ns.DialContext(ctx, "tcp", to.String())
 	if err != nil {
 		return err
 	}
@@ -145,69 +159,80 @@ func dial(ctx context.Context, ns *cluster.Netns, to netip.AddrPort) error {
 // receiving node and a FORWARD DROP of one pod pair in the sending node, as
 // a NetworkPolicy engine working in netfilter would: both must be obeyed on
 // the ebpf datapath, and traffic the rules do not match must still flow,
-// on the fast path.
+// on the fast path. IPv6 (a dual-stack cluster, the rules in ip6tables)
+// like IPv4.
 func TestForwardRulesObeyed(t *testing.T) {
-	for _, backend := range []string{"vxlan", "host-gw"} {
-		t.Run(backend, func(t *testing.T) {
-			c := start(t, cluster.Options{NetConf: cluster.NetConf(backend, "ebpf", false)})
-			ctx := t.Context()
-			pods := addPods(t, c, 2)
-			requireDatapaths(t, c, "ebpf")
-			a1, a2, b1, b2 := pods[0], pods[1], pods[2], pods[3]
-			sender, receiver := a1.Node, b1.Node
-			serveEcho(t, pods)
-			for _, p := range []*cluster.Pod{b1, b2} {
-				s, err := p.NS.ServeEcho(altPort)
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { s.Close() })
-			}
-			for _, from := range []*cluster.Pod{a1, a2} {
-				for _, to := range []*cluster.Pod{b1, b2} {
-					if err := waitReach(ctx, from.NS, to.IP); err != nil {
-						t.Fatal(err)
-					}
-				}
-			}
-			if _, err := receiver.Exec(ctx, "iptables", "-I", "FORWARD", "-p", "tcp", "--dport", strconv.Itoa(altPort), "-j", "REJECT"); err != nil {
-				t.Fatal(err)
-			}
-			if _, err := sender.Exec(ctx, "iptables", "-I", "FORWARD", "-s", a1.IP.String(), "-d", b2.IP.String(), "-j", "DROP"); err != nil {
-				t.Fatal(err)
-			}
+	families(t, func(t *testing.T, f cluster.Family) {
+		for _, backend := range []string{"vxlan", "host-gw"} {
+			t.Run(backend, func(t *testing.T) { forwardRulesObeyed(t, f, backend) })
+		}
+	})
+}
 
-			// Rejected at the receiver: refused, whoever connects to whom
-			// (a1 -> b2 is dropped at the sender first).
-			for _, pair := range [][2]*cluster.Pod{{a1, b1}, {a2, b1}, {a2, b2}} {
-				to := netip.AddrPortFrom(pair[1].IP, altPort)
-				if err := dial(ctx, pair[0].NS, to); !errors.Is(err, syscall.ECONNREFUSED) {
-					t.Errorf("%s -> %s: %v, want connection refused by the receiver's FORWARD REJECT", describe(pair[0]), to, err)
-				}
-			}
-			// Dropped at the sender: TCP times out, pings are lost.
-			if err := dial(ctx, a1.NS, netip.AddrPortFrom(b2.IP, echoPort)); err == nil {
-				t.Errorf("%s -> %s:%d connected despite the sender's FORWARD DROP of the pair", describe(a1), describe(b2), echoPort)
-			}
-			if r, err := a1.NS.Ping(ctx, b2.IP, 3, 200*time.Millisecond); err != nil || r.Received != 0 {
-				t.Errorf("ping %s -> %s despite the sender's FORWARD DROP: %d of %d answered (%v)", describe(a1), describe(b2), r.Received, r.Sent, err)
-			}
-			// Unaffected: other pairs, other ports; the stream on the fast path.
-			requirePing(t, a2.NS, fmt.Sprintf("ping %s -> %s", describe(a2), describe(b2)), b2.IP)
-			requirePing(t, a1.NS, fmt.Sprintf("ping %s -> %s", describe(a1), describe(b1)), b1.IP)
-			if err := a2.NS.EchoRoundTrip(ctx, netip.AddrPortFrom(b2.IP, echoPort), transferSize); err != nil {
-				t.Errorf("TCP %s -> %s: %v", describe(a2), describe(b2), err)
-			}
-			var sent int64
-			d := carriedBytes(t, c.Nodes, func() {
-				var err error
-				if sent, err = a1.NS.EchoStream(ctx, netip.AddrPortFrom(b1.IP, echoPort), 2*time.Second, streamRate); err != nil {
-					t.Errorf("TCP %s -> %s: %v", describe(a1), describe(b1), err)
-				}
-			})
-			requireFastPath(t, d, sender, receiver, backend, cluster.IPv4, sent)
-		})
+// forwardRulesObeyed is TestForwardRulesObeyed for pod addresses of family
+// f with backend.
+func forwardRulesObeyed(t *testing.T, f cluster.Family, backend string) {
+	stack, iptables := cluster.IPv4Only, "iptables"
+	if f == cluster.IPv6 {
+		stack, iptables = cluster.DualStack, "ip6tables"
 	}
+	c := start(t, cluster.Options{NetConf: cluster.StackNetConf(stack, backend, "ebpf", false)})
+	ctx := t.Context()
+	pods := addPods(t, c, 2)
+	requireDatapaths(t, c, "ebpf")
+	a1, a2, b1, b2 := pods[0], pods[1], pods[2], pods[3]
+	sender, receiver := a1.Node, b1.Node
+	serveEcho(t, pods)
+	for _, p := range []*cluster.Pod{b1, b2} {
+		s, err := p.NS.ServeEcho(altPort)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+	}
+	for _, from := range []*cluster.Pod{a1, a2} {
+		for _, to := range []*cluster.Pod{b1, b2} {
+			if err := waitReach(ctx, from.NS, to.IPOf(f)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if _, err := receiver.Exec(ctx, iptables, "-I", "FORWARD", "-p", "tcp", "--dport", strconv.Itoa(altPort), "-j", "REJECT"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sender.Exec(ctx, iptables, "-I", "FORWARD", "-s", a1.IPOf(f).String(), "-d", b2.IPOf(f).String(), "-j", "DROP"); err != nil {
+		t.Fatal(err)
+	}
+
+	// Rejected at the receiver: refused, whoever connects to whom
+	// (a1 -> b2 is dropped at the sender first).
+	for _, pair := range [][2]*cluster.Pod{{a1, b1}, {a2, b1}, {a2, b2}} {
+		to := netip.AddrPortFrom(pair[1].IPOf(f), altPort)
+		if err := dial(ctx, pair[0].NS, to); !errors.Is(err, syscall.ECONNREFUSED) {
+			t.Errorf("%s -> %s: %v, want connection refused by the receiver's FORWARD REJECT", describe(pair[0]), to, err)
+		}
+	}
+	// Dropped at the sender: TCP times out, pings are lost.
+	if err := dial(ctx, a1.NS, netip.AddrPortFrom(b2.IPOf(f), echoPort)); err == nil {
+		t.Errorf("%s -> %s:%d connected despite the sender's FORWARD DROP of the pair", describe(a1), describe(b2), echoPort)
+	}
+	if r, err := a1.NS.Ping(ctx, b2.IPOf(f), 3, 200*time.Millisecond); err != nil || r.Received != 0 {
+		t.Errorf("ping %s -> %s despite the sender's FORWARD DROP: %d of %d answered (%v)", describe(a1), describe(b2), r.Received, r.Sent, err)
+	}
+	// Unaffected: other pairs, other ports; the stream on the fast path.
+	requirePing(t, a2.NS, fmt.Sprintf("ping %s -> %s", describe(a2), describe(b2)), b2.IPOf(f))
+	requirePing(t, a1.NS, fmt.Sprintf("ping %s -> %s", describe(a1), describe(b1)), b1.IPOf(f))
+	if err := a2.NS.EchoRoundTrip(ctx, netip.AddrPortFrom(b2.IPOf(f), echoPort), transferSize); err != nil {
+		t.Errorf("TCP %s -> %s: %v", describe(a2), describe(b2), err)
+	}
+	var sent int64
+	d := carriedBytes(t, c.Nodes, func() {
+		var err error
+		if sent, err = a1.NS.EchoStream(ctx, netip.AddrPortFrom(b1.IPOf(f), echoPort), 2*time.Second, streamRate); err != nil {
+			t.Errorf("TCP %s -> %s: %v", describe(a1), describe(b1), err)
+		}
+	})
+	requireFastPath(t, d, sender, receiver, backend, f, sent)
 }
 
 // shortConns is how many short connections TestShortConnectionsClose opens.
@@ -219,69 +244,75 @@ const shortConns = 2000
 // them: the kernel saw every FIN although established flows take the fast
 // path.
 func TestShortConnectionsClose(t *testing.T) {
-	c, a, b := startEBPFPair(t)
-	ctx := t.Context()
-	to := netip.AddrPortFrom(b.IP, echoPort)
-	const workers = 8
-	jobs := make(chan int)
-	var failed atomic.Int64
-	var firstErr sync.Once
-	var wg sync.WaitGroup
-	for range workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for range jobs {
-				if err := a.NS.EchoRoundTrip(ctx, to, 1000); err != nil {
-					failed.Add(1)
-					firstErr.Do(func() { t.Errorf("short connection: %v", err) })
+	families(t, func(t *testing.T, f cluster.Family) {
+		c, a, b := startEBPFPair(t, f)
+		ctx := t.Context()
+		to := netip.AddrPortFrom(b.IPOf(f), echoPort)
+		const workers = 8
+		jobs := make(chan int)
+		var failed atomic.Int64
+		var firstErr sync.Once
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range jobs {
+					if err := a.NS.EchoRoundTrip(ctx, to, 1000); err != nil {
+						failed.Add(1)
+						firstErr.Do(func() { t.Errorf("short connection: %v", err) })
+					}
 				}
-			}
-		}()
-	}
-	start := time.Now()
-	for i := range shortConns {
-		jobs <- i
-	}
-	close(jobs)
-	wg.Wait()
-	t.Logf("%d connections in %v", shortConns, time.Since(start).Round(time.Millisecond))
-	if f := failed.Load(); f > 0 {
-		t.Fatalf("%d of %d short connections failed", f, shortConns)
-	}
-	for _, n := range c.Nodes {
-		var states map[string]int
-		err := cluster.Eventually(ctx, 30*time.Second, n.Name+" has no ESTABLISHED entry for the closed connections", func() error {
-			var err error
-			if states, err = conntrackStates(ctx, n, a.IP, to); err != nil {
-				return err
-			}
-			if states["ESTABLISHED"] > 0 {
-				return fmt.Errorf("conntrack entries by state: %v", states)
-			}
-			return nil
-		})
-		if err != nil {
-			t.Error(err)
-			continue
+			}()
 		}
-		t.Logf("%s: conntrack entries by state: %v", n.Name, states)
-		total := 0
-		for _, k := range states {
-			total += k
+		start := time.Now()
+		for i := range shortConns {
+			jobs <- i
 		}
-		// Entries linger in TIME_WAIT for two minutes: most must be listed,
-		// or the listing is not reading what it should.
-		if total < shortConns/2 {
-			t.Errorf("%s: conntrack lists %d entries from %s to %s, want about %d", n.Name, total, a.IP, to, shortConns)
+		close(jobs)
+		wg.Wait()
+		t.Logf("%d connections in %v", shortConns, time.Since(start).Round(time.Millisecond))
+		if f := failed.Load(); f > 0 {
+			t.Fatalf("%d of %d short connections failed", f, shortConns)
 		}
-	}
+		for _, n := range c.Nodes {
+			var states map[string]int
+			err := cluster.Eventually(ctx, 30*time.Second, n.Name+" has no ESTABLISHED entry for the closed connections", func() error {
+				var err error
+				if states, err = conntrackStates(ctx, n, a.IPOf(f), to); err != nil {
+					return err
+				}
+				if states["ESTABLISHED"] > 0 {
+					return fmt.Errorf("conntrack entries by state: %v", states)
+				}
+				return nil
+			})
+			if err != nil {
+				t.Error(err)
+				continue
+			}
+			t.Logf("%s: conntrack entries by state: %v", n.Name, states)
+			total := 0
+			for _, k := range states {
+				total += k
+			}
+			// Entries linger in TIME_WAIT for two minutes: most must be listed,
+			// or the listing is not reading what it should.
+			if total < shortConns/2 {
+				t.Errorf("%s: conntrack lists %d entries from %s to %s, want about %d", n.Name, total, a.IPOf(f), to, shortConns)
+			}
+		}
+	})
 }
 
 // conntrackStates lists node n's TCP conntrack entries from src to dst and
 // counts them by state (ESTABLISHED, TIME_WAIT, ...).
 func conntrackStates(ctx context.Context, n *cluster.Node, src netip.Addr, dst netip.AddrPort) (map[string]int, error) {
-	cmd := n.NS.Command(ctx, "conntrack", "-L", "-p", "tcp", "-s", src.String(), "-d", dst.Addr().String(),
+	family := "ipv4"
+	if src.Is6() {
+		family = "ipv6"
+	}
+	cmd := n.NS.Command(ctx, "conntrack", "-L", "-f", family, "-p", "tcp", "-s", src.String(), "-d", dst.Addr().String(),
 		"--dport", strconv.Itoa(int(dst.Port())))
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

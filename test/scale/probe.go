@@ -2,15 +2,14 @@ package main
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
 
-	"github.com/cilium/ebpf"
 	"github.com/vishvananda/netlink"
+	"github.com/weftnet/weft/pkg/datapath/ebpf"
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/test/cluster"
@@ -61,7 +60,7 @@ func newProbe(datapath string, n *cluster.Node) (probe, error) {
 		}
 		return &routeProbe{h: h, nb: nb}, nil
 	case "ebpf":
-		return &mapProbe{path: filepath.Join(n.BPFDir, peersMap)}, nil
+		return &mapProbe{dir: n.BPFDir}, nil
 	}
 	return nil, fmt.Errorf("datapath %q: use kernel or ebpf", datapath)
 }
@@ -155,77 +154,30 @@ func (r *routeProbe) close() {
 	r.nb.close()
 }
 
-// peersMap is the eBPF datapath's pinned LPM trie of remote pod subnets
-// (bpf/weft.c, weft_bpfel.go: weft_peers).
-const peersMap = "weft_peers"
-
-// lpmKey and peerValue mirror struct lpm_key and struct peer of
-// headers/weft.h: addresses are 16 bytes in network byte order, IPv4 ones
-// mapped (::ffff:a.b.c.d, an IPv4 prefix length + 96). open checks the
-// pinned map's sizes against them.
-type lpmKey struct {
-	Prefixlen uint32
-	Addr      [16]byte
-}
-
-type peerValue struct {
-	NodeIP   [16]byte
-	TunnelIP [16]byte
-	VtepMAC  [6]byte
-	Mode     uint8
-	Pad      uint8
-}
-
 // mapProbe reads the eBPF datapath's pinned peers map.
 type mapProbe struct {
-	path string
-	m    *ebpf.Map // nil until weftd has pinned it
-}
-
-func (m *mapProbe) open() (bool, error) {
-	if m.m != nil {
-		return true, nil
-	}
-	pinned, err := ebpf.LoadPinnedMap(m.path, nil)
-	if errors.Is(err, os.ErrNotExist) {
-		return false, nil
-	}
-	if err != nil {
-		return false, fmt.Errorf("open pinned map %s: %w", m.path, err)
-	}
-	key, value := binary.Size(lpmKey{}), binary.Size(peerValue{})
-	if int(pinned.KeySize()) != key || int(pinned.ValueSize()) != value {
-		pinned.Close()
-		return false, fmt.Errorf("%s has %d-byte keys and %d-byte values, the harness's lpmKey and peerValue %d and %d: make them mirror headers/weft.h",
-			m.path, pinned.KeySize(), pinned.ValueSize(), key, value)
-	}
-	m.m = pinned
-	return true, nil
+	dir   string
+	peers *ebpf.PeerReader // nil until weftd has pinned the map
 }
 
 // lookup returns subnet's entry; none before weftd has pinned the map.
-func (m *mapProbe) lookup(subnet netip.Prefix) (peerValue, bool, error) {
-	var v peerValue
-	if ok, err := m.open(); !ok {
-		return v, false, err
+func (m *mapProbe) lookup(subnet netip.Prefix) (ebpf.PeerEntry, bool, error) {
+	if m.peers == nil {
+		if _, err := os.Stat(filepath.Join(m.dir, ebpf.MapPeers)); errors.Is(err, os.ErrNotExist) {
+			return ebpf.PeerEntry{}, false, nil
+		}
+		peers, err := ebpf.OpenPeers(m.dir)
+		if err != nil {
+			return ebpf.PeerEntry{}, false, err
+		}
+		m.peers = peers
 	}
-	bits := subnet.Bits()
-	if subnet.Addr().Is4() {
-		bits += 96
-	}
-	err := m.m.Lookup(lpmKey{Prefixlen: uint32(bits), Addr: subnet.Addr().As16()}, &v)
-	if errors.Is(err, ebpf.ErrKeyNotExist) {
-		return v, false, nil
-	}
-	if err != nil {
-		return v, false, fmt.Errorf("look up %s in %s: %w", subnet, m.path, err)
-	}
-	return v, true, nil
+	return m.peers.Lookup(subnet)
 }
 
 func (m *mapProbe) has(p peer) (bool, error) {
 	v, ok, err := m.lookup(p.Subnet)
-	return ok && netip.AddrFrom16(v.NodeIP).Unmap() == p.NodeIP, err
+	return ok && v.NodeIP == p.NodeIP, err
 }
 
 // reflects looks e's subnet up in the map: weft_peers holds only the /24s
@@ -235,11 +187,11 @@ func (m *mapProbe) reflects(e churnEvent) (bool, error) {
 	if e.class == removed {
 		return !ok, err
 	}
-	return ok && netip.AddrFrom16(v.NodeIP).Unmap() == e.peer.NodeIP && bytes.Equal(v.VtepMAC[:], e.peer.MAC), err
+	return ok && v.NodeIP == e.peer.NodeIP && bytes.Equal(v.VtepMAC, e.peer.MAC), err
 }
 
 func (m *mapProbe) close() {
-	if m.m != nil {
-		m.m.Close()
+	if m.peers != nil {
+		m.peers.Close()
 	}
 }

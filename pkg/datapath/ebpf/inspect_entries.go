@@ -4,10 +4,13 @@ package ebpf
 
 import (
 	"cmp"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"slices"
+
+	"github.com/cilium/ebpf"
 
 	"github.com/weftnet/weft/pkg/datapath"
 )
@@ -115,6 +118,40 @@ func ReadPeers(bpfDir string) ([]PeerEntry, error) {
 	slices.SortFunc(out, func(a, b PeerEntry) int { return a.Subnet.Compare(b.Subnet) })
 	return out, nil
 }
+
+// PeerReader looks single subnets up in a pinned remote subnets map, at
+// the cost of one kernel lookup each: for tools and tests that poll it.
+type PeerReader struct {
+	m *ebpf.Map
+}
+
+// OpenPeers opens the remote subnets map pinned in bpfDir, read-only.
+func OpenPeers(bpfDir string) (*PeerReader, error) {
+	m, err := openPinned(bpfDir, MapPeers)
+	if err != nil {
+		return nil, err
+	}
+	return &PeerReader{m}, nil
+}
+
+// Lookup returns the entry the programs use for subnet: a trie lookup,
+// so an entry that covers subnet (the longest) answers too. The entry's
+// Subnet is subnet.
+func (r *PeerReader) Lookup(subnet netip.Prefix) (PeerEntry, bool, error) {
+	var v weftPeer
+	k := lpmKey(subnet)
+	err := r.m.Lookup(k, &v)
+	if errors.Is(err, ebpf.ErrKeyNotExist) {
+		return PeerEntry{}, false, nil
+	}
+	if err != nil {
+		return PeerEntry{}, false, fmt.Errorf("look up %s in %s: %w", subnet, MapPeers, err)
+	}
+	return decodePeer(k, v), true, nil
+}
+
+// Close releases the map.
+func (r *PeerReader) Close() error { return r.m.Close() }
 
 func decodePeer(k weftLpmKey, v weftPeer) PeerEntry {
 	p := PeerEntry{Subnet: prefixOfKey(k), NodeIP: addrOf(v.NodeIp), VtepMAC: optionalMAC(v.VtepMac)}

@@ -123,6 +123,15 @@ func TestInspectTCX(t *testing.T) {
 		peers[0].VtepMAC.String() != other.info.VtepMAC.String() || peers[0].Mode != datapath.ModeVXLAN {
 		t.Errorf("peers %+v; want %s via %s (%s, vxlan)", peers, other.subnet, other.node.NodeIP, other.info.VtepMAC)
 	}
+	reader, err := OpenPeers(n.bpfDir)
+	must(t, err)
+	defer reader.Close()
+	if e, ok, err := reader.Lookup(other.subnet); err != nil || !ok || e.NodeIP != other.node.NodeIP || e.Mode != datapath.ModeVXLAN {
+		t.Errorf("Lookup(%s) = %+v, %v, %v; want its entry", other.subnet, e, ok, err)
+	}
+	if e, ok, err := reader.Lookup(netip.MustParsePrefix("10.99.0.0/24")); err != nil || ok {
+		t.Errorf("Lookup of a subnet without entry = %+v, %v, %v", e, ok, err)
+	}
 	known, err := ReadNodes(n.bpfDir)
 	must(t, err)
 	if want := []KnownNode{{other.node.NodeIP, 1}}; !slices.Equal(known, want) {
