@@ -145,24 +145,35 @@ const (
 // stream must go on intact, on the fast path, and each node must keep its
 // subnet. With udp the kernel path is weftd's own forwarding loop, which
 // stops while weftd restarts: pings may be lost then, but the stream on the
-// eBPF fast path must not notice.
+// eBPF fast path must not notice. The IPv6 cases run a dual-stack cluster
+// and send between the pods' IPv6 addresses; both subnets must stay.
 func TestHitlessRestart(t *testing.T) {
-	for _, tc := range []struct{ datapath, backend string }{{"kernel", "vxlan"}, {"ebpf", "vxlan"}, {"ebpf", "udp"}} {
-		dp := tc.datapath
-		t.Run(dp+"/"+tc.backend, func(t *testing.T) {
-			c := start(t, cluster.Options{NetConf: cluster.NetConf(tc.backend, dp, false)})
+	for _, tc := range []struct {
+		datapath, backend string
+		f                 cluster.Family
+	}{
+		{"kernel", "vxlan", cluster.IPv4}, {"ebpf", "vxlan", cluster.IPv4}, {"ebpf", "udp", cluster.IPv4},
+		{"kernel", "vxlan", cluster.IPv6}, {"ebpf", "vxlan", cluster.IPv6},
+	} {
+		dp, stack := tc.datapath, cluster.IPv4Only
+		if tc.f == cluster.IPv6 {
+			stack = cluster.DualStack
+		}
+		t.Run(tc.f.String()+"/"+dp+"/"+tc.backend, func(t *testing.T) {
+			c := start(t, cluster.Options{NetConf: cluster.StackNetConf(stack, tc.backend, dp, false)})
 			ctx := t.Context()
 			pods := addPods(t, c, 1)
 			requireDatapaths(t, c, dp)
 			subnets := map[*cluster.Node]string{}
 			for _, n := range c.Nodes {
-				s, err := n.Subnet()
+				s, err := n.Subnets()
 				if err != nil {
 					t.Fatal(err)
 				}
-				subnets[n] = s.String()
+				subnets[n] = fmt.Sprint(s)
 			}
-			if err := waitReach(ctx, pods[0].NS, pods[1].IP); err != nil {
+			to := pods[1].IPOf(tc.f)
+			if err := waitReach(ctx, pods[0].NS, to); err != nil {
 				t.Fatal(err)
 			}
 			echo, err := pods[1].NS.ServeEcho(altPort)
@@ -172,14 +183,14 @@ func TestHitlessRestart(t *testing.T) {
 			t.Cleanup(func() { echo.Close() })
 			var sent int64
 			d := carriedBytes(t, c.Nodes, func() {
-				flood, err := pods[0].NS.StartPing(ctx, pods[1].IP, floodCount, floodInterval)
+				flood, err := pods[0].NS.StartPing(ctx, to, floodCount, floodInterval)
 				if err != nil {
 					t.Fatal(err)
 				}
 				stream := make(chan error, 1)
 				go func() {
 					var err error
-					sent, err = pods[0].NS.EchoStream(ctx, netip.AddrPortFrom(pods[1].IP, altPort), floodCount*floodInterval, streamRate)
+					sent, err = pods[0].NS.EchoStream(ctx, netip.AddrPortFrom(to, altPort), floodCount*floodInterval, streamRate)
 					stream <- err
 				}()
 				restartBoth(t, c, subnets)
@@ -204,7 +215,7 @@ func TestHitlessRestart(t *testing.T) {
 				}
 			})
 			if dp == "ebpf" {
-				requireFastPath(t, d, c.Nodes[0], c.Nodes[1], tc.backend, cluster.IPv4, sent)
+				requireFastPath(t, d, c.Nodes[0], c.Nodes[1], tc.backend, tc.f, sent)
 			}
 			checkMesh(t, c, pods)
 		})
@@ -230,29 +241,33 @@ func restartBoth(t *testing.T, c *cluster.Cluster, subnets map[*cluster.Node]str
 	}
 }
 
-// checkKeptSubnet requires that node n still announces subnet, in its
-// subnet file and in its etcd lease, and that no other lease names it.
-func checkKeptSubnet(t *testing.T, c *cluster.Cluster, n *cluster.Node, subnet string) {
+// checkKeptSubnet requires that node n still announces subnets (its
+// subnets, as fmt.Sprint prints them), in its subnet file and in its etcd
+// lease, and that no other lease names them.
+func checkKeptSubnet(t *testing.T, c *cluster.Cluster, n *cluster.Node, subnets string) {
 	t.Helper()
-	err := cluster.Eventually(t.Context(), subnetTimeout, n.Name+" keeps "+subnet, func() error {
-		got, err := n.Subnet()
+	err := cluster.Eventually(t.Context(), subnetTimeout, n.Name+" keeps "+subnets, func() error {
+		got, err := n.Subnets()
 		if err != nil {
 			return err
 		}
-		if got.String() != subnet {
-			return fmt.Errorf("subnet file says %s, had %s", got, subnet)
+		if fmt.Sprint(got) != subnets {
+			return fmt.Errorf("subnet file says %v, had %s", got, subnets)
 		}
 		leases, err := c.Etcd.Leases(t.Context())
 		if err != nil {
 			return err
 		}
-		for s, a := range leases {
-			if (s == got) != (a.PublicIP == n.IP) {
-				return fmt.Errorf("lease %s has PublicIP %s; %s (%s) holds %s", s, a.PublicIP, n.Name, n.IP, got)
+		for _, own := range got {
+			ip := n.IPOf(cluster.FamilyOf(own.Addr()))
+			for s, a := range leases {
+				if cluster.FamilyOf(s.Addr()) == cluster.FamilyOf(own.Addr()) && (s == own) != (a.PublicIP == ip) {
+					return fmt.Errorf("lease %s has PublicIP %s; %s (%s) holds %s", s, a.PublicIP, n.Name, ip, own)
+				}
 			}
-		}
-		if _, ok := leases[got]; !ok {
-			return fmt.Errorf("no lease for %s in etcd", got)
+			if _, ok := leases[own]; !ok {
+				return fmt.Errorf("no lease for %s in etcd", own)
+			}
 		}
 		return nil
 	})
