@@ -1,12 +1,16 @@
 package ebpf
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/cilium/ebpf"
@@ -123,6 +127,8 @@ func TestInspectTCX(t *testing.T) {
 		peers[0].VtepMAC.String() != other.info.VtepMAC.String() || peers[0].Mode != datapath.ModeVXLAN {
 		t.Errorf("peers %+v; want %s via %s (%s, vxlan)", peers, other.subnet, other.node.NodeIP, other.info.VtepMAC)
 	}
+	requireBpftoolDecodes(t, filepath.Join(n.bpfDir, MapPeers), "node_ip", "vtep_mac")
+	requireBpftoolDecodes(t, filepath.Join(n.bpfDir, MapConfig), "vxlan_ifindex")
 	reader, err := OpenPeers(n.bpfDir)
 	must(t, err)
 	defer reader.Close()
@@ -306,5 +312,27 @@ func TestWithoutHandoff(t *testing.T) {
 	want[1].Packets, want[1].Bytes = 0, 0
 	if !slices.Equal(got, want) {
 		t.Errorf("more handed than the device counted: got %+v, want %+v", got, want)
+	}
+}
+
+// requireBpftoolDecodes requires that `bpftool map dump pinned path` prints
+// the entries decoded with the map's BTF ("formatted", with fields named
+// as in headers/weft.h), as an operator reads them.
+func requireBpftoolDecodes(t *testing.T, path string, fields ...string) {
+	t.Helper()
+	out, err := exec.CommandContext(t.Context(), "bpftool", "-j", "map", "dump", "pinned", path).Output()
+	if err != nil {
+		t.Fatalf("bpftool map dump pinned %s: %v", path, err)
+	}
+	var entries []struct {
+		Formatted map[string]any `json:"formatted"`
+	}
+	if err := json.Unmarshal(out, &entries); err != nil || len(entries) == 0 {
+		t.Fatalf("bpftool map dump pinned %s: %v, %d entries:\n%s", path, err, len(entries), out)
+	}
+	for _, f := range fields {
+		if !strings.Contains(fmt.Sprint(entries[0].Formatted), f+":") {
+			t.Errorf("bpftool dump of %s does not decode %s with BTF:\n%s", path, f, out)
+		}
 	}
 }
