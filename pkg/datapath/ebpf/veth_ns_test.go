@@ -81,8 +81,11 @@ func TestVethFastPath(t *testing.T) {
 	tx = counter(t, n, BackendVXLAN, "tx") - tx
 	t.Logf("runs: veth %d, bridge ingress %d; encapsulated %d", vethRuns, bridgeRuns, tx)
 	// The bridge sees only what the veth passes (ARP, pings, handshakes,
-	// a flow's first packets until its entry is liberal): far fewer.
-	if vethRuns < tx || bridgeRuns > vethRuns-tx || 4*bridgeRuns > tx {
+	// a flow's first packets until its entry is liberal): far fewer. A
+	// frame or two the veth passed before the first read reach the bridge
+	// after it, hence the slack.
+	const slack = 4
+	if vethRuns < tx || bridgeRuns > vethRuns-tx+slack || 4*bridgeRuns > tx {
 		t.Errorf("veth program ran %d times, bridge ingress %d, for %d encapsulated packets: "+
 			"want the veth to run for each and the bridge for a few others", vethRuns, bridgeRuns, tx)
 	}
