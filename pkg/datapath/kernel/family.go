@@ -56,27 +56,29 @@ func familyOf(a netip.Addr) *family {
 // deviceName is the family's vxlan device name for vni, as flannel names it.
 func (f *family) deviceName(vni int) string { return fmt.Sprintf(f.device, vni) }
 
-// hostBits is the prefix length of one address: 32 or 128.
-func (f *family) hostBits() int {
+// unspecified is the family's unspecified address, which names the family
+// to datapath.Node.Family.
+func (f *family) unspecified() netip.Addr {
 	if f == ipv6 {
-		return 128
+		return netip.IPv6Unspecified()
 	}
-	return 32
+	return netip.IPv4Unspecified()
 }
+
+// hostBits is the prefix length of one address: 32 or 128.
+func (f *family) hostBits() int { return f.unspecified().BitLen() }
 
 // of returns node's node IP and network of the family; both are invalid
 // when the family is off.
 func (f *family) of(node datapath.Node) (netip.Addr, netip.Prefix) {
-	if f == ipv6 {
-		return node.NodeIPv6, node.IPv6Network
-	}
-	return node.NodeIP, node.Network
+	h, _ := node.Family(f.unspecified())
+	return h.NodeIP, h.Network
 }
 
 // on reports whether node runs the family.
 func (f *family) on(node datapath.Node) bool {
-	ip, network := f.of(node)
-	return ip.IsValid() && network.IsValid()
+	_, on := node.Family(f.unspecified())
+	return on
 }
 
 // DeviceName is the IPv4 vxlan device's name for vni, as flannel names it
