@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+
+	"github.com/weftnet/weft/pkg/atomicfile"
 )
 
 // The delegate config of each container is saved as dataDir/<containerID>,
@@ -20,28 +22,13 @@ func savedPath(dataDir, containerID string) (string, error) {
 	return filepath.Join(dataDir, containerID), nil
 }
 
-// saveDelegate writes the delegate config atomically (temp file + rename).
+// saveDelegate writes the delegate config atomically.
 func saveDelegate(dataDir, containerID string, conf []byte) error {
 	path, err := savedPath(dataDir, containerID)
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return fmt.Errorf("create CNI data dir: %w", err)
-	}
-	f, err := os.CreateTemp(dataDir, "."+containerID+".tmp")
-	if err != nil {
-		return fmt.Errorf("save delegate config for %s: %w", containerID, err)
-	}
-	defer os.Remove(f.Name()) // no-op after a successful rename
-	if _, err := f.Write(conf); err != nil {
-		f.Close()
-		return fmt.Errorf("save delegate config for %s: %w", containerID, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("save delegate config for %s: %w", containerID, err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := atomicfile.Write(path, conf, 0o600, 0o700); err != nil {
 		return fmt.Errorf("save delegate config for %s: %w", containerID, err)
 	}
 	return nil
