@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"net/netip"
 	"slices"
 	"strings"
@@ -29,27 +28,14 @@ func (l liveNode) run(t *testing.T, args ...string) string {
 	t.Helper()
 	out, err := l.try(args...)
 	if err != nil {
-		t.Fatalf("weftctl %s on %s: %v", strings.Join(args, " "), l.node.Name, err)
+		t.Fatal(err)
 	}
 	return out
 }
 
 func (l liveNode) try(args ...string) (string, error) {
-	full := append([]string{}, args...)
-	switch args[0] {
-	case "status", "peers":
-		full = append(full, "--bpf-dir", l.node.BPFDir, "--subnet-file", l.node.SubnetFile)
-	case "maps", "counters":
-		full = append(full, "--bpf-dir", l.node.BPFDir)
-	}
-	cmd := l.node.NS.Command(context.Background(), l.bin, full...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return string(out), fmt.Errorf("%w: %s", err, stderr.String())
-	}
-	return string(out), nil
+	out, _, err := l.node.RunWeftctl(context.Background(), l.bin, args...)
+	return out, err
 }
 
 // json runs weftctl with -o json appended and decodes its output into v.

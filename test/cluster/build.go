@@ -15,6 +15,12 @@ type Binaries struct {
 	// CNI is the weft-cni plugin (installed into the pods' CNI path as
 	// "flannel").
 	CNI string
+	// Weftctl is the weftctl inspector, for tests that run it (see
+	// Node.RunWeftctl); the cluster itself does not need it.
+	Weftctl string
+	// Commit is the commit the binaries were built from (see BuildCommit);
+	// "" for this working tree.
+	Commit string
 }
 
 // FindBinaries finds weftd and weft-cni already built in dir (make build).

@@ -42,6 +42,10 @@ const (
 type Options struct {
 	// Binaries are the weftd and weft-cni executables (see Build).
 	Binaries Binaries
+	// NodeBinaries overrides Binaries for single nodes, by index (a zero
+	// value keeps Binaries): e.g. the previous release on some nodes (see
+	// BuildCommit and Node.Upgrade).
+	NodeBinaries []Binaries
 	// Nodes is the number of nodes (default 2).
 	Nodes int
 	// Segments gives each node's underlay segment (0 or 1) by index; nodes
@@ -139,9 +143,6 @@ func (c *Cluster) build(ctx context.Context) error {
 	}, func() error { return os.RemoveAll(c.Dir) })
 	if err != nil {
 		return fmt.Errorf("create cluster dir: %w", err)
-	}
-	if err := c.installCNI(); err != nil {
-		return err
 	}
 	if err := c.buildInfra(ctx); err != nil {
 		return err

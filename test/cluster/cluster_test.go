@@ -260,6 +260,35 @@ func TestHarness(t *testing.T) {
 		}
 	})
 
+	t.Run("upgrade in place", func(t *testing.T) {
+		v2 := Binaries{Weftd: filepath.Join(t.TempDir(), "fake-weftd-v2"), CNI: "/v2/weft-cni", Commit: "v2"}
+		if err := os.WriteFile(v2.Weftd, []byte(strings.Replace(fakeWeftd, "fake weftd pid", "fake weftd v2 pid", 1)), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		pid := n1.WeftdPID()
+		if err := n1.Upgrade(ctx, v2); err != nil {
+			t.Fatal(err)
+		}
+		if n1.WeftdPID() == pid || n1.Binaries() != v2 {
+			t.Fatalf("after Upgrade: pid %d (was %d), binaries %+v", n1.WeftdPID(), pid, n1.Binaries())
+		}
+		err := Eventually(ctx, 10*time.Second, "the new weftd's log", func() error {
+			if log, _ := n1.Log(); !strings.Contains(log, "fake weftd v2 pid") {
+				return errors.New(log)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if to, err := os.Readlink(filepath.Join(n1.cniBinDir(), "flannel")); err != nil || to != v2.CNI {
+			t.Fatalf("n1's CNI plugin links to %q (%v), want %s", to, err, v2.CNI)
+		}
+		if n2.Binaries().Weftd != bin {
+			t.Fatalf("n2 runs %s, want the cluster's %s", n2.Binaries().Weftd, bin)
+		}
+	})
+
 	t.Run("pod delete", func(t *testing.T) {
 		if err := p2.Delete(ctx); err != nil {
 			t.Fatal(err)

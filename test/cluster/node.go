@@ -48,6 +48,7 @@ type Node struct {
 	Args []string
 
 	c     *Cluster
+	bins  Binaries // what the node runs (see Upgrade)
 	weftd *process
 	pods  int
 }
@@ -64,6 +65,10 @@ func (c *Cluster) buildNode(ctx context.Context, i int) (*Node, error) {
 		Segment: seg,
 		Args:    c.opts.WeftdArgs,
 		c:       c,
+		bins:    c.opts.Binaries,
+	}
+	if i < len(c.opts.NodeBinaries) && c.opts.NodeBinaries[i] != (Binaries{}) {
+		n.bins = c.opts.NodeBinaries[i]
 	}
 	n.Dir = filepath.Join(c.Dir, n.Name)
 	n.SubnetFile = filepath.Join(n.Dir, "subnet.env")
@@ -73,6 +78,9 @@ func (c *Cluster) buildNode(ctx context.Context, i int) (*Node, error) {
 	}
 	if err := os.MkdirAll(n.BPFDir, 0o755); err != nil {
 		return nil, fmt.Errorf("node %s: %w", n.Name, err)
+	}
+	if err := n.installCNI(); err != nil {
+		return nil, err
 	}
 	// ip netns exec remounts /sys, so weftd cannot pin under /sys/fs/bpf:
 	// each node gets its own bpffs.
@@ -160,7 +168,7 @@ func (n *Node) weftdArgs() []string {
 // the command's.
 func (n *Node) weftdCommand(ctx context.Context, args ...string) *exec.Cmd {
 	script := `mkdir -p /run/wireguard && mount -t tmpfs -o mode=0700 weft-wg /run/wireguard && exec "$@"`
-	cmd := n.NS.Command(ctx, "unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "weftd", n.c.opts.Binaries.Weftd}, args...)...)
+	cmd := n.NS.Command(ctx, "unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "weftd", n.bins.Weftd}, args...)...)
 	cmd.Env = append(append(os.Environ(), n.leaseEnv()...), "WIREGUARD_KEY_FILE="+filepath.Join(n.Dir, "wgkey"))
 	cmd.Env = append(cmd.Env, n.Env...)
 	return cmd
@@ -193,7 +201,7 @@ func (n *Node) StartWeftd(ctx context.Context) error {
 			return fmt.Errorf("node %s: %w", n.Name, err)
 		}
 		n.weftd = p
-		n.c.log.Info("weftd started", "node", n.Name, "pid", p.PID())
+		n.c.log.Info("weftd started", "node", n.Name, "pid", p.PID(), "commit", n.bins.Commit)
 		return nil
 	}, func() error {
 		if p == nil {
@@ -201,6 +209,25 @@ func (n *Node) StartWeftd(ctx context.Context) error {
 		}
 		return p.stop(syscall.SIGTERM)
 	})
+}
+
+// Binaries are the executables the node runs.
+func (n *Node) Binaries() Binaries { return n.bins }
+
+// Upgrade replaces the node's weft with b in place, as a DaemonSet rolling
+// update does: weftd stops gracefully (SIGTERM), b's weft-cni replaces the
+// node's CNI plugin (atomically, as the init container's copy) and b's
+// weftd starts on the same node state (bpffs, subnet file, pods). It does
+// not wait for the new weftd to be ready (see WaitReady).
+func (n *Node) Upgrade(ctx context.Context, b Binaries) error {
+	if err := n.StopWeftd(syscall.SIGTERM); err != nil {
+		return err
+	}
+	n.bins = b
+	if err := n.installCNI(); err != nil {
+		return err
+	}
+	return n.StartWeftd(ctx)
 }
 
 // RunWeftd runs weftd to completion in the node's namespace with the
@@ -406,4 +433,27 @@ func (n *Node) WaitReady(ctx context.Context, timeout time.Duration) error {
 // Exec runs a command in the node's namespace.
 func (n *Node) Exec(ctx context.Context, name string, args ...string) (string, error) {
 	return n.NS.Exec(ctx, name, args...)
+}
+
+// RunWeftctl runs the weftctl executable bin with args in the node's
+// namespace, adding the node's --bpf-dir (and --subnet-file) to the
+// subcommands that read them, and returns its stdout and stderr; err is
+// set if it failed to run or exited non-zero.
+func (n *Node) RunWeftctl(ctx context.Context, bin string, args ...string) (stdout, stderr string, err error) {
+	full := append([]string{}, args...)
+	if len(args) > 0 {
+		switch args[0] {
+		case "status", "peers":
+			full = append(full, "--bpf-dir", n.BPFDir, "--subnet-file", n.SubnetFile)
+		case "maps", "counters":
+			full = append(full, "--bpf-dir", n.BPFDir)
+		}
+	}
+	cmd := n.NS.Command(ctx, bin, full...)
+	var out, errOut strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil {
+		return out.String(), errOut.String(), fmt.Errorf("weftctl %s on %s: %w: %s", strings.Join(args, " "), n.Name, err, strings.TrimSpace(errOut.String()))
+	}
+	return out.String(), errOut.String(), nil
 }

@@ -82,7 +82,7 @@ func (n *Node) AddPod(ctx context.Context) (*Pod, error) {
 // first, then the system plugins; results cached in the node's directory.
 func (n *Node) cni() *libcni.CNIConfig {
 	return libcni.NewCNIConfigWithCacheDir(
-		[]string{n.c.cniBinDir(), SystemCNIDir}, filepath.Join(n.Dir, "cni-cache"), nil)
+		[]string{n.cniBinDir(), SystemCNIDir}, filepath.Join(n.Dir, "cni-cache"), nil)
 }
 
 // attach creates a pod namespace and runs ADD of list for it. The plugins
@@ -160,20 +160,29 @@ func (p *Pod) Delete(ctx context.Context) error {
 	return p.NS.delete()
 }
 
-// cniBinDir holds weft-cni installed under flannel's plugin name, to show
-// that flannel's conflist works unchanged.
-func (c *Cluster) cniBinDir() string { return filepath.Join(c.Dir, "cni-bin") }
+// cniBinDir holds the node's weft-cni installed under flannel's plugin
+// name, to show that flannel's conflist works unchanged.
+func (n *Node) cniBinDir() string { return filepath.Join(n.Dir, "cni-bin") }
 
-// installCNI links weft-cni into cniBinDir as "flannel".
-func (c *Cluster) installCNI() error {
-	if err := os.MkdirAll(c.cniBinDir(), 0o755); err != nil {
-		return fmt.Errorf("install CNI plugin: %w", err)
+// installCNI links the node's weft-cni into cniBinDir as "flannel",
+// replacing an earlier one atomically (a new link renamed over the old), so
+// a plugin run never finds it missing.
+func (n *Node) installCNI() error {
+	if err := os.MkdirAll(n.cniBinDir(), 0o755); err != nil {
+		return fmt.Errorf("install CNI plugin on %s: %w", n.Name, err)
 	}
-	if c.opts.Binaries.CNI == "" {
+	if n.bins.CNI == "" {
 		return nil
 	}
-	if err := os.Symlink(c.opts.Binaries.CNI, filepath.Join(c.cniBinDir(), "flannel")); err != nil {
-		return fmt.Errorf("install CNI plugin: %w", err)
+	link := filepath.Join(n.cniBinDir(), "flannel")
+	if err := os.Remove(link + ".new"); err != nil && !os.IsNotExist(err) {
+		return fmt.Errorf("install CNI plugin on %s: %w", n.Name, err)
+	}
+	if err := os.Symlink(n.bins.CNI, link+".new"); err != nil {
+		return fmt.Errorf("install CNI plugin on %s: %w", n.Name, err)
+	}
+	if err := os.Rename(link+".new", link); err != nil {
+		return fmt.Errorf("install CNI plugin on %s: %w", n.Name, err)
 	}
 	return nil
 }

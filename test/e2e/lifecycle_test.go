@@ -164,14 +164,7 @@ func TestHitlessRestart(t *testing.T) {
 			ctx := t.Context()
 			pods := addPods(t, c, 1)
 			requireDatapaths(t, c, dp)
-			subnets := map[*cluster.Node]string{}
-			for _, n := range c.Nodes {
-				s, err := n.Subnets()
-				if err != nil {
-					t.Fatal(err)
-				}
-				subnets[n] = fmt.Sprint(s)
-			}
+			subnets := nodeSubnets(t, c.Nodes)
 			to := pods[1].IPOf(tc.f)
 			if err := waitReach(ctx, pods[0].NS, to); err != nil {
 				t.Fatal(err)
@@ -183,34 +176,15 @@ func TestHitlessRestart(t *testing.T) {
 			t.Cleanup(func() { echo.Close() })
 			var sent int64
 			d := carriedBytes(t, c.Nodes, func() {
-				flood, err := pods[0].NS.StartPing(ctx, to, floodCount, floodInterval)
-				if err != nil {
-					t.Fatal(err)
-				}
-				stream := make(chan error, 1)
-				go func() {
-					var err error
-					sent, err = pods[0].NS.EchoStream(ctx, netip.AddrPortFrom(to, altPort), floodCount*floodInterval, streamRate)
-					stream <- err
-				}()
+				l := startLoad(t, floodCount, pods[0].NS, to, pods[0].NS, netip.AddrPortFrom(to, altPort))
 				restartBoth(t, c, subnets)
-				if !flood.Running() {
-					t.Fatalf("the ping flood ended before the restarts were done: raise floodCount")
-				}
-				select {
-				case err := <-stream:
-					t.Fatalf("the TCP stream ended before the restarts were done (%v): raise floodCount", err)
-				default:
-				}
-				res, err := flood.Wait()
-				if err != nil {
-					t.Fatal(err)
-				}
+				res, n, err := l.finish(t)
+				sent = n
 				if (res.Lost() != 0 && tc.backend != "udp") || res.Sent != floodCount {
 					t.Errorf("ping flood across restarts: lost %d of %d", res.Lost(), res.Sent)
 				}
 				t.Logf("ping flood across restarts: lost %d of %d", res.Lost(), res.Sent)
-				if err := <-stream; err != nil {
+				if err != nil {
 					t.Errorf("TCP stream across restarts: %v", err)
 				}
 			})
@@ -220,6 +194,68 @@ func TestHitlessRestart(t *testing.T) {
 			checkMesh(t, c, pods)
 		})
 	}
+}
+
+// nodeSubnets are the nodes' subnets, each as fmt.Sprint prints its list
+// (see checkKeptSubnet).
+func nodeSubnets(t *testing.T, nodes []*cluster.Node) map[*cluster.Node]string {
+	t.Helper()
+	out := map[*cluster.Node]string{}
+	for _, n := range nodes {
+		s, err := n.Subnets()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[n] = fmt.Sprint(s)
+	}
+	return out
+}
+
+// load is traffic that must outlast a disruption of the nodes: a ping
+// flood every floodInterval and a paced TCP echo stream as long as it.
+type load struct {
+	flood  *cluster.Pinger
+	stream chan error
+	sent   int64 // bytes the stream sent each way; valid after stream
+}
+
+// startLoad starts a flood of count pings from pingFrom to pingTo, and an
+// echo stream from streamFrom to the echo server at streamTo (streamRate,
+// for as long as the flood lasts).
+func startLoad(t *testing.T, count int, pingFrom *cluster.Netns, pingTo netip.Addr, streamFrom *cluster.Netns, streamTo netip.AddrPort) *load {
+	t.Helper()
+	flood, err := pingFrom.StartPing(t.Context(), pingTo, count, floodInterval)
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := &load{flood: flood, stream: make(chan error, 1)}
+	go func() {
+		var err error
+		l.sent, err = streamFrom.EchoStream(t.Context(), streamTo, time.Duration(count)*floodInterval, streamRate)
+		l.stream <- err
+	}()
+	return l
+}
+
+// finish fails t if the flood or the stream ended before the disruption
+// was over (the load must span it), then waits for both: the flood's
+// result, the bytes the stream sent each way and its error.
+func (l *load) finish(t *testing.T) (cluster.PingResult, int64, error) {
+	t.Helper()
+	if !l.flood.Running() {
+		t.Fatalf("the ping flood ended before the disruption was over: raise its count")
+	}
+	select {
+	case err := <-l.stream:
+		t.Fatalf("the TCP stream ended before the disruption was over (%v): raise the flood's count", err)
+	default:
+	}
+	res, err := l.flood.Wait()
+	if err != nil {
+		t.Fatal(err)
+	}
+	serr := <-l.stream
+	return res, l.sent, serr
 }
 
 // restartBoth restarts weftd on the first two nodes, each gracefully and
