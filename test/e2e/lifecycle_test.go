@@ -131,8 +131,9 @@ func TestUDPNodeLeave(t *testing.T) {
 	}
 }
 
-// floodCount and floodInterval size the ping flood across daemon restarts:
-// long enough to outlast four restarts on a busy machine.
+// floodCount and floodInterval size the ping flood across daemon restarts
+// and upgrades: long enough to outlast four restarts (or three upgrades) on
+// a busy machine.
 const (
 	floodCount    = 1500
 	floodInterval = 10 * time.Millisecond
