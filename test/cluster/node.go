@@ -50,7 +50,10 @@ type Node struct {
 	c     *Cluster
 	bins  Binaries // what the node runs (see Upgrade)
 	weftd *process
-	pods  int
+	// stopped is set while weftd is stopped on purpose (StopWeftd): alive
+	// does not fail then.
+	stopped bool
+	pods    int
 }
 
 func (c *Cluster) buildNode(ctx context.Context, i int) (*Node, error) {
@@ -200,7 +203,7 @@ func (n *Node) StartWeftd(ctx context.Context) error {
 		if p, err = startProcess(cmd, n.LogPath()); err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
 		}
-		n.weftd = p
+		n.weftd, n.stopped = p, false
 		n.c.log.Info("weftd started", "node", n.Name, "pid", p.PID(), "commit", n.bins.Commit)
 		return nil
 	}, func() error {
@@ -250,6 +253,7 @@ func (n *Node) StopWeftd(sig syscall.Signal) error {
 	if err := n.weftd.stop(sig); err != nil {
 		return fmt.Errorf("stop weftd on %s: %w", n.Name, err)
 	}
+	n.stopped = true
 	n.c.log.Info("weftd stopped", "node", n.Name, "signal", sig)
 	return nil
 }
@@ -278,11 +282,12 @@ func (n *Node) WeftdExited() (bool, error) {
 	return n.weftd.exited()
 }
 
-// alive fails if weftd was started and has exited: conditions that wait on
-// weftd give up at once instead of at their deadline. Without weftd (a
-// hand-written subnet file) it never fails.
+// alive fails if weftd was started and has exited without StopWeftd:
+// conditions that wait on weftd give up at once instead of at their
+// deadline. Without weftd (a hand-written subnet file, or weftd stopped on
+// purpose, whose subnet file stays) it never fails.
 func (n *Node) alive() error {
-	if n.weftd == nil {
+	if n.weftd == nil || n.stopped {
 		return nil
 	}
 	if done, err := n.weftd.exited(); done {
