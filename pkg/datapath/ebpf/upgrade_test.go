@@ -1,6 +1,7 @@
 package ebpf
 
 import (
+	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -178,5 +179,51 @@ func TestCounterCarryOver(t *testing.T) {
 				t.Errorf("temporary pins left: %v", leftovers)
 			}
 		})
+	}
+}
+
+// TestReadOtherVersion: weftctl's readers refuse maps an earlier weft
+// pinned, saying so, instead of decoding them wrongly; the map list still
+// describes them.
+func TestReadOtherVersion(t *testing.T) {
+	dir := tempBPFFS(t)
+	pinMaps(t, dir, b1590d9Maps())
+	reads := map[string]func() error{
+		MapConfig: func() error { _, err := ReadConfig(dir); return err },
+		MapPeers:  func() error { _, err := ReadPeers(dir); return err },
+		MapNodes:  func() error { _, err := ReadNodes(dir); return err },
+		MapPods:   func() error { _, err := ReadPods(dir); return err },
+		MapEndpoints: func() error {
+			_, err := ReadEndpoints(dir)
+			return err
+		},
+		MapPeers + " (OpenPeers)": func() error {
+			r, err := OpenPeers(dir)
+			if err == nil {
+				r.Close()
+			}
+			return err
+		},
+	}
+	for what, read := range reads {
+		name, _, _ := strings.Cut(what, " ")
+		err := read()
+		if err == nil || !strings.Contains(err.Error(), "map "+name+" in "+dir+" was written by another weft version") ||
+			!strings.Contains(err.Error(), "use the weftctl of the weftd running on this node") {
+			t.Errorf("reading %s of another version: %v; want it named as another version's", what, err)
+		}
+	}
+	// The counters need the config: of this version, the counters maps
+	// are still the old ones.
+	must(t, os.Remove(filepath.Join(dir, MapConfig)))
+	cur, err := loadWeft()
+	must(t, err)
+	pinMaps(t, dir, []*ebpf.MapSpec{cur.Maps[MapConfig]})
+	if _, err := ReadCounters(dir); err == nil || !strings.Contains(err.Error(), "another weft version") {
+		t.Errorf("reading counters of another version: %v; want it named as another version's", err)
+	}
+	info, err := ReadMapInfo(dir, MapPeers)
+	if err != nil || info.MaxEntries != 16384 || info.Type != ebpf.LPMTrie.String() {
+		t.Errorf("map info of another version's peers map: %+v, %v", info, err)
 	}
 }
