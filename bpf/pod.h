@@ -55,8 +55,8 @@ static __always_inline int ipv6_source_ok(struct __sk_buff *skb, const struct po
 
 /* pod_source_ok reports whether the frame from the pod behind this veth
  * carries only that pod's addresses. A veth with no registered pod (weftd
- * has not learned it yet) is not checked here: its traffic is left to the
- * kernel. */
+ * has not learned it yet) is not checked here: known_source leaves its
+ * traffic to the kernel. */
 static __always_inline int pod_source_ok(struct __sk_buff *skb)
 {
 	__u32 ifindex = skb->ifindex;
@@ -86,6 +86,19 @@ static __always_inline int pod_source_ok(struct __sk_buff *skb)
 		return mac_equal(arp.sha, pod->mac) && (arp.spa == pod->ip[FAMILY_IPV4].w[3] || arp.spa == 0);
 	}
 	return 1; /* other protocols: the MAC is the pod's */
+}
+
+/* known_source reports whether the packet l3 in the frame eth comes from
+ * a registered pod: its source address is an endpoint with the frame's
+ * source MAC and, at a veth, behind this veth. Only such packets take the
+ * fast path; a pod weftd does not know (yet) takes the kernel path,
+ * neither checked nor dropped. */
+static __always_inline int known_source(struct __sk_buff *skb, const struct eth *eth, const struct l3 *l3,
+					const int veth)
+{
+	struct endpoint *ep = bpf_map_lookup_elem(&weft_endpoints, &l3->saddr);
+
+	return ep && mac_equal(ep->mac, eth->src) && (!veth || ep->host_ifindex == skb->ifindex);
 }
 
 /* to_tunnel reports whether the pod's packet l3 (family v6) goes to the

@@ -12,9 +12,10 @@
  *
  *   weft_veth_ingress   ingress of each pod's host veth: drops what the pod
  *                       may not send (pod.h), then pod -> remote pod on the
- *                       fast path (encap.h); passes anything else.
- *   weft_pod_ingress    bridge (cni0) ingress: the same fast path for pods
- *                       whose veth has no program yet.
+ *                       fast path (encap.h); passes anything else, and all
+ *                       of a pod weftd has not registered.
+ *   weft_pod_ingress    bridge (cni0) ingress: the same fast path for
+ *                       registered pods whose veth has no program yet.
  *   weft_uplink_ingress every other interface's ingress (uplink, lo, ...):
  *                       VXLAN or udp to a local address is validated
  *                       wherever it arrives; established flows (VXLAN or
@@ -85,6 +86,8 @@ static __always_inline int pod_ingress(struct __sk_buff *skb, struct node_config
 	/* Truncated: the kernel drops it. IPv6: the outer checksum covers
 	 * trailing bytes too, which the fast path does not sum. */
 	if (skb->gso_size == 0 && (v6 ? l3.len + ETH_HLEN != skb->len : l3.len + ETH_HLEN > skb->len))
+		return TC_ACT_OK;
+	if (!known_source(skb, eth, &l3, veth))
 		return TC_ACT_OK;
 	state = offload_state(skb, &l3, v6, cfg, &x, &f);
 	if (state == OFFLOAD_NO)

@@ -5,12 +5,14 @@ import (
 	"net"
 	"net/netip"
 	"testing"
+
+	"github.com/cilium/ebpf"
 )
 
 // TestPodSource: a registered pod's veth drops frames whose source MAC,
 // IPv4 source or ARP sender is not the pod's, counted as pod_source; the
 // pod's own frames pass, and a veth whose pod is not registered (yet) is
-// not checked.
+// not checked: its traffic takes the kernel path.
 func TestPodSource(t *testing.T) {
 	e := newProgEnv(t)
 	e.track(t, true, vxlanFlow)
@@ -55,8 +57,25 @@ func TestPodSource(t *testing.T) {
 	unregistered := ifindex(t, e.ns, "vethother")
 	e.checkPass(t, "another pod's source IP on an unregistered veth", e.WeftVethIngress, unregistered, spoofedIP)
 	e.checkPass(t, "another source MAC on an unregistered veth", e.WeftVethIngress, unregistered, ethernet(bridgeMAC, otherMAC, 0x86dd, make([]byte, 60)))
-	if verdict, _, err := e.runOn(e.WeftVethIngress, unregistered, own); err != nil || verdict != tcActRedirect {
-		t.Errorf("established flow on an unregistered veth: verdict %d, %v; want TC_ACT_REDIRECT", verdict, err)
+	// A pod weftd has not registered (yet) takes the kernel path, also its
+	// established flows: at its veth, and at the bridge, which sees the
+	// frames its veth passes.
+	for _, c := range []struct {
+		name    string
+		prog    *ebpf.Program
+		ifindex int
+		in      []byte
+	}{
+		{"the registered pod's established flow arriving on an unregistered veth", e.WeftVethIngress, unregistered, own},
+		{"an established flow from an unregistered MAC on an unregistered veth", e.WeftVethIngress, unregistered, spoofedMAC},
+		{"an established flow from an unregistered MAC at the bridge", e.WeftPodIngress, e.bridge, spoofedMAC},
+	} {
+		if verdict, _, err := e.runOn(c.prog, c.ifindex, c.in); err != nil || verdict != tcActOK {
+			t.Errorf("%s: verdict %d, %v; want TC_ACT_OK (the kernel path)", c.name, verdict, err)
+		}
+	}
+	if verdict, _ := e.mustRun(t, e.WeftPodIngress, own); verdict != tcActRedirect {
+		t.Errorf("the registered pod's established flow at the bridge: verdict %d, want TC_ACT_REDIRECT", verdict)
 	}
 	if p, _ := counts(t, e.WeftDrops, uint32(weftDropReasonDROP_POD_SOURCE)); p != 6 {
 		t.Errorf("IPv4 pod_source drops = %d, want the 6 spoofed frames", p)

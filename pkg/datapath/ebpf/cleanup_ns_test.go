@@ -48,7 +48,7 @@ func TestCleanupLeftovers(t *testing.T) {
 			var dp *Datapath
 			must(t, n.ns.Do(func() error {
 				var err error
-				dp, err = New(Options{BPFDir: n.bpfDir, Attach: mode})
+				dp, err = New(n.options(mode))
 				return err
 			}))
 			n.dp = dp // the test's cleanup cleans up with it

@@ -25,6 +25,7 @@ import (
 
 	"github.com/weftnet/weft/pkg/datapath"
 	"github.com/weftnet/weft/pkg/datapath/kernel"
+	"github.com/weftnet/weft/pkg/endpoint"
 )
 
 // Defaults of Options.
@@ -50,6 +51,8 @@ type Options struct {
 	Bridge string
 	// Attach is AttachAuto (default), AttachTCX or AttachTC.
 	Attach string
+	// EndpointDir holds weft-cni's endpoint records (endpoint.Store); default endpoint.DefaultDir.
+	EndpointDir string
 }
 
 // Endpoint is a local pod as the CNI plugin registers it.
@@ -106,6 +109,9 @@ func New(opts Options) (*Datapath, error) {
 	}
 	if opts.Bridge == "" {
 		opts.Bridge = DefaultBridge
+	}
+	if opts.EndpointDir == "" {
+		opts.EndpointDir = endpoint.DefaultDir
 	}
 	switch opts.Attach {
 	case "":
@@ -200,6 +206,10 @@ func (d *Datapath) setup(ctx context.Context, node datapath.Node) (datapath.Info
 	// load, the maps may be new: what Apply knows is void.
 	d.last, d.sel = nil, nil
 	if d.objs == nil {
+		// Before the programs load: an upgrade may replace the old map.
+		if err := adoptEndpoints(d.opts.BPFDir, d.opts.Bridge, endpoint.Store{Dir: d.opts.EndpointDir}); err != nil {
+			slog.Warn("adopting endpoints failed: their pods take the kernel path", "err", err)
+		}
 		objs, staged, err := loadPinned(d.opts.BPFDir)
 		if err != nil {
 			return datapath.Info{}, err
@@ -216,6 +226,9 @@ func (d *Datapath) setup(ctx context.Context, node datapath.Node) (datapath.Info
 		return datapath.Info{}, err
 	}
 	if err := d.writeNodeConfig(info); err != nil {
+		return datapath.Info{}, err
+	}
+	if err := d.syncEndpoints(); err != nil {
 		return datapath.Info{}, err
 	}
 	if err := d.swapIn(false); err != nil {

@@ -98,16 +98,11 @@ func TestReadMissingPins(t *testing.T) {
 
 // TestInspectTCX reads a live vxlan datapath attached with tcx.
 func TestInspectTCX(t *testing.T) {
-	nodes := newTestNodes(t, datapath.ModeVXLAN)
-	for _, n := range nodes {
-		n.addPod(t, 1450)
-		n.startEBPF(t, AttachTCX)
-	}
-	syncAll(t, nodes)
+	nodes := syncedNodes(t, datapath.ModeVXLAN, AttachTCX)
 	n, other := nodes[0], nodes[1]
 	ep := n.endpoint(t)
-	must(t, RegisterEndpoint(n.bpfDir, ep))
-	must(t, RegisterEndpoint(other.bpfDir, other.endpoint(t)))
+	n.register(t)
+	other.register(t)
 	waitPing(t, n.pod, other.podIP)
 	tcpTransfer(t, n, other, fastPathTransfer) // the fast path counts it (pings take the kernel path)
 

@@ -82,7 +82,12 @@ func reconcile[K, V comparable](m *ebpf.Map, want map[K]V) error {
 // update changes m, believed to hold have, to hold want: it deletes and
 // writes only the entries that differ.
 func update[K, V comparable](m *ebpf.Map, have, want map[K]V) error {
-	var e edits[K, V]
+	return diff(have, want).write(m)
+}
+
+// diff returns the edits that change have into want.
+func diff[K, V comparable](have, want map[K]V) *edits[K, V] {
+	e := new(edits[K, V])
 	for k, v := range want {
 		old, had := have[k]
 		e.add(k, old, had, v, true)
@@ -92,7 +97,7 @@ func update[K, V comparable](m *ebpf.Map, have, want map[K]V) error {
 			e.add(k, v, true, v, false)
 		}
 	}
-	return e.write(m)
+	return e
 }
 
 // edits are the deletes and writes that change a map entry by entry.
@@ -113,6 +118,9 @@ func (e *edits[K, V]) add(k K, old V, had bool, v V, ok bool) {
 		e.delKeys = append(e.delKeys, k)
 	}
 }
+
+// len is how many entries the edits write or delete.
+func (e *edits[K, V]) len() int { return len(e.putKeys) + len(e.delKeys) }
 
 // write makes the edits to m. Deletes go first so a full map makes room.
 func (e *edits[K, V]) write(m *ebpf.Map) error {

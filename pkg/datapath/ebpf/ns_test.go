@@ -22,6 +22,7 @@ import (
 
 	"github.com/weftnet/weft/pkg/datapath"
 	"github.com/weftnet/weft/pkg/datapath/kernel"
+	"github.com/weftnet/weft/pkg/endpoint"
 	"github.com/weftnet/weft/test/testns"
 )
 
@@ -40,8 +41,12 @@ type testNode struct {
 	subnet6 netip.Prefix
 	podIP6  netip.Addr
 	bpfDir  string
-	dp      datapath.Datapath
-	info    datapath.Info
+	// endpointDir holds the node's endpoint records.
+	endpointDir string
+	// veth is the host end of the pod's veth.
+	veth string
+	dp   datapath.Datapath
+	info datapath.Info
 }
 
 // newTestNodes builds two IPv4 nodes of backend.
@@ -57,11 +62,13 @@ func newStackNodes(t *testing.T, backend datapath.Mode, v6 bool) [2]*testNode {
 	var nodes [2]*testNode
 	for i := range nodes {
 		n := &testNode{
-			ns:     testns.New(t, prefix, fmt.Sprintf("n%d", i+1)),
-			pod:    testns.New(t, prefix, fmt.Sprintf("p%d", i+1)),
-			subnet: netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i+1)),
-			podIP:  netip.MustParseAddr(fmt.Sprintf("10.244.%d.10", i+1)),
-			bpfDir: filepath.Join(t.TempDir(), "bpf"),
+			ns:          testns.New(t, prefix, fmt.Sprintf("n%d", i+1)),
+			pod:         testns.New(t, prefix, fmt.Sprintf("p%d", i+1)),
+			subnet:      netip.MustParsePrefix(fmt.Sprintf("10.244.%d.0/24", i+1)),
+			podIP:       netip.MustParseAddr(fmt.Sprintf("10.244.%d.10", i+1)),
+			bpfDir:      filepath.Join(t.TempDir(), "bpf"),
+			endpointDir: filepath.Join(t.TempDir(), "endpoints"),
+			veth:        "vethpod",
 			node: datapath.Node{
 				NodeIP:  netip.MustParseAddr(fmt.Sprintf("192.168.50.%d", i+1)),
 				Uplink:  "eth0",
@@ -104,8 +111,8 @@ func (n *testNode) addPod(t *testing.T, mtu int) {
 	n.ns.MustRun(t, "ip", "link", "add", "cni0", "type", "bridge")
 	n.ns.MustRun(t, "ip", "addr", "add", gw.String()+"/24", "dev", "cni0")
 	n.ns.MustRun(t, "ip", "link", "set", "cni0", "mtu", mtuArg, "up")
-	n.ns.MustRun(t, "ip", "link", "add", "vethpod", "mtu", mtuArg, "type", "veth", "peer", "name", "eth0", "netns", n.pod.Name)
-	n.ns.MustRun(t, "ip", "link", "set", "vethpod", "master", "cni0", "up")
+	n.ns.MustRun(t, "ip", "link", "add", n.veth, "mtu", mtuArg, "type", "veth", "peer", "name", "eth0", "netns", n.pod.Name)
+	n.ns.MustRun(t, "ip", "link", "set", n.veth, "master", "cni0", "up")
 	n.pod.MustRun(t, "ip", "link", "set", "eth0", "mtu", mtuArg, "up")
 	n.pod.MustRun(t, "ip", "addr", "add", n.podIP.String()+"/24", "dev", "eth0")
 	n.pod.MustRun(t, "ip", "route", "add", "default", "via", gw.String())
@@ -117,9 +124,17 @@ func (n *testNode) addPod(t *testing.T, mtu int) {
 	}
 }
 
-// register registers n's pod with the ebpf datapath, one endpoint per
-// address, as weft-cni does.
+// register saves n's pod's endpoint record and registers the pod with the
+// ebpf datapath, one endpoint per address, as weft-cni does.
 func (n *testNode) register(t *testing.T) {
+	t.Helper()
+	must(t, n.store().Save(n.record(t)))
+	n.registerEndpoints(t)
+}
+
+// registerEndpoints registers n's pod with the ebpf datapath, one endpoint
+// per address, as weft-cni does (without a record: as older ones do).
+func (n *testNode) registerEndpoints(t *testing.T) {
 	t.Helper()
 	ep := n.endpoint(t)
 	for _, ip := range []netip.Addr{n.podIP, n.podIP6} {
@@ -130,12 +145,31 @@ func (n *testNode) register(t *testing.T) {
 	}
 }
 
+// record is n's pod's endpoint record as weft-cni saves it.
+func (n *testNode) record(t *testing.T) endpoint.Record {
+	t.Helper()
+	r := endpoint.Record{ContainerID: "pod-" + n.pod.Name, IfName: "eth0", HostIfName: n.veth,
+		MAC: n.endpoint(t).MAC.String(), IPs: []netip.Addr{n.podIP}}
+	if n.podIP6.IsValid() {
+		r.IPs = append(r.IPs, n.podIP6)
+	}
+	return r
+}
+
+// store is n's endpoint record store.
+func (n *testNode) store() endpoint.Store { return endpoint.Store{Dir: n.endpointDir} }
+
+// options are the datapath options of n with the attach mode attach.
+func (n *testNode) options(attach string) Options {
+	return Options{BPFDir: n.bpfDir, EndpointDir: n.endpointDir, Attach: attach}
+}
+
 // endpoint describes n's pod as the CNI plugin registers it.
 func (n *testNode) endpoint(t *testing.T) Endpoint {
 	t.Helper()
 	ep := Endpoint{IP: n.podIP}
 	must(t, n.ns.Do(func() error {
-		l, err := netlink.LinkByName("vethpod")
+		l, err := netlink.LinkByName(n.veth)
 		if err == nil {
 			ep.HostIfindex = l.Attrs().Index
 		}
@@ -158,7 +192,7 @@ func (n *testNode) startEBPF(t *testing.T, attach string) *Datapath {
 	var dp *Datapath
 	must(t, n.ns.Do(func() error {
 		var err error
-		dp, err = New(Options{BPFDir: n.bpfDir, Attach: attach})
+		dp, err = New(n.options(attach))
 		return err
 	}))
 	n.setup(t, dp)
@@ -194,11 +228,22 @@ func (n *testNode) startKernel(t *testing.T) {
 	}))
 }
 
-// syncAll tells every node about the others.
-// runningNodes starts two nodes of backend, each with one pod (MTU 1450 for
-// vxlan, 1500 for host-gw) and the ebpf datapath attached with attach,
-// syncs them, registers the pods and waits until pod 1 reaches pod 2.
+// runningNodes starts two nodes as syncedNodes does, registers the pods
+// and waits until pod 1 reaches pod 2.
 func runningNodes(t *testing.T, backend datapath.Mode, attach string) [2]*testNode {
+	t.Helper()
+	nodes := syncedNodes(t, backend, attach)
+	for _, n := range nodes {
+		n.register(t)
+	}
+	waitPing(t, nodes[0].pod, nodes[1].podIP)
+	return nodes
+}
+
+// syncedNodes starts two nodes of backend, each with one pod (MTU 1450 for
+// vxlan, 1500 otherwise) and the ebpf datapath attached with attach, and
+// syncs them.
+func syncedNodes(t *testing.T, backend datapath.Mode, attach string) [2]*testNode {
 	t.Helper()
 	mtu := 1500
 	if backend == datapath.ModeVXLAN {
@@ -210,13 +255,10 @@ func runningNodes(t *testing.T, backend datapath.Mode, attach string) [2]*testNo
 		n.startEBPF(t, attach)
 	}
 	syncAll(t, nodes)
-	for _, n := range nodes {
-		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
-	}
-	waitPing(t, nodes[0].pod, nodes[1].podIP)
 	return nodes
 }
 
+// syncAll tells every node about the others.
 func syncAll(t *testing.T, nodes [2]*testNode) {
 	t.Helper()
 	for i, n := range nodes {
@@ -406,7 +448,7 @@ func TestTrafficVXLAN(t *testing.T) {
 	syncAll(t, nodes)
 	waitAttached(t, dp1, "cni0")
 	for _, n := range nodes {
-		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
+		n.register(t)
 	}
 	waitPing(t, nodes[0].pod, nodes[1].podIP)
 	checkFastPath(t, nodes, BackendVXLAN)
@@ -458,21 +500,16 @@ func TestTrafficHostGW(t *testing.T) {
 	}
 	syncAll(t, nodes)
 	for _, n := range nodes {
-		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
+		n.register(t)
 	}
 	waitPing(t, nodes[0].pod, nodes[1].podIP)
 	checkFastPath(t, nodes, BackendHostGW)
 }
 
 func TestTrafficTCAttach(t *testing.T) {
-	nodes := newTestNodes(t, datapath.ModeVXLAN)
+	nodes := syncedNodes(t, datapath.ModeVXLAN, AttachTC)
 	for _, n := range nodes {
-		n.addPod(t, 1450)
-		n.startEBPF(t, AttachTC)
-	}
-	syncAll(t, nodes)
-	for _, n := range nodes {
-		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
+		n.register(t)
 		for _, dev := range []string{"eth0 ingress", "lo ingress", "cni0 ingress", "vethpod ingress"} {
 			args := append([]string{"filter", "show", "dev"}, strings.Fields(dev)...)
 			if out := n.ns.MustRun(t, "tc", args...); !strings.Contains(out, "weft_") || !strings.Contains(out, "direct-action") {
@@ -497,7 +534,7 @@ func TestInteropKernelNode(t *testing.T) {
 		n.addPod(t, 1450)
 	}
 	syncAll(t, nodes)
-	must(t, RegisterEndpoint(nodes[0].bpfDir, nodes[0].endpoint(t)))
+	nodes[0].register(t)
 	waitPing(t, nodes[0].pod, nodes[1].podIP)
 	checkFastPath(t, nodes, BackendVXLAN)
 	if rx := counter(t, nodes[1], "vxlan-kernel", "rx"); rx < 20 {
@@ -530,7 +567,7 @@ func TestRestart(t *testing.T) {
 		var dp *Datapath
 		must(t, n.ns.Do(func() error {
 			var err error
-			dp, err = New(Options{BPFDir: n.bpfDir, Attach: AttachTCX})
+			dp, err = New(n.options(AttachTCX))
 			return err
 		}))
 		n.setup(t, dp)

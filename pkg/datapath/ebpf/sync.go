@@ -4,26 +4,23 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/netip"
-
-	"github.com/cilium/ebpf"
-	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/pkg/datapath"
 )
 
 // Sync makes the remote subnets and known nodes maps equal to peers (as
 // datapath.Selector selects them), reading them back to repair drift, then
-// syncs the kernel slow path, forgets endpoints whose veth is gone and
-// re-attaches what drifted (after an upgrade's load: swaps the programs in,
-// once the maps are written). The maps come first: the fast path needs nothing
-// from the slow path (encap and host-gw redirects resolve only the peer's
-// node IP on the uplink; IPv6 GSO packets use flannel-v6.<VNI>'s fdb entry,
-// but only of established flows, whose handshake needed it already), so
-// pods reach a new peer as early as possible, while host-originated traffic
-// waits for its route. Errors are joined after
-// trying everything; on success Apply starts from what was written.
+// syncs the kernel slow path, makes the endpoint maps equal to the endpoint
+// records (syncEndpoints) and re-attaches what drifted (after an upgrade's
+// load: swaps the programs in, once the maps are written). The maps come first:
+// the fast path needs nothing from the slow path (encap and host-gw
+// redirects resolve only the peer's node IP on the uplink; IPv6 GSO packets
+// use flannel-v6.<VNI>'s fdb entry, but only of established flows, whose
+// handshake needed it already), so pods reach a new peer as early as
+// possible, while host-originated traffic waits for its route. Errors are
+// joined after trying everything; on success Apply starts from what was
+// written.
 func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -47,10 +44,10 @@ func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 		if err := d.slow.SyncSelection(ctx, d.sel); err != nil {
 			errs = append(errs, fmt.Errorf("kernel slow path: %w", err))
 		}
-		goneErr, linksErr := d.forgetGoneEndpoints(), d.refreshLinks()
+		epErr, linksErr := d.syncEndpoints(), d.refreshLinks()
 		// The maps are filled when every write to them succeeded.
-		filled := errors.Join(mapsErr, goneErr, linksErr) == nil
-		errs = append(errs, goneErr, linksErr, d.swapIn(filled))
+		filled := errors.Join(mapsErr, epErr, linksErr) == nil
+		errs = append(errs, epErr, linksErr, d.swapIn(filled))
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}
@@ -115,41 +112,4 @@ func (d *Datapath) subnets() []netip.Prefix {
 		out[i] = prefixOf(f.Subnet, f.SubnetLen)
 	}
 	return out
-}
-
-// forgetGoneEndpoints deletes endpoints and pod sources whose host veth no
-// longer exists (a pod deleted without a CNI DEL reaching the plugin).
-// Caller is in d.ns.
-func (d *Datapath) forgetGoneEndpoints() error {
-	ips, err := forgetGone(d.objs.WeftEndpoints, func(_ weftAddr, ep weftEndpoint) uint32 { return ep.HostIfindex })
-	for _, ip := range ips {
-		slog.Info("forgot endpoint whose veth is gone", "pod", addrOf(ip))
-	}
-	_, perr := forgetGone(d.objs.WeftPods, func(ifindex uint32, _ weftPod) uint32 { return ifindex })
-	return errors.Join(err, perr)
-}
-
-// forgetGone deletes the entries of m whose host veth (ifindex gives its
-// index) no longer exists and returns their keys.
-func forgetGone[K comparable, V any](m *ebpf.Map, ifindex func(K, V) uint32) ([]K, error) {
-	var (
-		k    K
-		v    V
-		gone []K
-	)
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		if _, err := netlink.LinkByIndex(int(ifindex(k, v))); errors.As(err, new(netlink.LinkNotFoundError)) {
-			gone = append(gone, k)
-		}
-	}
-	if err := it.Err(); err != nil {
-		return nil, fmt.Errorf("read map %s: %w", m, err)
-	}
-	for _, k := range gone {
-		if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-			return nil, fmt.Errorf("delete from map %s: %w", m, err)
-		}
-	}
-	return gone, nil
 }

@@ -206,7 +206,7 @@ func TestTrafficUDP(t *testing.T) {
 	}
 	syncAll(t, nodes)
 	for _, n := range nodes {
-		must(t, RegisterEndpoint(n.bpfDir, n.endpoint(t)))
+		n.register(t)
 	}
 	waitPing(t, nodes[0].pod, nodes[1].podIP)
 	checkFastPath(t, nodes, BackendUDP)

@@ -21,9 +21,9 @@ func (n *testNode) addSecondPod(t *testing.T, mtu string) *testNode {
 	t.Helper()
 	pod := *n
 	pod.pod = testns.New(t, testns.Prefix(), "p2")
-	pod.podIP = n.podIP.Next()
-	n.ns.MustRun(t, "ip", "link", "add", "vethpod2", "mtu", mtu, "type", "veth", "peer", "name", "eth0", "netns", pod.pod.Name)
-	n.ns.MustRun(t, "ip", "link", "set", "vethpod2", "master", "cni0", "up")
+	pod.podIP, pod.veth = n.podIP.Next(), "vethpod2"
+	n.ns.MustRun(t, "ip", "link", "add", pod.veth, "mtu", mtu, "type", "veth", "peer", "name", "eth0", "netns", pod.pod.Name)
+	n.ns.MustRun(t, "ip", "link", "set", pod.veth, "master", "cni0", "up")
 	pod.pod.MustRun(t, "ip", "link", "set", "eth0", "mtu", mtu, "up")
 	pod.pod.MustRun(t, "ip", "addr", "add", pod.podIP.String()+"/24", "dev", "eth0")
 	pod.pod.MustRun(t, "ip", "route", "add", "default", "via", n.subnet.Addr().Next().String())

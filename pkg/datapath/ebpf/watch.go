@@ -1,6 +1,7 @@
 package ebpf
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -8,9 +9,10 @@ import (
 	"github.com/vishvananda/netlink"
 )
 
-// watch starts (once) a goroutine that re-attaches as soon as an interface
-// (the bridge, the uplink, a pod's veth, any other entrance) appears,
-// changes or goes, instead of waiting for the next Sync.
+// watch starts (once) a goroutine that re-attaches and syncs the endpoint
+// maps as soon as an interface (the bridge, the uplink, a pod's veth, any
+// other entrance) appears, changes or goes, instead of waiting for the
+// next Sync.
 func (d *Datapath) watch() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -49,7 +51,8 @@ func (d *Datapath) watch() error {
 	return nil
 }
 
-// relink refreshes the node config and attachments after a link event.
+// relink refreshes the node config, endpoint maps and attachments after a
+// link event.
 func (d *Datapath) relink(name string) {
 	err := d.inNS(func() error {
 		d.mu.Lock()
@@ -60,7 +63,7 @@ func (d *Datapath) relink(name string) {
 		if err := d.refreshLinks(); err != nil {
 			return err
 		}
-		return d.swapIn(false)
+		return errors.Join(d.syncEndpoints(), d.swapIn(false))
 	})
 	if err != nil {
 		slog.Warn("re-attach after link change failed; the next Sync retries", "link", name, "err", err)
