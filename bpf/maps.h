@@ -60,7 +60,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct traffic);
-	__uint(max_entries, COUNTER_MAX * FAMILY_MAX);
+	__uint(max_entries, FAMILY_MAX * COUNTER_SLOTS);
 	PIN_BY_NAME;
 } weft_traffic SEC(".maps");
 
@@ -68,7 +68,7 @@ struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__type(key, __u32);
 	__type(value, struct traffic);
-	__uint(max_entries, DROP_MAX * FAMILY_MAX);
+	__uint(max_entries, FAMILY_MAX * DROP_SLOTS);
 	PIN_BY_NAME;
 } weft_drops SEC(".maps");
 
@@ -92,14 +92,14 @@ static __always_inline void count(void *map, __u32 idx, __u64 bytes)
 /* count_traffic counts a packet of family v6 under counter c. */
 static __always_inline void count_traffic(const int v6, __u32 c, __u64 bytes)
 {
-	count(&weft_traffic, (v6 ? FAMILY_IPV6 * COUNTER_MAX : 0) + c, bytes);
+	count(&weft_traffic, (v6 ? FAMILY_IPV6 * COUNTER_SLOTS : 0) + c, bytes);
 }
 
 /* drop counts the packet (family v6; ARP and others count as IPv4) under
  * reason and drops it. */
 static __always_inline int drop(struct __sk_buff *skb, const int v6, __u32 reason)
 {
-	count(&weft_drops, (v6 ? FAMILY_IPV6 * DROP_MAX : 0) + reason, skb->len);
+	count(&weft_drops, (v6 ? FAMILY_IPV6 * DROP_SLOTS : 0) + reason, skb->len);
 	return TC_ACT_SHOT;
 }
 

@@ -27,7 +27,7 @@ enum family {
 };
 
 /* Index into the traffic counters map: backend x direction, plus
- * FAMILY_IPV6 * COUNTER_MAX for IPv6 traffic. */
+ * FAMILY_IPV6 * COUNTER_SLOTS for IPv6 traffic. */
 enum counter {
 	COUNTER_VXLAN_TX,
 	COUNTER_VXLAN_RX,
@@ -40,9 +40,15 @@ enum counter {
 	 * too, so weftd subtracts them from the kernel path's. */
 	COUNTER_VXLAN_DEVICE_TX,
 	COUNTER_MAX,
+	/* Indexes reserved per family block: a new counter changes no map
+	 * definition, so an upgrade keeps the pinned map. */
+	COUNTER_SLOTS = 32,
 };
 
-/* Index into the drop counters map, plus FAMILY_IPV6 * DROP_MAX for IPv6
+_Static_assert(COUNTER_MAX <= COUNTER_SLOTS, "counters overflow their family block: raise COUNTER_SLOTS "
+	       "and add the old layout to pkg/datapath/ebpf's counterLayouts");
+
+/* Index into the drop counters map, plus FAMILY_IPV6 * DROP_SLOTS for IPv6
  * packets. New reasons go at the end: the index of a reason never changes. */
 enum drop_reason {
 	DROP_UNKNOWN_NODE,    /* VXLAN or udp from a source that is no known node */
@@ -55,7 +61,12 @@ enum drop_reason {
 			       * or a router's ICMPv6 (advertisement, redirect) */
 	DROP_POD_TO_TUNNEL,   /* a pod sent UDP to a node's tunnel port */
 	DROP_MAX,
+	/* Indexes reserved per family block (see COUNTER_SLOTS). */
+	DROP_SLOTS = 32,
 };
+
+_Static_assert(DROP_MAX <= DROP_SLOTS, "drop reasons overflow their family block: raise DROP_SLOTS "
+	       "and add the old layout to pkg/datapath/ebpf's counterLayouts");
 
 /* An IPv6 address, or an IPv4 address mapped into IPv6; all zero: none. */
 union addr {

@@ -79,6 +79,10 @@ type Datapath struct {
 	cfg  weftNodeConfig
 	// tc is true once the attach mode resolved to tc.
 	tc bool
+	// staged are the pin changes of an upgrade that wait until the new
+	// maps are filled (see swapIn); nil when the programs run on the
+	// pinned maps.
+	staged []stagedPin
 	// stopWatch ends the link watcher; nil when none runs.
 	stopWatch func()
 	// stopOffload ends the conntrack offload goroutine; nil when none runs.
@@ -161,7 +165,8 @@ func (d *Datapath) Close() error {
 // Setup mounts bpffs if needed, sets up the kernel slow path, loads the
 // programs (reusing pinned maps), writes the node config and attaches to the
 // uplink and, once it exists, the bridge. Programs already attached by an
-// earlier process are replaced in place.
+// earlier process are replaced in place; when a map definition changed (an
+// upgrade), only by the first Sync, which fills the new maps.
 func (d *Datapath) Setup(ctx context.Context, node datapath.Node) (datapath.Info, error) {
 	if err := ctx.Err(); err != nil {
 		return datapath.Info{}, err
@@ -205,11 +210,11 @@ func (d *Datapath) setup(ctx context.Context, node datapath.Node) (datapath.Info
 		if err := adoptEndpoints(d.opts.BPFDir, d.opts.Bridge, endpoint.Store{Dir: d.opts.EndpointDir}); err != nil {
 			slog.Warn("adopting endpoints failed: their pods take the kernel path", "err", err)
 		}
-		objs, err := loadPinned(d.opts.BPFDir)
+		objs, staged, err := loadPinned(d.opts.BPFDir)
 		if err != nil {
 			return datapath.Info{}, err
 		}
-		d.objs = objs
+		d.objs, d.staged = objs, staged
 		// Start from what an earlier process stored (its subnet stays
 		// until SetSubnet).
 		if err := objs.WeftConfig.Lookup(configKey, &d.cfg); err != nil {
@@ -226,11 +231,12 @@ func (d *Datapath) setup(ctx context.Context, node datapath.Node) (datapath.Info
 	if err := d.syncEndpoints(); err != nil {
 		return datapath.Info{}, err
 	}
-	if err := d.attachAll(); err != nil {
+	if err := d.swapIn(false); err != nil {
 		return datapath.Info{}, err
 	}
 	slog.Info("ebpf datapath ready", "node", node.NodeIP, "node_ipv6", node.NodeIPv6, "backend", node.Backend,
-		"uplink", node.Uplink, "bridge", d.opts.Bridge, "bpf_dir", d.opts.BPFDir, "attach", d.attachMode())
+		"uplink", node.Uplink, "bridge", d.opts.Bridge, "bpf_dir", d.opts.BPFDir, "attach", d.attachMode(),
+		"programs_swapped_at_first_sync", len(d.staged) > 0)
 	return info, nil
 }
 

@@ -239,7 +239,7 @@ func decodeMapEndpoint(key, value []byte) (mapEndpoint, error) {
 // the programs are loaded, so the old map is read before it is replaced. A
 // map of no known layout is logged and skipped. In the node's namespace.
 func adoptEndpoints(bpfDir, bridge string, store endpoint.Store) error {
-	m, err := openPinned(bpfDir, MapEndpoints)
+	m, err := openPinnedAny(bpfDir, MapEndpoints)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil
 	}

@@ -187,7 +187,7 @@ func TestAdoptEndpoints(t *testing.T) {
 // TestAdoptEndpointsOldLayout: an endpoints map in the layout before issue
 // 11 (IPv4 keys of 4 bytes), pinned by an older weftd, is read before the
 // new map replaces it: its pod gets an adopted record and entries in the
-// new map.
+// new map, pinned in place of the old by the first Sync.
 func TestAdoptEndpointsOldLayout(t *testing.T) {
 	n := newTestNodes(t, datapath.ModeVXLAN)[0]
 	n.addPod(t, 1450)
@@ -204,8 +204,8 @@ func TestAdoptEndpointsOldLayout(t *testing.T) {
 	key := n.podIP.As4()
 	must(t, old.Put(key[:], value))
 
-	n.startEBPF(t, AttachTCX)
-	checkEndpointMaps(t, n, "after Setup", n)
+	syncNoPeers(t, n.startEBPF(t, AttachTCX))
+	checkEndpointMaps(t, n, "after Setup and Sync", n)
 	checkAdopted(t, n)
 }
 

@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 
 	"github.com/cilium/ebpf"
 )
@@ -49,10 +50,10 @@ type MapInfo struct {
 	MaxEntries int
 }
 
-// ReadMapInfo describes the pinned map name in bpfDir. An error for a
-// missing pin matches os.ErrNotExist.
+// ReadMapInfo describes the pinned map name in bpfDir, whichever weft
+// version pinned it. An error for a missing pin matches os.ErrNotExist.
 func ReadMapInfo(bpfDir, name string) (MapInfo, error) {
-	m, err := openPinned(bpfDir, name)
+	m, err := openPinnedAny(bpfDir, name)
 	if err != nil {
 		return MapInfo{}, err
 	}
@@ -83,8 +84,34 @@ func ReadMapInfo(bpfDir, name string) (MapInfo, error) {
 	return out, nil
 }
 
-// openPinned opens the pinned map name in bpfDir read-only.
+// openPinned opens the pinned map name in bpfDir read-only, for reading
+// its entries: its definition must be this build's.
 func openPinned(bpfDir, name string) (*ebpf.Map, error) {
+	m, err := openPinnedAny(bpfDir, name)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := buildSpec()
+	if err != nil {
+		m.Close()
+		return nil, err
+	}
+	if ms, ok := spec.Maps[name]; ok {
+		if diff := definitionDiff(ms, m); diff != "" {
+			m.Close()
+			return nil, fmt.Errorf("map %s in %s was written by another weft version (its definition differs "+
+				"from this weftctl's: %s); use the weftctl of the weftd running on this node", name, bpfDir, diff)
+		}
+	}
+	return m, nil
+}
+
+// buildSpec is this build's programs and maps, as loaded once.
+var buildSpec = sync.OnceValues(loadWeft)
+
+// openPinnedAny opens the pinned map name in bpfDir read-only, whatever
+// its definition.
+func openPinnedAny(bpfDir, name string) (*ebpf.Map, error) {
 	m, err := ebpf.LoadPinnedMap(filepath.Join(bpfDir, name), &ebpf.LoadPinOptions{ReadOnly: true})
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("map %s is not pinned in %s (no ebpf datapath there: wrong --bpf-dir, or the kernel datapath): %w",

@@ -6,60 +6,119 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
 )
 
-// loadPinned loads the programs with their maps pinned in dir, reusing the
-// pins an earlier process left. A pinned map whose definition changed (an
-// upgrade) is replaced by an empty one: Sync refills peers and nodes, and
-// endpoints missing from a new map only take the slow path.
-func loadPinned(dir string) (*weftObjects, error) {
+// loadPinned loads the programs with their maps pinned in dir, adopting
+// the pins an earlier process left when their definitions match. The maps
+// it cannot adopt (a definition changed, or a map is new, while an earlier
+// weft's maps are pinned: an upgrade) it creates unpinned and returns as
+// staged, with the pins of maps this weft no longer has: the earlier
+// programs, still attached, keep forwarding on the pinned maps until the
+// new ones are filled and swapIn swaps the programs and commits the pins.
+// In a pin directory without weft maps every map is pinned at once.
+func loadPinned(dir string) (*weftObjects, []stagedPin, error) {
 	spec, err := loadWeft()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	opts := &ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}}
-	objs := new(weftObjects)
-	err = spec.LoadAndAssign(objs, opts)
-	if errors.Is(err, ebpf.ErrMapIncompatible) {
-		if rerr := removeIncompatiblePins(spec, dir); rerr != nil {
-			return nil, rerr
+	pinned, err := openPins(dir)
+	defer func() {
+		for _, m := range pinned {
+			m.Close()
 		}
-		err = spec.LoadAndAssign(objs, opts)
-	}
+	}()
 	if err != nil {
-		return nil, fmt.Errorf("load eBPF programs: %w", verifierDetail(err))
+		return nil, nil, err
 	}
-	return objs, nil
+	staged := stagePins(spec, pinned)
+	coll, err := ebpf.NewCollectionWithOptions(spec, ebpf.CollectionOptions{Maps: ebpf.MapOptions{PinPath: dir}})
+	if err != nil {
+		return nil, nil, fmt.Errorf("load eBPF programs: %w", verifierDetail(err))
+	}
+	defer coll.Close()
+	for i, s := range staged {
+		if m, ok := coll.Maps[s.name]; ok {
+			staged[i].m = m
+			carryCounters(s.name, pinned[s.name], m)
+		}
+	}
+	objs := new(weftObjects)
+	if err := coll.Assign(objs); err != nil {
+		return nil, nil, fmt.Errorf("load eBPF programs: %w", err)
+	}
+	if len(staged) > 0 {
+		slog.Info("upgrading pinned maps: new maps filled before the programs are swapped",
+			"bpf_dir", dir, "maps", describe(staged))
+	}
+	return objs, staged, nil
 }
 
-// removeIncompatiblePins unpins the maps in dir that no longer match spec.
-func removeIncompatiblePins(spec *ebpf.CollectionSpec, dir string) error {
+// openPins opens every map pinned in dir whose name is weft's (the maps of
+// this or any earlier weft), by name; none when dir holds none.
+func openPins(dir string) (map[string]*ebpf.Map, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("read pin directory: %w", err)
+	}
+	out := map[string]*ebpf.Map{}
+	for _, e := range entries {
+		if e.IsDir() || !strings.HasPrefix(e.Name(), namePrefix) {
+			continue
+		}
+		m, err := pinnedMap(dir, e.Name())
+		if errors.Is(err, os.ErrNotExist) {
+			continue // removed meanwhile
+		}
+		if err != nil {
+			return out, fmt.Errorf("open pinned map %s: %w", filepath.Join(dir, e.Name()), err)
+		}
+		out[e.Name()] = m
+	}
+	return out, nil
+}
+
+// stagePins decides which maps of spec are staged against the maps pinned
+// (see loadPinned) and makes spec create those unpinned.
+func stagePins(spec *ebpf.CollectionSpec, pinned map[string]*ebpf.Map) []stagedPin {
+	if len(pinned) == 0 {
+		return nil
+	}
+	var staged []stagedPin
 	for name, ms := range spec.Maps {
 		if ms.Pinning != ebpf.PinByName {
 			continue
 		}
-		path := filepath.Join(dir, name)
-		m, err := ebpf.LoadPinnedMap(path, nil)
-		if errors.Is(err, os.ErrNotExist) {
-			continue
+		why := "new map"
+		if old, ok := pinned[name]; ok {
+			if why = definitionDiff(ms, old); why == "" {
+				continue
+			}
 		}
-		if err != nil {
-			return fmt.Errorf("open pinned map %s: %w", path, err)
-		}
-		cerr := ms.Compatible(m)
-		m.Close()
-		if cerr == nil {
-			continue
-		}
-		slog.Warn("replacing pinned map with a changed definition", "map", path, "diff", cerr)
-		if err := os.Remove(path); err != nil {
-			return fmt.Errorf("remove incompatible pinned map: %w", err)
+		ms.Pinning = ebpf.PinNone
+		staged = append(staged, stagedPin{name: name, why: why})
+	}
+	for name := range pinned {
+		if _, ok := spec.Maps[name]; !ok {
+			staged = append(staged, stagedPin{name: name, why: "no longer used"})
 		}
 	}
-	return nil
+	slices.SortFunc(staged, func(a, b stagedPin) int { return strings.Compare(a.name, b.name) })
+	return staged
+}
+
+// definitionDiff is how m's definition differs from ms, e.g. "KeySize: 8
+// changed to 20", or "" when m fits ms.
+func definitionDiff(ms *ebpf.MapSpec, m *ebpf.Map) string {
+	err := ms.Compatible(m)
+	if err == nil {
+		return ""
+	}
+	return strings.TrimSuffix(err.Error(), ": "+ebpf.ErrMapIncompatible.Error())
 }
 
 // verifierDetail adds the verifier log's end to a load error.

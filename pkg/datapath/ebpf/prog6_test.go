@@ -5,12 +5,7 @@ import (
 	"encoding/binary"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"testing"
-
-	"golang.org/x/sys/unix"
-
-	"github.com/weftnet/weft/test/testns"
 )
 
 // The IPv6 half of the BPF_PROG_TEST_RUN tests (prog_test.go): the same
@@ -333,15 +328,8 @@ func TestMapKeys(t *testing.T) {
 // plugin calls once per address); its pod source entry holds both, and
 // unregistering one keeps the other.
 func TestRegisterDualStack(t *testing.T) {
-	testns.RequireRoot(t)
-	dir := filepath.Join(t.TempDir(), "bpf")
-	must(t, ensureBPFFS(dir))
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil && err != unix.EINVAL {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	objs, err := loadPinned(dir)
+	dir := tempBPFFS(t)
+	objs, _, err := loadPinned(dir)
 	must(t, err)
 	objs.Close()
 	for _, ip := range []netip.Addr{localPod, localPod6} {

@@ -144,23 +144,25 @@ func counts(t testing.TB, m *ebpf.Map, idx uint32) (packets, bytes uint64) {
 
 // v6Drop is the drops map's index of reason for IPv6 packets.
 func v6Drop(reason weftDropReason) weftDropReason {
-	return reason + weftDropReasonDROP_MAX
+	return weftDropReason(dropIndex(weftFamilyFAMILY_IPV6, reason))
 }
 
 // v6Counter is the traffic map's index of c for IPv6 packets.
 func v6Counter(c weftCounter) weftCounter {
-	return c + weftCounterCOUNTER_MAX
+	return weftCounter(trafficIndex(weftFamilyFAMILY_IPV6, c))
 }
 
 // allDrops are the drop counters of both families.
-type allDrops [int(weftDropReasonDROP_MAX) * int(weftFamilyFAMILY_MAX)]uint64
+type allDrops [int(weftFamilyFAMILY_MAX) * int(weftDropReasonDROP_SLOTS)]uint64
 
 // dropCounts reads the drop counters of objs, by index (v6Drop: IPv6's).
 func dropCounts(t testing.TB, objs *weftObjects) allDrops {
 	t.Helper()
+	all, err := dump[uint32, []weftTraffic](objs.WeftDrops)
+	must(t, err)
 	var out allDrops
 	for r := range out {
-		out[r], _ = counts(t, objs.WeftDrops, uint32(r))
+		out[r] = slot(MapDrops, r, all, datapath.Counter{}).Packets
 	}
 	return out
 }
@@ -176,7 +178,7 @@ func checkDrop(t *testing.T, ns *testns.NS, objs *weftObjects, what string, prog
 	want[reason]++
 	if got := dropCounts(t, objs); verdict != tcActShot || got != want {
 		t.Errorf("%s: verdict %d (want TC_ACT_SHOT), drops %v -> %v; want one more %s", what, verdict, before, got,
-			dropReasons[reason%weftDropReasonDROP_MAX])
+			dropReasons[reason%weftDropReasonDROP_SLOTS])
 	}
 }
 

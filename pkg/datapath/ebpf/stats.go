@@ -20,8 +20,8 @@ const (
 	IPv6Suffix = "-ipv6"
 )
 
-// trafficCounters names the traffic map's indexes of one family (IPv6's
-// follow IPv4's, COUNTER_MAX further).
+// trafficCounters names the traffic map's counters of one family (see
+// trafficIndex).
 var trafficCounters = []struct {
 	idx                weftCounter
 	backend, direction string
@@ -35,9 +35,8 @@ var trafficCounters = []struct {
 	// COUNTER_VXLAN_DEVICE_TX is no metric: see withoutHandoff.
 }
 
-// dropReasons names the drops map's indexes of one family (metric label
-// values; IPv6's follow IPv4's, DROP_MAX further, and name
-// DROP_INNER_NOT_IPV4 inner_not_ipv6).
+// dropReasons names the drops map's reasons of one family (metric label
+// values; see dropIndex; IPv6's name DROP_INNER_NOT_IPV4 inner_not_ipv6).
 var dropReasons = map[weftDropReason]string{
 	weftDropReasonDROP_UNKNOWN_NODE:   "unknown_node",
 	weftDropReasonDROP_SPOOFED_SOURCE: "spoofed_source",
@@ -79,7 +78,7 @@ func (d *Datapath) Stats() ([]datapath.Counter, error) {
 	if err != nil {
 		return nil, fmt.Errorf("kernel slow path: %w", err)
 	}
-	handed := slot(MapTraffic, int(weftFamilyFAMILY_IPV6)*int(weftCounterCOUNTER_MAX)+int(weftCounterCOUNTER_VXLAN_DEVICE_TX), traffic, datapath.Counter{})
+	handed := slot(MapTraffic, trafficIndex(weftFamilyFAMILY_IPV6, weftCounterCOUNTER_VXLAN_DEVICE_TX), traffic, datapath.Counter{})
 	return append(out, withoutHandoff(slow, handed.Packets, handed.Bytes)...), nil
 }
 
@@ -127,7 +126,7 @@ func labelCounters(backend datapath.Mode, v6 bool, traffic, drops map[uint32][]w
 			if fam == weftFamilyFAMILY_IPV6 && c.backend == BackendUDP {
 				continue
 			}
-			out = append(out, slot(MapTraffic, int(fam)*int(weftCounterCOUNTER_MAX)+int(c.idx), traffic,
+			out = append(out, slot(MapTraffic, trafficIndex(fam, c.idx), traffic,
 				datapath.Counter{Backend: c.backend + suffix, Direction: c.direction}))
 		}
 		for r := weftDropReason(0); r < weftDropReasonDROP_MAX; r++ {
@@ -135,11 +134,23 @@ func labelCounters(backend datapath.Mode, v6 bool, traffic, drops map[uint32][]w
 			if fam == weftFamilyFAMILY_IPV6 && r == weftDropReasonDROP_INNER_NOT_IPV4 {
 				reason = "inner_not_ipv6"
 			}
-			out = append(out, slot(MapDrops, int(fam)*int(weftDropReasonDROP_MAX)+int(r), drops,
+			out = append(out, slot(MapDrops, dropIndex(fam, r), drops,
 				datapath.Counter{Backend: dropBackend + suffix, Reason: reason}))
 		}
 	}
 	return out
+}
+
+// trafficIndex is the traffic map's index of counter c of family fam: each
+// family has a block of COUNTER_SLOTS indexes.
+func trafficIndex(fam weftFamily, c weftCounter) int {
+	return int(fam)*int(weftCounterCOUNTER_SLOTS) + int(c)
+}
+
+// dropIndex is the drops map's index of reason r of family fam: each family
+// has a block of DROP_SLOTS indexes.
+func dropIndex(fam weftFamily, r weftDropReason) int {
+	return int(fam)*int(weftDropReasonDROP_SLOTS) + int(r)
 }
 
 // slot builds the Counter of index idx of a per-CPU map's contents.

@@ -12,7 +12,8 @@ import (
 // Sync makes the remote subnets and known nodes maps equal to peers (as
 // datapath.Selector selects them), reading them back to repair drift, then
 // syncs the kernel slow path, makes the endpoint maps equal to the endpoint
-// records (syncEndpoints) and re-attaches what drifted. The maps come first:
+// records (syncEndpoints) and re-attaches what drifted (after an upgrade's
+// load: swaps the programs in, once the maps are written). The maps come first:
 // the fast path needs nothing from the slow path (encap and host-gw
 // redirects resolve only the peer's node IP on the uplink; IPv6 GSO packets
 // use flannel-v6.<VNI>'s fdb entry, but only of established flows, whose
@@ -38,11 +39,15 @@ func (d *Datapath) Sync(ctx context.Context, peers []datapath.Peer) error {
 		sel, err := d.sel.Reset(peers)
 		datapath.LogRejections(sel.Rejected)
 		want := desired(sel.Peers)
-		errs := []error{err, want.reconcile(d.objs)}
+		mapsErr := want.reconcile(d.objs)
+		errs := []error{err, mapsErr}
 		if err := d.slow.SyncSelection(ctx, d.sel); err != nil {
 			errs = append(errs, fmt.Errorf("kernel slow path: %w", err))
 		}
-		errs = append(errs, d.syncEndpoints(), d.refreshLinks(), d.attachAll())
+		epErr, linksErr := d.syncEndpoints(), d.refreshLinks()
+		// The maps are filled when every write to them succeeded.
+		filled := errors.Join(mapsErr, epErr, linksErr) == nil
+		errs = append(errs, epErr, linksErr, d.swapIn(filled))
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}

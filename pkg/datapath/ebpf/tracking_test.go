@@ -8,8 +8,8 @@ import (
 )
 
 // TestTracking: the tracking table (inet: both families) is created,
-// replaced (and an older version's ip table with it) and removed, and
-// removing it when it is not there is no error (weftd --cleanup on a node
+// replaced (and an older version's ip table with it) and removed (with an
+// older version's), and removing it when it is not there is no error (weftd --cleanup on a node
 // that never ran the ebpf datapath).
 func TestTracking(t *testing.T) {
 	testns.RequireRoot(t)
@@ -27,8 +27,11 @@ func TestTracking(t *testing.T) {
 			t.Errorf("table inet %s:\n%s\nwant %q", trackingTable, out, want)
 		}
 	}
+	ns.MustRun(t, "nft", "add", "table", "ip", trackingTable) // as a node never upgraded would have it
 	must(t, ns.Do(removeTracking))
-	if out, err := ns.Run("nft", "list", "table", "inet", trackingTable); err == nil {
-		t.Errorf("table left after removeTracking:\n%s", out)
+	for _, family := range []string{"inet", "ip"} {
+		if out, err := ns.Run("nft", "list", "table", family, trackingTable); err == nil {
+			t.Errorf("table %s left after removeTracking:\n%s", family, out)
+		}
 	}
 }

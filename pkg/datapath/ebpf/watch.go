@@ -63,7 +63,7 @@ func (d *Datapath) relink(name string) {
 		if err := d.refreshLinks(); err != nil {
 			return err
 		}
-		return errors.Join(d.syncEndpoints(), d.attachAll())
+		return errors.Join(d.syncEndpoints(), d.swapIn(false))
 	})
 	if err != nil {
 		slog.Warn("re-attach after link change failed; the next Sync retries", "link", name, "err", err)

@@ -29,6 +29,7 @@ const (
 	weftCounterCOUNTER_UDP_RX          weftCounter = 5
 	weftCounterCOUNTER_VXLAN_DEVICE_TX weftCounter = 6
 	weftCounterCOUNTER_MAX             weftCounter = 7
+	weftCounterCOUNTER_SLOTS           weftCounter = 32
 )
 
 type weftDropReason uint32
@@ -43,6 +44,7 @@ const (
 	weftDropReasonDROP_POD_SOURCE     weftDropReason = 6
 	weftDropReasonDROP_POD_TO_TUNNEL  weftDropReason = 7
 	weftDropReasonDROP_MAX            weftDropReason = 8
+	weftDropReasonDROP_SLOTS          weftDropReason = 32
 )
 
 type weftEndpoint struct {
