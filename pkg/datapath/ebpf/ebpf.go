@@ -25,6 +25,7 @@ import (
 
 	"github.com/weftnet/weft/pkg/datapath"
 	"github.com/weftnet/weft/pkg/datapath/kernel"
+	"github.com/weftnet/weft/pkg/endpoint"
 )
 
 // Defaults of Options.
@@ -45,6 +46,10 @@ type Options struct {
 	// BPFDir holds the pinned maps and links; a bpf filesystem is mounted
 	// there if it is on none. Default DefaultBPFDir.
 	BPFDir string
+	// EndpointDir holds the pod endpoint records weft-cni writes
+	// (pkg/endpoint), the truth the endpoint maps are derived from.
+	// Default endpoint.DefaultDir.
+	EndpointDir string
 	// Bridge is the pods' bridge (created by the bridge CNI plugin with the
 	// first pod). Default DefaultBridge.
 	Bridge string
@@ -99,6 +104,9 @@ var (
 func New(opts Options) (*Datapath, error) {
 	if opts.BPFDir == "" {
 		opts.BPFDir = DefaultBPFDir
+	}
+	if opts.EndpointDir == "" {
+		opts.EndpointDir = endpoint.DefaultDir
 	}
 	if opts.Bridge == "" {
 		opts.Bridge = DefaultBridge
