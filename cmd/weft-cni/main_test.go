@@ -23,6 +23,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/weftnet/weft/pkg/cni"
+	"github.com/weftnet/weft/pkg/endpoint"
 	"github.com/weftnet/weft/test/testns"
 )
 
@@ -129,6 +130,43 @@ func (n *node) writeSubnetFile(content string) {
 	if err := os.WriteFile(n.subnetFile, []byte(content), 0o644); err != nil {
 		n.t.Fatal(err)
 	}
+}
+
+// announceEBPF writes the subnet file as weftd does with the ebpf datapath,
+// with a pin directory holding no maps (registrations fail, logged) and an
+// endpoint directory; it returns the endpoint store.
+func (n *node) announceEBPF() endpoint.Store {
+	dir := n.t.TempDir()
+	s := endpoint.Store{Dir: filepath.Join(dir, "endpoints")}
+	n.writeSubnetFile(subnetEnv + "WEFT_BPF_DIR=" + filepath.Join(dir, "bpf") + "\nWEFT_ENDPOINT_DIR=" + s.Dir + "\n")
+	return s
+}
+
+// records returns the attachments ("containerID:ifName") recorded in s,
+// sorted, and checks each record against the ADD result of its pod.
+func (n *node) records(s endpoint.Store, results map[string]*types100.Result) []string {
+	n.t.Helper()
+	list, err := s.List()
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	var out []string
+	for _, r := range list {
+		out = append(out, r.ContainerID+":"+r.IfName)
+		res, ok := results[r.ContainerID]
+		if !ok {
+			continue
+		}
+		ep, err := cni.EndpointFromResult(res, r.IfName, "cni0")
+		if err != nil {
+			n.t.Fatal(err)
+		}
+		if r.HostIfName != ep.HostIfName || r.MAC != ep.MAC.String() || !slices.Equal(r.IPs, ep.IPs) {
+			n.t.Errorf("record %+v, ADD result says %+v", r, ep)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // confList is flannel's shipped conflist entry (delegate unchanged) with
@@ -361,7 +399,8 @@ func TestSpecVersions(t *testing.T) {
 }
 
 // TestStatusAndGC covers the 1.1.0 verbs: STATUS says whether weftd wrote
-// the subnet file; GC drops saved configs and addresses of gone pods.
+// the subnet file; GC drops saved configs, endpoint records and addresses of
+// gone pods.
 func TestStatusAndGC(t *testing.T) {
 	testns.RequireRoot(t)
 	n := newNode(t, modulePlugins(t))
@@ -373,9 +412,17 @@ func TestStatusAndGC(t *testing.T) {
 		t.Errorf("STATUS with a subnet file: %v", err)
 	}
 
+	store := n.announceEBPF()
 	keep, gone := n.newPod("keep"), n.newPod("gone")
-	keepIP := n.verifyAdded(keep, n.add(list, keep))
-	goneIP := n.verifyAdded(gone, n.add(list, gone))
+	keepRes, goneRes := n.add(list, keep), n.add(list, gone)
+	keepIP := n.verifyAdded(keep, keepRes)
+	goneIP := n.verifyAdded(gone, goneRes)
+	results := map[string]*types100.Result{keep.rt.ContainerID: keepRes, gone.rt.ContainerID: goneRes}
+	before := []string{keep.rt.ContainerID + ":eth0", gone.rt.ContainerID + ":eth0"}
+	slices.Sort(before)
+	if got := n.records(store, results); !slices.Equal(got, before) {
+		t.Errorf("records after ADD: %v, want %v", got, before)
+	}
 	// A config left behind by a lost DEL, and another network's config.
 	for id, name := range map[string]string{"stale": "cbr0", "other": "othernet"} {
 		if err := os.WriteFile(filepath.Join(n.dataDir, id), fmt.Appendf(nil, `{"name":%q,"type":"bridge"}`, name), 0o600); err != nil {
@@ -398,6 +445,9 @@ func TestStatusAndGC(t *testing.T) {
 	if !fileExists(filepath.Join(n.ipamDir, "cbr0", keepIP.String())) {
 		t.Errorf("GC released the valid pod's address %s", keepIP)
 	}
+	if got, want := n.records(store, results), []string{keep.rt.ContainerID + ":eth0"}; !slices.Equal(got, want) {
+		t.Errorf("records after GC: %v, want only the valid pod's %v", got, want)
+	}
 
 	if err := os.Remove(n.subnetFile); err != nil {
 		t.Fatal(err)
@@ -412,14 +462,23 @@ func TestStatusAndGC(t *testing.T) {
 }
 
 // TestEndpointHook runs ADD with the ebpf datapath announced in the subnet
-// file, so the endpoint is taken from the real bridge result.
+// file, so the endpoint is taken from the real bridge result and recorded;
+// DEL removes the record.
 func TestEndpointHook(t *testing.T) {
 	n := newNode(t, debianPlugins)
-	n.writeSubnetFile(subnetEnv + "WEFT_BPF_DIR=" + filepath.Join(t.TempDir(), "bpf") + "\n")
+	store := n.announceEBPF()
 	list := n.confList("1.0.0", "weft")
 	p := n.newPod("pod")
-	n.verifyAdded(p, n.add(list, p))
+	r := n.add(list, p)
+	n.verifyAdded(p, r)
+	if got, want := n.records(store, map[string]*types100.Result{p.rt.ContainerID: r}), []string{p.rt.ContainerID + ":eth0"}; !slices.Equal(got, want) {
+		t.Errorf("records after ADD: %v, want %v", got, want)
+	}
 	n.del(list, p)
+	if got := n.records(store, nil); len(got) != 0 {
+		t.Errorf("records after DEL: %v, want none", got)
+	}
+	n.del(list, p) // DEL is idempotent
 }
 
 func TestAddErrors(t *testing.T) {

@@ -1,12 +1,16 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
+
+	"github.com/weftnet/weft/pkg/endpoint"
 )
 
 // options are weftd's command line: flanneld's flags with flanneld's names
@@ -28,7 +32,7 @@ type options struct {
 	healthzIP                                        string
 	healthzPort                                      int
 	setNodeNetworkUnavailable                        bool
-	bpfDir, tcAttach, bridge, datapath               string
+	bpfDir, endpointDir, tcAttach, bridge, datapath  string
 	resyncInterval                                   time.Duration
 	cleanup, version                                 bool
 	logLevel                                         string
@@ -76,6 +80,7 @@ func newFlagSet(o *options) *flag.FlagSet {
 	fs.IntVar(&o.healthzPort, "healthz-port", 0, "port of /healthz, /readyz and /metrics (0: off)")
 	fs.BoolVar(&o.setNodeNetworkUnavailable, "set-node-network-unavailable", true, "set the Node's NetworkUnavailable condition to False when ready (Kubernetes mode)")
 	fs.StringVar(&o.bpfDir, "bpf-dir", "/sys/fs/bpf/weft", "bpffs directory for the eBPF datapath's pinned maps and links")
+	fs.StringVar(&o.endpointDir, "endpoint-dir", endpoint.DefaultDir, "directory where weft-cni records each pod's endpoint and the eBPF datapath derives its endpoint maps from; a host path both weftd and the CNI plugin see")
 	fs.StringVar(&o.tcAttach, "tc-attach", "auto", "how eBPF programs attach: auto, tcx (kernel >= 6.6) or tc (clsact + cls_bpf)")
 	fs.StringVar(&o.bridge, "bridge", "cni0", "the pods' bridge (the CNI bridge plugin's name)")
 	fs.StringVar(&o.datapath, "datapath", "", "override net-conf.json's Backend.Datapath: auto, ebpf or kernel")
@@ -138,6 +143,14 @@ func parseFlags(args []string, env func(string) string) (*options, error) {
 	case "", "auto", "ebpf", "kernel":
 	default:
 		return nil, fmt.Errorf("--datapath %q: use auto, ebpf or kernel", o.datapath)
+	}
+	if o.endpointDir == "" {
+		return nil, errors.New("--endpoint-dir is empty: name the directory of the pod endpoint records")
+	}
+	// The CNI plugin reads it from the subnet file, from its own working
+	// directory.
+	if o.endpointDir, err = filepath.Abs(o.endpointDir); err != nil {
+		return nil, fmt.Errorf("--endpoint-dir: %w", err)
 	}
 	if o.iptablesResync <= 0 {
 		return nil, fmt.Errorf("--iptables-resync %d: use a positive number of seconds", o.iptablesResync)

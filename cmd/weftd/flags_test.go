@@ -1,6 +1,8 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +15,7 @@ func TestParseFlagsDefaults(t *testing.T) {
 	}
 	if o.etcdEndpoints != "http://127.0.0.1:2379" || o.etcdPrefix != "/coreos.com/network" ||
 		o.subnetFile != "/run/weft/subnet.env" || o.renewMarginMinutes != 60 || o.bpfDir != "/sys/fs/bpf/weft" ||
+		o.endpointDir != "/run/weft/endpoints" ||
 		o.resyncInterval != 5*time.Second || !o.setNodeNetworkUnavailable || o.healthzPort != 0 ||
 		o.iptablesResync != 5 || !o.iptablesForwardRules || o.ipMasqFullyRandomDisable {
 		t.Fatalf("defaults: %+v", o)
@@ -53,6 +56,20 @@ func TestParseFlagsEnv(t *testing.T) {
 	}
 }
 
+func TestParseFlagsEndpointDirAbsolute(t *testing.T) {
+	o, err := parseFlags([]string{"--endpoint-dir", "rel/endpoints"}, func(string) string { return "" })
+	if err != nil {
+		t.Fatal(err)
+	}
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(wd, "rel/endpoints"); o.endpointDir != want {
+		t.Errorf("--endpoint-dir rel/endpoints = %q, want %q (the CNI plugin resolves it from another directory)", o.endpointDir, want)
+	}
+}
+
 func TestParseFlagsErrors(t *testing.T) {
 	for _, tc := range []struct {
 		args []string
@@ -64,6 +81,7 @@ func TestParseFlagsErrors(t *testing.T) {
 		{args: []string{"--datapath", "dpdk"}, want: "auto, ebpf or kernel"},
 		{args: []string{"extra"}, want: "only flags"},
 		{args: []string{"--iptables-resync", "0"}, want: "positive number of seconds"},
+		{args: []string{"--endpoint-dir", ""}, want: "--endpoint-dir is empty"},
 		{env: map[string]string{"WEFTD_HEALTHZ_PORT": "x"}, want: "WEFTD_HEALTHZ_PORT"},
 	} {
 		_, err := parseFlags(tc.args, func(k string) string { return tc.env[k] })

@@ -176,6 +176,8 @@ func (f *factory) EBPF() (datapath.Datapath, error) {
 
 func (f *factory) BPFDir() string { return f.o.bpfDir }
 
+func (f *factory) EndpointDir() string { return f.o.endpointDir }
+
 // RemoveEBPF removes the eBPF datapath's programs and pins without setting
 // it up (so without loading programs), leaving the kernel state alone.
 func (f *factory) RemoveEBPF(ctx context.Context) error {
@@ -188,7 +190,7 @@ func (f *factory) RemoveEBPF(ctx context.Context) error {
 }
 
 func (f *factory) newEBPF() (*ebpf.Datapath, error) {
-	return ebpf.New(ebpf.Options{BPFDir: f.o.bpfDir, Bridge: f.o.bridge, Attach: f.o.tcAttach})
+	return ebpf.New(ebpf.Options{BPFDir: f.o.bpfDir, EndpointDir: f.o.endpointDir, Bridge: f.o.bridge, Attach: f.o.tcAttach})
 }
 
 // cleanup removes every piece of weft state from this node.

@@ -57,15 +57,17 @@ func cmdAdd(args *skel.CmdArgs) error {
 	if err != nil {
 		return delegateFailed(typ, "ADD", err)
 	}
-	if err := afterAdd(env, d, args.IfName, res); err != nil {
+	if err := afterAdd(env, d, args.ContainerID, args.IfName, res); err != nil {
 		return err
 	}
 	return types.PrintResult(res, n.CNIVersion)
 }
 
 // afterAdd is the one place that runs after a successful ADD, with the
-// delegate's result: where the ebpf datapath learns the new endpoint.
-func afterAdd(env subnetfile.Env, delegate map[string]any, ifName string, res types.Result) error {
+// delegate's result: where the ebpf datapath learns the new endpoint, from
+// its record (weftd's truth) and, the fast first write, the plugin's own
+// registration.
+func afterAdd(env subnetfile.Env, delegate map[string]any, containerID, ifName string, res types.Result) error {
 	if env.BPFDir == "" {
 		return nil // kernel datapath: the bridge and routes are all it needs
 	}
@@ -73,7 +75,9 @@ func afterAdd(env subnetfile.Env, delegate map[string]any, ifName string, res ty
 	if err != nil {
 		return fmt.Errorf("register pod with the ebpf datapath: %w", err)
 	}
-	registerEndpoint(env.BPFDir, ep)
+	if recordEndpoint(env.EndpointDir, containerID, ifName, ep) {
+		registerEndpoint(env.BPFDir, ep)
+	}
 	return nil
 }
 
@@ -82,6 +86,10 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
+	env, _, envErr := LoadSubnetEnv(n.SubnetFile) // zero without a subnet file
+	// The record first, so weftd does not put back the map entries of a pod
+	// that goes; also when the saved config is gone (a data dir wiped).
+	forgetRecord(env.EndpointDir, args.ContainerID, args.IfName)
 	d, err := loadDelegate(n.DataDir, args.ContainerID)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // never added, or already deleted: DEL is idempotent
@@ -90,7 +98,7 @@ func cmdDel(args *skel.CmdArgs) error {
 		return err
 	}
 	// Before the veth goes, while the pod's addresses can still be read.
-	if env, _, err := LoadSubnetEnv(n.SubnetFile); err == nil && env.BPFDir != "" {
+	if envErr == nil && env.BPFDir != "" {
 		unregisterPod(env.BPFDir, args.Netns, args.IfName)
 	}
 	if err := delegate(d, args.StdinData, delKeys, "DEL", invoke.DelegateDel); err != nil {
@@ -114,18 +122,18 @@ func cmdCheck(args *skel.CmdArgs) error {
 // cmdStatus reports the plugin unavailable until weftd has written the
 // subnet file, then asks the delegate.
 func cmdStatus(args *skel.CmdArgs) error {
-	_, d, err := currentDelegate(args)
+	_, _, d, err := currentDelegate(args)
 	if err != nil {
 		return types.NewError(types.ErrPluginNotAvailable, err.Error(), "")
 	}
 	return delegate(d, args.StdinData, []string{"cniVersion"}, "STATUS", invoke.DelegateStatus)
 }
 
-// cmdGC drops the saved configs of this network's containers that the
-// runtime no longer knows, then lets the delegate collect (host-local frees
-// their addresses).
+// cmdGC drops the saved configs and endpoint records of this network's
+// containers that the runtime no longer knows, then lets the delegate
+// collect (host-local frees their addresses).
 func cmdGC(args *skel.CmdArgs) error {
-	n, d, err := currentDelegate(args)
+	n, env, d, err := currentDelegate(args)
 	if err != nil {
 		return err
 	}
@@ -146,24 +154,26 @@ func cmdGC(args *skel.CmdArgs) error {
 			}
 		}
 	}
+	collectRecords(env.EndpointDir, n.DataDir, n.Name, gc.Valid)
 	return delegate(d, args.StdinData, gcKeys, "GC", invoke.DelegateGC)
 }
 
-// currentDelegate builds the delegate config from the subnet file as it is now.
-func currentDelegate(args *skel.CmdArgs) (*NetConf, map[string]any, error) {
+// currentDelegate builds the delegate config from the subnet file as it is
+// now, and returns the subnet file's content with it.
+func currentDelegate(args *skel.CmdArgs) (*NetConf, subnetfile.Env, map[string]any, error) {
 	n, err := ParseNetConf(args.StdinData)
 	if err != nil {
-		return nil, nil, err
+		return nil, subnetfile.Env{}, nil, err
 	}
 	env, _, err := LoadSubnetEnv(n.SubnetFile)
 	if err != nil {
-		return nil, nil, err
+		return nil, subnetfile.Env{}, nil, err
 	}
 	d, err := DelegateConf(n, env)
 	if err != nil {
-		return nil, nil, err
+		return nil, subnetfile.Env{}, nil, err
 	}
-	return n, d, nil
+	return n, env, d, nil
 }
 
 // delegate runs verb on the delegate config d, with keys copied from the

@@ -37,6 +37,8 @@ func (f *fakeFactory) EBPF() (datapath.Datapath, error) {
 
 func (f *fakeFactory) BPFDir() string { return "/sys/fs/bpf/weft" }
 
+func (f *fakeFactory) EndpointDir() string { return "/run/weft/endpoints" }
+
 func (f *fakeFactory) RemoveEBPF(context.Context) error {
 	f.removed++
 	return f.removeErr
@@ -65,7 +67,7 @@ func TestChooseDatapathRemovesEBPF(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "subnet.env")
 			env := subnetfile.Env{
 				Network: netip.MustParsePrefix("10.244.0.0/16"), Subnet: netip.MustParsePrefix("10.244.3.0/24"),
-				MTU: 1450, IPMasq: true, BPFDir: "/sys/fs/bpf/weft",
+				MTU: 1450, IPMasq: true, BPFDir: "/sys/fs/bpf/weft", EndpointDir: "/run/weft/endpoints",
 			}
 			if err := subnetfile.Write(path, env); err != nil {
 				t.Fatal(err)
@@ -88,7 +90,7 @@ func TestChooseDatapathRemovesEBPF(t *testing.T) {
 				t.Fatal(err)
 			}
 			if kernel {
-				env.BPFDir = ""
+				env.BPFDir, env.EndpointDir = "", ""
 			}
 			if got != env {
 				t.Errorf("subnet file %+v, want %+v", got, env)

@@ -60,6 +60,9 @@ type Factory interface {
 	// BPFDir is the pin directory published in the subnet file for the CNI
 	// plugin when the eBPF datapath runs.
 	BPFDir() string
+	// EndpointDir is the directory of the pod endpoint records, published
+	// in the subnet file with BPFDir.
+	EndpointDir() string
 	// RemoveEBPF removes what an earlier eBPF datapath left on this node
 	// (programs, links, tc filters, pins), which would otherwise keep
 	// forwarding beside the kernel datapath on maps nobody updates. It
@@ -301,7 +304,7 @@ func (d *Daemon) chooseDatapath(ctx context.Context, b netconf.Backend) (datapat
 // not fatal: the kernel datapath must come up even where eBPF is denied.
 func (d *Daemon) kernel(ctx context.Context) datapath.Datapath {
 	if env, err := subnetfile.Read(d.cfg.SubnetFile); err == nil && env.BPFDir != "" {
-		env.BPFDir = ""
+		env.BPFDir, env.EndpointDir = "", ""
 		if err := subnetfile.Write(d.cfg.SubnetFile, env); err != nil {
 			slog.Warn("could not drop WEFT_BPF_DIR from the subnet file; it goes with the next write", "err", err)
 		}
@@ -395,6 +398,7 @@ func (d *Daemon) applyOwn(ctx context.Context, mtu int) error {
 	}
 	if dp.Name() == netconf.DatapathEBPF {
 		env.BPFDir = d.cfg.Datapaths.BPFDir()
+		env.EndpointDir = d.cfg.Datapaths.EndpointDir()
 	}
 	if err := d.fw.Ensure(ctx, d.firewallConfig()); err != nil {
 		return fmt.Errorf("install firewall rules: %w", err)

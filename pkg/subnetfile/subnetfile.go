@@ -3,7 +3,7 @@
 // (the subnet's first address) with IPv4, FLANNEL_IPV6_NETWORK and
 // FLANNEL_IPV6_SUBNET with IPv6 (an IPv6-only node has only these, as
 // flanneld writes it), FLANNEL_MTU, FLANNEL_IPMASQ, and weft's WEFT_BPF_DIR
-// when the eBPF datapath is active.
+// and WEFT_ENDPOINT_DIR when the eBPF datapath is active.
 package subnetfile
 
 import (
@@ -31,6 +31,7 @@ const (
 	keyIPv6Network = "FLANNEL_IPV6_NETWORK"
 	keyIPv6Subnet  = "FLANNEL_IPV6_SUBNET"
 	keyBPFDir      = "WEFT_BPF_DIR"
+	keyEndpointDir = "WEFT_ENDPOINT_DIR"
 )
 
 // Env is the content of a subnet file.
@@ -51,6 +52,10 @@ type Env struct {
 	// BPFDir is the eBPF datapath's pin directory; empty when the eBPF
 	// datapath is not active.
 	BPFDir string
+	// EndpointDir is where the CNI plugin records each pod's endpoint for
+	// the eBPF datapath (pkg/endpoint); empty when the eBPF datapath is not
+	// active or an older weftd wrote the file.
+	EndpointDir string
 }
 
 // Write writes e to path atomically (a temporary file renamed over path),
@@ -85,6 +90,9 @@ func (e Env) marshal() ([]byte, error) {
 	fmt.Fprintf(&b, "%s=%t\n", keyIPMasq, e.IPMasq)
 	if e.BPFDir != "" {
 		fmt.Fprintf(&b, "%s=%s\n", keyBPFDir, e.BPFDir)
+	}
+	if e.EndpointDir != "" {
+		fmt.Fprintf(&b, "%s=%s\n", keyEndpointDir, e.EndpointDir)
 	}
 	return b.Bytes(), nil
 }
@@ -176,6 +184,8 @@ func (e *Env) set(key, val string) error {
 		}
 	case keyBPFDir:
 		e.BPFDir = val
+	case keyEndpointDir:
+		e.EndpointDir = val
 	}
 	return err
 }

@@ -23,6 +23,9 @@ func TestWriteFormat(t *testing.T) {
 	full.IPv6Network = netip.MustParsePrefix("fd00:10:244::/56")
 	full.IPv6Subnet = netip.MustParsePrefix("fd00:10:244:1::/64")
 	full.BPFDir = "/sys/fs/bpf/weft"
+	full.EndpointDir = "/run/weft/endpoints"
+	olderWeftd := sample() // wrote the bpf dir but no endpoint dir
+	olderWeftd.BPFDir = full.BPFDir
 	tests := []struct {
 		name string
 		env  Env
@@ -30,10 +33,12 @@ func TestWriteFormat(t *testing.T) {
 	}{
 		{"flannel's four lines", sample(),
 			"FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\n"},
-		{"IPv6 and bpf dir", full,
+		{"IPv6, bpf and endpoint dirs", full,
 			"FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\n" +
 				"FLANNEL_IPV6_NETWORK=fd00:10:244::/56\nFLANNEL_IPV6_SUBNET=fd00:10:244:1::1/64\n" +
-				"FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\nWEFT_BPF_DIR=/sys/fs/bpf/weft\n"},
+				"FLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\nWEFT_BPF_DIR=/sys/fs/bpf/weft\nWEFT_ENDPOINT_DIR=/run/weft/endpoints\n"},
+		{"bpf dir without endpoint dir, as an older weftd wrote it", olderWeftd,
+			"FLANNEL_NETWORK=10.244.0.0/16\nFLANNEL_SUBNET=10.244.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=true\nWEFT_BPF_DIR=/sys/fs/bpf/weft\n"},
 	}
 	v6only := Env{IPv6Network: full.IPv6Network, IPv6Subnet: full.IPv6Subnet, MTU: 1430}
 	tests = append(tests, struct {

@@ -42,6 +42,9 @@ type Node struct {
 	SubnetFile string
 	// BPFDir is weftd's --bpf-dir, a bpffs mounted for this node alone.
 	BPFDir string
+	// EndpointDir is weftd's --endpoint-dir, this node's own: the nodes
+	// share the host's filesystem. weft-cni finds it in the subnet file.
+	EndpointDir string
 	// Env is extra environment for weftd, read at every start.
 	Env []string
 	// Args are extra weftd flags, read at every start.
@@ -76,6 +79,7 @@ func (c *Cluster) buildNode(ctx context.Context, i int) (*Node, error) {
 	n.Dir = filepath.Join(c.Dir, n.Name)
 	n.SubnetFile = filepath.Join(n.Dir, "subnet.env")
 	n.BPFDir = filepath.Join(n.Dir, "bpf")
+	n.EndpointDir = filepath.Join(n.Dir, "endpoints")
 	if i < len(c.opts.Datapaths) && c.opts.Datapaths[i] != "" {
 		n.Env = []string{"WEFTD_DATAPATH=" + c.opts.Datapaths[i]}
 	}
@@ -168,11 +172,12 @@ func (n *Node) weftdArgs() []string {
 // path (/run/wireguard/flannel-wg.sock, where wgctrl looks), so every weftd
 // gets a private mount of that directory: nodes on one host must not
 // share it. weftd stays the process started (sh execs it), so its PID is
-// the command's.
+// the command's. --endpoint-dir comes from the environment, which a weftd
+// older than the flag ignores (an unknown flag would stop it).
 func (n *Node) weftdCommand(ctx context.Context, args ...string) *exec.Cmd {
 	script := `mkdir -p /run/wireguard && mount -t tmpfs -o mode=0700 weft-wg /run/wireguard && exec "$@"`
 	cmd := n.NS.Command(ctx, "unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c", script, "weftd", n.bins.Weftd}, args...)...)
-	cmd.Env = append(append(os.Environ(), n.leaseEnv()...), "WIREGUARD_KEY_FILE="+filepath.Join(n.Dir, "wgkey"))
+	cmd.Env = append(append(os.Environ(), n.leaseEnv()...), "WIREGUARD_KEY_FILE="+filepath.Join(n.Dir, "wgkey"), "WEFTD_ENDPOINT_DIR="+n.EndpointDir)
 	cmd.Env = append(cmd.Env, n.Env...)
 	return cmd
 }

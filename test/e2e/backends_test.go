@@ -72,8 +72,9 @@ func (bc backendCase) mode(a, b *cluster.Node) string {
 // TestBackends runs each backend on each datapath over three nodes, with
 // each stack the backend has (IPv4 only; dual stack and IPv6 only for
 // vxlan, host-gw and DirectRouting): pods ping and carry TCP across every
-// node pair on every address family, nodes reach remote pods, and the
-// kernel datapath routes every peer of every family as the mode says.
+// node pair on every address family, nodes reach remote pods, the kernel
+// datapath routes every peer of every family as the mode says, and on the
+// ebpf datapath every pod is recorded and registered on its node.
 func TestBackends(t *testing.T) {
 	for _, dp := range []string{"kernel", "ebpf"} {
 		for _, bc := range backendCases {
@@ -82,6 +83,11 @@ func TestBackends(t *testing.T) {
 					c := start(t, cluster.Options{Nodes: 3, Segments: bc.segments, NetConf: bc.netConf(stack, dp)})
 					pods := addPods(t, c, 1)
 					requireDatapaths(t, c, dp)
+					if dp == "ebpf" {
+						for _, p := range pods {
+							checkRegistered(t, p.Node, p)
+						}
+					}
 					checkMesh(t, c, pods)
 					for _, n := range c.Nodes {
 						modes := map[string]bool{}

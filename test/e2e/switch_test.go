@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/weftnet/weft/pkg/datapath/ebpf"
+	"github.com/weftnet/weft/pkg/endpoint"
 	"github.com/weftnet/weft/pkg/lease"
 	"github.com/weftnet/weft/test/cluster"
 )
@@ -223,15 +224,27 @@ func checkSwitchLogged(t *testing.T, n *cluster.Node, mode string) {
 	}
 }
 
-// checkRegistered requires that p is in the endpoints map of n's ebpf
-// datapath: the CNI plugin found WEFT_BPF_DIR again.
+// checkRegistered requires that each of p's addresses is in the endpoints
+// map of n's ebpf datapath and that the CNI plugin recorded p's endpoint in
+// n's --endpoint-dir (found in WEFT_ENDPOINT_DIR) with these addresses.
 func checkRegistered(t *testing.T, n *cluster.Node, p *cluster.Pod) {
 	t.Helper()
 	eps, err := ebpf.ReadEndpoints(n.BPFDir)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.ContainsFunc(eps, func(ep ebpf.Endpoint) bool { return ep.IP == p.IP }) {
-		t.Errorf("%s not registered with %s's ebpf datapath: %v", describe(p), n.Name, eps)
+	for _, ip := range p.Addrs() {
+		if !slices.ContainsFunc(eps, func(ep ebpf.Endpoint) bool { return ep.IP == ip }) {
+			t.Errorf("%s: %s not registered with %s's ebpf datapath: %v", describe(p), ip, n.Name, eps)
+		}
+	}
+	records, err := endpoint.Store{Dir: n.EndpointDir}.List()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.ContainsFunc(records, func(r endpoint.Record) bool {
+		return r.ContainerID != "" && r.IfName == "eth0" && slices.Equal(r.IPs, p.Addrs())
+	}) {
+		t.Errorf("%s: no endpoint record in %s: %+v", describe(p), n.EndpointDir, records)
 	}
 }

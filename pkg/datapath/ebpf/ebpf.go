@@ -46,13 +46,15 @@ type Options struct {
 	// BPFDir holds the pinned maps and links; a bpf filesystem is mounted
 	// there if it is on none. Default DefaultBPFDir.
 	BPFDir string
+	// EndpointDir holds the pod endpoint records weft-cni writes
+	// (pkg/endpoint), the truth the endpoint maps are derived from.
+	// Default endpoint.DefaultDir.
+	EndpointDir string
 	// Bridge is the pods' bridge (created by the bridge CNI plugin with the
 	// first pod). Default DefaultBridge.
 	Bridge string
 	// Attach is AttachAuto (default), AttachTCX or AttachTC.
 	Attach string
-	// EndpointDir holds weft-cni's endpoint records (endpoint.Store); default endpoint.DefaultDir.
-	EndpointDir string
 }
 
 // Endpoint is a local pod as the CNI plugin registers it.
@@ -107,11 +109,11 @@ func New(opts Options) (*Datapath, error) {
 	if opts.BPFDir == "" {
 		opts.BPFDir = DefaultBPFDir
 	}
-	if opts.Bridge == "" {
-		opts.Bridge = DefaultBridge
-	}
 	if opts.EndpointDir == "" {
 		opts.EndpointDir = endpoint.DefaultDir
+	}
+	if opts.Bridge == "" {
+		opts.Bridge = DefaultBridge
 	}
 	switch opts.Attach {
 	case "":
