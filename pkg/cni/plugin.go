@@ -86,20 +86,15 @@ func cmdDel(args *skel.CmdArgs) error {
 	if err != nil {
 		return err
 	}
-	env, _, envErr := LoadSubnetEnv(n.SubnetFile) // zero without a subnet file
-	// The record first, so weftd does not put back the map entries of a pod
-	// that goes; also when the saved config is gone (a data dir wiped).
-	forgetRecord(env.EndpointDir, args.ContainerID, args.IfName)
+	env, _, _ := LoadSubnetEnv(n.SubnetFile) // zero without a subnet file
+	// Also when the saved config is gone (a data dir wiped).
+	forgetEndpoint(env.BPFDir, env.EndpointDir, args.ContainerID, args.IfName)
 	d, err := loadDelegate(n.DataDir, args.ContainerID)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil // never added, or already deleted: DEL is idempotent
 	}
 	if err != nil {
 		return err
-	}
-	// Before the veth goes, while the pod's addresses can still be read.
-	if envErr == nil && env.BPFDir != "" {
-		unregisterPod(env.BPFDir, args.Netns, args.IfName)
 	}
 	if err := delegate(d, args.StdinData, delKeys, "DEL", invoke.DelegateDel); err != nil {
 		return err

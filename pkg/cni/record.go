@@ -1,11 +1,14 @@
 package cni
 
 import (
+	"errors"
+	"io/fs"
 	"log/slog"
 	"slices"
 
 	"github.com/containernetworking/cni/pkg/types"
 
+	"github.com/weftnet/weft/pkg/datapath/ebpf"
 	"github.com/weftnet/weft/pkg/endpoint"
 )
 
@@ -37,13 +40,37 @@ func recordEndpoint(dir, containerID, ifName string, ep Endpoint) bool {
 	return true
 }
 
-// forgetRecord removes the record of the attachment containerID/ifName from
+// forgetEndpoint removes the attachment containerID/ifName from the
+// endpoint maps in bpfDir (none: the kernel datapath) and its record from
 // dir (endpoint.DefaultDir when empty: the subnet file may be gone at DEL,
-// or name no directory while weftd runs the kernel datapath). A failure is
-// logged: weftd removes records whose veth is gone.
-func forgetRecord(dir, containerID, ifName string) {
-	if err := (endpoint.Store{Dir: dir}).Remove(endpoint.Record{ContainerID: containerID, IfName: ifName}); err != nil {
+// or name no directory while weftd runs the kernel datapath). The addresses
+// are the record's, which came from IPAM, never read from the pod (which
+// could name a neighbour's). Without a record there is nothing of the
+// pod's to remove: weftd keeps no entry a record does not back. Failures
+// are logged: weftd removes records whose veth is gone, with their entries.
+func forgetEndpoint(bpfDir, dir, containerID, ifName string) {
+	store := endpoint.Store{Dir: dir}
+	r, err := store.Load(containerID, ifName)
+	if errors.Is(err, fs.ErrNotExist) {
+		return
+	}
+	if err != nil {
+		slog.Warn("pod endpoint record unreadable; weftd removes it once the pod's veth is gone", "container", containerID, "err", err)
+		return
+	}
+	// The record first, so weftd does not put back the entries of a pod
+	// that goes.
+	if err := store.Remove(r); err != nil {
 		slog.Warn("pod endpoint record not removed; weftd removes it once the pod's veth is gone", "container", containerID, "err", err)
+		return
+	}
+	if bpfDir == "" {
+		return
+	}
+	for _, ip := range r.IPs {
+		if err := ebpf.UnregisterEndpoint(bpfDir, ip); err != nil {
+			slog.Warn("unregister pod from the ebpf datapath", "ip", ip, "err", err)
+		}
 	}
 }
 
@@ -67,6 +94,6 @@ func collectRecords(dir, dataDir, network string, valid []types.GCAttachment) {
 		if d, err := loadDelegate(dataDir, r.ContainerID); err == nil && d["name"] != network {
 			continue
 		}
-		forgetRecord(dir, r.ContainerID, r.IfName)
+		forgetEndpoint("", dir, r.ContainerID, r.IfName)
 	}
 }

@@ -56,9 +56,9 @@ func names(t *testing.T, s endpoint.Store) []string {
 
 func TestForgetRecord(t *testing.T) {
 	s := saveRecords(t, "c1:eth0", "c2:eth0")
-	forgetRecord(s.Dir, "c1", "eth0")
-	forgetRecord(s.Dir, "c1", "eth0") // DEL is idempotent
-	forgetRecord(s.Dir, "bad/id", "eth0")
+	forgetEndpoint("", s.Dir, "c1", "eth0")
+	forgetEndpoint("", s.Dir, "c1", "eth0") // DEL is idempotent
+	forgetEndpoint("", s.Dir, "bad/id", "eth0")
 	if got, want := names(t, s), []string{"c2:eth0"}; !slices.Equal(got, want) {
 		t.Errorf("records after DEL of c1: %v, want %v", got, want)
 	}

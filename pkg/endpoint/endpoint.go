@@ -124,6 +124,16 @@ func (s Store) Save(r Record) error {
 	return nil
 }
 
+// Load returns the record of the attachment containerID/ifName; the error
+// wraps fs.ErrNotExist when there is none.
+func (s Store) Load(containerID, ifName string) (Record, error) {
+	name, err := Record{ContainerID: containerID, IfName: ifName}.name()
+	if err != nil {
+		return Record{}, err
+	}
+	return read(filepath.Join(s.dir(), name))
+}
+
 // Remove deletes r's record; a missing one is no error.
 func (s Store) Remove(r Record) error {
 	name, err := r.name()

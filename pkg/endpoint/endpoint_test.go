@@ -1,6 +1,8 @@
 package endpoint
 
 import (
+	"errors"
+	"io/fs"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -30,6 +32,12 @@ func TestStoreRoundTrip(t *testing.T) {
 	}
 	if len(got) != 2 || !slices.ContainsFunc(got, func(r Record) bool { return r.ContainerID == pod.ContainerID && len(r.IPs) == 2 }) {
 		t.Fatalf("List = %+v, want the pod and the adopted record", got)
+	}
+	if r, err := s.Load(pod.ContainerID, pod.IfName); err != nil || r.HostIfName != pod.HostIfName || len(r.IPs) != 2 {
+		t.Fatalf("Load = %+v, %v; want the pod's record", r, err)
+	}
+	if _, err := s.Load("other", "eth0"); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("Load of no record: %v, want fs.ErrNotExist", err)
 	}
 	pod.IPs = pod.IPs[:1]
 	if err := s.Save(pod); err != nil { // replaces
