@@ -46,7 +46,7 @@ func captureLog(t *testing.T) *bytes.Buffer {
 // longer has (weftd switching to the kernel datapath), costs the pod at
 // most the fast path, never its ADD.
 func TestAfterAddWithoutPins(t *testing.T) {
-	for _, env := range []subnetfile.Env{{}, {BPFDir: t.TempDir()}} {
+	for _, env := range []subnetfile.Env{{}, {BPFDir: t.TempDir(), EndpointDir: t.TempDir()}} {
 		if err := afterAdd(env, map[string]any{"bridge": "cni0"}, "c1", "eth0", loResult(t)); err != nil {
 			t.Errorf("ADD with WEFT_BPF_DIR=%q: %v", env.BPFDir, err)
 		}
@@ -56,10 +56,15 @@ func TestAfterAddWithoutPins(t *testing.T) {
 // TestAfterAddRecords: with the ebpf datapath the record is saved before
 // the registration; a record that cannot be saved means no registration
 // (weftd would remove the entry) but a successful ADD; an older weftd's
-// subnet file (no WEFT_ENDPOINT_DIR) means registration without a record.
+// subnet file (no WEFT_ENDPOINT_DIR) means a record in the default
+// directory, where the new weftd looks.
 func TestAfterAddRecords(t *testing.T) {
 	const notRegistered = "pod not registered with the ebpf datapath" // registerEndpoint's, on the missing maps
 	dir := filepath.Join(t.TempDir(), "endpoints")
+	fallback := filepath.Join(t.TempDir(), "default")
+	prev := fallbackEndpointDir
+	t.Cleanup(func() { fallbackEndpointDir = prev })
+	fallbackEndpointDir = fallback
 	notADir := filepath.Join(t.TempDir(), "file")
 	if err := os.WriteFile(notADir, nil, 0o600); err != nil {
 		t.Fatal(err)
@@ -67,12 +72,13 @@ func TestAfterAddRecords(t *testing.T) {
 	for _, tc := range []struct {
 		name         string
 		endpointDir  string
+		recordDir    string
 		wantRecord   bool
 		wantRegister bool
 	}{
-		{"recorded", dir, true, true},
-		{"record fails", filepath.Join(notADir, "endpoints"), false, false},
-		{"older weftd", "", false, true},
+		{"recorded", dir, dir, true, true},
+		{"record fails", filepath.Join(notADir, "endpoints"), filepath.Join(notADir, "endpoints"), false, false},
+		{"older weftd", "", fallback, true, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			logs := captureLog(t)
@@ -83,10 +89,7 @@ func TestAfterAddRecords(t *testing.T) {
 			if got := strings.Contains(logs.String(), notRegistered); got != tc.wantRegister {
 				t.Errorf("registration tried = %v, want %v; log:\n%s", got, tc.wantRegister, logs)
 			}
-			if tc.endpointDir == "" {
-				return
-			}
-			records, err := endpoint.Store{Dir: tc.endpointDir}.List()
+			records, err := endpoint.Store{Dir: tc.recordDir}.List()
 			if err != nil && tc.wantRecord {
 				t.Fatal(err)
 			}

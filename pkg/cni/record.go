@@ -24,14 +24,18 @@ func (ep Endpoint) record(containerID, ifName string) endpoint.Record {
 	return endpoint.Record{ContainerID: containerID, IfName: ifName, HostIfName: ep.HostIfName, MAC: ep.MAC.String(), IPs: ep.IPs}
 }
 
-// recordEndpoint saves ep's record in dir before the plugin registers ep
-// with the endpoint maps, and reports whether it may: weftd would remove an
-// entry no record backs. An empty dir (the subnet file of a weftd older
-// than the records) records nothing; that weftd keeps what the plugin
-// registers.
+// fallbackEndpointDir is where records go when the subnet file names no
+// directory: it was written by a weftd older than the records (during an
+// upgrade, or while the new weftd is not up yet), and the new weftd looks
+// in the default directory unless told otherwise. A variable for tests.
+var fallbackEndpointDir = endpoint.DefaultDir
+
+// recordEndpoint saves ep's record in dir (fallbackEndpointDir when empty)
+// before the plugin registers ep with the endpoint maps, and reports
+// whether it may: weftd would remove an entry no record backs.
 func recordEndpoint(dir, containerID, ifName string, ep Endpoint) bool {
 	if dir == "" {
-		return true
+		dir = fallbackEndpointDir
 	}
 	if err := (endpoint.Store{Dir: dir}).Save(ep.record(containerID, ifName)); err != nil {
 		slog.Warn("pod endpoint not recorded: its traffic takes the kernel path", "container", containerID, "hostIf", ep.HostIfName, "err", err)
