@@ -39,6 +39,20 @@ demo: deps build
 	$(GO) build -o $(BIN)/weft-demo ./test/demo
 	./$(BIN)/weft-demo -bin $(BIN)
 
+# image builds weft's container image without Docker or a registry:
+# weftd, weft-cni and weftctl built static, and iptables/ip6tables (legacy
+# and nft), nft and the libraries they load copied from this machine's
+# Debian packages, on an empty base, for this machine's architecture. It
+# writes bin/weft-image.tar, an OCI layout that is also a docker-archive,
+# naming ghcr.io/weftnet/weft:dev (VERSION=v1.2.3 make image: tag and
+# weftd --version v1.2.3; else the version is git describe). Load it with
+# `ctr -n k8s.io images import bin/weft-image.tar` (docs/install.md).
+# Flags via IMAGE_ARGS (./bin/weft-build-image -h lists them).
+.PHONY: image
+image: deps
+	$(GO) build -o $(BIN)/weft-build-image ./build/image
+	./$(BIN)/weft-build-image -out $(BIN)/weft-image.tar $(if $(VERSION),-tag $(VERSION) -version $(VERSION)) $(IMAGE_ARGS)
+
 # generate rebuilds bpf/ into pkg/datapath/ebpf (bpf2go pinned by go.mod's tool
 # directive; clang, llvm-strip and libbpf-dev from Debian).
 generate:
