@@ -162,9 +162,15 @@ func (c *candidates) prune(now time.Time) {
 	}
 }
 
-// decodeFlow turns a ring buffer record (struct flow) into a tuple.
+// decodeFlow turns a ring buffer record (struct flow) into a tuple. A
+// record of another size is refused, not guessed at: during an upgrade the
+// ring buffer (whose definition did not change) is shared with the earlier
+// programs until the swap, and their struct flow may differ.
 func decodeFlow(raw []byte) (conntrack.Tuple, error) {
 	var f weftFlow
+	if len(raw) != binary.Size(f) {
+		return conntrack.Tuple{}, fmt.Errorf("record of %d bytes, want %d (written by another weft version's programs?)", len(raw), binary.Size(f))
+	}
 	if _, err := binary.Decode(raw, binary.NativeEndian, &f); err != nil {
 		return conntrack.Tuple{}, fmt.Errorf("decode record of %d bytes: %w", len(raw), err)
 	}

@@ -1,6 +1,7 @@
 package ebpf
 
 import (
+	"encoding/binary"
 	"net/netip"
 	"testing"
 	"time"
@@ -39,5 +40,19 @@ func TestCandidates(t *testing.T) {
 	c.prune(t0.Add(time.Hour + forgetAfter))
 	if len(c.first) != 0 || len(c.marked) != 0 {
 		t.Fatalf("after prune: %d waiting, %d marked, want none", len(c.first), len(c.marked))
+	}
+}
+
+// TestDecodeFlowSize: a record of another size (an earlier version's
+// struct flow, e.g. b1590d9's with 4-byte addresses) is refused.
+func TestDecodeFlowSize(t *testing.T) {
+	size := binary.Size(weftFlow{})
+	for _, n := range []int{0, 16, size - 1, size + 8} {
+		if _, err := decodeFlow(make([]byte, n)); err == nil {
+			t.Errorf("decodeFlow of %d bytes (want %d) succeeded", n, size)
+		}
+	}
+	if _, err := decodeFlow(make([]byte, size)); err != nil {
+		t.Errorf("decodeFlow of %d bytes: %v", size, err)
 	}
 }
