@@ -12,12 +12,46 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/weftnet/weft/pkg/datapath/ebpf"
 )
 
-// PrevCommit is the previous release of weft that upgrade tests start
-// from: the landed commit before issue 11 changed every BPF map (16-byte
-// addresses, per-family node config blocks, per-family counters).
-const PrevCommit = "b1590d9"
+// Release is a previous release of weft that upgrade tests start from.
+type Release struct {
+	// Commit is the release's commit, for BuildCommit.
+	Commit string
+	// Stack is the stack of the cluster that upgrades from it: the widest
+	// its eBPF datapath runs.
+	Stack Stack
+	// Changed are the pinned maps whose definition differs from this
+	// version's: the new weftd replaces them, and weftctl of the one
+	// version cannot read them from the other's pins.
+	Changed []string
+	// Why says what upgrading from it covers.
+	Why string
+}
+
+// PrevReleases are the previous releases upgrade tests start from, oldest
+// first.
+var PrevReleases = []Release{
+	{
+		Commit: "b1590d9",
+		Stack:  IPv4Only,
+		// Every map but the ring buffer weft_ct_requests (whose records
+		// changed, not its definition).
+		Changed: []string{ebpf.MapPeers, ebpf.MapConfig, ebpf.MapEndpoints, ebpf.MapPods, ebpf.MapNodes,
+			ebpf.MapTraffic, ebpf.MapDrops},
+		Why: "the landed commit before issue 11 changed every BPF map (16-byte addresses, " +
+			"per-family node config blocks, per-family counters); IPv4 only, its eBPF datapath has no IPv6",
+	},
+	{
+		Commit:  "4df9c1e",
+		Stack:   DualStack,
+		Changed: []string{ebpf.MapTraffic, ebpf.MapDrops},
+		Why: "the landed commit of issue 11 (dual stack), before the endpoint records: only the counters " +
+			"maps differ (COUNTER_MAX and DROP_MAX per family then, 32 slots per family now)",
+	},
+}
 
 // ErrNoCommit is BuildCommit's error when the repository lacks the commit,
 // as a shallow clone does.

@@ -239,9 +239,16 @@ func startLoad(t *testing.T, count int, pingFrom *cluster.Netns, pingTo netip.Ad
 }
 
 // finish fails t if the flood or the stream ended before the disruption
-// was over (the load must span it), then waits for both: the flood's
-// result, the bytes the stream sent each way and its error.
+// was over (spanned), then waits for both (wait).
 func (l *load) finish(t *testing.T) (cluster.PingResult, int64, error) {
+	t.Helper()
+	l.spanned(t)
+	return l.wait(t)
+}
+
+// spanned fails t if the flood or the stream has ended: the load must
+// span the disruption, so call it once that is over.
+func (l *load) spanned(t *testing.T) {
 	t.Helper()
 	if !l.flood.Running() {
 		t.Fatalf("the ping flood ended before the disruption was over: raise its count")
@@ -251,6 +258,12 @@ func (l *load) finish(t *testing.T) (cluster.PingResult, int64, error) {
 		t.Fatalf("the TCP stream ended before the disruption was over (%v): raise the flood's count", err)
 	default:
 	}
+}
+
+// wait waits for the flood and the stream to end and returns the flood's
+// result, the bytes the stream sent each way and its error.
+func (l *load) wait(t *testing.T) (cluster.PingResult, int64, error) {
+	t.Helper()
 	res, err := l.flood.Wait()
 	if err != nil {
 		t.Fatal(err)
