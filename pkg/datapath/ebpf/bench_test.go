@@ -27,8 +27,17 @@ func BenchmarkProgram(b *testing.B) {
 	e := newProgEnv(b)
 	e.track(b, true, vxlanFlow, hostGWFlow)
 	// The test runs' skb arrives on lo: make lo the pod's veth, so that
-	// encap-vxlan-veth includes the pod source check.
+	// encap-vxlan-veth includes the pod source check (and, there, the
+	// endpoint naming the veth the packet came from).
 	must(b, e.WeftPods.Put(uint32(1), podEntry(localPod)))
+	onLo := func(b *testing.B) {
+		ep := weftEndpoint{HostIfindex: 1, Mac: mac6(podMAC)}
+		must(b, e.WeftEndpoints.Put(addrKey(localPod), ep))
+		b.Cleanup(func() {
+			ep.HostIfindex = uint32(e.veth)
+			must(b, e.WeftEndpoints.Put(addrKey(localPod), ep))
+		})
+	}
 	empty, err := ebpf.NewProgram(&ebpf.ProgramSpec{
 		Type:         ebpf.SchedCLS,
 		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, tcActOK), asm.Return()},
@@ -54,6 +63,9 @@ func BenchmarkProgram(b *testing.B) {
 		{"pass-uplink-to-node", e.WeftUplinkIngress, ethernet(bridgeMAC, peerMAC, etherTypeIPv4, tcpPacket(vxlanNode, nodeIP, 40000, 22).bytes()), tcActOK},
 	} {
 		b.Run(c.name, func(b *testing.B) {
+			if c.prog == e.WeftVethIngress {
+				onLo(b)
+			}
 			if c.prog == e.WeftUplinkIngress {
 				// Host-gw traffic is taken only on the uplink: make lo,
 				// where the test runs' skb arrives, the uplink.
