@@ -3,7 +3,9 @@
 package atomicfile
 
 import (
+	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 )
@@ -12,6 +14,12 @@ import (
 // (created with dirPerm if missing), synced, given perm and renamed over
 // path, so a crash never leaves an empty or partial file behind.
 func Write(path string, data []byte, perm, dirPerm os.FileMode) error {
+	return WriteFrom(path, bytes.NewReader(data), perm, dirPerm)
+}
+
+// WriteFrom is Write with the content streamed from r (a large file such as
+// an executable need not be held in memory).
+func WriteFrom(path string, r io.Reader, perm, dirPerm os.FileMode) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, dirPerm); err != nil {
 		return fmt.Errorf("create directory %s: %w", dir, err)
@@ -21,9 +29,9 @@ func Write(path string, data []byte, perm, dirPerm os.FileMode) error {
 		return fmt.Errorf("create temporary file for %s: %w", path, err)
 	}
 	defer os.Remove(tmp.Name()) // fails harmlessly after the rename
-	if _, err := tmp.Write(data); err != nil {
+	if _, err := io.Copy(tmp, r); err != nil {
 		tmp.Close()
-		return fmt.Errorf("write %s: %w", tmp.Name(), err)
+		return fmt.Errorf("write %s: %w", tmp.Name(), err) // a read error of r names its source
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()

@@ -16,7 +16,7 @@ import (
 // either plugin can delete what the other added.
 
 func savedPath(dataDir, containerID string) (string, error) {
-	if containerID == "" || containerID != filepath.Base(containerID) || containerID == ".." {
+	if !isBaseName(containerID) {
 		return "", fmt.Errorf("invalid container ID %q", containerID)
 	}
 	return filepath.Join(dataDir, containerID), nil

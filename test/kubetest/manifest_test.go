@@ -10,6 +10,7 @@ import (
 
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 
+	"github.com/weftnet/weft/pkg/cni"
 	"github.com/weftnet/weft/pkg/netconf"
 )
 
@@ -93,10 +94,33 @@ func TestManifestContent(t *testing.T) {
 	if p := str(t, ds, "spec", "template", "spec", "priorityClassName"); p != "system-node-critical" {
 		t.Errorf("priorityClassName %q", p)
 	}
+	// install-cni runs `weft-cni install` (no shell) with its defaults, which
+	// must match the mounts: /opt/cni/bin/weft, /etc/cni/net.d/10-weft.conflist
+	// from the ConfigMap's cni-conf.json.
 	install := spec("initContainers")[0].(map[string]any)
-	script, _, _ := unstructured.NestedStringSlice(install, "args")
-	if len(script) != 1 || !strings.Contains(script[0], "/opt/cni/bin/weft") || !strings.Contains(script[0], "/etc/cni/net.d/10-weft.conflist") {
-		t.Errorf("install-cni does not install /opt/cni/bin/weft and 10-weft.conflist: %v", script)
+	command, _, _ := unstructured.NestedStringSlice(install, "command")
+	args, _, _ = unstructured.NestedStringSlice(install, "args")
+	if !slices.Equal(command, []string{"/usr/local/bin/weft-cni", "install"}) || len(args) != 0 {
+		t.Errorf("install-cni runs %v %v, want [/usr/local/bin/weft-cni install]", command, args)
+	}
+	if cni.DefaultBinDir+"/"+cni.DefaultPluginName != "/opt/cni/bin/weft" ||
+		cni.DefaultConfDir+"/"+cni.DefaultConflistName != "/etc/cni/net.d/10-weft.conflist" {
+		t.Errorf("weft-cni install's defaults %s/%s, %s/%s differ from the docs", cni.DefaultBinDir, cni.DefaultPluginName,
+			cni.DefaultConfDir, cni.DefaultConflistName)
+	}
+	mounts := map[string]string{}
+	ms, _, _ := unstructured.NestedSlice(install, "volumeMounts")
+	for _, m := range ms {
+		mounts[m.(map[string]any)["mountPath"].(string)] = m.(map[string]any)["name"].(string)
+	}
+	for path, volume := range map[string]string{cni.DefaultBinDir: "cni-bin", cni.DefaultConfDir: "cni-conf",
+		filepath.Dir(cni.DefaultConflistSrc): "weft-cfg"} {
+		if mounts[path] != volume {
+			t.Errorf("install-cni mounts %q at %s, want volume %q", mounts[path], path, volume)
+		}
+	}
+	if _, ok := cm.Object["data"].(map[string]any)[filepath.Base(cni.DefaultConflistSrc)]; !ok {
+		t.Errorf("ConfigMap has no %s for weft-cni install", filepath.Base(cni.DefaultConflistSrc))
 	}
 
 	kust, err := os.ReadFile(filepath.Join(filepath.Dir(ManifestPath(t)), "kustomization.yaml"))
