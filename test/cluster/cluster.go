@@ -131,7 +131,7 @@ func newCluster(opts Options) (*Cluster, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	register(c)
+	Track(c, c.Prefix)
 	return c, nil
 }
 
@@ -215,10 +215,10 @@ func (c *Cluster) Stack() Stack { return StackOf(c.opts.NetConf) }
 
 func (c *Cluster) buildInfra(ctx context.Context) error {
 	err := c.add(func() error {
-		ns, err := newNetns(ctx, c.Prefix+"infra")
+		ns, err := NewNetns(ctx, c.Prefix+"infra")
 		c.Infra = ns
 		return err
-	}, func() error { return c.Infra.delete() })
+	}, func() error { return c.Infra.Delete() })
 	if err != nil {
 		return err
 	}
@@ -284,7 +284,7 @@ func (c *Cluster) Close() error {
 		return nil
 	}
 	c.closed = true
-	unregister(c)
+	Untrack(c)
 	var errs []error
 	for i := len(c.undo) - 1; i >= 0; i-- {
 		if err := c.undo[i](); err != nil {
