@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -274,6 +275,20 @@ func (n *Node) kill() error {
 		}
 	}
 	return errors.Join(append(errs, n.removeCgroups())...)
+}
+
+// RemoveNode shuts node n down like a machine switched off (every process
+// of the node ends, its pods with them; see kill) and drops it from Nodes,
+// so the cluster's waits and checks no longer expect it. Its Node object
+// stays, for the caller to delete as an admin does (kubectl delete node);
+// Close still removes its network namespace.
+func (c *Cluster) RemoveNode(n *Node) error {
+	if err := n.kill(); err != nil {
+		return err
+	}
+	c.Nodes = slices.DeleteFunc(c.Nodes, func(m *Node) bool { return m == n })
+	c.log.Info("node removed", "node", n.Name)
+	return nil
 }
 
 // processes are the node's daemons' processes (nsenter, outside the
