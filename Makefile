@@ -4,7 +4,7 @@ BIN     := bin
 PKGS    := ./...
 APT_PKGS := etcd-server etcd-client containernetworking-plugins iptables nftables conntrack iproute2 \
 	iperf3 clang llvm libbpf-dev bpftool iputils-ping netcat-openbsd qperf sockperf \
-	prometheus tcpdump
+	prometheus tcpdump containerd runc ipset socat
 
 .PHONY: all deps build test unit e2e demo bench generate check-generate clean
 

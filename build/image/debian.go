@@ -10,6 +10,8 @@ import (
 	"path"
 	"slices"
 	"strings"
+
+	"github.com/weftnet/weft/build/oci"
 )
 
 // multiCall are iptables' two multi-call programs; Debian links every
@@ -31,11 +33,11 @@ const sbin = "/usr/sbin"
 // the extension modules they load), nft, the libraries they all need and
 // the dynamic loader, and the Debian copyright file of every package that
 // contributed a file.
-func firewallTools() (*tree, error) {
-	t := newTree("/")
+func firewallTools() (*oci.Tree, error) {
+	t := oci.NewTree("/")
 	// nft first: its loader's search path finds the libraries of the
 	// extension modules, which name no loader.
-	if err := t.addHost(path.Join(sbin, "nft")); err != nil {
+	if err := t.AddHost(path.Join(sbin, "nft")); err != nil {
 		return nil, fmt.Errorf("%w (install Debian's nftables)", err)
 	}
 	files, err := dpkg("-L", "iptables")
@@ -48,32 +50,32 @@ func firewallTools() (*tree, error) {
 			return nil, err
 		}
 		if keep {
-			if err := t.addHost(f); err != nil {
+			if err := t.AddHost(f); err != nil {
 				return nil, err
 			}
 		}
 	}
 	for _, name := range plainNames {
 		nft := strings.Replace(name, "tables", "tables-nft", 1)
-		if _, ok := t.entries[path.Join(sbin, nft)]; !ok {
+		if t.Lookup(path.Join(sbin, nft)) == nil {
 			return nil, fmt.Errorf("Debian's iptables has no %s", nft)
 		}
-		if _, err := t.put(path.Join(sbin, name), &entry{typ: tar.TypeSymlink, mode: 0o777, link: nft}); err != nil {
+		if _, err := t.Put(path.Join(sbin, name), &oci.Entry{Type: tar.TypeSymlink, Mode: 0o777, Link: nft}); err != nil {
 			return nil, err
 		}
 	}
 	for {
-		pkgs, err := t.attribute()
+		pkgs, err := attribute(t)
 		if err != nil {
 			return nil, err
 		}
 		added := false
 		for _, pkg := range pkgs {
 			copyright := path.Join("/usr/share/doc", pkg, "copyright")
-			if _, ok := t.entries[copyright]; ok {
+			if t.Lookup(copyright) != nil {
 				continue
 			}
-			if err := t.addHost(copyright); err != nil {
+			if err := t.AddHost(copyright); err != nil {
 				return nil, err
 			}
 			added = true
@@ -106,14 +108,14 @@ func iptablesProgram(f string) (bool, error) {
 	}
 }
 
-// attribute sets the source of every file copied from the host that has
+// attribute sets the source of every file of t copied from the host that has
 // none yet to its Debian package and version, and returns all packages
 // the tree's files come from. A file in no package is an error: the image
 // holds only what Debian ships.
-func (t *tree) attribute() ([]string, error) {
+func attribute(t *oci.Tree) ([]string, error) {
 	var query []string
-	for _, p := range t.paths() {
-		if e := t.entries[p]; e.typ == tar.TypeReg && e.source == "" {
+	for _, p := range t.Paths() {
+		if e := t.Lookup(p); e.Type == tar.TypeReg && e.Source == "" {
 			query = append(query, aliases(p)...)
 		}
 	}
@@ -122,22 +124,22 @@ func (t *tree) attribute() ([]string, error) {
 		return nil, err
 	}
 	var pkgs []string
-	for _, p := range t.paths() {
-		e := t.entries[p]
-		if e.typ != tar.TypeReg {
+	for _, p := range t.Paths() {
+		e := t.Lookup(p)
+		if e.Type != tar.TypeReg {
 			continue
 		}
-		if e.source == "" {
+		if e.Source == "" {
 			for _, a := range aliases(p) {
 				if pkg, ok := owners[a]; ok {
-					e.source = pkg
+					e.Source = pkg
 				}
 			}
-			if e.source == "" {
+			if e.Source == "" {
 				return nil, fmt.Errorf("%s belongs to no Debian package", p)
 			}
 		}
-		pkgs = append(pkgs, strings.Fields(e.source)[1])
+		pkgs = append(pkgs, strings.Fields(e.Source)[1])
 	}
 	slices.Sort(pkgs)
 	return slices.Compact(pkgs), nil

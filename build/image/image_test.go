@@ -29,6 +29,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/weftnet/weft/build/oci"
 	"github.com/weftnet/weft/test/testns"
 )
 
@@ -135,10 +136,10 @@ func TestImage(t *testing.T) {
 		tools[tool] = p
 		// The builder's closure over the extracted image: the loader and
 		// every library the tool needs, recursively, are in the image.
-		in := newTree(root)
-		if err := in.addHost(p); err != nil {
+		in := oci.NewTree(root)
+		if err := in.AddHost(p); err != nil {
 			t.Errorf("%s in the image: %v", tool, err)
-		} else if in.loader == "" {
+		} else if in.Loader() == "" {
 			t.Errorf("%s names no dynamic loader", tool)
 		}
 	}
@@ -196,7 +197,7 @@ func checkLayout(t *testing.T, archive []byte, digest v1.Hash) {
 		t.Fatalf("OCI index has %d manifests, want 1", len(m.Manifests))
 	}
 	d := m.Manifests[0]
-	if d.Digest != digest || d.Annotations[annotationImageName] != "ghcr.io/weftnet/weft:test" || d.Annotations[annotationRefName] != "test" {
+	if d.Digest != digest || d.Annotations[oci.AnnotationImageName] != "ghcr.io/weftnet/weft:test" || d.Annotations[oci.AnnotationRefName] != "test" {
 		t.Errorf("OCI index entry %s %v, want %s named ghcr.io/weftnet/weft:test", d.Digest, d.Annotations, digest)
 	}
 	img, err := idx.Image(d.Digest)
@@ -236,7 +237,7 @@ func checkStatic(t *testing.T, root, p string) {
 		return
 	}
 	defer f.Close()
-	loader, err := interpreter(f)
+	loader, err := oci.Interpreter(f)
 	libs, _ := f.ImportedLibraries()
 	if err != nil || loader != "" || len(libs) > 0 {
 		t.Errorf("%s is not static: loader %q, libraries %q (%v)", p, loader, libs, err)
@@ -254,7 +255,7 @@ func lookPath(root string, env []string, name string) (string, error) {
 	}
 	for _, dir := range filepath.SplitList(dirs) {
 		p := path.Join(dir, name)
-		real, err := resolve(root, p, nil)
+		real, err := oci.Resolve(root, p, nil)
 		if err != nil {
 			continue
 		}

@@ -26,8 +26,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/empty"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
+
+	"github.com/weftnet/weft/build/oci"
 )
 
 // options are the builder's inputs.
@@ -106,49 +106,32 @@ func build(o options) (v1.Hash, error) {
 	if err != nil {
 		return v1.Hash{}, err
 	}
-	contents := append(tools.contents(), weft.contents()...)
+	contents := append(tools.Contents(), weft.Contents()...)
 	slices.Sort(contents)
 	contents = append(contents, "")
-	if _, err := weft.put(contentsPath, &entry{typ: tar.TypeReg, mode: 0o644, data: []byte(strings.Join(contents, "\n"))}); err != nil {
+	if _, err := weft.Put(contentsPath, &oci.Entry{Type: tar.TypeReg, Mode: 0o644, Data: []byte(strings.Join(contents, "\n"))}); err != nil {
 		return v1.Hash{}, err
 	}
 
-	img := empty.Image
-	for _, l := range []struct {
-		t    *tree
-		what string
-	}{{tools, "firewall tools from Debian"}, {weft, "weft " + o.version}} {
-		layer, err := l.t.layer()
-		if err != nil {
-			return v1.Hash{}, fmt.Errorf("layer %s: %w", l.what, err)
-		}
-		if img, err = mutate.Append(img, mutate.Addendum{Layer: layer, History: v1.History{
-			Created:   v1.Time{Time: epoch},
-			CreatedBy: "weft build/image: " + l.what,
-		}}); err != nil {
-			return v1.Hash{}, err
-		}
-	}
-	cfg, err := img.ConfigFile()
-	if err != nil {
-		return v1.Hash{}, err
-	}
-	cfg = cfg.DeepCopy()
-	cfg.OS, cfg.Architecture = "linux", runtime.GOARCH
-	cfg.Created = v1.Time{Time: epoch}
-	cfg.Config.Entrypoint = []string{filepath.Join(binDir, "weftd")}
-	cfg.Config.Env = []string{imagePath}
-	cfg.Config.Labels = map[string]string{
+	labels := map[string]string{
 		"org.opencontainers.image.source":  "https://github.com/weftnet/weft",
 		"org.opencontainers.image.version": o.version,
 	}
 	if o.revision != "" {
-		cfg.Config.Labels["org.opencontainers.image.revision"] = o.revision
+		labels["org.opencontainers.image.revision"] = o.revision
 	}
-	if img, err = mutate.ConfigFile(img, cfg); err != nil {
+	img, err := oci.Image([]oci.Layer{
+		{Tree: tools, CreatedBy: "weft build/image: firewall tools from Debian"},
+		{Tree: weft, CreatedBy: "weft build/image: weft " + o.version},
+	}, v1.Config{
+		Entrypoint: []string{filepath.Join(binDir, "weftd")},
+		Env:        []string{imagePath},
+		Labels:     labels,
+	})
+	if err != nil {
 		return v1.Hash{}, err
 	}
-	if err := writeArchive(o.out, img, ref); err != nil {
+	if err := oci.WriteArchive(o.out, img, ref); err != nil {
 		return v1.Hash{}, err
 	}
 	return img.Digest()

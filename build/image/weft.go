@@ -10,6 +10,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/weftnet/weft/build/oci"
 )
 
 // programs are weft's commands in the image, built static into binDir.
@@ -20,7 +22,7 @@ const binDir = "/usr/local/bin"
 // weftPrograms builds weft's programs from the module at src into tmp
 // (static: CGO_ENABLED=0; -trimpath, no symbol tables, main.version set)
 // and returns their layer.
-func weftPrograms(src, version, revision, tmp string) (*tree, error) {
+func weftPrograms(src, version, revision, tmp string) (*oci.Tree, error) {
 	if strings.ContainsAny(version, " \t\n'\"") {
 		return nil, fmt.Errorf("version %q: no spaces or quotes", version)
 	}
@@ -44,9 +46,9 @@ func weftPrograms(src, version, revision, tmp string) (*tree, error) {
 		source += " " + revision
 	}
 	source += " " + goVersion
-	t := newTree("/")
+	t := oci.NewTree("/")
 	for _, p := range programs {
-		if _, err := t.put(path.Join(binDir, p), &entry{typ: tar.TypeReg, mode: 0o755, from: filepath.Join(tmp, p), source: source}); err != nil {
+		if _, err := t.Put(path.Join(binDir, p), &oci.Entry{Type: tar.TypeReg, Mode: 0o755, From: filepath.Join(tmp, p), Source: source}); err != nil {
 			return nil, err
 		}
 	}

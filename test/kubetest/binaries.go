@@ -30,8 +30,9 @@ func buildScript(t testing.TB) string {
 	return filepath.Join(RepoRoot(t), "..", "shared", "tools", "kube-apiserver-for-tests.sh")
 }
 
-// cacheDir is where the build script keeps its binaries.
-func cacheDir() string {
+// CacheDir is where the build scripts keep the programs they build:
+// $WEFT_KUBE_CACHE, else ~/.cache/weft-kube.
+func CacheDir() string {
 	if d := os.Getenv("WEFT_KUBE_CACHE"); d != "" {
 		return d
 	}
@@ -48,14 +49,14 @@ func Binaries(t testing.TB) (apiserver, etcd string) {
 	t.Helper()
 	kv := envOr("KUBE_VERSION", defaultKubeVersion)
 	ev := envOr("ETCD_VERSION", defaultEtcdVersion)
-	apiserver = filepath.Join(cacheDir(), "kube-apiserver-v"+kv)
-	etcd = filepath.Join(cacheDir(), "etcd-v"+ev)
+	apiserver = filepath.Join(CacheDir(), "kube-apiserver-v"+kv)
+	etcd = filepath.Join(CacheDir(), "etcd-v"+ev)
 	if !executable(apiserver) {
 		if !testns.Strict() && os.Getenv("WEFT_KUBE_BUILD") != "1" {
 			t.Skipf("no kube-apiserver at %s: build it once with `ETCD_VERSION=%s bash %s` (~8 min), or set WEFT_KUBE_BUILD=1 or WEFT_E2E=1 to build it here", apiserver, ev, buildScript(t))
 		}
 		t.Logf("building kube-apiserver v%s and etcd v%s with %s (cold: ~8 minutes)", kv, ev, buildScript(t))
-		cmd := exec.Command("bash", buildScript(t), cacheDir())
+		cmd := exec.Command("bash", buildScript(t), CacheDir())
 		cmd.Env = append(os.Environ(), "KUBE_VERSION="+kv, "ETCD_VERSION="+ev)
 		out, err := cmd.CombinedOutput()
 		if err != nil {

@@ -1,4 +1,4 @@
-package main
+package oci
 
 import (
 	"archive/tar"
@@ -20,17 +20,17 @@ import (
 // Annotations naming the image in the archive's index.json: containerd
 // (ctr import, Docker >= 25) reads the full name, the OCI spec the tag.
 const (
-	annotationImageName = "io.containerd.image.name"
-	annotationRefName   = "org.opencontainers.image.ref.name"
+	AnnotationImageName = "io.containerd.image.name"
+	AnnotationRefName   = "org.opencontainers.image.ref.name"
 )
 
-// writeArchive writes img as ref to out, atomically, as a tar that is both
+// WriteArchive writes img as ref to out, atomically, as a tar that is both
 // an OCI image layout (oci-layout, index.json, blobs/sha256/) and a
 // docker-archive (manifest.json with the repo tag, pointing at the same
 // blobs), the format `docker save` writes since Docker 25. ctr import reads
 // the layout and keeps the manifest as it is, so its digest; docker load,
 // podman load, skopeo's docker-archive and crane push read manifest.json.
-func writeArchive(out string, img v1.Image, ref name.Tag) error {
+func WriteArchive(out string, img v1.Image, ref name.Tag) error {
 	manifest, err := img.RawManifest()
 	if err != nil {
 		return err
@@ -58,7 +58,7 @@ func writeArchive(out string, img v1.Image, ref name.Tag) error {
 			MediaType:   mediaType,
 			Size:        int64(len(manifest)),
 			Digest:      digest,
-			Annotations: map[string]string{annotationImageName: ref.Name(), annotationRefName: ref.TagStr()},
+			Annotations: map[string]string{AnnotationImageName: ref.Name(), AnnotationRefName: ref.TagStr()},
 			Platform:    &v1.Platform{OS: "linux", Architecture: runtime.GOARCH},
 		}},
 	})
@@ -134,7 +134,7 @@ func layerBlob(l v1.Layer) (archiveFile, error) {
 // writeTarEntry writes one archive entry owned by root with the fixed
 // mtime: a directory when name ends in "/", else a file holding data.
 func writeTarEntry(tw *tar.Writer, name string, data []byte) error {
-	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: epoch, Format: tar.FormatPAX}
+	hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: 0o644, Size: int64(len(data)), ModTime: Epoch, Format: tar.FormatPAX}
 	if strings.HasSuffix(name, "/") {
 		hdr.Typeflag, hdr.Mode = tar.TypeDir, 0o755
 	}

@@ -1,4 +1,8 @@
-package main
+// Package oci writes container images as deterministic OCI archives without
+// Docker or a registry: file trees become layers with sorted entries owned by
+// root and fixed mtimes, and WriteArchive writes a tar that is both an OCI
+// image layout and a docker-archive.
+package oci
 
 import (
 	"archive/tar"
@@ -21,73 +25,85 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 )
 
-// epoch is every file's mtime and the image's creation time, so the same
+// Epoch is every file's mtime and the image's creation time, so the same
 // inputs give the same digest.
-var epoch = time.Unix(0, 0).UTC()
+var Epoch = time.Unix(0, 0).UTC()
 
 // maxLinks bounds the symlinks followed for one path, as the kernel's ELOOP.
 const maxLinks = 40
 
-// entry is one file of a layer.
-type entry struct {
-	typ  byte        // tar.TypeDir, tar.TypeSymlink or tar.TypeReg
-	mode fs.FileMode // permission bits
-	link string      // a symlink's target, as written on the host
-	from string      // a regular file's content: this path on the build host
-	data []byte      // or these bytes
-	// source says where a regular file comes from ("debian iptables
+// Entry is one file of a layer.
+type Entry struct {
+	Type byte        // tar.TypeDir, tar.TypeSymlink or tar.TypeReg
+	Mode fs.FileMode // permission bits
+	Link string      // a symlink's target, as written on the host
+	From string      // a regular file's content: this path on the build host
+	Data []byte      // or these bytes
+	// Source says where a regular file comes from ("debian iptables
 	// 1.8.9-2"), for the image's contents list.
-	source string
+	Source string
 }
 
-// tree is the file tree of one layer, keyed by absolute image path. Files
+// Tree is the file tree of one layer, keyed by absolute image path. Files
 // copied from a host directory keep their path and every symlink on the way
 // to them, so the image resolves them as the host does.
-type tree struct {
+type Tree struct {
 	root    string // the host directory copied from ("/" but in tests)
-	entries map[string]*entry
+	entries map[string]*Entry
 	// loader is the dynamic loader (PT_INTERP) of the programs added, and
 	// libDirs its library search path.
 	loader  string
 	libDirs []string
 }
 
-func newTree(root string) *tree {
-	return &tree{root: root, entries: map[string]*entry{}}
+// NewTree returns an empty tree whose host files are found under root
+// ("/" but in tests).
+func NewTree(root string) *Tree {
+	return &Tree{root: root, entries: map[string]*Entry{}}
 }
 
-// put adds e at p, and a directory for each missing parent. It returns
+// Lookup returns the entry at image path p, nil if there is none.
+func (t *Tree) Lookup(p string) *Entry {
+	return t.entries[p]
+}
+
+// Loader is the dynamic loader of the programs added, "" if none needs one.
+func (t *Tree) Loader() string {
+	return t.loader
+}
+
+// Put adds e at p, and a directory for each missing parent. It returns
 // false when p already holds the same entry, and an error when it holds
 // another.
-func (t *tree) put(p string, e *entry) (bool, error) {
+func (t *Tree) Put(p string, e *Entry) (bool, error) {
 	if old, ok := t.entries[p]; ok {
-		if old.typ != e.typ || old.link != e.link || old.from != e.from || !bytes.Equal(old.data, e.data) {
+		if old.Type != e.Type || old.Link != e.Link || old.From != e.From || !bytes.Equal(old.Data, e.Data) {
 			return false, fmt.Errorf("%s: two different files for one image path", p)
 		}
 		return false, nil
 	}
 	for d := path.Dir(p); d != "/"; d = path.Dir(d) {
 		if old, ok := t.entries[d]; ok {
-			if old.typ != tar.TypeDir {
+			if old.Type != tar.TypeDir {
 				return false, fmt.Errorf("%s: parent %s is not a directory in the image", p, d)
 			}
 			break
 		}
-		t.entries[d] = &entry{typ: tar.TypeDir, mode: 0o755}
+		t.entries[d] = &Entry{Type: tar.TypeDir, Mode: 0o755}
 	}
 	t.entries[p] = e
 	return true, nil
 }
 
 // host is p's path on the build host.
-func (t *tree) host(p string) string {
+func (t *Tree) host(p string) string {
 	return filepath.Join(t.root, p)
 }
 
-// resolve follows the symlinks in p under root, as the kernel would with
+// Resolve follows the symlinks in p under root, as the kernel would with
 // root as "/", and returns the image path they lead to. onLink, when not
 // nil, sees each symlink passed on the way.
-func resolve(root, p string, onLink func(link, target string)) (string, error) {
+func Resolve(root, p string, onLink func(link, target string)) (string, error) {
 	p = path.Clean(p)
 	for range maxLinks {
 		link, target, rest, err := firstLink(root, p)
@@ -124,13 +140,13 @@ func firstLink(root, p string) (link, target, rest string, err error) {
 	return "", "", "", nil
 }
 
-// addHost copies the host file at p into the tree with every symlink on
+// AddHost copies the host file at p into the tree with every symlink on
 // its way, and for an ELF file its dynamic loader and the shared libraries
 // it needs, recursively.
-func (t *tree) addHost(p string) error {
+func (t *Tree) AddHost(p string) error {
 	var linkErr error
-	real, err := resolve(t.root, p, func(link, target string) {
-		if _, err := t.put(link, &entry{typ: tar.TypeSymlink, mode: 0o777, link: target}); err != nil {
+	real, err := Resolve(t.root, p, func(link, target string) {
+		if _, err := t.Put(link, &Entry{Type: tar.TypeSymlink, Mode: 0o777, Link: target}); err != nil {
 			linkErr = errors.Join(linkErr, err)
 		}
 	})
@@ -144,7 +160,7 @@ func (t *tree) addHost(p string) error {
 	if !fi.Mode().IsRegular() {
 		return fmt.Errorf("copy %s: %s is not a regular file", p, real)
 	}
-	added, err := t.put(real, &entry{typ: tar.TypeReg, mode: fi.Mode().Perm(), from: t.host(real)})
+	added, err := t.Put(real, &Entry{Type: tar.TypeReg, Mode: fi.Mode().Perm(), From: t.host(real)})
 	if err != nil || !added {
 		return err
 	}
@@ -153,7 +169,7 @@ func (t *tree) addHost(p string) error {
 
 // addNeeded adds the dynamic loader and the DT_NEEDED libraries of the file
 // at image path p, if it is an ELF file.
-func (t *tree) addNeeded(p string) error {
+func (t *Tree) addNeeded(p string) error {
 	f, err := elf.Open(t.host(p))
 	var notELF *elf.FormatError
 	if errors.As(err, &notELF) {
@@ -168,7 +184,7 @@ func (t *tree) addNeeded(p string) error {
 			return fmt.Errorf("%s has %s %v: libraries found through it are not supported", p, tag, v)
 		}
 	}
-	loader, err := interpreter(f)
+	loader, err := Interpreter(f)
 	if err != nil {
 		return fmt.Errorf("%s: %w", p, err)
 	}
@@ -186,16 +202,16 @@ func (t *tree) addNeeded(p string) error {
 		if err != nil {
 			return fmt.Errorf("%s needs %s: %w", p, lib, err)
 		}
-		if err := t.addHost(found); err != nil {
+		if err := t.AddHost(found); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// interpreter returns f's PT_INTERP, "" for a static executable or a
+// Interpreter returns f's PT_INTERP, "" for a static executable or a
 // shared library.
-func interpreter(f *elf.File) (string, error) {
+func Interpreter(f *elf.File) (string, error) {
 	for _, prog := range f.Progs {
 		if prog.Type != elf.PT_INTERP {
 			continue
@@ -212,7 +228,7 @@ func interpreter(f *elf.File) (string, error) {
 // setLoader adds the dynamic loader and learns its library search path.
 // Every program must use the same loader: the image has no ld.so.cache,
 // so libraries are found in the loader's built-in directories.
-func (t *tree) setLoader(loader string) error {
+func (t *Tree) setLoader(loader string) error {
 	if t.loader != "" {
 		if loader != t.loader {
 			return fmt.Errorf("two dynamic loaders: %s and %s", t.loader, loader)
@@ -225,7 +241,7 @@ func (t *tree) setLoader(loader string) error {
 		return err
 	}
 	t.libDirs = dirs
-	return t.addHost(loader)
+	return t.AddHost(loader)
 }
 
 // searchPath returns the built-in library directories glibc's loader
@@ -249,12 +265,12 @@ func searchPath(loader string) ([]string, error) {
 
 // findLib returns the image path of the library the loader finds for
 // name: the first of its search directories that holds it.
-func (t *tree) findLib(name string) (string, error) {
+func (t *Tree) findLib(name string) (string, error) {
 	if t.loader == "" {
 		return "", errors.New("no dynamic loader seen yet to search for it")
 	}
 	for _, dir := range t.libDirs {
-		real, err := resolve(t.root, path.Join(dir, name), nil)
+		real, err := Resolve(t.root, path.Join(dir, name), nil)
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
 		}
@@ -268,8 +284,8 @@ func (t *tree) findLib(name string) (string, error) {
 	return "", fmt.Errorf("not found in %s", strings.Join(t.libDirs, ", "))
 }
 
-// paths returns the tree's paths in order, parents before children.
-func (t *tree) paths() []string {
+// Paths returns the tree's paths in order, parents before children.
+func (t *Tree) Paths() []string {
 	ps := make([]string, 0, len(t.entries))
 	for p := range t.entries {
 		ps = append(ps, p)
@@ -278,16 +294,16 @@ func (t *tree) paths() []string {
 	return ps
 }
 
-// layer returns the tree as a gzip-compressed layer: entries sorted,
+// Layer returns the tree as a gzip-compressed layer: entries sorted,
 // owned by root, with fixed mtimes.
-func (t *tree) layer() (v1.Layer, error) {
+func (t *Tree) Layer() (v1.Layer, error) {
 	var buf bytes.Buffer
 	gz, err := gzip.NewWriterLevel(&buf, gzip.DefaultCompression)
 	if err != nil {
 		return nil, err
 	}
 	tw := tar.NewWriter(gz)
-	for _, p := range t.paths() {
+	for _, p := range t.Paths() {
 		if err := t.writeEntry(tw, p); err != nil {
 			return nil, err
 		}
@@ -300,23 +316,23 @@ func (t *tree) layer() (v1.Layer, error) {
 	})
 }
 
-func (t *tree) writeEntry(tw *tar.Writer, p string) error {
+func (t *Tree) writeEntry(tw *tar.Writer, p string) error {
 	e := t.entries[p]
 	hdr := &tar.Header{
-		Typeflag: e.typ,
+		Typeflag: e.Type,
 		Name:     strings.TrimPrefix(p, "/"),
-		Linkname: e.link,
-		Mode:     int64(e.mode),
-		ModTime:  epoch,
+		Linkname: e.Link,
+		Mode:     int64(e.Mode),
+		ModTime:  Epoch,
 		Format:   tar.FormatPAX,
 	}
-	if e.typ == tar.TypeDir {
+	if e.Type == tar.TypeDir {
 		hdr.Name += "/"
 	}
-	data := e.data
-	if e.from != "" {
+	data := e.Data
+	if e.From != "" {
 		var err error
-		if data, err = os.ReadFile(e.from); err != nil {
+		if data, err = os.ReadFile(e.From); err != nil {
 			return err
 		}
 	}
@@ -328,16 +344,16 @@ func (t *tree) writeEntry(tw *tar.Writer, p string) error {
 	return err
 }
 
-// contents lists the tree's files and symlinks, one a line, with where
+// Contents lists the tree's files and symlinks, one a line, with where
 // each file comes from.
-func (t *tree) contents() []string {
+func (t *Tree) Contents() []string {
 	var lines []string
-	for _, p := range t.paths() {
-		switch e := t.entries[p]; e.typ {
+	for _, p := range t.Paths() {
+		switch e := t.entries[p]; e.Type {
 		case tar.TypeSymlink:
-			lines = append(lines, p+" -> "+e.link)
+			lines = append(lines, p+" -> "+e.Link)
 		case tar.TypeReg:
-			lines = append(lines, p+"\t"+e.source)
+			lines = append(lines, p+"\t"+e.Source)
 		}
 	}
 	return lines
