@@ -19,7 +19,6 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/weftnet/weft/test/kubetest"
@@ -96,12 +95,8 @@ type Cluster struct {
 	t    testing.TB // set by Start; kube mode runs the API server for it
 	kube kube       // kube mode's client and credentials
 
-	mu     sync.Mutex
-	closed bool
-	undo   []func() error // run in reverse by Close
+	undo Undo
 }
-
-var errClosed = errors.New("cluster is closed")
 
 // New builds and starts a cluster; on error it removes what it had built.
 func New(ctx context.Context, opts Options) (*Cluster, error) {
@@ -131,7 +126,7 @@ func newCluster(opts Options) (*Cluster, error) {
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
 	}
-	register(c)
+	Track(c, c.Prefix)
 	return c, nil
 }
 
@@ -215,10 +210,10 @@ func (c *Cluster) Stack() Stack { return StackOf(c.opts.NetConf) }
 
 func (c *Cluster) buildInfra(ctx context.Context) error {
 	err := c.add(func() error {
-		ns, err := newNetns(ctx, c.Prefix+"infra")
+		ns, err := NewNetns(ctx, c.Prefix+"infra")
 		c.Infra = ns
 		return err
-	}, func() error { return c.Infra.delete() })
+	}, func() error { return c.Infra.Delete() })
 	if err != nil {
 		return err
 	}
@@ -259,38 +254,12 @@ func (c *Cluster) infraIP(ctx context.Context, cmds ...[]string) error {
 	return nil
 }
 
-// add runs create and, if it succeeds, remembers undo for Close. It fails
-// once the cluster is closed, so a Close from a signal handler cannot race
-// with a resource being created.
-func (c *Cluster) add(create, undo func() error) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return errClosed
-	}
-	err := create()
-	// undo also runs after a partial create (e.g. namespace added, then
-	// opening it failed); every undo tolerates what create left.
-	c.undo = append(c.undo, undo)
-	return err
-}
+// add runs create and remembers undo for Close (see Undo.Add).
+func (c *Cluster) add(create, undo func() error) error { return c.undo.Add(create, undo) }
 
 // Close stops every process, deletes every namespace, unmounts the bpffs
 // mounts and removes Dir. It is safe to call more than once.
 func (c *Cluster) Close() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.closed {
-		return nil
-	}
-	c.closed = true
-	unregister(c)
-	var errs []error
-	for i := len(c.undo) - 1; i >= 0; i-- {
-		if err := c.undo[i](); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	c.undo = nil
-	return errors.Join(errs...)
+	Untrack(c)
+	return c.undo.Close()
 }

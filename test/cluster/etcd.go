@@ -49,7 +49,7 @@ type Etcd struct {
 	Endpoint string
 	ns       *Netns
 	dir      string
-	proc     *process
+	proc     *Process
 	client   *clientv3.Client
 }
 
@@ -83,7 +83,7 @@ func (e *Etcd) dial(ctx context.Context, addr string) (net.Conn, error) {
 // waits until it answers.
 func (e *Etcd) Start(ctx context.Context) error {
 	if e.proc != nil {
-		if done, _ := e.proc.exited(); !done {
+		if done, _ := e.proc.Exited(); !done {
 			return fmt.Errorf("etcd already running (pid %d)", e.proc.PID())
 		}
 	}
@@ -96,13 +96,13 @@ func (e *Etcd) Start(ctx context.Context) error {
 		"--listen-peer-urls", peer,
 		"--initial-advertise-peer-urls", peer,
 		"--initial-cluster", "infra="+peer)
-	p, err := startProcess(cmd, e.LogPath())
+	p, err := StartProcess(cmd, e.LogPath())
 	if err != nil {
 		return fmt.Errorf("start etcd: %w", err)
 	}
 	e.proc = p
 	return Eventually(ctx, 30*time.Second, "etcd answers on "+e.Endpoint, func() error {
-		if done, err := p.exited(); done {
+		if done, err := p.Exited(); done {
 			return fmt.Errorf("etcd exited: %v (log %s)", err, e.LogPath())
 		}
 		cctx, cancel := context.WithTimeout(ctx, time.Second)
@@ -117,7 +117,7 @@ func (e *Etcd) Stop() error {
 	if e.proc == nil {
 		return nil
 	}
-	return e.proc.stop(syscall.SIGTERM)
+	return e.proc.Stop(syscall.SIGTERM)
 }
 
 // LogPath is etcd's log file.

@@ -23,6 +23,16 @@ func (n *Node) Metric(ctx context.Context, name string, want ...string) (float64
 	if code != http.StatusOK {
 		return 0, fmt.Errorf("metrics of %s: status %d", n.Name, code)
 	}
+	v, err := ParseMetric(body, name, want...)
+	if err != nil {
+		return 0, fmt.Errorf("metrics of %s: %w", n.Name, err)
+	}
+	return v, nil
+}
+
+// ParseMetric sums the samples of name in a Prometheus text exposition
+// (body) whose labels include every one of want.
+func ParseMetric(body, name string, want ...string) (float64, error) {
 	var sum float64
 	sc := bufio.NewScanner(strings.NewReader(body))
 	for sc.Scan() {
@@ -36,7 +46,7 @@ func (n *Node) Metric(ctx context.Context, name string, want ...string) (float64
 		}
 		v, err := strconv.ParseFloat(m[3], 64)
 		if err != nil {
-			return 0, fmt.Errorf("metrics of %s: %q: %w", n.Name, sc.Text(), err)
+			return 0, fmt.Errorf("%q: %w", sc.Text(), err)
 		}
 		sum += v
 	}

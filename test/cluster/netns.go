@@ -32,9 +32,9 @@ var forwardSysctls = []string{"net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwar
 // flannel-v6.1, pods' eth0): its addresses are usable at once.
 var noDADSysctls = []string{"net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0"}
 
-// newNetns creates the namespace name with its loopback up and IPv6
+// NewNetns creates the namespace name with its loopback up and IPv6
 // duplicate address detection off.
-func newNetns(ctx context.Context, name string) (*Netns, error) {
+func NewNetns(ctx context.Context, name string) (*Netns, error) {
 	if out, err := exec.CommandContext(ctx, "ip", "netns", "add", name).CombinedOutput(); err != nil {
 		return nil, fmt.Errorf("ip netns add %s: %w: %s", name, err, out)
 	}
@@ -97,8 +97,8 @@ func (n *Netns) Netlink() (*netlink.Handle, error) {
 	return h, nil
 }
 
-// delete removes the namespace; nil or already deleted is fine.
-func (n *Netns) delete() error {
+// Delete removes the namespace; nil or already deleted is fine.
+func (n *Netns) Delete() error {
 	if n == nil || n.deleted {
 		return nil
 	}

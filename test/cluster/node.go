@@ -52,7 +52,7 @@ type Node struct {
 
 	c     *Cluster
 	bins  Binaries // what the node runs (see Upgrade)
-	weftd *process
+	weftd *Process
 	// stopped is set while weftd is stopped on purpose (StopWeftd): alive
 	// does not fail then.
 	stopped bool
@@ -106,10 +106,10 @@ func (c *Cluster) buildNode(ctx context.Context, i int) (*Node, error) {
 		return nil, err
 	}
 	err = c.add(func() error {
-		ns, err := newNetns(ctx, c.Prefix+n.Name)
+		ns, err := NewNetns(ctx, c.Prefix+n.Name)
 		n.NS = ns
 		return err
-	}, func() error { return n.NS.delete() })
+	}, func() error { return n.NS.Delete() })
 	if err != nil {
 		return nil, err
 	}
@@ -197,15 +197,15 @@ func (n *Node) Log() (string, error) {
 // StartWeftd starts weftd in the node's namespace.
 func (n *Node) StartWeftd(ctx context.Context) error {
 	if n.weftd != nil {
-		if done, _ := n.weftd.exited(); !done {
+		if done, _ := n.weftd.Exited(); !done {
 			return fmt.Errorf("weftd on %s already running (pid %d)", n.Name, n.weftd.PID())
 		}
 	}
-	var p *process
+	var p *Process
 	return n.c.add(func() error {
 		cmd := n.weftdCommand(context.Background(), n.weftdArgs()...)
 		var err error
-		if p, err = startProcess(cmd, n.LogPath()); err != nil {
+		if p, err = StartProcess(cmd, n.LogPath()); err != nil {
 			return fmt.Errorf("node %s: %w", n.Name, err)
 		}
 		n.weftd, n.stopped = p, false
@@ -215,7 +215,7 @@ func (n *Node) StartWeftd(ctx context.Context) error {
 		if p == nil {
 			return nil
 		}
-		return p.stop(syscall.SIGTERM)
+		return p.Stop(syscall.SIGTERM)
 	})
 }
 
@@ -255,7 +255,7 @@ func (n *Node) StopWeftd(sig syscall.Signal) error {
 	if n.weftd == nil {
 		return fmt.Errorf("weftd on %s was never started", n.Name)
 	}
-	if err := n.weftd.stop(sig); err != nil {
+	if err := n.weftd.Stop(sig); err != nil {
 		return fmt.Errorf("stop weftd on %s: %w", n.Name, err)
 	}
 	n.stopped = true
@@ -284,7 +284,7 @@ func (n *Node) WeftdExited() (bool, error) {
 	if n.weftd == nil {
 		return true, nil
 	}
-	return n.weftd.exited()
+	return n.weftd.Exited()
 }
 
 // alive fails if weftd was started and has exited without StopWeftd:
@@ -295,7 +295,7 @@ func (n *Node) alive() error {
 	if n.weftd == nil || n.stopped {
 		return nil
 	}
-	if done, err := n.weftd.exited(); done {
+	if done, err := n.weftd.Exited(); done {
 		return fmt.Errorf("weftd on %s is not running (exit: %v); log %s", n.Name, err, n.LogPath())
 	}
 	return nil

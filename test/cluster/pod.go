@@ -92,10 +92,10 @@ func (n *Node) attach(ctx context.Context, list *libcni.NetworkConfigList) (*Pod
 	n.pods++
 	p := &Pod{ID: fmt.Sprintf("%s-p%d", n.Name, n.pods), Node: n, list: list}
 	err := n.c.add(func() error {
-		ns, err := newNetns(ctx, n.c.Prefix+p.ID)
+		ns, err := NewNetns(ctx, n.c.Prefix+p.ID)
 		p.NS = ns
 		return err
-	}, func() error { return p.NS.delete() })
+	}, func() error { return p.NS.Delete() })
 	if err != nil {
 		return nil, err
 	}
@@ -157,7 +157,7 @@ func (p *Pod) Delete(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("CNI DEL %s on %s: %w", p.ID, p.Node.Name, err)
 	}
-	return p.NS.delete()
+	return p.NS.Delete()
 }
 
 // cniBinDir holds the node's weft-cni installed under flannel's plugin

@@ -14,17 +14,17 @@ import (
 // killed.
 const stopTimeout = 10 * time.Second
 
-// process is one child process the cluster started (etcd, weftd), known by
+// Process is one child process a harness started (etcd, weftd, a node), known by
 // PID and logging to a file.
-type process struct {
+type Process struct {
 	cmd  *exec.Cmd
 	done chan struct{} // closed when the process has exited
 	err  error         // exit status, valid after done
 }
 
-// startProcess starts cmd with stdout and stderr appended to logPath, after a
+// StartProcess starts cmd with stdout and stderr appended to logPath, after a
 // header line that marks the start in the log.
-func startProcess(cmd *exec.Cmd, logPath string) (*process, error) {
+func StartProcess(cmd *exec.Cmd, logPath string) (*Process, error) {
 	logf, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open log %s: %w", logPath, err)
@@ -38,7 +38,7 @@ func startProcess(cmd *exec.Cmd, logPath string) (*process, error) {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", cmd.Path, err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
+	p := &Process{cmd: cmd, done: make(chan struct{})}
 	go func() {
 		p.err = cmd.Wait()
 		fmt.Fprintf(logf, "### harness %s: exited: %v\n", time.Now().Format(time.RFC3339Nano), p.err)
@@ -49,10 +49,10 @@ func startProcess(cmd *exec.Cmd, logPath string) (*process, error) {
 }
 
 // PID is the process ID.
-func (p *process) PID() int { return p.cmd.Process.Pid }
+func (p *Process) PID() int { return p.cmd.Process.Pid }
 
-// exited reports whether the process has ended, and how.
-func (p *process) exited() (bool, error) {
+// Exited reports whether the process has ended, and how.
+func (p *Process) Exited() (bool, error) {
 	select {
 	case <-p.done:
 		return true, p.err
@@ -61,10 +61,10 @@ func (p *process) exited() (bool, error) {
 	}
 }
 
-// stop sends sig and waits for the exit; after stopTimeout it sends SIGKILL.
+// Stop sends sig and waits for the exit; after stopTimeout it sends SIGKILL.
 // It returns an error only if the process cannot be ended.
-func (p *process) stop(sig syscall.Signal) error {
-	if done, _ := p.exited(); done {
+func (p *Process) Stop(sig syscall.Signal) error {
+	if done, _ := p.Exited(); done {
 		return nil
 	}
 	if err := p.cmd.Process.Signal(sig); err != nil && !errors.Is(err, os.ErrProcessDone) {

@@ -21,20 +21,30 @@ import (
 )
 
 // RepoRoot returns the directory of the module's go.mod above the working
-// directory.
+// directory, failing t if there is none.
 func RepoRoot(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
+	dir, err := FindRepoRoot()
 	if err != nil {
 		t.Fatalf("kubetest: %v", err)
 	}
+	return dir
+}
+
+// FindRepoRoot returns the directory of the module's go.mod above the
+// working directory.
+func FindRepoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", fmt.Errorf("working directory: %w", err)
+	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
+			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Fatalf("kubetest: no go.mod above the working directory")
+			return "", errors.New("no go.mod above the working directory")
 		}
 		dir = parent
 	}
