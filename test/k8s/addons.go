@@ -137,15 +137,8 @@ const corednsTimeout = 2 * time.Minute
 // Deployment coredns and Service kube-dns at DNSServiceIP in kube-system)
 // and waits until all its replicas are ready.
 func (c *Cluster) installCoreDNS(ctx context.Context) error {
-	tmpl, err := template.New("coredns").Parse(corednsManifest)
-	if err != nil {
-		return fmt.Errorf("testdata/coredns.yaml: %w", err)
-	}
-	var b bytes.Buffer
-	if err := tmpl.Execute(&b, map[string]string{"Image": c.opts.Components.Images.CoreDNS.Ref, "DNSServiceIP": DNSServiceIP.String()}); err != nil {
-		return fmt.Errorf("testdata/coredns.yaml: %w", err)
-	}
-	if _, err := c.KubectlInput(ctx, b.String(), "apply", "-f", "-"); err != nil {
+	data := map[string]string{"Image": c.opts.Components.Images.CoreDNS.Ref, "DNSServiceIP": DNSServiceIP.String()}
+	if err := c.ApplyTemplate(ctx, "testdata/coredns.yaml", corednsManifest, data); err != nil {
 		return err
 	}
 	return c.WaitFor(ctx, corednsTimeout, "CoreDNS ready", func(ctx context.Context) error {
@@ -165,4 +158,21 @@ func ptrOr[T any](p *T, def T) T {
 		return def
 	}
 	return *p
+}
+
+// ApplyTemplate applies the manifest that the text/template tmpl (called
+// name in errors) gives with data: `kubectl apply -f -`.
+func (c *Cluster) ApplyTemplate(ctx context.Context, name, tmpl string, data any) error {
+	t, err := template.New(name).Option("missingkey=error").Parse(tmpl)
+	if err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	var b bytes.Buffer
+	if err := t.Execute(&b, data); err != nil {
+		return fmt.Errorf("%s: %w", name, err)
+	}
+	if _, err := c.KubectlInput(ctx, b.String(), "apply", "-f", "-"); err != nil {
+		return fmt.Errorf("apply %s: %w", name, err)
+	}
+	return nil
 }

@@ -263,6 +263,7 @@ func (c *Cluster) Kubectl(ctx context.Context, args ...string) (string, error) {
 // manifest for `apply -f -`).
 func (c *Cluster) KubectlInput(ctx context.Context, stdin string, args ...string) (string, error) {
 	cmd := c.Infra.Command(ctx, c.opts.Components.Kubectl, append([]string{"--kubeconfig", c.AdminKubeconfig}, args...)...)
+	cmd.Env = c.env()
 	return runCommand(cmd, stdin, "kubectl")
 }
 

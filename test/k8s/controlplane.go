@@ -157,6 +157,9 @@ func (c *Cluster) startControllers(dir string, cp controlPlane) error {
 		"--node-cidr-mask-size="+strconv.Itoa(nodeCIDRMaskSize),
 		"--service-cluster-ip-range="+ServiceCIDR.String(),
 		"--configure-cloud-routes=false",
+		// Not the default /usr/libexec/kubernetes/...: it would be created
+		// on the machine.
+		"--flex-volume-plugin-dir="+filepath.Join(dir, "flexvolume"),
 		"--use-service-account-credentials=true",
 		"--service-account-private-key-file="+cp.saKey,
 		"--root-ca-file="+c.pki.CAFile,

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -53,7 +54,7 @@ var kubeletSysctls = []string{
 // created on the machine. /etc is an overlay (the node writes
 // /etc/cni/net.d into its upper directory).
 var nodeMounts = []struct{ dir, target string }{
-	{"opt", "/opt"}, {"var-lib", "/var/lib"}, {"var-log", "/var/log"}, {"run", "/run"},
+	{"run", "/run"}, {"opt", "/opt"}, {"var-lib", "/var/lib"}, {"var-log", "/var/log"},
 }
 
 // initScript is a node's PID-namespace init, started by
@@ -66,6 +67,10 @@ const initScript = `set -eu
 d=$1 name=$2
 shift 2
 hostname "$name"
+# The node's own /run first: mount(8) writes /run/mount/utab.
+for m in ` + "{{MOUNTS}}" + `; do
+	mount --bind "$d/root/${m%%:*}" "${m#*:}"
+done
 # The sysfs of the node's network namespace, keeping the machine's cgroups.
 mount --rbind /sys/fs/cgroup "$d/cgroup-aside"
 mount -t sysfs sysfs /sys
@@ -74,9 +79,6 @@ mount --move "$d/cgroup-aside" /sys/fs/cgroup
 mount -t bpf bpffs /sys/fs/bpf
 mount --make-shared /sys/fs/bpf
 mount -t overlay overlay -o "lowerdir=/etc,upperdir=$d/root/etc.upper,workdir=$d/root/etc.work" /etc
-for m in ` + "{{MOUNTS}}" + `; do
-	mount --bind "$d/root/${m%%:*}" "${m#*:}"
-done
 for f; do
 	s="$d/root/sysctl/$(echo "$f" | tr / .)"
 	cat "/proc/sys/$f" >"$s"
@@ -274,6 +276,20 @@ func (n *Node) kill() error {
 		}
 	}
 	return errors.Join(append(errs, n.removeCgroups())...)
+}
+
+// RemoveNode shuts node n down like a machine switched off (every process
+// of the node ends, its pods with them; see kill) and drops it from Nodes,
+// so the cluster's waits and checks no longer expect it. Its Node object
+// stays, for the caller to delete as an admin does (kubectl delete node);
+// Close still removes its network namespace.
+func (c *Cluster) RemoveNode(n *Node) error {
+	if err := n.kill(); err != nil {
+		return err
+	}
+	c.Nodes = slices.DeleteFunc(c.Nodes, func(m *Node) bool { return m == n })
+	c.log.Info("node removed", "node", n.Name)
+	return nil
 }
 
 // processes are the node's daemons' processes (nsenter, outside the
