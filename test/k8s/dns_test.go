@@ -49,7 +49,7 @@ func testDNS(t *testing.T, w *workload) {
 // resolv.conf) and returns the answer.
 func (w *workload) dialFrom(ctx context.Context, p podNet, host string, port int) (string, error) {
 	q := url.Values{"request": {"hostname"}, "protocol": {"http"}, "host": {host}, "port": {strconv.Itoa(port)}, "tries": {"1"}}
-	body, err := p.httpGet(ctx, fmt.Sprintf("http://127.0.0.1:%d/dial?%s", workloadPort, q.Encode()))
+	body, err := p.httpGet(ctx, fmt.Sprintf("http://127.0.0.1:%d/dial?%s", netexecPort, q.Encode()))
 	if err != nil {
 		return "", err
 	}

@@ -14,9 +14,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/vishvananda/netlink"
@@ -26,32 +24,7 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/weftnet/weft/test/cluster"
-	"github.com/weftnet/weft/test/testns"
 )
-
-// testComponents builds or finds the cluster's components once per test
-// binary (BuildComponents).
-var testComponents = sync.OnceValues(func() (Components, error) {
-	return BuildComponents(context.Background())
-})
-
-// startCluster starts a cluster for t with opts and the components of
-// BuildComponents (see Start). A real cluster needs its components (about
-// 20 minutes to build cold) and root: t is skipped unless WEFT_E2E=1 or
-// CI=true (testns.Strict), and then fails without root.
-func startCluster(t *testing.T, opts Options) *Cluster {
-	t.Helper()
-	if !testns.Strict() {
-		t.Skip("real Kubernetes cluster (components build ~20 min cold): set WEFT_E2E=1 (make e2e-k8s)")
-	}
-	testns.RequireRoot(t)
-	comp, err := testComponents()
-	if err != nil {
-		t.Fatalf("cluster components: %v", err)
-	}
-	opts.Components = comp
-	return Start(t, opts)
-}
 
 // reachTimeout bounds the wait for a path through the cluster to work
 // (a new pod's first packets, kube-proxy's rules for a new Service).
@@ -154,7 +127,7 @@ func (p podNet) exec(ctx context.Context, name string, args ...string) (string, 
 func (p podNet) ping(ctx context.Context, to netip.Addr, count int) error {
 	out, err := p.exec(ctx, "ping", "-n", "-q", "-c", strconv.Itoa(count), "-i", "0.2", "-W", "2", to.String())
 	if err != nil {
-		return err
+		return fmt.Errorf("%w: %s", err, out)
 	}
 	if !strings.Contains(out, " 0% packet loss") {
 		return fmt.Errorf("ping %s from %s lost packets: %s", to, p, out)
@@ -162,10 +135,15 @@ func (p podNet) ping(ctx context.Context, to netip.Addr, count int) error {
 	return nil
 }
 
+// podHTTPTimeout bounds one request of httpGet (seconds): longer than netexec's own
+// timeout for the requests of its /dial endpoint (5 s), so that /dial
+// reports their errors.
+const podHTTPTimeout = "10"
+
 // httpGet fetches url from the pod's network namespace (curl) and returns
 // the body; an HTTP error status is an error.
 func (p podNet) httpGet(ctx context.Context, url string) (string, error) {
-	return p.exec(ctx, "curl", "-sS", "--fail", "--max-time", "5", url)
+	return p.exec(ctx, "curl", "-sS", "--fail", "--max-time", podHTTPTimeout, url)
 }
 
 // workloadNamespace holds the test workload (testdata/netexec.yaml).
@@ -176,9 +154,6 @@ const workloadSelector = "app=netexec"
 
 // probePeriod is the workload's readiness and liveness probe period.
 const probePeriod = time.Second
-
-// workloadTimeout bounds the workload's pods turning Ready.
-const workloadTimeout = 2 * time.Minute
 
 //go:embed testdata/netexec.yaml
 var netexecManifest string
@@ -197,23 +172,15 @@ type workload struct {
 // and waits until every pod is Ready.
 func deployWorkload(t *testing.T, c *Cluster) *workload {
 	t.Helper()
-	tmpl, err := template.New("netexec").Parse(netexecManifest)
-	if err != nil {
-		t.Fatalf("testdata/netexec.yaml: %v", err)
-	}
-	var b bytes.Buffer
-	err = tmpl.Execute(&b, map[string]any{
+	err := c.ApplyTemplate(t.Context(), "testdata/netexec.yaml", netexecManifest, map[string]any{
 		"Namespace": workloadNamespace, "Image": c.opts.Components.Images.Agnhost.Ref,
-		"Replicas": len(c.Nodes), "ProbePeriod": int(probePeriod.Seconds()),
+		"Port": netexecPort, "Replicas": len(c.Nodes), "ProbePeriod": int(probePeriod.Seconds()),
 	})
 	if err != nil {
-		t.Fatalf("testdata/netexec.yaml: %v", err)
-	}
-	if _, err := c.KubectlInput(t.Context(), b.String(), "apply", "-f", "-"); err != nil {
 		t.Fatal(err)
 	}
 	w := &workload{c: c}
-	if w.Service, err = c.Client.CoreV1().Services(workloadNamespace).Get(t.Context(), "netexec", metav1.GetOptions{}); err != nil {
+	if w.Service, err = c.Client.CoreV1().Services(workloadNamespace).Get(t.Context(), "netexec", getOptions); err != nil {
 		t.Fatal(err)
 	}
 	w.waitReady(t)
@@ -225,7 +192,7 @@ func deployWorkload(t *testing.T, c *Cluster) *workload {
 func (w *workload) waitReady(t *testing.T, gone ...types.UID) {
 	t.Helper()
 	start := time.Now()
-	err := w.c.WaitFor(t.Context(), workloadTimeout, "a Ready netexec pod on every node", func(ctx context.Context) error {
+	err := w.c.WaitFor(t.Context(), podsTimeout, "a Ready netexec pod on every node", func(ctx context.Context) error {
 		list, err := w.c.Client.CoreV1().Pods(workloadNamespace).List(ctx, metav1.ListOptions{LabelSelector: workloadSelector})
 		if err != nil {
 			return err

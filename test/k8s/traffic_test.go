@@ -11,9 +11,6 @@ import (
 	"github.com/weftnet/weft/test/cluster"
 )
 
-// workloadPort is netexec's HTTP port in every workload pod.
-const workloadPort = 8080
-
 // TestWorkloads runs, on each datapath, one cluster (3 nodes, kube-proxy
 // in iptables mode) with weft installed from deploy/ and the netexec
 // workload on every node, and checks what pods see: probes and the fast
@@ -21,9 +18,10 @@ const workloadPort = 8080
 // and a recreated pod. The subtests share the cluster; the one that
 // recreates a pod runs last.
 func TestWorkloads(t *testing.T) {
+	comp := components(t)
 	for _, dp := range datapaths {
 		t.Run(dp, func(t *testing.T) {
-			c := startCluster(t, Options{Datapath: dp})
+			c := Start(t, Options{Components: comp, Datapath: dp})
 			w := deployWorkload(t, c)
 			t.Run("ProbesAndFastPath", func(t *testing.T) { testProbesAndFastPath(t, w) })
 			t.Run("PodToPod", func(t *testing.T) { testPodToPod(t, w) })
@@ -63,7 +61,7 @@ func reach(ctx context.Context, a, b podNet) error {
 	if err := a.ping(ctx, b.IP, 5); err != nil {
 		return err
 	}
-	url := fmt.Sprintf("http://%s:%d/hostname", b.IP, workloadPort)
+	url := fmt.Sprintf("http://%s:%d/hostname", b.IP, netexecPort)
 	got, err := a.httpGet(ctx, url)
 	if err != nil {
 		return err
