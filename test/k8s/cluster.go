@@ -124,30 +124,11 @@ func New(ctx context.Context, opts Options) (*Cluster, error) {
 // newCluster checks opts, fills their defaults and returns an empty
 // cluster that CloseOnInterrupt closes.
 func newCluster(opts Options) (*Cluster, error) {
+	if err := opts.complete(); err != nil {
+		return nil, err
+	}
 	if os.Geteuid() != 0 {
 		return nil, errors.New("the Kubernetes cluster needs root: run as root (e.g. sudo)")
-	}
-	if opts.Nodes == 0 {
-		opts.Nodes = minNodes
-	}
-	if opts.Nodes < minNodes || opts.Nodes > 250 {
-		return nil, fmt.Errorf("Nodes = %d: want %d to 250", opts.Nodes, minNodes)
-	}
-	if err := oneOf("Datapath", &opts.Datapath, datapaths); err != nil {
-		return nil, err
-	}
-	if err := oneOf("KubeProxyMode", &opts.KubeProxyMode, kubeProxyModes); err != nil {
-		return nil, err
-	}
-	if err := opts.Components.check(); err != nil {
-		return nil, err
-	}
-	if opts.Deploy == "" {
-		dir, err := kubetest.FindRepoRoot()
-		if err != nil {
-			return nil, fmt.Errorf("find deploy/: %w", err)
-		}
-		opts.Deploy = filepath.Join(dir, "deploy")
 	}
 	c := &Cluster{Prefix: testns.Prefix(), opts: opts, log: opts.Log}
 	if c.log == nil {
@@ -155,6 +136,33 @@ func newCluster(opts Options) (*Cluster, error) {
 	}
 	cluster.Track(c, c.Prefix)
 	return c, nil
+}
+
+// complete checks the options and fills in their defaults.
+func (opts *Options) complete() error {
+	if opts.Nodes == 0 {
+		opts.Nodes = minNodes
+	}
+	if opts.Nodes < minNodes || opts.Nodes > 250 {
+		return fmt.Errorf("Nodes = %d: want %d to 250", opts.Nodes, minNodes)
+	}
+	if err := oneOf("Datapath", &opts.Datapath, datapaths); err != nil {
+		return err
+	}
+	if err := oneOf("KubeProxyMode", &opts.KubeProxyMode, kubeProxyModes); err != nil {
+		return err
+	}
+	if err := opts.Components.check(); err != nil {
+		return err
+	}
+	if opts.Deploy == "" {
+		dir, err := kubetest.FindRepoRoot()
+		if err != nil {
+			return fmt.Errorf("find deploy/: %w", err)
+		}
+		opts.Deploy = filepath.Join(dir, "deploy")
+	}
+	return nil
 }
 
 // oneOf checks that *v is one of allowed, setting it to the first when

@@ -58,6 +58,13 @@ func TestClusterUp(t *testing.T) {
 		if !strings.Contains(env, "WEFT_BPF_DIR=") {
 			t.Errorf("%s: subnet file without WEFT_BPF_DIR, not on the eBPF datapath:\n%s", n.Name, env)
 		}
+		pod, err := c.WeftPod(ctx, n.Name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Exec(ctx, WeftNamespace, pod, "weftd", "/usr/local/bin/weftctl", "maps"); err != nil {
+			t.Errorf("weftctl maps in %s on %s: %v", pod, n.Name, err)
+		}
 		peers, err := n.WeftMetric(ctx, "weft_peers", `backend="vxlan-ebpf"`)
 		if err != nil {
 			t.Fatal(err)

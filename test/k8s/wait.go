@@ -201,3 +201,15 @@ func (c *Cluster) Exec(ctx context.Context, namespace, pod, container string, cm
 
 // Node returns node i (0-based).
 func (c *Cluster) Node(i int) *Node { return c.Nodes[i] }
+
+// WeftPod is the name of weft's pod on node (e.g. to exec weftctl in it).
+func (c *Cluster) WeftPod(ctx context.Context, node string) (string, error) {
+	pods, err := c.Client.CoreV1().Pods(WeftNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=weft", FieldSelector: "spec.nodeName=" + node})
+	if err != nil {
+		return "", fmt.Errorf("weft pod on %s: %w", node, err)
+	}
+	if len(pods.Items) != 1 {
+		return "", fmt.Errorf("weft pods on %s: %d, want 1", node, len(pods.Items))
+	}
+	return pods.Items[0].Name, nil
+}

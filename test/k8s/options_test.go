@@ -3,6 +3,7 @@ package k8s
 import (
 	"encoding/json"
 	"maps"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -64,5 +65,47 @@ func TestWeftOverlay(t *testing.T) {
 	}
 	if _, err := weftOverlay(dir, deploy, "Not A Reference", "ebpf"); err == nil {
 		t.Error("an invalid image reference was accepted")
+	}
+}
+
+// TestOptions: defaults are filled in, and a bad option or a missing
+// component is refused with an error naming it.
+func TestOptions(t *testing.T) {
+	dir := t.TempDir()
+	file := func(name string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte("x"), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	exe, archive := file("exe", 0o755), file("archive.tar", 0o644)
+	img := Image{Archive: archive, Ref: "example.test/img:1"}
+	comp := Components{
+		KubeAPIServer: exe, KubeControllerManager: exe, KubeScheduler: exe, Kubelet: exe, KubeProxy: exe,
+		Kubectl: exe, Etcd: exe, Containerd: exe, ContainerdShim: exe, Ctr: exe, Runc: exe,
+		Images: Images{Pause: img, CoreDNS: img, Agnhost: img, Weft: img},
+	}
+	opts := Options{Components: comp}
+	if err := opts.complete(); err != nil {
+		t.Fatal(err)
+	}
+	if opts.Nodes != 3 || opts.Datapath != "ebpf" || opts.KubeProxyMode != "iptables" || filepath.Base(opts.Deploy) != "deploy" {
+		t.Errorf("defaults: %+v", opts)
+	}
+	noKubelet := comp
+	noKubelet.Kubelet = file("not-executable", 0o644)
+	for _, tc := range []struct {
+		opts Options
+		want string
+	}{
+		{Options{Components: comp, Nodes: 2}, "Nodes"},
+		{Options{Components: comp, Datapath: "xdp"}, "Datapath"},
+		{Options{Components: comp, KubeProxyMode: "ipvs"}, "KubeProxyMode"},
+		{Options{Components: noKubelet}, "Components.Kubelet"},
+	} {
+		if err := tc.opts.complete(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want one naming %s", tc.opts, err, tc.want)
+		}
 	}
 }
