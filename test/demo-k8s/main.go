@@ -45,8 +45,6 @@ const (
 	podPort = 8080
 	// podsTimeout bounds the workload's pods turning Ready.
 	podsTimeout = 2 * time.Minute
-	// weftctl is weftctl's path in weft's image.
-	weftctl = "/usr/local/bin/weftctl"
 )
 
 func main() {
@@ -233,15 +231,14 @@ type counter struct {
 // pod; the values of weft_datapath_packets_total and
 // weft_datapath_drops_total): which path carried the requests.
 func printCounters(ctx context.Context, c *k8s.Cluster, datapath string) error {
-	weftPods, err := c.Client.CoreV1().Pods(k8s.WeftNamespace).List(ctx, metav1.ListOptions{LabelSelector: "app=weft"})
-	if err != nil {
-		return err
-	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "\nNODE\tWEFT POD\tBACKEND\tDIRECTION / DROP REASON\tPACKETS\tBYTES")
-	slices.SortFunc(weftPods.Items, func(a, b corev1.Pod) int { return strings.Compare(a.Spec.NodeName, b.Spec.NodeName) })
-	for _, p := range weftPods.Items {
-		out, err := c.Exec(ctx, k8s.WeftNamespace, p.Name, "weftd", weftctl, "counters", "-o", "json")
+	for _, n := range c.Nodes {
+		pod, err := c.WeftPod(ctx, n.Name)
+		if err != nil {
+			return err
+		}
+		out, err := c.Exec(ctx, k8s.WeftNamespace, pod, "weftd", k8s.Weftctl, "counters", "-o", "json")
 		if err != nil {
 			return err
 		}
@@ -249,7 +246,7 @@ func printCounters(ctx context.Context, c *k8s.Cluster, datapath string) error {
 			Counters []counter `json:"counters"`
 		}
 		if err := json.Unmarshal([]byte(out), &r); err != nil {
-			return fmt.Errorf("weftctl counters on %s: %w: %s", p.Spec.NodeName, err, out)
+			return fmt.Errorf("weftctl counters on %s: %w: %s", n.Name, err, out)
 		}
 		for _, ct := range r.Counters {
 			if ct.Packets == 0 {
@@ -259,7 +256,7 @@ func printCounters(ctx context.Context, c *k8s.Cluster, datapath string) error {
 			if ct.Reason != "" {
 				what = "dropped: " + ct.Reason
 			}
-			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\n", p.Spec.NodeName, p.Name, ct.Backend, what, ct.Packets, ct.Bytes)
+			fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%d\t%d\n", n.Name, pod, ct.Backend, what, ct.Packets, ct.Bytes)
 		}
 	}
 	if err := w.Flush(); err != nil {

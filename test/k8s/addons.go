@@ -26,6 +26,9 @@ const (
 	// WeftNamespace is deploy/weft.yaml's namespace; its DaemonSet is
 	// "weft", its pods are labeled app=weft.
 	WeftNamespace = "kube-weft"
+	// Weftctl is weftctl's path in weft's image (container weftd of the
+	// pod WeftPod names runs it: kubectl exec).
+	Weftctl = "/usr/local/bin/weftctl"
 )
 
 // installWeft installs weft as a user would: `kubectl apply -k` of a
