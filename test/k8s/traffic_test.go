@@ -18,19 +18,14 @@ import (
 // and a recreated pod. The subtests share the cluster; the one that
 // recreates a pod runs last.
 func TestWorkloads(t *testing.T) {
-	comp := components(t)
-	for _, dp := range datapaths {
-		t.Run(dp, func(t *testing.T) {
-			c := Start(t, Options{Components: comp, Datapath: dp})
-			w := deployWorkload(t, c)
-			t.Run("ProbesAndFastPath", func(t *testing.T) { testProbesAndFastPath(t, w) })
-			t.Run("PodToPod", func(t *testing.T) { testPodToPod(t, w) })
-			t.Run("Iperf3", func(t *testing.T) { testIperf3(t, w) })
-			t.Run("DNS", func(t *testing.T) { testDNS(t, w) })
-			t.Run("Services", func(t *testing.T) { testServices(t, w) })
-			t.Run("PodRecreated", func(t *testing.T) { testPodRecreated(t, w) })
-		})
-	}
+	onEachDatapath(t,
+		workloadTest{"ProbesAndFastPath", testProbesAndFastPath},
+		workloadTest{"PodToPod", testPodToPod},
+		workloadTest{"Iperf3", testIperf3},
+		workloadTest{"DNS", testDNS},
+		workloadTest{"Services", testServices},
+		workloadTest{"PodRecreated", testPodRecreated},
+	)
 }
 
 // testPodToPod: every workload pod reaches every other one (each on
