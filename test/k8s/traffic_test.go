@@ -11,17 +11,27 @@ import (
 	"github.com/weftnet/weft/test/cluster"
 )
 
-// TestWorkloads runs, on each datapath, one cluster (3 nodes, kube-proxy
-// in iptables mode) with weft installed from deploy/ and the netexec
+// TestWorkloads runs, on each datapath (kube-proxy in iptables mode) and
+// on ebpf with kube-proxy in nftables mode, one cluster (3 nodes) with
+// weft installed from deploy/ and the netexec
 // workload on every node, and checks what pods see: probes and the fast
 // path, pod-to-pod traffic both ways, an iperf3 stream, CoreDNS, Services
 // and a recreated pod. The subtests share the cluster; the one that
 // recreates a pod runs last.
 func TestWorkloads(t *testing.T) {
 	comp := components(t)
-	for _, dp := range datapaths {
-		t.Run(dp, func(t *testing.T) {
-			c := Start(t, Options{Components: comp, Datapath: dp})
+	// Each datapath behind kube-proxy's iptables mode, and the eBPF
+	// datapath behind its nftables mode too (Services, NodePorts and the
+	// fast path's conntrack gate with kube-proxy's nftables NAT).
+	variants := []Options{{Datapath: "ebpf"}, {Datapath: "kernel"}, {Datapath: "ebpf", KubeProxyMode: "nftables"}}
+	for _, v := range variants {
+		name := v.Datapath
+		if v.KubeProxyMode != "" {
+			name += "/kube-proxy-" + v.KubeProxyMode
+		}
+		t.Run(name, func(t *testing.T) {
+			v.Components = comp
+			c := Start(t, v)
 			w := deployWorkload(t, c)
 			t.Run("ProbesAndFastPath", func(t *testing.T) { testProbesAndFastPath(t, w) })
 			t.Run("PodToPod", func(t *testing.T) { testPodToPod(t, w) })
