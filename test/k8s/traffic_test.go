@@ -27,7 +27,7 @@ func TestWorkloads(t *testing.T) {
 	for _, v := range variants {
 		name := v.Datapath
 		if v.KubeProxyMode != "" {
-			name += "/kube-proxy-" + v.KubeProxyMode
+			name += "-kube-proxy-" + v.KubeProxyMode
 		}
 		t.Run(name, func(t *testing.T) {
 			v.Components = comp
