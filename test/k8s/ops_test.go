@@ -11,14 +11,30 @@ type workloadTest struct {
 	run  func(t *testing.T, w *workload)
 }
 
-// onEachDatapath runs tests, in order, on one cluster per datapath (3
-// nodes, kube-proxy in iptables mode) with weft installed from deploy/ and
-// the netexec workload on every node. The tests share the cluster.
-func onEachDatapath(t *testing.T, tests ...workloadTest) {
-	comp := components(t)
+// eachDatapath are the cluster options of one cluster per datapath
+// (kube-proxy in its default mode, iptables).
+func eachDatapath() []Options {
+	var out []Options
 	for _, dp := range datapaths {
-		t.Run(dp, func(t *testing.T) {
-			w := deployWorkload(t, Start(t, Options{Components: comp, Datapath: dp}))
+		out = append(out, Options{Datapath: dp})
+	}
+	return out
+}
+
+// onClusters runs tests, in order, on one cluster (3 nodes) per element of
+// variants, with weft installed from deploy/ and the netexec workload on
+// every node; the tests share the cluster. A variant's subtest is named
+// after its datapath, and its kube-proxy mode when one is set.
+func onClusters(t *testing.T, variants []Options, tests ...workloadTest) {
+	comp := components(t)
+	for _, v := range variants {
+		name := v.Datapath
+		if v.KubeProxyMode != "" {
+			name += "-kube-proxy-" + v.KubeProxyMode
+		}
+		t.Run(name, func(t *testing.T) {
+			v.Components = comp
+			w := deployWorkload(t, Start(t, v))
 			for _, tc := range tests {
 				t.Run(tc.name, func(t *testing.T) { tc.run(t, w) })
 			}
@@ -31,7 +47,7 @@ func onEachDatapath(t *testing.T, tests ...workloadTest) {
 // NetworkPolicy enforced by kube-router's firewall, and a node drained and
 // deleted (last: the cluster loses a node).
 func TestOperations(t *testing.T) {
-	onEachDatapath(t,
+	onClusters(t, eachDatapath(),
 		workloadTest{"RolloutRestart", testRolloutRestart},
 		workloadTest{"NetworkPolicy", testNetworkPolicy},
 		workloadTest{"DrainAndDelete", testDrainAndDelete},

@@ -11,14 +11,19 @@ import (
 	"github.com/weftnet/weft/test/cluster"
 )
 
-// TestWorkloads runs, on each datapath, one cluster (3 nodes, kube-proxy
-// in iptables mode) with weft installed from deploy/ and the netexec
+// TestWorkloads runs, on each datapath (kube-proxy in iptables mode) and
+// on ebpf with kube-proxy in nftables mode, one cluster (3 nodes) with
+// weft installed from deploy/ and the netexec
 // workload on every node, and checks what pods see: probes and the fast
 // path, pod-to-pod traffic both ways, an iperf3 stream, CoreDNS, Services
 // and a recreated pod. The subtests share the cluster; the one that
 // recreates a pod runs last.
 func TestWorkloads(t *testing.T) {
-	onEachDatapath(t,
+	// Each datapath behind kube-proxy's iptables mode, and the eBPF
+	// datapath behind its nftables mode too (Services, NodePorts and the
+	// fast path's conntrack gate with kube-proxy's nftables NAT).
+	variants := append(eachDatapath(), Options{Datapath: "ebpf", KubeProxyMode: "nftables"})
+	onClusters(t, variants,
 		workloadTest{"ProbesAndFastPath", testProbesAndFastPath},
 		workloadTest{"PodToPod", testPodToPod},
 		workloadTest{"Iperf3", testIperf3},
