@@ -133,7 +133,11 @@ gobuild() {
   if [ ! -x "$dir/$name-$v" ]; then
     w=$(module "$mod@$v" "go $(go env GOVERSION | sed 's/^go//')")
     build "$w" "$env" "$ldflags" "$pkg" || { rm -rf "$w"; exit 1; }
-    place "$w/out/$(basename "$pkg")" "$dir/$name-$v"
+    # The one program built, whatever go build named it (a package path
+    # ending in a major version, like etcd's .../server/v3, is named after
+    # the element before it).
+    set -- "$w"/out/*
+    place "$1" "$dir/$name-$v"
     rm -rf "$w"
   fi
   echo "$name $v $dir/$name-$v"
