@@ -97,7 +97,7 @@ type Cluster struct {
 
 	opts    Options
 	log     *slog.Logger
-	pki     *pki
+	pki     *kubetest.PKI
 	daemons []*daemon // the control plane
 	undo    cluster.Undo
 }

@@ -2,6 +2,8 @@ package k8s
 
 import (
 	"fmt"
+
+	"github.com/weftnet/weft/test/kubetest"
 )
 
 // The paths inside a node's mount namespace (each node has its own, see
@@ -53,7 +55,7 @@ state = "/run/containerd"
 // the machine's whole disk and memory), no image garbage collection (the
 // images cannot be pulled again), and every directory inside the node's
 // own mounts.
-func kubeletConfig(n *Node, serving keyPair) string {
+func kubeletConfig(n *Node, serving kubetest.KeyPair) string {
 	return fmt.Sprintf(`apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
 failCgroupV1: false

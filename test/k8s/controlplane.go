@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/weftnet/weft/test/cluster"
+	"github.com/weftnet/weft/test/kubetest"
 )
 
 const (
@@ -52,17 +53,17 @@ func (c *Cluster) startControlPlane(ctx context.Context) error {
 		}
 	}
 	dir := filepath.Join(c.Dir, "control-plane")
-	if c.pki, err = newPKI(filepath.Join(dir, "pki")); err != nil {
+	if c.pki, err = kubetest.NewPKI(filepath.Join(dir, "pki")); err != nil {
 		return err
 	}
-	if c.AdminKubeconfig, err = c.pki.kubeconfig("admin", APIServerURL(), "kubernetes-admin", "system:masters"); err != nil {
+	if c.AdminKubeconfig, err = c.pki.Kubeconfig("admin", APIServerURL(), "kubernetes-admin", "system:masters"); err != nil {
 		return err
 	}
 	if err := c.adminClient(); err != nil {
 		return err
 	}
 	var cp controlPlane
-	if cp.saKey, cp.saPub, err = c.pki.serviceAccountKey(); err != nil {
+	if cp.saKey, cp.saPub, err = c.pki.ServiceAccountKey(); err != nil {
 		return err
 	}
 	if err := c.startEtcd(dir); err != nil {
@@ -100,13 +101,13 @@ func (c *Cluster) startEtcd(dir string) error {
 
 // startAPIServer starts kube-apiserver and waits until it is ready.
 func (c *Cluster) startAPIServer(ctx context.Context, dir string, cp controlPlane) error {
-	serving, err := c.pki.serving("apiserver",
+	serving, err := c.pki.Serving("apiserver",
 		[]net.IP{net.IP(APIServiceIP.AsSlice()), net.IP(InfraIP.AsSlice()), net.IPv4(127, 0, 0, 1)},
 		[]string{"kubernetes", "kubernetes.default", "kubernetes.default.svc", "kubernetes.default.svc.cluster.local", "localhost"})
 	if err != nil {
 		return err
 	}
-	kubeletClient, err := c.pki.client("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters")
+	kubeletClient, err := c.pki.Client("apiserver-kubelet-client", "kube-apiserver-kubelet-client", "system:masters")
 	if err != nil {
 		return err
 	}
@@ -146,7 +147,7 @@ func (c *Cluster) startAPIServer(ctx context.Context, dir string, cp controlPlan
 // startControllers starts kube-controller-manager (allocating node CIDRs
 // from ClusterCIDR, as weft needs) and kube-scheduler.
 func (c *Cluster) startControllers(dir string, cp controlPlane) error {
-	kcm, err := c.pki.kubeconfig("controller-manager", APIServerURL(), "system:kube-controller-manager")
+	kcm, err := c.pki.Kubeconfig("controller-manager", APIServerURL(), "system:kube-controller-manager")
 	if err != nil {
 		return err
 	}
@@ -168,7 +169,7 @@ func (c *Cluster) startControllers(dir string, cp controlPlane) error {
 	if err != nil {
 		return err
 	}
-	sched, err := c.pki.kubeconfig("scheduler", APIServerURL(), "system:kube-scheduler")
+	sched, err := c.pki.Kubeconfig("scheduler", APIServerURL(), "system:kube-scheduler")
 	if err != nil {
 		return err
 	}

@@ -56,7 +56,7 @@ func (c *Cluster) StartKubeRouter(ctx context.Context) error {
 
 // startKubeRouter starts kube-router's firewall on the node.
 func (n *Node) startKubeRouter() error {
-	kubeconfig, err := n.c.pki.kubeconfig(n.Name+"-kube-router", APIServerURL(), kubeRouterUser)
+	kubeconfig, err := n.c.pki.Kubeconfig(n.Name+"-kube-router", APIServerURL(), kubeRouterUser)
 	if err != nil {
 		return err
 	}

@@ -370,11 +370,11 @@ func (n *Node) importImages(ctx context.Context) error {
 // configuration and starts it.
 func (n *Node) startKubelet(context.Context) error {
 	pki := n.c.pki
-	kubeconfig, err := pki.kubeconfig(n.Name+"-kubelet", APIServerURL(), "system:node:"+n.Name, "system:nodes")
+	kubeconfig, err := pki.Kubeconfig(n.Name+"-kubelet", APIServerURL(), "system:node:"+n.Name, "system:nodes")
 	if err != nil {
 		return err
 	}
-	serving, err := pki.serving(n.Name+"-kubelet-serving", []net.IP{net.IP(n.IP.AsSlice())}, []string{n.Name})
+	serving, err := pki.Serving(n.Name+"-kubelet-serving", []net.IP{net.IP(n.IP.AsSlice())}, []string{n.Name})
 	if err != nil {
 		return err
 	}
@@ -390,7 +390,7 @@ func (n *Node) startKubelet(context.Context) error {
 
 // startKubeProxy writes kube-proxy's configuration and starts it.
 func (n *Node) startKubeProxy(context.Context) error {
-	kubeconfig, err := n.c.pki.kubeconfig(n.Name+"-kube-proxy", APIServerURL(), "system:kube-proxy")
+	kubeconfig, err := n.c.pki.Kubeconfig(n.Name+"-kube-proxy", APIServerURL(), "system:kube-proxy")
 	if err != nil {
 		return err
 	}

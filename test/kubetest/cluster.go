@@ -69,7 +69,16 @@ func Start(t testing.TB, opts Options) *Cluster {
 		t.Fatalf("kubetest: BindAddress %q is not an IPv4 address", ip)
 	}
 	dir := t.TempDir()
-	p, err := newPKI(dir, net.ParseIP(ip))
+	p, err := NewPKI(dir)
+	if err != nil {
+		t.Fatalf("kubetest: %v", err)
+	}
+	serving, err := p.Serving("apiserver", []net.IP{net.ParseIP(ip), net.IPv4(127, 0, 0, 1)},
+		[]string{"localhost", "kubernetes", "kubernetes.default", "kubernetes.default.svc"})
+	if err != nil {
+		t.Fatalf("kubetest: %v", err)
+	}
+	saKey, saPub, err := p.ServiceAccountKey()
 	if err != nil {
 		t.Fatalf("kubetest: %v", err)
 	}
@@ -77,8 +86,8 @@ func Start(t testing.TB, opts Options) *Cluster {
 	host := func(port int) string { return net.JoinHostPort(ip, strconv.Itoa(port)) }
 	c := &Cluster{
 		URL:        "https://" + host(ports[2]),
-		CA:         p.caPEM,
-		CAFile:     p.caFile,
+		CA:         p.CAPEM,
+		CAFile:     p.CAFile,
 		AdminToken: randomToken(t),
 		EtcdURL:    "http://" + host(ports[0]),
 		Dir:        dir,
@@ -101,12 +110,12 @@ func Start(t testing.TB, opts Options) *Cluster {
 		"--etcd-servers=" + c.EtcdURL,
 		"--bind-address=" + ip, "--advertise-address=" + ip, "--secure-port=" + strconv.Itoa(ports[2]),
 		"--cert-dir=" + filepath.Join(dir, "certs"),
-		"--tls-cert-file=" + p.certFile, "--tls-private-key-file=" + p.keyFile,
+		"--tls-cert-file=" + serving.CertFile, "--tls-private-key-file=" + serving.KeyFile,
 		"--token-auth-file=" + tokens,
 		"--authorization-mode=Node,RBAC",
 		"--service-account-issuer=https://kubernetes.default.svc",
-		"--service-account-key-file=" + p.saPubFile,
-		"--service-account-signing-key-file=" + p.saKeyFile,
+		"--service-account-key-file=" + saPub,
+		"--service-account-signing-key-file=" + saKey,
 		"--service-cluster-ip-range=10.96.0.0/16",
 		"--allow-privileged=true", // the DaemonSet runs privileged
 		"--endpoint-reconciler-type=none",

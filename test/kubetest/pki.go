@@ -1,4 +1,4 @@
-package k8s
+package kubetest
 
 import (
 	"crypto/ecdsa"
@@ -22,25 +22,25 @@ import (
 // cluster lives for minutes, a demo for hours.
 const certLifetime = 7 * 24 * time.Hour
 
-// pki is the cluster's certificate authority, writing every key and
+// PKI is a test cluster's certificate authority, writing every key and
 // certificate it issues as files in dir.
-type pki struct {
+type PKI struct {
 	dir     string
 	ca      *x509.Certificate
 	caKey   *ecdsa.PrivateKey
-	caPEM   []byte
+	CAPEM   []byte
 	CAFile  string // the CA certificate (client CA of the API server and the kubelets)
 	KeyFile string // the CA key (kube-controller-manager signs CSRs with it)
 }
 
-// keyPair is one issued certificate and its key, as files and PEM.
-type keyPair struct {
+// KeyPair is one issued certificate and its key, as files and PEM.
+type KeyPair struct {
 	CertFile, KeyFile string
 	CertPEM, KeyPEM   []byte
 }
 
-// newPKI creates a CA in dir.
-func newPKI(dir string) (*pki, error) {
+// NewPKI creates a CA in dir.
+func NewPKI(dir string) (*PKI, error) {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("pki dir: %w", err)
 	}
@@ -62,8 +62,8 @@ func newPKI(dir string) (*pki, error) {
 	if err != nil {
 		return nil, fmt.Errorf("parse CA certificate: %w", err)
 	}
-	p := &pki{dir: dir, ca: ca, caKey: key, caPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
-	kp, err := p.write("ca", p.caPEM, key)
+	p := &PKI{dir: dir, ca: ca, caKey: key, CAPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
+	kp, err := p.write("ca", p.CAPEM, key)
 	if err != nil {
 		return nil, err
 	}
@@ -88,58 +88,58 @@ func certTemplate(subject pkix.Name) (*x509.Certificate, error) {
 	}, nil
 }
 
-// serving issues name's TLS serving certificate for ips and dnsNames.
-func (p *pki) serving(name string, ips []net.IP, dnsNames []string) (keyPair, error) {
+// Serving issues name's TLS serving certificate for ips and dnsNames.
+func (p *PKI) Serving(name string, ips []net.IP, dnsNames []string) (KeyPair, error) {
 	return p.issue(name, pkix.Name{CommonName: name}, x509.ExtKeyUsageServerAuth, ips, dnsNames)
 }
 
-// client issues a client certificate for user cn in groups (Kubernetes
+// Client issues a client certificate for user cn in groups (Kubernetes
 // reads the subject's CN as the user and O as the groups).
-func (p *pki) client(name, cn string, groups ...string) (keyPair, error) {
+func (p *PKI) Client(name, cn string, groups ...string) (KeyPair, error) {
 	return p.issue(name, pkix.Name{CommonName: cn, Organization: groups}, x509.ExtKeyUsageClientAuth, nil, nil)
 }
 
 // issue signs a certificate for subject with usage and SANs and writes it
 // as name.crt and name.key.
-func (p *pki) issue(name string, subject pkix.Name, usage x509.ExtKeyUsage, ips []net.IP, dnsNames []string) (keyPair, error) {
+func (p *PKI) issue(name string, subject pkix.Name, usage x509.ExtKeyUsage, ips []net.IP, dnsNames []string) (KeyPair, error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
-		return keyPair{}, fmt.Errorf("generate key of %s: %w", name, err)
+		return KeyPair{}, fmt.Errorf("generate key of %s: %w", name, err)
 	}
 	tmpl, err := certTemplate(subject)
 	if err != nil {
-		return keyPair{}, err
+		return KeyPair{}, err
 	}
 	tmpl.ExtKeyUsage = []x509.ExtKeyUsage{usage}
 	tmpl.IPAddresses, tmpl.DNSNames = ips, dnsNames
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, p.ca, &key.PublicKey, p.caKey)
 	if err != nil {
-		return keyPair{}, fmt.Errorf("create certificate %s: %w", name, err)
+		return KeyPair{}, fmt.Errorf("create certificate %s: %w", name, err)
 	}
 	return p.write(name, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), key)
 }
 
 // write stores a certificate and its key as name.crt and name.key.
-func (p *pki) write(name string, certPEM []byte, key *ecdsa.PrivateKey) (keyPair, error) {
+func (p *PKI) write(name string, certPEM []byte, key *ecdsa.PrivateKey) (KeyPair, error) {
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
-		return keyPair{}, fmt.Errorf("encode key of %s: %w", name, err)
+		return KeyPair{}, fmt.Errorf("encode key of %s: %w", name, err)
 	}
-	kp := keyPair{
+	kp := KeyPair{
 		CertFile: filepath.Join(p.dir, name+".crt"),
 		KeyFile:  filepath.Join(p.dir, name+".key"),
 		CertPEM:  certPEM,
 		KeyPEM:   pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
 	}
 	if err := writeFiles(map[string][]byte{kp.CertFile: kp.CertPEM, kp.KeyFile: kp.KeyPEM}, 0o600); err != nil {
-		return keyPair{}, err
+		return KeyPair{}, err
 	}
 	return kp, nil
 }
 
-// serviceAccountKey writes the key pair that signs ServiceAccount tokens
+// ServiceAccountKey writes the key pair that signs ServiceAccount tokens
 // and returns the private and public key files.
-func (p *pki) serviceAccountKey() (priv, pub string, err error) {
+func (p *PKI) ServiceAccountKey() (priv, pub string, err error) {
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		return "", "", fmt.Errorf("generate ServiceAccount key: %w", err)
@@ -159,15 +159,15 @@ func (p *pki) serviceAccountKey() (priv, pub string, err error) {
 	}, 0o600)
 }
 
-// kubeconfig issues a client certificate for user cn in groups and writes
+// Kubeconfig issues a client certificate for user cn in groups and writes
 // a kubeconfig (name.kubeconfig) that reaches server with it.
-func (p *pki) kubeconfig(name, server, cn string, groups ...string) (string, error) {
-	kp, err := p.client(name, cn, groups...)
+func (p *PKI) Kubeconfig(name, server, cn string, groups ...string) (string, error) {
+	kp, err := p.Client(name, cn, groups...)
 	if err != nil {
 		return "", err
 	}
 	cfg := clientcmdapi.NewConfig()
-	cfg.Clusters["weft-test"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: p.caPEM}
+	cfg.Clusters["weft-test"] = &clientcmdapi.Cluster{Server: server, CertificateAuthorityData: p.CAPEM}
 	cfg.AuthInfos[cn] = &clientcmdapi.AuthInfo{ClientCertificateData: kp.CertPEM, ClientKeyData: kp.KeyPEM}
 	cfg.Contexts["weft-test"] = &clientcmdapi.Context{Cluster: "weft-test", AuthInfo: cn}
 	cfg.CurrentContext = "weft-test"
